@@ -1,0 +1,43 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+MEDIAPIPE_SPEC ?= mediapipe==0.10.21
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install dev demo test lint typecheck unit bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: an open range would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	# mediapipe without its declared deps (jax, opencv-contrib); its run-time deps are in pyproject.
+	$(BIN)/pip install -q --no-deps "$(MEDIAPIPE_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/mar demo --out runs/demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest -q tests
+
+test: install lint typecheck unit
+
+bench: install
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

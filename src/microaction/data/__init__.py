@@ -1,0 +1,1 @@
+"""Dataset readers, the feature store, loaders and the synthetic generator."""

@@ -1,0 +1,379 @@
+"""The feature store: region feature sequences on disk, with the parameters that made them.
+
+Layout (documented for users in ``docs/feature_store.md``)::
+
+    STORE/
+      manifest.json          extraction parameters; fixed when the store is created
+      items/<key>.npz        one video: regions [R, T, D] f16, global [T, Dg] f16,
+                             region_valid [R] bool, timestamps [T] f32 (+ optional extras)
+      status/<key>.json      {"status": "ok" | "failed", "error": ..., ...} written after the item
+      packed/                consolidated memory-mappable arrays (``FeatureStore.pack``)
+
+Every file is written to a temporary name and renamed into place, so a process killed at any
+instant leaves either the complete entry or none; ``status/<key>.json`` is the commit record of a
+video (an item without a status is an interrupted write and is redone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FeatureStore",
+    "Item",
+    "StoreError",
+    "StoreManifest",
+    "StoreMismatch",
+    "atomic_write_bytes",
+    "video_key",
+]
+
+FORMAT_VERSION = 1
+DEFAULT_REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+
+
+class StoreError(RuntimeError):
+    """A feature store that cannot be read or written as asked."""
+
+
+class StoreMismatch(StoreError):
+    """A store whose extraction parameters do not match what a run expects."""
+
+
+@dataclass
+class StoreManifest:
+    """Extraction parameters shared by every item of a store."""
+
+    regions: list[str]
+    region_dim: int
+    global_dim: int
+    parser: str
+    encoders: list[dict[str, Any]]  # [{name, dim, window, stride, checkpoint, checkpoint_sha256}, ...]
+    fps: float | None = None  # frames per second the videos were sampled at (None: native)
+    params: dict[str, Any] = field(default_factory=dict)
+    tool_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "manifest") -> StoreManifest:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise StoreError(f"{source}: unknown manifest keys {sorted(unknown)}")
+        missing = {"regions", "region_dim", "global_dim", "parser", "encoders"} - set(d)
+        if missing:
+            raise StoreError(f"{source}: manifest lacks {sorted(missing)}")
+        return cls(**d)
+
+    def signature(self) -> dict[str, Any]:
+        """What must agree between a store and a model trained on another store."""
+        return {
+            "regions": list(self.regions),
+            "region_dim": int(self.region_dim),
+            "global_dim": int(self.global_dim),
+            "parser": self.parser,
+            "encoders": [
+                {k: e.get(k) for k in ("name", "dim", "window", "stride", "checkpoint_sha256")}
+                for e in self.encoders
+            ],
+            "fps": self.fps,
+        }
+
+
+def check_compatible(have: StoreManifest, want: dict[str, Any], *, source: str) -> None:
+    """Raise ``StoreMismatch`` listing every field of ``want`` (a signature) that ``have`` differs in."""
+    got = have.signature()
+    diffs = [f"{k}: store has {got.get(k)!r}, expected {v!r}" for k, v in want.items() if got.get(k) != v]
+    if diffs:
+        raise StoreMismatch(f"{source}: feature store does not match the run:\n  " + "\n  ".join(diffs))
+
+
+@dataclass
+class Item:
+    """One video's features."""
+
+    key: str
+    regions: np.ndarray  # [R, T, D]
+    global_: np.ndarray  # [T, Dg]
+    region_valid: np.ndarray  # [R] bool
+    timestamps: np.ndarray  # [T] seconds
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return int(self.global_.shape[0])
+
+
+_KEY_BAD = re.compile(r"[^A-Za-z0-9._=+@-]")
+
+
+def video_key(name: str | os.PathLike[str], start: int | None = None, end: int | None = None) -> str:
+    """Store key of a video as named in its annotation (a file name or a relative path).
+
+    Suffix dropped, '/' → '__', other unsafe characters → '_'; a frame window of a long video
+    appends ``@start-end``. Keys are identifiers only: no model input is ever derived from them
+    (MA-52 file names carry the body label).
+    """
+    text = str(name).replace("\\", "/").strip("/")
+    stem = str(Path(text).with_suffix("")) if Path(text).suffix else text
+    key = _KEY_BAD.sub("_", stem.replace("/", "__"))
+    if start is not None or end is not None:
+        key += f"@{'' if start is None else int(start)}-{'' if end is None else int(end)}"
+    if not key or key in {".", ".."}:
+        raise StoreError(f"cannot make a store key from video name {name!r}")
+    return key
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class FeatureStore:
+    """Read and write a feature store directory (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | os.PathLike[str], manifest: StoreManifest) -> None:
+        self.root = Path(root)
+        self.manifest = manifest
+        self._packed: dict[str, Any] | None = None
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> FeatureStore:
+        root = Path(root)
+        mpath = root / "manifest.json"
+        if not mpath.is_file():
+            raise StoreError(f"{root}: not a feature store (no manifest.json)")
+        try:
+            doc = json.loads(mpath.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise StoreError(f"{mpath}: unreadable manifest ({e})") from None
+        return cls(root, StoreManifest.from_dict(doc, source=str(mpath)))
+
+    @classmethod
+    def create(cls, root: str | os.PathLike[str], manifest: StoreManifest) -> FeatureStore:
+        """Create a store, or reopen one made with the same parameters (for resuming)."""
+        root = Path(root)
+        if (root / "manifest.json").is_file():
+            store = cls.open(root)
+            if store.manifest.signature() != manifest.signature():
+                check_compatible(store.manifest, manifest.signature(), source=str(root))
+            return store
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "items").mkdir(exist_ok=True)
+        (root / "status").mkdir(exist_ok=True)
+        atomic_write_bytes(root / "manifest.json", json.dumps(manifest.to_dict(), indent=2).encode())
+        return cls(root, manifest)
+
+    # -- status --------------------------------------------------------------------------------
+    def _item_path(self, key: str) -> Path:
+        return self.root / "items" / f"{key}.npz"
+
+    def _status_path(self, key: str) -> Path:
+        return self.root / "status" / f"{key}.json"
+
+    def status(self, key: str) -> dict[str, Any] | None:
+        p = self._status_path(key)
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # a torn status file cannot exist (atomic writes); treat as not done
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        sdir = self.root / "status"
+        if sdir.is_dir():
+            for p in sorted(sdir.glob("*.json")):
+                st = self.status(p.stem)
+                if st is not None:
+                    out[p.stem] = st
+        return out
+
+    def is_done(self, key: str) -> bool:
+        st = self.status(key)
+        return st is not None and st.get("status") == "ok" and self._item_path(key).is_file()
+
+    def keys(self) -> list[str]:
+        """Keys of the videos extracted successfully, sorted."""
+        return sorted(k for k, st in self.statuses().items() if st.get("status") == "ok")
+
+    def failures(self) -> dict[str, str]:
+        return {k: str(st.get("error", "")) for k, st in self.statuses().items() if st.get("status") == "failed"}
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.is_done(key)
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(
+        self,
+        key: str,
+        *,
+        regions: np.ndarray,
+        global_: np.ndarray,
+        region_valid: np.ndarray,
+        timestamps: np.ndarray,
+        extras: dict[str, np.ndarray] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """Store one video's features atomically, then mark it ok."""
+        m = self.manifest
+        R, T, D = regions.shape
+        if R != len(m.regions) or D != m.region_dim:
+            raise StoreError(f"{key}: regions {regions.shape} do not fit the manifest (R={len(m.regions)}, D={m.region_dim})")
+        if global_.shape != (T, m.global_dim):
+            raise StoreError(f"{key}: global {global_.shape} does not fit [T={T}, Dg={m.global_dim}]")
+        if region_valid.shape != (R,) or timestamps.shape != (T,):
+            raise StoreError(f"{key}: region_valid {region_valid.shape} / timestamps {timestamps.shape} do not fit")
+        if not (np.isfinite(regions).all() and np.isfinite(global_).all()):
+            raise StoreError(f"{key}: non-finite features")
+        arrays = {
+            "regions": regions.astype(np.float16),
+            "global": global_.astype(np.float16),
+            "region_valid": region_valid.astype(bool),
+            "timestamps": timestamps.astype(np.float32),
+        }
+        for name, arr in (extras or {}).items():
+            arrays[f"extra_{name}"] = np.asarray(arr)
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        atomic_write_bytes(self._item_path(key), buf.getvalue())
+        status = {"status": "ok", "frames": int(T), **(info or {})}
+        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+
+    def write_failure(self, key: str, error: str, info: dict[str, Any] | None = None) -> None:
+        status = {"status": "failed", "error": error, **(info or {})}
+        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, key: str) -> Item:
+        packed = self._packed_index()
+        if packed is not None and key in packed["index"]:
+            return self._read_packed(key, packed)
+        path = self._item_path(key)
+        if not self.is_done(key):
+            raise StoreError(f"{self.root}: no finished entry for {key!r}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                extras = {k[len("extra_") :]: z[k] for k in z.files if k.startswith("extra_")}
+                return Item(key, z["regions"], z["global"], z["region_valid"], z["timestamps"], extras)
+        except (OSError, ValueError, KeyError) as e:
+            raise StoreError(f"{path}: unreadable item ({e})") from None
+
+    def __iter__(self) -> Iterator[Item]:
+        for k in self.keys():
+            yield self.read(k)
+
+    # -- packing -------------------------------------------------------------------------------
+    def pack(self, keys: Sequence[str] | None = None) -> Path:
+        """Consolidate items into memory-mappable arrays under ``packed/`` (time-concatenated)."""
+        keys = list(keys) if keys is not None else self.keys()
+        m = self.manifest
+        lengths = []
+        for k in keys:
+            st = self.status(k)
+            if st is None or st.get("status") != "ok":
+                raise StoreError(f"{self.root}: cannot pack {k!r}: not extracted")
+            lengths.append(int(st["frames"]))
+        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths)
+        total = int(offsets[-1])
+        out = self.root / "packed.tmp"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        reg = np.lib.format.open_memmap(out / "regions.npy", "w+", np.float16, (total, len(m.regions), m.region_dim))
+        glo = np.lib.format.open_memmap(out / "global.npy", "w+", np.float16, (total, m.global_dim))
+        ts = np.lib.format.open_memmap(out / "timestamps.npy", "w+", np.float32, (total,))
+        valid = np.zeros((len(keys), len(m.regions)), dtype=bool)
+        self._packed = None
+        for i, k in enumerate(keys):
+            it = self.read(k)
+            a, b = offsets[i], offsets[i + 1]
+            reg[a:b] = it.regions.transpose(1, 0, 2)
+            glo[a:b] = it.global_
+            ts[a:b] = it.timestamps
+            valid[i] = it.region_valid
+        for arr in (reg, glo, ts):
+            arr.flush()
+        del reg, glo, ts
+        np.save(out / "offsets.npy", offsets)
+        np.save(out / "region_valid.npy", valid)
+        (out / "keys.json").write_text(json.dumps(keys))
+        final = self.root / "packed"
+        if final.exists():
+            import shutil
+
+            shutil.rmtree(final)
+        os.replace(out, final)
+        self._packed = None
+        return final
+
+    def _packed_index(self) -> dict[str, Any] | None:
+        if self._packed is not None:
+            return self._packed
+        p = self.root / "packed"
+        if not (p / "keys.json").is_file():
+            return None
+        keys = json.loads((p / "keys.json").read_text())
+        self._packed = {
+            "index": {k: i for i, k in enumerate(keys)},
+            "regions": np.load(p / "regions.npy", mmap_mode="r"),
+            "global": np.load(p / "global.npy", mmap_mode="r"),
+            "timestamps": np.load(p / "timestamps.npy", mmap_mode="r"),
+            "offsets": np.load(p / "offsets.npy"),
+            "region_valid": np.load(p / "region_valid.npy"),
+        }
+        return self._packed
+
+    @staticmethod
+    def _read_packed(key: str, packed: dict[str, Any]) -> Item:
+        i = packed["index"][key]
+        a, b = int(packed["offsets"][i]), int(packed["offsets"][i + 1])
+        return Item(
+            key,
+            np.asarray(packed["regions"][a:b]).transpose(1, 0, 2),
+            np.asarray(packed["global"][a:b]),
+            packed["region_valid"][i].copy(),
+            np.asarray(packed["timestamps"][a:b]),
+        )

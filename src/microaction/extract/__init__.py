@@ -1,0 +1,1 @@
+"""Video → body parse → region clips → encoders → feature store."""
