@@ -69,9 +69,7 @@ def _int_field(value: str, *, what: str, where: str, lo: int | None = None) -> i
     return v
 
 
-def read_manifest_csv(
-    path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None
-) -> list[Sample]:
+def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None) -> list[Sample]:
     """Read a generic manifest CSV (header required; ``video`` and ``label`` columns required).
 
     ``label`` is a class id or a class name; an empty label or ``-1`` marks an unknown label.

@@ -87,8 +87,7 @@ class StoreManifest:
             "global_dim": int(self.global_dim),
             "parser": self.parser,
             "encoders": [
-                {k: e.get(k) for k in ("name", "dim", "window", "stride", "checkpoint_sha256")}
-                for e in self.encoders
+                {k: e.get(k) for k in ("name", "dim", "window", "stride", "checkpoint_sha256")} for e in self.encoders
             ],
             "fps": self.fps,
         }
@@ -256,7 +255,9 @@ class FeatureStore:
         m = self.manifest
         R, T, D = regions.shape
         if R != len(m.regions) or D != m.region_dim:
-            raise StoreError(f"{key}: regions {regions.shape} do not fit the manifest (R={len(m.regions)}, D={m.region_dim})")
+            raise StoreError(
+                f"{key}: regions {regions.shape} do not fit the manifest (R={len(m.regions)}, D={m.region_dim})"
+            )
         if global_.shape != (T, m.global_dim):
             raise StoreError(f"{key}: global {global_.shape} does not fit [T={T}, Dg={m.global_dim}]")
         if region_valid.shape != (R,) or timestamps.shape != (T,):

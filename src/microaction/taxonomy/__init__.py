@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ def _from_yaml(doc: Any, source: str) -> Taxonomy:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_builtin(name: str) -> Taxonomy:
     path = _HERE / f"{name}.yaml"
     return _from_yaml(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
