@@ -108,7 +108,8 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
                 raise AnnotationError(f"{where}: empty video name")
             if split is not None and get.get("split", split) != split:
                 continue
-            label, labels = UNKNOWN, ()
+            label = UNKNOWN
+            labels: tuple[int, ...] = ()
             lab = get["label"]
             try:
                 if taxonomy.multi_label:
