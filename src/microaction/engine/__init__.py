@@ -1,0 +1,1 @@
+"""Configs, training loop, checkpoints, evaluation, prediction."""

@@ -1,0 +1,30 @@
+"""Shared test fixtures. Real files come from ``../shared`` beside the checkout; nothing is
+downloaded (hub access is switched off for the whole session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MAR_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """``../shared/data``; the real benchmark files the tests check against."""
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.fail(f"{data} is missing: the tests need ../shared beside the checkout")
+    return data
+
+
+@pytest.fixture(scope="session")
+def ma52_dir(shared: Path) -> Path:
+    return shared / "ma52"
