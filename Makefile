@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	# mediapipe without its declared deps (jax, opencv-contrib); its run-time deps are in pyproject.
 	$(BIN)/pip install -q --no-deps "$(MEDIAPIPE_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,ray]"
 	touch $@
 
 install: $(BIN)/.installed
