@@ -7,7 +7,7 @@ MEDIAPIPE_SPEC ?= mediapipe==0.10.21
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install dev demo test lint typecheck unit bench clean
+.PHONY: install dev demo test lint typecheck unit bench clean chromium
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,7 +34,16 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest -q tests
 
-test: install lint typecheck unit
+# Headless Chromium for the report rendering test; installed when missing, never fatal (the test
+# then skips and says why). Needs root or password-less sudo for apt-get.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	  echo "installing chromium (apt-get) for the report screenshot test"; \
+	  ( $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium ) >/dev/null 2>&1 \
+	    || echo "chromium could not be installed: the report screenshot test will be skipped"; }
+
+test: install chromium lint typecheck unit
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

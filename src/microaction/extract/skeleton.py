@@ -13,11 +13,24 @@ __all__ = [
     "BONES",
     "ENTITY_SETS",
     "FLIP_PERMUTATION",
+    "OPENPOSE_BODY25",
+    "OPENPOSE_BODY25_TO_MEDIAPIPE",
+    "OPENPOSE_FACE70_TO_MEDIAPIPE",
+    "OPENPOSE_HAND21_TO_MEDIAPIPE",
+    "openpose_to_mediapipe",
     "LANDMARKS",
     "NUM_LANDMARKS",
     "REGION_LANDMARKS",
     "REGION_SETS",
     "flip_names",
+    "flip_keypoints",
+    "resolve_regions",
+    "MASK_PARENT",
+    "MASK_REGIONS",
+    "REGION_ANGLES",
+    "REGION_MARGIN",
+    "REGION_SEGMENTS",
+    "ALL_ANGLES",
     "landmark_index",
 ]
 
@@ -110,6 +123,61 @@ ENTITY_SETS: dict[str, tuple[str, ...]] = {
     "imigue": ("head", "face", "left_hand", "right_hand", "torso"),
 }
 
+# OpenPose keypoints onto the MediaPipe layout, so that every table above (regions, entities,
+# flips) serves OpenPose skeletons too. Missing joints are (0, 0, 0) in OpenPose and stay so here;
+# MediaPipe landmarks OpenPose lacks get confidence 0. Sides are the subject's, as in both tools.
+OPENPOSE_BODY25: tuple[str, ...] = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
+    "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
+    "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+)  # fmt: skip
+OPENPOSE_BODY25_TO_MEDIAPIPE: dict[int, str] = {
+    0: "nose", 2: "right_shoulder", 3: "right_elbow", 4: "right_wrist", 5: "left_shoulder",
+    6: "left_elbow", 7: "left_wrist", 9: "right_hip", 10: "right_knee", 11: "right_ankle",
+    12: "left_hip", 13: "left_knee", 14: "left_ankle", 15: "right_eye", 16: "left_eye",
+    17: "right_ear", 18: "left_ear", 19: "left_foot_index", 21: "left_heel",
+    22: "right_foot_index", 24: "right_heel",
+}  # fmt: skip
+# 21-point hand model (0 wrist, 1-4 thumb, 5-8 index, ..., 17-20 pinky): the knuckles MediaPipe
+# Pose marks (the wrist comes from the body model); names without the side prefix.
+OPENPOSE_HAND21_TO_MEDIAPIPE: dict[int, str] = {2: "thumb", 5: "index", 17: "pinky"}
+# 70-point face model (the 68-point iBUG layout + pupils): eye and mouth corners.
+OPENPOSE_FACE70_TO_MEDIAPIPE: dict[int, str] = {
+    36: "right_eye_outer", 39: "right_eye_inner", 42: "left_eye_inner", 45: "left_eye_outer",
+    48: "mouth_right", 54: "mouth_left",
+}  # fmt: skip
+
+
+def openpose_to_mediapipe(
+    body: np.ndarray,
+    left_hand: np.ndarray | None = None,
+    right_hand: np.ndarray | None = None,
+    face: np.ndarray | None = None,
+) -> np.ndarray:
+    """OpenPose ``[..., 25, 3]`` BODY_25 (+ optional ``[..., 21, 3]`` hands, ``[..., 70, 3]`` face)
+    keypoints (x, y, confidence) → ``[..., 33, 3]`` in MediaPipe's landmark order."""
+    body = np.asarray(body, dtype=np.float32)
+    if body.shape[-2:] != (25, 3):
+        raise ValueError(f"OpenPose BODY_25 keypoints must be [..., 25, 3], got {body.shape}")
+    out = np.zeros((*body.shape[:-2], NUM_LANDMARKS, 3), dtype=np.float32)
+    for src, name in OPENPOSE_BODY25_TO_MEDIAPIPE.items():
+        out[..., _IDX[name], :] = body[..., src, :]
+    for side, hand in (("left", left_hand), ("right", right_hand)):
+        if hand is None:
+            continue
+        hand = np.asarray(hand, dtype=np.float32)
+        if hand.shape != (*body.shape[:-2], 21, 3):
+            raise ValueError(f"OpenPose {side} hand keypoints must be [..., 21, 3] like the body, got {hand.shape}")
+        for src, name in OPENPOSE_HAND21_TO_MEDIAPIPE.items():
+            out[..., _IDX[f"{side}_{name}"], :] = hand[..., src, :]
+    if face is not None:
+        face = np.asarray(face, dtype=np.float32)
+        if face.shape != (*body.shape[:-2], 70, 3):
+            raise ValueError(f"OpenPose face keypoints must be [..., 70, 3] like the body, got {face.shape}")
+        for src, name in OPENPOSE_FACE70_TO_MEDIAPIPE.items():
+            out[..., _IDX[name], :] = face[..., src, :]
+    return out
+
 
 def flip_names(regions: tuple[str, ...] | list[str]) -> list[int]:
     """Permutation of a region list under a horizontal flip (left_hand ↔ right_hand)."""
@@ -122,3 +190,108 @@ def flip_keypoints(kp: np.ndarray, width: float) -> np.ndarray:
     out = kp[..., list(FLIP_PERMUTATION), :].copy()
     out[..., 0] = width - 1 - out[..., 0]
     return out
+
+
+def _segs(*pairs: tuple[str, str]) -> tuple[tuple[int, int], ...]:
+    return tuple((_IDX[a], _IDX[b]) for a, b in pairs)
+
+
+# Skeleton segments of the four mask regions. A person-mask pixel belongs to the region of the
+# nearest segment whose two landmarks are visible (how region masks are made from landmarks).
+MASK_REGIONS: tuple[str, ...] = ("head", "body", "upper_limbs", "lower_limbs")
+REGION_SEGMENTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "head": _segs(
+        ("left_ear", "right_ear"), ("left_eye", "right_eye"), ("nose", "mouth_left"), ("nose", "mouth_right"),
+        ("mouth_left", "mouth_right"), ("left_eye_outer", "left_ear"), ("right_eye_outer", "right_ear"),
+    ),
+    "body": _segs(
+        ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"), ("left_shoulder", "left_hip"),
+        ("right_shoulder", "right_hip"), ("left_shoulder", "right_hip"), ("right_shoulder", "left_hip"),
+    ),
+    "upper_limbs": _segs(
+        ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
+        ("right_elbow", "right_wrist"), ("left_wrist", "left_index"), ("left_wrist", "left_pinky"),
+        ("left_wrist", "left_thumb"), ("right_wrist", "right_index"), ("right_wrist", "right_pinky"),
+        ("right_wrist", "right_thumb"),
+    ),
+    "lower_limbs": _segs(
+        ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("right_hip", "right_knee"),
+        ("right_knee", "right_ankle"), ("left_ankle", "left_heel"), ("left_heel", "left_foot_index"),
+        ("left_ankle", "left_foot_index"), ("right_ankle", "right_heel"), ("right_heel", "right_foot_index"),
+        ("right_ankle", "right_foot_index"),
+    ),
+}  # fmt: skip
+
+# The mask region whose pixels a region's crop keeps (entities live inside a mask region).
+MASK_PARENT: dict[str, str] = {
+    "head": "head", "body": "body", "upper_limbs": "upper_limbs", "lower_limbs": "lower_limbs",
+    "face": "head", "left_hand": "upper_limbs", "right_hand": "upper_limbs", "torso": "body",
+    "lower_body": "lower_limbs",
+}  # fmt: skip
+
+# Box margin around a region's landmarks, as a fraction of the box's longer side (the head's
+# landmarks stop at the brows and mouth: its margin takes in hair and chin).
+REGION_MARGIN: dict[str, float] = {
+    "head": 0.6, "face": 0.25, "body": 0.15, "torso": 0.15, "upper_limbs": 0.15,
+    "left_hand": 0.5, "right_hand": 0.5, "lower_limbs": 0.15, "lower_body": 0.15,
+}  # fmt: skip
+
+# Joint angles per region (angle at the middle landmark), for the pose encoder.
+_TRIPLES = {
+    "l_elbow": ("left_shoulder", "left_elbow", "left_wrist"),
+    "r_elbow": ("right_shoulder", "right_elbow", "right_wrist"),
+    "l_shoulder": ("left_hip", "left_shoulder", "left_elbow"),
+    "r_shoulder": ("right_hip", "right_shoulder", "right_elbow"),
+    "l_wrist": ("left_elbow", "left_wrist", "left_index"),
+    "r_wrist": ("right_elbow", "right_wrist", "right_index"),
+    "l_hip": ("left_shoulder", "left_hip", "left_knee"),
+    "r_hip": ("right_shoulder", "right_hip", "right_knee"),
+    "l_knee": ("left_hip", "left_knee", "left_ankle"),
+    "r_knee": ("right_hip", "right_knee", "right_ankle"),
+    "l_ankle": ("left_knee", "left_ankle", "left_foot_index"),
+    "r_ankle": ("right_knee", "right_ankle", "right_foot_index"),
+    "neck_l": ("nose", "left_shoulder", "right_shoulder"),
+    "neck_r": ("nose", "right_shoulder", "left_shoulder"),
+    "l_head": ("left_ear", "nose", "right_ear"),
+    "l_torso": ("left_shoulder", "left_hip", "right_hip"),
+    "r_torso": ("right_shoulder", "right_hip", "left_hip"),
+}
+_ANGLE_NAMES: dict[str, tuple[str, ...]] = {
+    "head": ("neck_l", "neck_r", "l_head"),
+    "face": ("l_head",),
+    "body": ("l_torso", "r_torso", "neck_l", "neck_r"),
+    "torso": ("l_torso", "r_torso", "neck_l", "neck_r"),
+    "upper_limbs": ("l_elbow", "r_elbow", "l_shoulder", "r_shoulder", "l_wrist", "r_wrist"),
+    "left_hand": ("l_wrist", "l_elbow"),
+    "right_hand": ("r_wrist", "r_elbow"),
+    "lower_limbs": ("l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"),
+    "lower_body": ("l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"),
+}
+REGION_ANGLES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    r: tuple((_IDX[_TRIPLES[n][0]], _IDX[_TRIPLES[n][1]], _IDX[_TRIPLES[n][2]]) for n in names)
+    for r, names in _ANGLE_NAMES.items()
+}
+ALL_ANGLES: tuple[tuple[int, int, int], ...] = tuple(
+    (_IDX[a], _IDX[b], _IDX[c]) for a, b, c in _TRIPLES.values()
+)
+
+
+def resolve_regions(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Region list from a set name (``bmoe4``, an entity set such as ``ma52``) or a comma list."""
+    if isinstance(spec, (list, tuple)):
+        names = tuple(spec)
+    elif spec in REGION_SETS:
+        names = REGION_SETS[spec]
+    elif spec in ENTITY_SETS:
+        names = ENTITY_SETS[spec]
+    else:
+        names = tuple(s.strip() for s in spec.split(",") if s.strip())
+    bad = [n for n in names if n not in REGION_LANDMARKS]
+    if bad or not names:
+        raise ValueError(
+            f"unknown regions {bad or spec!r}; use a set ({', '.join([*REGION_SETS, *ENTITY_SETS])}) "
+            f"or names from {sorted(REGION_LANDMARKS)}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"regions listed twice in {spec!r}")
+    return names

@@ -8,7 +8,12 @@ defined; ``aux_losses`` (dict of unweighted scalar losses) for models with built
 objectives. Padded steps and invisible regions never change the outputs of the valid ones.
 """
 
-from microaction.models import baselines  # noqa: F401  (registers models)
+from microaction.models import (  # noqa: F401  (importing a family registers its models)
+    baselines,
+    bmoe,
+    m3e,
+    micro_dualnet,
+)
 from microaction.models.registry import create_model, list_models, model_entry, register_model
 
 __all__ = ["create_model", "list_models", "model_entry", "register_model"]

@@ -1,11 +1,30 @@
-"""Building blocks shared by the model families (masking helpers, heads)."""
+"""Building blocks shared by the model families (masking helpers, attention, heads).
+
+Conventions: sequences are ``[B, L, C]`` (channels last); boolean masks are True where a position
+is valid. Attention uses ``F.scaled_dot_product_attention`` with a key mask, so masked keys never
+contribute; callers zero padded positions of their inputs so nothing non-finite can enter.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ClassifierHeads", "masked_mean"]
+__all__ = [
+    "Attention",
+    "ClassifierHeads",
+    "CrossAttention",
+    "Mlp",
+    "TransformerLayer",
+    "init_linear_layernorm",
+    "masked_mean",
+    "masked_softmax",
+    "nonempty_mask",
+    "scaled_dot_logits",
+]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -14,6 +33,124 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     while m.dim() < x.dim():
         m = m.unsqueeze(-1)
     return (x * m).sum(dim) / m.sum(dim).clamp_min(1.0)
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over positions where ``mask`` is True; masked positions get exactly 0.
+
+    A row with no valid position gives all zeros (not NaN).
+    """
+    neg = torch.finfo(logits.dtype).min
+    z = logits.masked_fill(~mask, neg)
+    p = torch.softmax(z, dim=dim)
+    return torch.where(mask, p, p.new_zeros(()))
+
+
+def init_linear_layernorm(module: nn.Module, std: float = 0.02) -> None:
+    """ViT-style init: truncated-normal Linear weights, zero biases, unit LayerNorms."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class Mlp(nn.Module):
+    """``fc1 → GELU → dropout → fc2 → dropout``."""
+
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, out_dim or dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over ``[B, L, C]`` with an optional key mask ``[B, L]``."""
+
+    def __init__(self, dim: int, n_heads: int, attn_dropout: float = 0.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_dropout = attn_dropout
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, L, C = x.shape
+        H = self.n_heads
+        q, k, v = self.qkv(x).view(B, L, 3, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        o = _sdpa(q, k, v, mask, self.attn_dropout if self.training else 0.0)
+        return self.drop(self.proj(o.transpose(1, 2).reshape(B, L, C)))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries ``[B, Lq, C]`` to a context ``[B, Lk, C]``.
+
+    ``bias`` ``[B, Lk]`` (float, added to the logits, -inf where masked) or ``key_mask`` (bool).
+    """
+
+    def __init__(self, dim: int, n_heads: int, attn_dropout: float = 0.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_dropout = attn_dropout
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        B, Lq, C = x.shape
+        Lk = ctx.shape[1]
+        H = self.n_heads
+        q = self.q(x).view(B, Lq, H, C // H).transpose(1, 2)
+        k, v = self.kv(ctx).view(B, Lk, 2, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)
+        mask: torch.Tensor | None
+        if bias is not None:
+            mask = bias[:, None, None, :].to(q.dtype)
+        elif key_mask is not None:
+            mask = key_mask[:, None, None, :]
+        else:
+            mask = None
+        o = _sdpa(q, k, v, mask, self.attn_dropout if self.training else 0.0)
+        return self.drop(self.proj(o.transpose(1, 2).reshape(B, Lq, C)))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LN transformer encoder layer: ``x + attn(norm1 x)``, then ``x + mlp(norm2 x)``."""
+
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, n_heads, dropout=dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout=dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), key_mask)
+        return x + self.mlp(self.norm2(x))
 
 
 class ClassifierHeads(nn.Module):
@@ -31,3 +168,18 @@ class ClassifierHeads(nn.Module):
         if self.body is not None:
             out["body"] = self.body(x)
         return out
+
+
+def scaled_dot_logits(q: torch.Tensor, k: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Head-averaged scaled dot products: ``q [B, C]``, ``k [B, L, C]`` → ``[B, L]``."""
+    B, L, C = k.shape
+    dh = C // n_heads
+    qh = q.view(B, 1, n_heads, dh)
+    kh = k.view(B, L, n_heads, dh)
+    return (qh * kh).sum(-1).mean(-1) / math.sqrt(dh)
+
+
+def nonempty_mask(mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``mask`` with all-False rows (along ``dim``) turned all-True, so attention never sees an empty
+    key set (which gives NaN); the rows' outputs are meaningless and callers mask them out."""
+    return mask | ~mask.any(dim=dim, keepdim=True)

@@ -1,0 +1,31 @@
+"""``mar eval``: evaluate a run with the official metrics (or write a submission for hidden labels)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run folder written by mar train")
+    p.add_argument("--split", default="val", help="split of the run's annotations (default: val)")
+    p.add_argument("--store", help="feature store to read instead of the run's (must match its manifest)")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, or a .safetensors path")
+    p.add_argument("--out", help="folder for eval_<split>.json / submission_<split>.zip (default: the run folder)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from microaction.engine.evaluate import evaluate_run
+    from microaction.metrics import format_metrics
+
+    report = evaluate_run(args.run_dir, args.split, store=args.store, checkpoint=args.checkpoint, out=args.out,
+                          batch_size=args.batch_size, device=args.device, progress=not args.quiet)  # fmt: skip
+    if "submission" in report:
+        print(f"{args.split}: labels are hidden; wrote the submission {report['submission']} ({report['clips']} clips)")
+        return 0
+    m = report["metrics"]
+    print(f"{args.split} ({report['clips']} clips, {report['checkpoint']}): {format_metrics(m) if m else 'no labels'}")
+    print(f"wrote {args.out or args.run_dir}/eval_{args.split}.json")
+    return 0

@@ -1,0 +1,93 @@
+"""``mar extract``: videos → body parts → region crops → feature store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", required=True, help="folder of videos, a manifest CSV (video[,start,end]) or one video file")
+    p.add_argument("--out", required=True, help="feature store folder (created, or resumed when it exists)")
+    p.add_argument("--video-root", help="folder the manifest's video paths are relative to (default: the CSV's folder)")
+    p.add_argument("--parser", default="mediapipe", choices=["mediapipe", "sapiens", "keypoints", "groundtruth"])
+    p.add_argument("--encoder", default="motion,pose", help="comma list of motion, pose, videomae (concatenated)")
+    p.add_argument("--checkpoint", help="videomae checkpoint folder / sapiens TorchScript file")
+    p.add_argument("--keypoints", help="folder of precomputed keypoint files (--parser keypoints)")
+    p.add_argument("--regions", default="bmoe4", help="region set (bmoe4, ma52, imigue) or a comma list")
+    p.add_argument("--stride", type=int, default=1, help="use every k-th frame")
+    p.add_argument("--fps", type=float, help="resample to this frame rate")
+    p.add_argument("--num-frames", type=int, help="use this many evenly spaced frames")
+    p.add_argument("--max-side", type=int, default=640, help="decode at most this long a side (0: native)")
+    p.add_argument("--window", type=int, help="encoder window in frames (first encoder; default per encoder)")
+    p.add_argument("--window-stride", type=int, help="encoder window stride in frames (first encoder)")
+    p.add_argument("--crop-size", type=int, help="motion encoder crop side (default 64)")
+    p.add_argument("--no-mask", action="store_true", help="do not blank pixels outside each region's mask")
+    p.add_argument("--flip", action="store_true", help="extract the horizontally mirrored videos")
+    p.add_argument("--device", default="cpu", help="torch device for sapiens / videomae (cuda, cpu)")
+    p.add_argument("--shard", help="i/N: this process's share of the videos (SLURM arrays, several machines)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--ray", action="store_true", help="run the videos as Ray tasks (RAY_ADDRESS or a local cluster)")
+    p.add_argument("--retry-failed", action="store_true", help="try videos recorded as failed again")
+    p.add_argument("--debug-crops", metavar="DIR", help="write each clip's region crops and boxes as images")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def params_from_args(args: argparse.Namespace):
+    from microaction.extract.pipeline import ExtractParams
+
+    encoders = [e.strip() for e in args.encoder.split(",") if e.strip()]
+    enc_opts: dict[str, dict] = {}
+    if args.window or args.window_stride:
+        first = encoders[0]
+        o = enc_opts.setdefault(first, {})
+        if args.window and first != "videomae":
+            o["window"] = args.window
+        if args.window_stride:
+            o["stride"] = args.window_stride
+    if args.crop_size:
+        enc_opts.setdefault("motion", {})["size"] = args.crop_size
+    popts: dict = {}
+    if args.keypoints:
+        popts["root"] = args.keypoints
+    return ExtractParams(
+        parser=args.parser,
+        encoders=encoders,
+        regions=args.regions,
+        stride=args.stride,
+        fps=args.fps,
+        num_frames=args.num_frames,
+        max_side=args.max_side,
+        masked=not args.no_mask,
+        flip=args.flip,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        parser_options=popts,
+        encoder_options=enc_opts,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from microaction.extract.runner import collect_jobs, parse_shard, run_extraction
+
+    params = params_from_args(args)
+    jobs = collect_jobs(args.videos, args.video_root)
+    summary = run_extraction(
+        jobs,
+        params,
+        args.out,
+        shard=parse_shard(args.shard),
+        workers=max(1, args.workers),
+        ray=args.ray,
+        retry_failed=args.retry_failed,
+        debug_crops=args.debug_crops,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps({**{k: v for k, v in vars(summary).items() if k != "errors"}, "errors": summary.errors}))
+    else:
+        print(f"mar extract: {summary.line()}")
+        for k, e in summary.errors.items():
+            print(f"  failed {k}: {e.splitlines()[0] if e else ''}")
+    return 0

@@ -1,0 +1,98 @@
+"""``mar predict``: top actions, body groups and routing per region for a feature store or videos."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run folder written by mar train (or a .safetensors checkpoint)")
+    p.add_argument("input", help="a feature store folder, a video file, or a folder of videos")
+    p.add_argument("--top", type=int, default=5, help="how many actions / body groups to show (default 5)")
+    p.add_argument("--out", help="write the predictions to FILE (.json or .csv)")
+    p.add_argument("--keys", nargs="*", help="only these clips of a feature store")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, or a .safetensors path")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overlay", metavar="OUT", help="explained video: OUT.mp4 for one video, a folder for several")
+    p.add_argument("--overlay-gif", action="store_true", help="also write a GIF beside each overlay video")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _write(path: str, preds: list) -> None:
+    import csv
+    import json
+    from pathlib import Path
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        top = max(len(p.actions) for p in preds)
+        ntop = max(len(p.bodies) for p in preds)
+        regions = list(preds[0].routing or {})
+        header = ["key"] + [f"action_{i + 1}" for i in range(top)] + [f"action_score_{i + 1}" for i in range(top)]
+        header += [f"body_{i + 1}" for i in range(ntop)] + [f"body_score_{i + 1}" for i in range(ntop)]
+        header += [f"routing_{r}" for r in regions]
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for p in preds:
+                w.writerow([p.key] + [n for _, n, _ in p.actions] + [f"{s:.6f}" for _, _, s in p.actions]
+                           + [n for _, n, _ in p.bodies] + [f"{s:.6f}" for _, _, s in p.bodies]
+                           + [f"{(p.routing or {}).get(r, 0.0):.6f}" for r in regions])  # fmt: skip
+    else:
+        out.write_text(json.dumps([p.to_dict() for p in preds], indent=1), encoding="utf-8")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from microaction.engine.predict import VIDEO_SUFFIXES, Predictor, find_videos
+
+    predictor = Predictor.from_run(args.run_dir, args.checkpoint, device=args.device, top=args.top)
+    src = Path(args.input)
+    if (src / "manifest.json").is_file():
+        if args.overlay:
+            raise ValueError("--overlay needs video input (a feature store holds no pixels)")
+        preds = predictor.predict_store(src, args.keys, progress=not args.quiet)
+    elif src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES:
+        preds = [predictor.predict_video(src)]
+    elif src.is_dir():
+        videos = find_videos(src)
+        if not videos:
+            raise FileNotFoundError(f"{src}: neither a feature store (no manifest.json) nor a folder with videos")
+        preds = list(predictor.predict_videos(videos))
+    else:
+        raise FileNotFoundError(f"{src}: not a feature store, a video ({', '.join(VIDEO_SUFFIXES)}) or a folder")
+    if not args.quiet:
+        for p in preds:
+            print(p.summary())
+    if args.out:
+        _write(args.out, preds)
+        if not args.quiet:
+            print(f"wrote {args.out}")
+    if args.overlay:
+        _overlays(args, preds, predictor)
+    return 0
+
+
+def _overlays(args: argparse.Namespace, preds: list, predictor: object) -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    from microaction.report.overlay import write_overlay
+
+    single = len(preds) == 1 and Path(args.overlay).suffix != ""
+    for p in preds:
+        if p.boxes is None:
+            raise ValueError(f"{p.key}: the extraction gave no region boxes; cannot draw an overlay")
+        out = Path(args.overlay) if single else Path(args.overlay) / (Path(p.key).stem + ".mp4")
+        caption = [f"{n} {100 * s:.0f}%" for _, n, s in p.actions[:3]]
+        if p.bodies:
+            caption.append(f"body: {p.bodies[0][1]} {100 * p.bodies[0][2]:.0f}%")
+        regions = list(predictor.run.regions)  # type: ignore[attr-defined]
+        routing = np.asarray([p.routing[r] for r in regions]) if p.routing else None
+        files = write_overlay(p.video, out, boxes=np.asarray(p.boxes), region_names=regions, routing=routing,
+                              caption_lines=caption, gif=args.overlay_gif)  # fmt: skip
+        if not args.quiet:
+            print("overlay: " + ", ".join(str(f) for f in files))

@@ -1,0 +1,429 @@
+"""From a feature store and a sample list to model batches.
+
+``ClipDataset`` turns one clip of a store into fixed-length arrays: ``T`` feature steps sampled
+from the clip's ``L`` steps (uniform segment centres for evaluation, a random step inside each
+segment for training; clips shorter than ``T`` are padded and masked, never repeated), the
+region-visibility flags, the labels, and (training only) augmentation. It fetches whole batches
+(``__getitems__``) and returns them collated as tensors (the batch contract in
+``docs/architecture.md``): ``regions`` [B, R, T, D], ``global`` [B, T, Dg], ``mask`` [B, T],
+``region_valid`` [B, R], ``action`` [B], ``body`` [B], ``index`` [B] (+ ``labels`` [B, C] multi-hot
+for multi-label taxonomies).
+
+Reading: a packed store (``mar pack``) is read with positioned reads (``os.pread``) of exactly the
+rows a clip needs from its ``packed/*.npy`` arrays. A read-only memory map would do the same I/O,
+but every page it touches counts towards the process's resident set for as long as the map lives,
+so an epoch over a large store would grow RSS towards the store size; positioned reads leave the
+caching to the kernel's page cache and keep RSS flat whatever the store size. Unpacked stores
+are read item by item from ``items/<key>.npz``.
+
+Determinism: every random choice of a training clip (temporal jitter, flip, region drop, noise)
+comes from a generator seeded with ``(seed, epoch, position in the epoch)``, and the order of an
+epoch from ``(seed, epoch)``; nothing depends on worker processes, their number or their timing.
+So an epoch can be resumed from any batch (``TrainBatchSampler.set_epoch(epoch, start_batch)``)
+and reproduces what an uninterrupted run would have seen. Under ``torchrun`` every process draws
+the same global order and takes its own slice of each global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from microaction.data.annotations import UNKNOWN, Sample
+from microaction.data.store import FeatureStore, StoreError, StoreMismatch
+from microaction.taxonomy import Taxonomy
+
+__all__ = [
+    "ClipDataset",
+    "EvalBatchSampler",
+    "TrainBatchSampler",
+    "check_store",
+    "make_loader",
+    "sample_steps",
+    "select_samples",
+    "store_keys",
+]
+
+Key = tuple[int, int, int]  # (sample index, epoch, position in the epoch); epoch -1: evaluation (no randomness)
+
+
+def sample_steps(length: int, num_steps: int, mode: str = "uniform", rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices (sorted, into ``[0, length)``) of the steps that make a ``num_steps`` input.
+
+    ``length <= num_steps``: every step once (the caller pads). Otherwise the clip is cut into
+    ``num_steps`` equal segments and one step taken from each: its centre (``uniform``) or a random
+    step inside it (``jitter``, needs ``rng``).
+    """
+    if length <= 0:
+        raise ValueError("a clip needs at least one feature step")
+    if length <= num_steps:
+        return np.arange(length, dtype=np.int64)
+    edges = np.linspace(0.0, float(length), num_steps + 1)
+    if mode == "uniform":
+        pos = (edges[:-1] + edges[1:]) / 2.0
+    elif mode == "jitter":
+        if rng is None:
+            raise ValueError("jitter sampling needs a random generator")
+        pos = edges[:-1] + rng.random(num_steps) * (edges[1:] - edges[:-1])
+    else:
+        raise ValueError(f"unknown sampling mode {mode!r} (uniform | jitter)")
+    return np.clip(np.floor(pos).astype(np.int64), 0, length - 1)
+
+
+class _NpyRows:
+    """Rows ``[a:b]`` of a C-ordered ``.npy`` file by positioned reads (no mapping kept)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            self.offset = f.tell()
+        if fortran:
+            raise StoreError(f"{path}: Fortran-ordered arrays are not supported")
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.row_shape = self.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        self._fd: int | None = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict[str, Any]:  # worker processes open their own descriptor
+        return {**self.__dict__, "_fd": None, "_pid": -1}
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._pid = os.getpid()
+        return self._fd
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        n = b - a
+        data = os.pread(self._file(), n * self.row_bytes, self.offset + a * self.row_bytes)
+        if len(data) != n * self.row_bytes:
+            raise StoreError(f"{self.path}: truncated (rows {a}:{b})")
+        return np.frombuffer(data, dtype=self.dtype).reshape(n, *self.row_shape)
+
+    def take(self, base: int, idx: np.ndarray) -> np.ndarray:
+        """Rows ``base + idx`` (``idx`` sorted): one read of the span when it is short, else one per row."""
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        if hi - lo <= 2 * len(idx) + 8:
+            return self.rows(base + lo, base + hi)[idx - lo]
+        return np.concatenate([self.rows(base + int(i), base + int(i) + 1) for i in idx])
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+
+class _PackedIndex:
+    def __init__(self, root: Path) -> None:
+        import json
+
+        p = root / "packed"
+        keys = json.loads((p / "keys.json").read_text(encoding="utf-8"))
+        self.index = {k: i for i, k in enumerate(keys)}
+        self.offsets = np.load(p / "offsets.npy")
+        self.region_valid = np.load(p / "region_valid.npy")
+        self.regions = _NpyRows(p / "regions.npy")  # [total, R, D]
+        self.global_ = _NpyRows(p / "global.npy")  # [total, Dg]
+
+
+def check_store(store: FeatureStore, expected: dict[str, Any], *, source: str) -> None:
+    """Refuse a store whose manifest differs from ``expected`` (a full or partial signature).
+
+    ``expected`` may list encoders by name only (``encoders: [videomae]``).
+    """
+    got = store.manifest.signature()
+    diffs = []
+    for k, want in expected.items():
+        if k not in got:
+            raise StoreMismatch(f"{source}: unknown manifest field {k!r} (known: {sorted(got)})")
+        have = got[k]
+        if k == "encoders" and isinstance(want, list) and all(isinstance(w, str) for w in want):
+            have = [e.get("name") for e in have]
+        if k in ("region_dim", "global_dim") and want is not None:
+            want = int(want)
+        if k == "fps" and want is not None and have is not None:
+            if abs(float(want) - float(have)) < 1e-6:
+                continue
+        if have != want:
+            diffs.append(f"{k}: the store has {have!r}, expected {want!r}")
+    if diffs:
+        raise StoreMismatch(
+            f"feature store {store.root} does not match {source}:\n  "
+            + "\n  ".join(diffs)
+            + "\n(re-extract the features with the parameters the run was made with, or use a matching store)"
+        )
+
+
+def store_keys(store: FeatureStore) -> list[str]:
+    """Keys of every clip the store can serve: extracted items and packed clips, sorted."""
+    have = set(store.keys())
+    packed = store.root / "packed" / "keys.json"
+    if packed.is_file():
+        import json
+
+        have |= set(json.loads(packed.read_text(encoding="utf-8")))
+    return sorted(have)
+
+
+def select_samples(
+    store: FeatureStore, samples: Sequence[Sample], *, allow_missing: bool = False, source: str = "annotations"
+) -> tuple[list[Sample], list[str]]:
+    """Samples whose clip the store holds; the others fail the run unless ``allow_missing``."""
+    have = set(store_keys(store))
+    kept = [s for s in samples if s.key in have]
+    missing = [s.key for s in samples if s.key not in have]
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise StoreError(
+            f"{store.root}: {len(missing)} of {len(samples)} clips of {source} are not in the feature store "
+            f"({shown}); extract them, or set data.allow_missing: true to skip them"
+        )
+    return kept, missing
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clips of a feature store as fixed-length model inputs (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        samples: Sequence[Sample],
+        taxonomy: Taxonomy,
+        *,
+        num_steps: int,
+        sampling: str = "uniform",
+        seed: int = 0,
+        flip_prob: float = 0.0,
+        region_drop_prob: float = 0.0,
+        feature_noise: float = 0.0,
+        keys: Sequence[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.samples = list(samples)
+        self.taxonomy = taxonomy
+        self.num_steps = int(num_steps)
+        self.sampling = sampling
+        self.seed = int(seed)
+        self.flip_prob = float(flip_prob)
+        self.region_drop_prob = float(region_drop_prob)
+        self.feature_noise = float(feature_noise)
+        m = store.manifest
+        self.R, self.D, self.Dg = len(m.regions), int(m.region_dim), int(m.global_dim)
+        from microaction.extract.skeleton import flip_names
+
+        self.flip_perm = np.asarray(flip_names(list(m.regions)), dtype=np.int64)
+        self.keys = list(keys) if keys is not None else [s.key for s in self.samples]  # store keys
+        if len(self.keys) != len(self.samples):
+            raise ValueError("keys and samples differ in length")
+        self.action = np.asarray([s.label for s in self.samples], dtype=np.int64)
+        body = []
+        for s in self.samples:
+            if s.body != UNKNOWN:
+                body.append(s.body)
+            elif taxonomy.has_body and s.label != UNKNOWN:
+                body.append(int(taxonomy.body_of(s.label)))
+            else:
+                body.append(UNKNOWN)
+        self.body = np.asarray(body, dtype=np.int64)
+        self.multi_hot: np.ndarray | None = None
+        if taxonomy.multi_label:
+            self.multi_hot = np.zeros((len(self.samples), taxonomy.num_classes), dtype=np.float32)
+            for i, s in enumerate(self.samples):
+                self.multi_hot[i, list(s.labels)] = 1.0
+        self._packed: _PackedIndex | None | bool = None  # None: not looked yet; False: no packed arrays
+
+    # -- reading -------------------------------------------------------------------------------
+    def _packed_index(self) -> _PackedIndex | None:
+        if self._packed is None:
+            root = self.store.root
+            self._packed = _PackedIndex(root) if (root / "packed" / "keys.json").is_file() else False
+        return self._packed or None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def _read(self, key: str, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(regions [R, n, D] f16, global [n, Dg] f16, region_valid [R]) at the sampled steps (n <= T)."""
+        mode = self.sampling if rng is not None else "uniform"
+        packed = self._packed_index()
+        if packed is not None and key in packed.index:
+            i = packed.index[key]
+            a, b = int(packed.offsets[i]), int(packed.offsets[i + 1])
+            idx = sample_steps(b - a, self.num_steps, mode, rng)
+            reg = packed.regions.take(a, idx).transpose(1, 0, 2)
+            glo = packed.global_.take(a, idx)
+            return reg, glo, packed.region_valid[i]
+        item = self.store.read(key)
+        idx = sample_steps(item.length, self.num_steps, mode, rng)
+        return item.regions[:, idx], item.global_[idx], item.region_valid
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: int | Key) -> dict[str, torch.Tensor]:
+        batch = self.__getitems__([key])
+        return {k: v[0] for k, v in batch.items()}
+
+    def __getitems__(self, keys: Sequence[int | Key]) -> dict[str, torch.Tensor]:
+        B, R, T = len(keys), self.R, self.num_steps
+        regions = np.zeros((B, R, T, self.D), dtype=np.float32)
+        glob = np.zeros((B, T, self.Dg), dtype=np.float32)
+        mask = np.zeros((B, T), dtype=bool)
+        valid = np.zeros((B, R), dtype=bool)
+        index = np.zeros(B, dtype=np.int64)
+        for j, key in enumerate(keys):
+            i, epoch, pos = (int(key), -1, -1) if isinstance(key, int | np.integer) else key
+            rng = np.random.default_rng((self.seed, epoch, pos)) if epoch >= 0 else None
+            reg, glo, rv = self._read(self.keys[i], rng)
+            n = glo.shape[0]
+            regions[j, :, :n] = reg
+            glob[j, :n] = glo
+            mask[j, :n] = True
+            valid[j] = rv
+            index[j] = i
+            if rng is not None:
+                self._augment(rng, regions[j], glob[j], mask[j], valid[j])
+        regions *= valid[:, :, None, None]  # invisible regions carry zeros whatever the store holds
+        out = {
+            "regions": torch.from_numpy(regions),
+            "global": torch.from_numpy(glob),
+            "mask": torch.from_numpy(mask),
+            "region_valid": torch.from_numpy(valid),
+            "action": torch.from_numpy(self.action[index]),
+            "body": torch.from_numpy(self.body[index]),
+            "index": torch.from_numpy(index),
+        }
+        if self.multi_hot is not None:
+            out["labels"] = torch.from_numpy(self.multi_hot[index])
+        return out
+
+    def _augment(
+        self, rng: np.random.Generator, regions: np.ndarray, glob: np.ndarray, mask: np.ndarray, valid: np.ndarray
+    ) -> None:
+        """In place, one clip: horizontal flip (region swap), region drop, feature noise.
+
+        Random numbers are drawn in a fixed order whatever is enabled, so switching one option
+        does not change the draws of the others.
+        """
+        u_flip = rng.random()
+        u_drop = rng.random(len(valid))
+        if self.flip_prob > 0 and u_flip < self.flip_prob:
+            regions[:] = regions[self.flip_perm]
+            valid[:] = valid[self.flip_perm]
+        if self.region_drop_prob > 0 and valid.any():
+            drop = valid & (u_drop < self.region_drop_prob)
+            if drop.sum() >= valid.sum():  # keep at least one visible region
+                drop[np.flatnonzero(valid)[np.argmax(u_drop[valid])]] = False
+            valid &= ~drop
+        if self.feature_noise > 0:
+            regions += self.feature_noise * rng.standard_normal(regions.shape, dtype=np.float32) * mask[None, :, None]
+            glob += self.feature_noise * rng.standard_normal(glob.shape, dtype=np.float32) * mask[:, None]
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-sample drawing probability ∝ 1 / frequency of its class (unknown labels: the mean)."""
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
+    inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    w = np.where(labels >= 0, inv[np.clip(labels, 0, None)], inv[inv > 0].mean() if (inv > 0).any() else 1.0)
+    return w / w.sum()
+
+
+class TrainBatchSampler:
+    """Batches of one training epoch, a pure function of ``(seed, epoch)``.
+
+    ``batch_size`` is the global batch; under DDP each of ``world`` processes takes its own
+    contiguous slice of every global batch (so the processes together see exactly what one
+    process would). The last incomplete batch is dropped when the epoch has at least one full
+    batch. ``weights`` (per-sample probabilities) draws the epoch with replacement (class-balanced
+    sampling); otherwise it is a permutation. ``set_epoch(epoch, start_batch)`` resumes mid-epoch.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int,
+        weights: np.ndarray | None = None,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if n < 1:
+            raise ValueError("no training clips")
+        if batch_size % world:
+            raise ValueError(f"run.batch_size {batch_size} must be a multiple of the number of processes {world}")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.weights, self.rank, self.world = weights, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start = int(epoch), int(start_batch)
+
+    def num_batches(self) -> int:
+        if self.n >= self.batch_size:
+            return self.n // self.batch_size
+        return 1
+
+    def __len__(self) -> int:
+        return self.num_batches() - self.start
+
+    def order(self) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, self.epoch, 7))
+        if self.weights is not None:
+            return rng.choice(self.n, size=self.n, replace=True, p=self.weights)
+        return rng.permutation(self.n)
+
+    def __iter__(self) -> Iterator[list[Key]]:
+        order = self.order()
+        B = min(self.batch_size, self.n)
+        for b in range(self.start, self.num_batches()):
+            pos = np.arange(b * B, (b + 1) * B)
+            lo, hi = self.rank * len(pos) // self.world, (self.rank + 1) * len(pos) // self.world
+            yield [(int(order[p]), self.epoch, int(p)) for p in pos[lo:hi]]
+
+
+class EvalBatchSampler:
+    """Every clip once, in order; under DDP each process takes a contiguous share."""
+
+    def __init__(self, n: int, batch_size: int, *, rank: int = 0, world: int = 1) -> None:
+        lo, hi = rank * n // world, (rank + 1) * n // world
+        self.indices = list(range(lo, hi))
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for a in range(0, len(self.indices), self.batch_size):
+            yield self.indices[a : a + self.batch_size]
+
+
+def _collated(batch: Any) -> Any:
+    return batch  # ClipDataset.__getitems__ returns a collated batch already
+
+
+def make_loader(dataset: ClipDataset, batch_sampler: Any, *, workers: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader that leaves the global torch RNG alone (so resuming cannot shift it)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=_collated,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )

@@ -1,0 +1,227 @@
+"""Experiment configs: one flat YAML file per experiment, mapped onto these dataclasses.
+
+No inheritance and no includes: every value a run uses is in its file (or in a default below) and
+the resolved config is written into the run folder. ``load_experiment(path, overrides)`` reads a
+file with ``--set a.b=c`` overrides; unknown keys are errors naming the key and the file.
+
+Sections: ``data`` (store, labels, temporal sampling, augmentation), ``model`` (registry name,
+preset, keyword arguments), ``optim`` (AdamW, warm-up + cosine, clipping, accumulation, EMA),
+``loss`` (weights of the loss terms), ``stages`` (the two-stage B-MoE recipe) and ``run`` (name,
+output folder, seed, device, precision, epochs, batch size, workers, early stopping, sampler).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
+
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "StagesConfig",
+    "config_to_yaml",
+    "load_experiment",
+]
+
+_SAMPLING = ("uniform", "jitter")
+
+
+@dataclass
+class DataConfig:
+    """Where the features and labels are, and how clips become fixed-length inputs."""
+
+    store: str  # feature store folder (``mar extract`` / ``mar synth`` output)
+    taxonomy: str = "ma52"  # built-in label set name or a YAML file
+    manifest: str | None = None  # one annotation file with a ``split`` column ...
+    annotations: dict[str, str] = field(default_factory=dict)  # ... or one file per split: {train: ..., val: ...}
+    # (any format ``read_annotations`` reads: manifest .csv, MA-52 list .txt, iMiGUE labels, pose .pkl)
+    expect: dict[str, Any] = field(default_factory=dict)  # manifest fields the store must have, e.g. {region_dim: 1408}
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    num_steps: int = 16  # T: every clip is sampled (or padded) to this many feature steps
+    train_sampling: str = "jitter"  # jitter: a random step inside each of T segments; uniform: segment centres
+    eval_sampling: str = "uniform"
+    allow_missing: bool = False  # skip (with a warning) clips the store lacks instead of failing
+    # augmentation (training only)
+    flip_prob: float = 0.0  # horizontal flip = swap left/right regions (store's region flip permutation)
+    region_drop_prob: float = 0.0  # hide each visible region with this probability (never all of them)
+    feature_noise: float = 0.0  # std of Gaussian noise added to features
+
+    def validate(self, where: str) -> None:
+        if self.num_steps < 1:
+            raise ConfigError(f"{where}: data.num_steps must be >= 1, got {self.num_steps}")
+        for name in ("train_sampling", "eval_sampling"):
+            if getattr(self, name) not in _SAMPLING:
+                raise ConfigError(f"{where}: data.{name} must be one of {_SAMPLING}, got {getattr(self, name)!r}")
+        if not self.manifest and not self.annotations:
+            raise ConfigError(f"{where}: data needs a manifest (one file with a split column) or annotations per split")
+        if self.manifest and self.annotations:
+            raise ConfigError(f"{where}: give data.manifest (one file with a split column) or data.annotations, not both")
+        for name in ("flip_prob", "region_drop_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{where}: data.{name} must be in [0, 1]")
+        if self.feature_noise < 0:
+            raise ConfigError(f"{where}: data.feature_noise must be >= 0")
+
+
+@dataclass
+class ModelConfig:
+    """A registered model (``mar models``): name, optional size preset, extra keyword arguments.
+
+    ``num_classes``, ``num_body``, ``regions``, ``region_dim`` and ``global_dim`` come from the
+    taxonomy and the feature store; do not set them here.
+    """
+
+    name: str = "mean_mlp"
+    preset: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        fixed = {"num_classes", "num_body", "regions", "region_dim", "global_dim"} & set(self.kwargs)
+        if fixed:
+            raise ConfigError(f"{where}: model.kwargs.{sorted(fixed)[0]} is set from the taxonomy / store, remove it")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay (per optimizer step)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "cosine"  # cosine | constant
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01  # cosine floor as a fraction of lr
+    clip_grad: float = 1.0  # max global gradient norm; 0 = off
+    accumulate: int = 1  # gradient accumulation: optimizer step every N batches
+    ema: bool = False  # evaluate and save an exponential moving average of the weights
+    ema_decay: float = 0.999
+
+    def validate(self, where: str) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"{where}: optim.schedule must be cosine or constant, got {self.schedule!r}")
+        if self.lr <= 0 or self.accumulate < 1 or len(self.betas) != 2:
+            raise ConfigError(f"{where}: optim needs lr > 0, accumulate >= 1 and two betas")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"{where}: optim.ema_decay must be in (0, 1)")
+
+
+@dataclass
+class LossConfig:
+    """Weights of the loss terms (``microaction.models.losses.LossComputer``; see its docstring)."""
+
+    body_weight: float = 0.5  # λ_body: cross-entropy on the body head (models with a body head)
+    label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | inverse | sqrt_inverse | effective (long-tailed data)
+    cb_beta: float = 0.999  # β of the "effective number" class weights
+    logit_adjust_tau: float = 0.0  # > 0: logit-adjusted CE (train on logits + τ·log prior)
+    emb_weight: float = 0.0  # semantic alignment L_emb (0: off)
+    emb_distance: str = "cosine"  # cosine | mse
+    label_embeddings: str = "minilm"  # minilm (offline MiniLM of the label names) or a .npy [C, E] file
+    router_entropy_weight: float = 0.0  # routing entropy regulariser (mixture models; 0: off)
+    load_balance_weight: float = 0.0  # routing load-balance regulariser (0: off)
+    aux_weights: dict[str, float] = field(default_factory=dict)  # weights of a model's own aux_losses
+    aux_default_weight: float = 1.0  # weight of aux losses not named in aux_weights
+
+    def validate(self, where: str) -> None:
+        if self.class_weights not in ("none", "inverse", "sqrt_inverse", "effective"):
+            raise ConfigError(f"{where}: loss.class_weights must be none, inverse, sqrt_inverse or effective")
+        if self.emb_distance not in ("cosine", "mse"):
+            raise ConfigError(f"{where}: loss.emb_distance must be cosine or mse")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"{where}: loss.label_smoothing must be in [0, 1)")
+
+
+@dataclass
+class StagesConfig:
+    """The two-stage B-MoE recipe; both stages run from one ``mar train``, each resumable.
+
+    Stage 1 (``pretrain_epochs`` > 0): one M3E classifier per region stream and one on the global
+    stream, each trained with its own classification loss (+ L_emb). Stage 2: the B-MoE model of
+    ``model`` with its experts and global encoder initialised from stage 1, trained whole; its
+    experts stay fixed for the first ``freeze_experts_epochs`` epochs.
+    """
+
+    pretrain_epochs: int = 0
+    pretrain_lr: float | None = None  # default: optim.lr
+    pretrain_kwargs: dict[str, Any] = field(default_factory=dict)  # extra kwargs of the stage-1 M3E models
+    freeze_experts_epochs: int = 0
+
+    def validate(self, where: str) -> None:
+        if self.pretrain_epochs < 0 or self.freeze_experts_epochs < 0:
+            raise ConfigError(f"{where}: stages.pretrain_epochs and stages.freeze_experts_epochs must be >= 0")
+        if self.pretrain_lr is not None and self.pretrain_lr <= 0:
+            raise ConfigError(f"{where}: stages.pretrain_lr must be > 0")
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    out_dir: str = "runs"  # the run folder is out_dir/name
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    epochs: int = 30
+    batch_size: int = 32  # global: summed over processes under torchrun
+    eval_batch_size: int = 64
+    workers: int = 0  # DataLoader worker processes
+    early_stopping: int = 0  # stop after this many epochs without a better validation metric; 0 = off
+    balanced_sampler: bool = False  # draw training clips with probability ∝ 1 / class frequency
+    save_every_steps: int = 0  # also save a resumable state every N optimizer steps (0: each epoch only)
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    progress: bool = True  # tqdm progress bars
+
+    def validate(self, where: str) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"{where}: run.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError(f"{where}: run.epochs, run.batch_size and run.eval_batch_size must be >= 1")
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise ConfigError(f"{where}: run.name {self.name!r} is not a folder name")
+
+
+@dataclass
+class ExperimentConfig:
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    stages: StagesConfig = field(default_factory=StagesConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self, where: str = "config") -> ExperimentConfig:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(where)
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.out_dir) / self.run.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment YAML (with ``a.b=c`` overrides); errors name the key and the file."""
+    return load_config(ExperimentConfig, path, overrides).validate(str(path))
+
+
+def experiment_from_dict(data: dict[str, Any], *, where: str = "config") -> ExperimentConfig:
+    return from_dict(ExperimentConfig, data, where=where).validate(where)
+
+
+def config_to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,221 @@
+"""The stages of a run and their losses: the plain one-stage recipe, and B-MoE's two stages.
+
+Two-stage recipe (``stages.pretrain_epochs`` > 0, models with ``stage1_streams``: ``bmoe``,
+``bmoe_uniform``, ``bmoe_concat``):
+
+- stage ``pretrain``: one ``m3e_global`` classifier per stream (each region, and the global
+  stream) with the encoder sizes of the B-MoE experts (``model.stage1_kwargs(stream)``), trained
+  together in one loop — they share no parameter, so one AdamW over all of them is the same as
+  one per stream (up to the joint gradient clipping). Each stream has its own loss (CE + L_emb);
+  a clip whose region is invisible gives no loss to that region's classifier. Validation scores
+  the mean of the streams' probabilities. The weights go to ``pretrain.safetensors``.
+- stage ``main``: the B-MoE model, its region experts and global encoder loaded from stage 1
+  (``BMoE.load_experts``), trained whole; with ``stages.freeze_experts_epochs`` = N the experts
+  get no update in the first N epochs (their gradients are dropped, so DDP needs no special case).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from microaction.engine.config import ExperimentConfig
+from microaction.engine.yamlconfig import ConfigError
+from microaction.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from microaction.engine.trainer import Experiment, Stage
+
+__all__ = ["Stage1Ensemble", "make_loss", "plan_stages"]
+
+
+def make_loss(cfg: ExperimentConfig, taxonomy: Taxonomy, train_labels: np.ndarray, *, features_dim: int | None = None) -> Any:
+    """The loss object ``loss(outputs, batch) -> (total, parts)`` for ``cfg.loss``: the models'
+    ``LossComputer`` (an ``nn.Module``; its L_emb projection trains with the model), or
+    ``PlainLoss`` (BCE) for multi-label taxonomies."""
+    from microaction.engine.trainer import PlainLoss
+
+    lc = cfg.loss
+    if taxonomy.multi_label:
+        if lc.emb_weight > 0 or lc.class_weights != "none" or lc.logit_adjust_tau:
+            raise ConfigError("multi-label taxonomies support only the plain loss (BCE)")
+        return PlainLoss(multi_label=True, aux_weights=lc.aux_weights)
+    from microaction.models.losses import LossComputer
+
+    counts = list(taxonomy.train_counts)
+    if not counts or len(counts) != taxonomy.num_classes:  # a label set without counts: count the training clips
+        counts = np.bincount(train_labels[train_labels >= 0], minlength=taxonomy.num_classes).tolist()
+    return LossComputer.from_taxonomy(
+        taxonomy,
+        lambda_body=lc.body_weight,
+        label_smoothing=lc.label_smoothing,
+        class_weights=lc.class_weights,
+        cb_beta=lc.cb_beta,
+        logit_adjust_tau=lc.logit_adjust_tau,
+        train_counts=counts,
+        emb_weight=lc.emb_weight,
+        label_embeddings=lc.label_embeddings if lc.emb_weight > 0 else None,
+        emb_distance=lc.emb_distance,
+        feature_dim=features_dim,
+        router_entropy_weight=lc.router_entropy_weight,
+        load_balance_weight=lc.load_balance_weight,
+        aux_weights=lc.aux_weights,
+        aux_default_weight=lc.aux_default_weight,
+    )
+
+
+class Stage1Ensemble(nn.Module):
+    """Stage 1 of the B-MoE recipe: one ``m3e_global`` classifier per stream, side by side.
+
+    ``forward(batch)`` returns ``action`` / ``body`` (mean of the streams' logits, for validation)
+    and ``streams``: each stream's own outputs.
+    """
+
+    def __init__(self, stream_kwargs: dict[str, dict[str, Any]]) -> None:
+        super().__init__()
+        from microaction.models import create_model
+
+        self.streams = list(stream_kwargs)
+        self.stream_kwargs = stream_kwargs
+        self.models = nn.ModuleDict({_key(s): create_model("m3e_global", **kw) for s, kw in stream_kwargs.items()})
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        outs = {s: self.models[_key(s)](batch) for s in self.streams}
+        result: dict[str, Any] = {"streams": outs}
+        result["action"] = torch.stack([o["action"] for o in outs.values()]).mean(0)
+        if all("body" in o for o in outs.values()):
+            result["body"] = torch.stack([o["body"] for o in outs.values()]).mean(0)
+        return result
+
+    def stream_state(self, stream: str) -> dict[str, torch.Tensor]:
+        return self.models[_key(stream)].state_dict()
+
+
+def _key(stream: str) -> str:
+    return stream.replace(":", "__")
+
+
+class Stage1Loss(nn.Module):
+    """Sum over streams of each stream's loss; a region stream ignores clips where it is invisible."""
+
+    def __init__(self, losses: dict[str, Any], regions: list[str]) -> None:
+        super().__init__()
+        self.regions = regions
+        self.streams = list(losses)
+        self.losses = nn.ModuleDict({_key(s): fn for s, fn in losses.items() if isinstance(fn, nn.Module)})
+        self._plain = {s: fn for s, fn in losses.items() if not isinstance(fn, nn.Module)}
+
+    def forward(self, outputs: dict[str, Any], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        total: torch.Tensor | None = None
+        parts: dict[str, float] = {}
+        for stream, out in outputs["streams"].items():
+            b = batch
+            if stream.startswith("region:"):
+                seen = batch["region_valid"][:, self.regions.index(stream[7:])]
+                if not bool(seen.any()):
+                    continue
+                b = dict(batch)
+                b["action"] = torch.where(seen, batch["action"], torch.full_like(batch["action"], -1))
+                b["body"] = torch.where(seen, batch["body"], torch.full_like(batch["body"], -1))
+            fn = self.losses[_key(stream)] if _key(stream) in self.losses else self._plain[stream]
+            loss, _ = fn(out, b)
+            total = loss if total is None else total + loss
+            parts[stream] = float(loss.detach())
+        if total is None:  # cannot happen: the global stream always contributes
+            total = torch.zeros((), requires_grad=True)
+        return total, parts
+
+
+def plan_stages(exp: Experiment) -> list[Stage]:
+    """The stages of ``exp``'s config, in order. Models and losses are made by factories that the
+    training loop calls right after seeding, so their initial weights depend on the seed only."""
+    from microaction.engine.trainer import Stage, model_kwargs
+    from microaction.models import create_model
+
+    cfg, tax = exp.cfg, exp.taxonomy
+    labels = exp.train_ds.action
+    kwargs = model_kwargs(cfg, tax, exp.store)
+    meta = {**exp.base_meta(), "model": cfg.model.name, "model_kwargs": kwargs}
+    pre_path = exp.run_dir / "pretrain.safetensors"
+    need_dim = cfg.loss.emb_weight > 0
+
+    def build_main() -> nn.Module:
+        return create_model(cfg.model.name, **kwargs)
+
+    def main_loss(model: nn.Module) -> Any:
+        return make_loss(cfg, tax, labels, features_dim=features_dim(model, exp) if need_dim else None)
+
+    if cfg.stages.pretrain_epochs <= 0:
+        return [Stage("main", cfg.run.epochs, cfg.optim.lr, build_main, main_loss, meta)]
+
+    probe = build_main()
+    if not hasattr(probe, "stage1_streams"):
+        raise ConfigError(f"stages.pretrain_epochs > 0 needs a two-stage model (bmoe*), not {cfg.model.name!r}")
+    stream_kwargs = {s: {**probe.stage1_kwargs(s), **cfg.stages.pretrain_kwargs} for s in probe.stage1_streams()}
+    del probe
+    regions = list(exp.store.manifest.regions)
+    stage1_meta = {**exp.base_meta(), "model": "stage1", "streams": stream_kwargs}
+
+    def build_stage1() -> nn.Module:
+        return Stage1Ensemble(stream_kwargs)
+
+    def stage1_loss(model: nn.Module) -> Any:
+        ens: Stage1Ensemble = model  # type: ignore[assignment]
+        return Stage1Loss(
+            {s: make_loss(cfg, tax, labels, features_dim=features_dim(ens.models[_key(s)], exp) if need_dim else None)
+             for s in stream_kwargs},
+            regions,
+        )  # fmt: skip
+
+    def save_stage1(model: nn.Module) -> None:
+        from microaction.engine.checkpoint import save_weights
+
+        save_weights(pre_path, model.state_dict(), stage1_meta)
+
+    def build_stage2() -> nn.Module:
+        from microaction.engine.checkpoint import load_weights
+
+        model = build_main()
+        state, _ = load_weights(pre_path)
+        by_stream = {}
+        for s in stream_kwargs:
+            prefix = f"models.{_key(s)}."
+            by_stream[s] = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        model.load_experts(  # type: ignore[operator]
+            {s[len("region:") :]: sd for s, sd in by_stream.items() if s.startswith("region:")},
+            global_state=by_stream.get("global"),
+        )
+        return model
+
+    def experts(model: nn.Module) -> list[nn.Parameter]:
+        return list(model.expert_parameters())  # type: ignore[operator]
+
+    lr1 = cfg.stages.pretrain_lr or cfg.optim.lr
+    return [
+        Stage("pretrain", cfg.stages.pretrain_epochs, lr1, build_stage1, stage1_loss, stage1_meta, on_done=save_stage1),
+        Stage("main", cfg.run.epochs, cfg.optim.lr, build_stage2, main_loss, meta, freeze=experts,
+              freeze_epochs=cfg.stages.freeze_experts_epochs),  # fmt: skip
+    ]
+
+
+@torch.no_grad()
+def features_dim(model: nn.Module, exp: Experiment) -> int:
+    """Width of a model's pooled ``features`` output (for the L_emb projection), from one dummy clip."""
+    m = exp.store.manifest
+    T = exp.cfg.data.num_steps
+    batch = {
+        "regions": torch.zeros(1, len(m.regions), T, m.region_dim),
+        "global": torch.zeros(1, T, m.global_dim),
+        "mask": torch.ones(1, T, dtype=torch.bool),
+        "region_valid": torch.ones(1, len(m.regions), dtype=torch.bool),
+    }
+    was = model.training
+    model.eval()
+    out = model(batch)
+    model.train(was)
+    if "features" not in out:
+        raise ConfigError("loss.emb_weight > 0 needs a model that outputs 'features'")
+    return int(out["features"].shape[-1])

@@ -1,0 +1,576 @@
+"""The training loop (``mar train``): plain PyTorch, one file, read it top to bottom.
+
+``train(config_path, overrides)`` builds the data (``data.loader``), the model (registry), the
+loss (``models.losses``) and AdamW, then runs the stages of the config: the main stage, preceded
+by the B-MoE stage-1 pre-training when ``stages.pretrain_epochs`` > 0 (see ``engine.stages``).
+
+Per epoch: batches (bf16 autocast optional, gradient accumulation, clipping, warm-up + cosine
+learning rate set per optimizer step, EMA optional), then validation with the official metrics,
+``best.safetensors`` when the primary metric improves, ``last.safetensors``, the resumable
+``last_state.pt``, ``metrics.json`` and a line in ``log.txt``.
+
+Exact resume: ``last_state.pt`` holds everything the rest of the run depends on (weights,
+optimizer moments, EMA, global RNG states, stage / epoch / batch position, loss sums, best so far,
+metric history). The data order is a function of ``(seed, epoch)`` and every per-clip random
+choice of ``(seed, epoch, position)`` (``data.loader``), so ``train(resume=RUN_DIR)`` after a
+kill at any instant replays the same batches and ends with the same weights, bit for bit on CPU.
+A state is saved every epoch and, with ``run.save_every_steps``, every N optimizer steps.
+
+Under ``torchrun`` each process takes its share of every global batch (``run.batch_size`` is the
+global batch), gradients are averaged by DDP, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from microaction.data.loader import (
+    ClipDataset,
+    TrainBatchSampler,
+    check_store,
+    class_weights,
+    make_loader,
+    select_samples,
+)
+from microaction.data.store import FeatureStore, StoreMismatch, atomic_write_bytes
+from microaction.engine import distributed as dist_
+from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
+from microaction.engine.config import ExperimentConfig, config_to_yaml, experiment_from_dict, load_experiment
+from microaction.engine.evaluate import infer, score_outputs
+from microaction.engine.runs import read_split
+from microaction.engine.yamlconfig import ConfigError, apply_overrides
+from microaction.taxonomy import Taxonomy, load_taxonomy
+
+__all__ = ["RESUMABLE_OVERRIDES", "RUN_FILES", "lr_at", "train"]
+
+STATE_FORMAT = 1
+RUN_FILES = ("config.yaml", "log.txt", "metrics.json", "best.safetensors", "last.safetensors", "last_state.pt",
+             "pretrain.safetensors")  # fmt: skip
+# settings that may change when resuming without changing the result
+RESUMABLE_OVERRIDES = ("run.workers", "run.progress", "run.eval_batch_size", "run.threads")
+
+
+# ---------------------------------------------------------------------------------------------
+# small pieces
+
+
+def lr_at(step: int, total: int, warmup: int, base: float, *, schedule: str = "cosine", min_ratio: float = 0.0) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warm-up, then cosine (or constant)."""
+    if warmup > 0 and step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return base
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    lo = base * min_ratio
+    return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay for biases, norms and other 1-D parameters (embeddings of shape [1, ...] too)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or p.shape[0] == 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class EMA:
+    """Exponential moving average of a model's weights (decay warmed up as (1 + n) / (10 + n))."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        src = model.state_dict()
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(src[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(src[k])
+
+
+class RunLog:
+    """``log.txt`` (appended) and the console; silent on ranks other than 0."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def __call__(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        tqdm.write(line)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+class TrainStep(nn.Module):
+    """Model + loss as one module, so DDP also averages the gradients of a loss's own parameters
+    (the L_emb projection). ``forward(batch) -> (total loss, parts)``."""
+
+    def __init__(self, model: nn.Module, loss: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss  # registered as a submodule when it is an nn.Module
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = self.loss(self.model(batch), batch)
+        return total, {k: v for k, v in parts.items() if k != "total"}
+
+
+class PlainLoss:
+    """Cross-entropy on the action head (+ ``body_weight`` × CE on the body head when there is one),
+    plus the model's ``aux_losses`` weighted by ``aux_weights``. BCE for multi-label taxonomies.
+    Used when ``microaction.models.losses`` is not available."""
+
+    def __init__(self, *, body_weight: float = 0.5, label_smoothing: float = 0.0, multi_label: bool = False,
+                 aux_weights: dict[str, float] | None = None) -> None:  # fmt: skip
+        self.body_weight, self.label_smoothing, self.multi_label = body_weight, label_smoothing, multi_label
+        self.aux_weights = dict(aux_weights or {})
+
+    def __call__(self, outputs: dict[str, Any], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        F = nn.functional
+        logits = outputs["action"].float()
+        if self.multi_label:
+            action = F.binary_cross_entropy_with_logits(logits, batch["labels"].float())
+        else:
+            action = F.cross_entropy(logits, batch["action"], ignore_index=-1, label_smoothing=self.label_smoothing)
+        total = action
+        parts = {"action": float(action.detach())}
+        if "body" in outputs and self.body_weight > 0 and (batch["body"] >= 0).any():
+            body = F.cross_entropy(outputs["body"].float(), batch["body"], ignore_index=-1,
+                                   label_smoothing=self.label_smoothing)  # fmt: skip
+            total = total + self.body_weight * body
+            parts["body"] = float(body.detach())
+        for k, v in (outputs.get("aux_losses") or {}).items():
+            w = self.aux_weights.get(k, 1.0)
+            if w:
+                total = total + w * v
+                parts[k] = float(v.detach())
+        return total, parts
+
+
+def model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: FeatureStore) -> dict[str, Any]:
+    """Every constructor argument of the configured model (preset resolved), as saved in checkpoints."""
+    from microaction.models import model_entry
+
+    entry = model_entry(cfg.model.name)
+    kwargs: dict[str, Any] = {}
+    if cfg.model.preset is not None:
+        if cfg.model.preset not in entry.presets:
+            raise ConfigError(f"model {cfg.model.name!r} has no preset {cfg.model.preset!r}; presets: {sorted(entry.presets)}")
+        kwargs.update(entry.presets[cfg.model.preset])
+    kwargs.update(cfg.model.kwargs)
+    m = store.manifest
+    kwargs.update(num_classes=taxonomy.num_classes, num_body=taxonomy.num_body, regions=list(m.regions),
+                  region_dim=int(m.region_dim), global_dim=int(m.global_dim))  # fmt: skip
+    return kwargs
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _improved(value: float | None, best: float | None) -> bool:
+    if value is None:
+        return True  # no validation labels: the latest weights are the best we know
+    return best is None or value > best
+
+
+# ---------------------------------------------------------------------------------------------
+# the experiment: data and bookkeeping shared by the stages
+
+
+@dataclass
+class Stage:
+    """One stage of a run: its name, length, learning rate and how its model is made."""
+
+    name: str  # "pretrain" (B-MoE stage 1) or "main"
+    epochs: int
+    lr: float
+    build: Callable[[], nn.Module]  # a fresh model (stage 2 loads the stage-1 weights here)
+    make_loss: Callable[[nn.Module], Any]  # the loss for that model: loss(outputs, batch) -> (total, parts)
+    meta: dict[str, Any]  # checkpoint metadata (model name + kwargs, taxonomy, store, T, metric)
+    freeze: Callable[[nn.Module], list[nn.Parameter]] | None = None  # parameters kept fixed ...
+    freeze_epochs: int = 0  # ... for this many first epochs
+    on_done: Callable[[nn.Module], None] | None = None  # called on rank 0 with the final weights
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, info: dist_.DistInfo, device: torch.device) -> None:
+        from microaction import metrics
+
+        self.cfg, self.run_dir, self.info, self.device = cfg, run_dir, info, device
+        self.log = RunLog(run_dir / "log.txt", info.is_main)
+        d = cfg.data
+        self.taxonomy = load_taxonomy(d.taxonomy)
+        self.store = FeatureStore.open(d.store)
+        if d.expect:
+            check_store(self.store, d.expect, source="data.expect of the config")
+        self.primary = metrics.primary_metric(self.taxonomy)
+        train_samples = read_split(d, self.taxonomy, d.train_split)
+        if not train_samples:
+            raise ValueError(f"no training clips: split {d.train_split!r} is empty in the annotations")
+        train_samples, miss_t = select_samples(self.store, train_samples, allow_missing=d.allow_missing, source="train")
+        val_samples = read_split(d, self.taxonomy, d.val_split) if d.val_split else []
+        val_samples, miss_v = select_samples(self.store, val_samples, allow_missing=d.allow_missing, source="val")
+        if miss_t or miss_v:
+            self.log(f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped")
+        self.train_ds = ClipDataset(
+            self.store, train_samples, self.taxonomy, num_steps=d.num_steps, sampling=d.train_sampling,
+            seed=cfg.run.seed, flip_prob=d.flip_prob, region_drop_prob=d.region_drop_prob,
+            feature_noise=d.feature_noise,
+        )  # fmt: skip
+        self.val_ds = ClipDataset(self.store, val_samples, self.taxonomy, num_steps=d.num_steps,
+                                  sampling=d.eval_sampling) if val_samples else None  # fmt: skip
+
+    def base_meta(self) -> dict[str, Any]:
+        return {
+            "taxonomy": self.taxonomy.to_dict(),
+            "store_manifest": self.store.manifest.to_dict(),
+            "num_steps": self.cfg.data.num_steps,
+            "primary_metric": self.primary,
+            "run": self.cfg.run.name,
+        }
+
+    def sampler(self) -> TrainBatchSampler:
+        r = self.cfg.run
+        weights = None
+        if r.balanced_sampler:
+            if self.taxonomy.multi_label:
+                raise ConfigError("run.balanced_sampler needs a single-label taxonomy")
+            weights = class_weights(self.train_ds.action, self.taxonomy.num_classes)
+        return TrainBatchSampler(len(self.train_ds), r.batch_size, seed=r.seed, weights=weights,
+                                 rank=self.info.rank, world=self.info.world)  # fmt: skip
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        if self.val_ds is None:
+            return {}
+        r = self.cfg.run
+        out = infer(model, self.val_ds, device=self.device, batch_size=r.eval_batch_size, precision=r.precision,
+                    workers=r.workers, info=self.info, progress=r.progress and self.info.is_main, desc="val")  # fmt: skip
+        return score_outputs(self.taxonomy, self.val_ds, out) or {}
+
+
+# ---------------------------------------------------------------------------------------------
+# one stage
+
+
+def fresh_state(stage: str, *, store: str, history: str = "[]") -> dict[str, Any]:
+    return {"stage": stage, "epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_count": 0, "parts_sum": {},
+            "seconds": 0.0, "patience": 0, "history": history, "best": "null", "store": store, "done": False}  # fmt: skip
+
+
+def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str, Any]:
+    """Train ``stage`` from ``state`` (a saved state of this stage, or ``fresh_state``); returns the final state."""
+    cfg, info, device, log = exp.cfg, exp.info, exp.device, exp.log
+    r, o = cfg.run, cfg.optim
+    torch.manual_seed(r.seed)
+    model = stage.build().to(device)
+    step_module = TrainStep(model, stage.make_loss(model)).to(device)
+    loss_module = step_module.loss if isinstance(step_module.loss, nn.Module) else None
+    if info.rank > 0:
+        torch.manual_seed(r.seed + 1_000_003 * info.rank)  # different dropout per process; rank 0 = single process
+    opt = torch.optim.AdamW(param_groups(step_module, o.weight_decay), lr=stage.lr, betas=(o.betas[0], o.betas[1]),
+                            eps=o.eps)  # fmt: skip
+    ema = EMA(model, o.ema_decay) if o.ema else None
+    frozen = {id(p) for p in stage.freeze(model)} if stage.freeze is not None and stage.freeze_epochs > 0 else set()
+
+    state = dict(state)
+    resumed = "model" in state
+    if resumed:
+        model.load_state_dict(state["model"])
+        if loss_module is not None:
+            loss_module.load_state_dict(state["loss"])
+        opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.model.load_state_dict(state["ema"])
+            ema.updates = int(state["ema_updates"])
+        rngs = state["rng"]
+        set_rng_state(rngs[info.rank] if len(rngs) == info.world else rngs[0])
+
+    net: nn.Module = step_module
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    sampler = exp.sampler()
+    nb = sampler.num_batches()
+    acc = o.accumulate
+    steps_per_epoch = math.ceil(nb / acc)
+    total = steps_per_epoch * stage.epochs
+    warmup = round(o.warmup_epochs * steps_per_epoch)
+    if state["epoch"] == 0 and state["batch"] == 0:
+        log(f"[{stage.name}] {stage.epochs} epochs × {nb} batches of {r.batch_size} "
+            f"({len(exp.train_ds)} train / {len(exp.val_ds) if exp.val_ds else 0} val clips), "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters")  # fmt: skip
+
+    def snapshot() -> dict[str, Any]:
+        """The resumable state now (collective under DDP: every process calls it)."""
+        rngs = dist_.gather_objects(info, get_rng_state())
+        out = {k: v for k, v in state.items() if k not in ("model", "loss", "optimizer", "rng", "ema")}
+        out.update(model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                   optimizer=opt.state_dict(), rng=rngs, world=info.world, format=STATE_FORMAT)  # fmt: skip
+        if loss_module is not None:
+            out["loss"] = {k: v.detach().cpu().clone() for k, v in loss_module.state_dict().items()}
+        if ema is not None:
+            out.update(ema=ema.model.state_dict(), ema_updates=ema.updates)
+        return out
+
+    def weights() -> nn.Module:
+        return ema.model if ema is not None else model
+
+    for epoch in range(state["epoch"], stage.epochs):
+        start = state["batch"]
+        sampler.set_epoch(epoch, start)
+        step_module.train()
+        freeze_now = epoch < stage.freeze_epochs and bool(frozen)
+        t0 = time.perf_counter() - state["seconds"]
+        bar = tqdm(make_loader(exp.train_ds, sampler, workers=r.workers), total=nb, initial=start, unit="batch",
+                   desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False,
+                   disable=not (r.progress and info.is_main), mininterval=0.5)  # fmt: skip
+        clips, t_bar = 0, time.perf_counter()
+        for b, batch in enumerate(bar, start=start):
+            batch = _to(batch, device)
+            stepping = (b + 1) % acc == 0 or b + 1 == nb
+            sync = net.no_sync() if info.enabled and not stepping else nullcontext()  # type: ignore[operator]
+            with sync:
+                with _autocast(device, r.precision):
+                    loss, parts = net(batch)
+                (loss / acc).backward()
+            state["loss_sum"] += float(loss.detach())
+            state["loss_count"] += 1
+            for k, v in parts.items():
+                state["parts_sum"][k] = state["parts_sum"].get(k, 0.0) + float(v)
+            clips += len(batch["index"])
+            if stepping:
+                lr = lr_at(state["step"], total, warmup, stage.lr, schedule=o.schedule, min_ratio=o.min_lr_ratio)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                if freeze_now:
+                    for p in model.parameters():
+                        if id(p) in frozen:
+                            p.grad = None
+                if o.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_([p for p in step_module.parameters() if p.grad is not None],
+                                                   o.clip_grad)  # fmt: skip
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(model)
+                state["step"] += 1
+                state["batch"] = b + 1
+                if r.save_every_steps and state["step"] % r.save_every_steps == 0 and b + 1 < nb:
+                    state["seconds"] = time.perf_counter() - t0
+                    snap = snapshot()
+                    if info.is_main:
+                        save_state(exp.run_dir / "last_state.pt", snap)
+            if info.is_main and r.progress:
+                bar.set_postfix(loss=f"{state['loss_sum'] / max(1, state['loss_count']):.4f}",
+                                clips_s=f"{clips / max(1e-9, time.perf_counter() - t_bar):.0f}", refresh=False)  # fmt: skip
+        bar.close()
+
+        # -- end of epoch: losses over all processes, validation, checkpoints, state, metrics --
+        sums = dist_.gather_objects(info, (state["loss_sum"], state["loss_count"], state["parts_sum"]))
+        n_loss = sum(s[1] for s in sums)
+        train_loss = sum(s[0] for s in sums) / max(1, n_loss)
+        parts_mean = {k: sum(s[2].get(k, 0.0) for s in sums) / max(1, n_loss) for k in sums[0][2]}
+        val = exp.validate(weights())
+        value = val.get(exp.primary) if val else None
+        seconds = time.perf_counter() - t0
+        entry = {"epoch": epoch + 1, "stage": stage.name, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+                 "train_parts": parts_mean, "val": val, "seconds": round(seconds, 3)}  # fmt: skip
+        history = json.loads(state.get("history", "[]"))
+        history.append(entry)
+        best = json.loads(state.get("best", "null"))
+        meta = {**stage.meta, "stage": stage.name, "epoch": epoch + 1, "metric": value}
+        improved = stage.name == "main" and (best is None or _improved(value, best.get("value")))
+        if improved:
+            best = {"epoch": epoch + 1, "stage": stage.name, "metric": exp.primary, "value": value, "val": val}
+            state["patience"] = 0
+        elif stage.name == "main":
+            state["patience"] += 1
+        stop = stage.name == "main" and r.early_stopping > 0 and state["patience"] >= r.early_stopping
+        state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0, parts_sum={}, seconds=0.0,
+                     history=json.dumps(history), best=json.dumps(best))  # fmt: skip
+        if stop:
+            state["epoch"] = stage.epochs
+        snap = snapshot()
+        if info.is_main:
+            sd = weights().state_dict()
+            if stage.name == "main":
+                if improved:
+                    save_weights(exp.run_dir / "best.safetensors", sd, meta)
+                save_weights(exp.run_dir / "last.safetensors", sd, meta)
+            save_state(exp.run_dir / "last_state.pt", snap)
+            write_metrics(exp.run_dir, snap)
+            shown = f" val {exp.primary} {100 * value:.2f}" if value is not None else ""
+            best_s = f" (best {100 * best['value']:.2f} @ {best['epoch']})" if best and best.get("value") is not None else ""
+            log(f"[{stage.name}] epoch {epoch + 1}/{stage.epochs} lr {entry['lr']:.2e} loss {train_loss:.4f}"
+                f"{shown}{best_s} {seconds:.1f}s")  # fmt: skip
+        if stop:
+            log(f"[{stage.name}] early stopping: no better val {exp.primary} for {r.early_stopping} epochs")
+            break
+    # the stage is over: mark it done (resuming then goes straight on), hand its weights on
+    final = snapshot()
+    final["done"] = True
+    if info.is_main:
+        save_state(exp.run_dir / "last_state.pt", final)
+        write_metrics(exp.run_dir, final)
+        if stage.on_done is not None:
+            stage.on_done(weights())
+    dist_.barrier(info)
+    return final
+
+
+def write_metrics(run_dir: Path, state: dict[str, Any]) -> None:
+    doc = {"epochs": json.loads(state.get("history", "[]")), "best": json.loads(state.get("best", "null"))}
+    atomic_write_bytes(run_dir / "metrics.json", json.dumps(doc, indent=1).encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point
+
+
+def _prepare_run_dir(cfg: ExperimentConfig, info: dist_.DistInfo, overwrite: bool) -> Path:
+    run_dir = cfg.run_dir
+    if info.is_main:
+        existing = [n for n in RUN_FILES if (run_dir / n).exists()]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{run_dir} already holds a run ({', '.join(existing)}): resume it with "
+                f"`mar train --resume {run_dir}`, pick another name (--set run.name=...), or pass --overwrite"
+            )
+        for n in existing:
+            (run_dir / n).unlink()
+        for p in run_dir.glob("eval_*.json"):
+            p.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.yaml", config_to_yaml(cfg).encode())
+    dist_.barrier(info)
+    return run_dir
+
+
+def _resume_config(run_dir: Path, overrides: list[str]) -> ExperimentConfig:
+    import yaml
+
+    cpath = run_dir / "config.yaml"
+    if not cpath.is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml, not a run folder written by mar train")
+    bad = [o for o in overrides if o.split("=", 1)[0].strip() not in RESUMABLE_OVERRIDES]
+    if bad:
+        raise ConfigError(f"--set {bad[0]!r}: a resumed run keeps its config; only {', '.join(RESUMABLE_OVERRIDES)} may change")
+    data = yaml.safe_load(cpath.read_text(encoding="utf-8"))
+    apply_overrides(data, overrides)
+    cfg = experiment_from_dict(data, where=str(cpath))
+    if Path(cfg.run.out_dir) / cfg.run.name != run_dir:  # the folder was moved: follow it
+        cfg.run.out_dir, cfg.run.name = str(run_dir.parent), run_dir.name
+    return cfg
+
+
+def train(
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] | None = None,
+    *,
+    config: ExperimentConfig | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Train from a YAML config (or a config object), or resume a run folder; returns the run folder.
+
+    ``overrides`` are ``a.b=value`` strings (``mar train --set``). A resumed run (``resume=RUN_DIR``)
+    reads ``RUN_DIR/config.yaml``; only ``RESUMABLE_OVERRIDES`` may change then.
+    """
+    overrides = list(overrides or [])
+    if resume is not None:
+        cfg = _resume_config(Path(resume), overrides)
+    elif config is not None:
+        cfg = config
+        if overrides:
+            data = cfg.to_dict()
+            apply_overrides(data, overrides)
+            cfg = experiment_from_dict(data)
+    elif config_path is not None:
+        cfg = load_experiment(config_path, overrides)
+    else:
+        raise ValueError("train() needs a config path, a config object or a run folder to resume")
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
+    info, device = dist_.setup(cfg.run.device)
+    try:
+        state: dict[str, Any] | None = None
+        if resume is not None:
+            run_dir = Path(resume)
+            if (run_dir / "last_state.pt").is_file():
+                state = load_state(run_dir / "last_state.pt")
+                if state.get("format") != STATE_FORMAT:
+                    raise RuntimeError(f"{run_dir}/last_state.pt: state format {state.get('format')} is not {STATE_FORMAT}")
+                if state.get("world", 1) != info.world:
+                    raise RuntimeError(
+                        f"{run_dir} was trained with {state.get('world')} process(es); resume it with the same number"
+                    )
+        else:
+            run_dir = _prepare_run_dir(cfg, info, overwrite)
+        exp = Experiment(cfg, run_dir, info, device)
+        store_sig = json.dumps(exp.store.manifest.signature(), sort_keys=True)
+        if state is not None and state.get("store") != store_sig:
+            raise StoreMismatch(f"{cfg.data.store}: the feature store differs from the one {run_dir} was started with")
+        exp.log(("resuming" if state else "starting") + f" {run_dir} (seed {cfg.run.seed}, device {device}, "
+                f"{info.world} process(es), precision {cfg.run.precision})")  # fmt: skip
+        _run_all(exp, state, store_sig)
+        return run_dir
+    finally:
+        dist_.cleanup(info)
+
+
+def _run_all(exp: Experiment, state: dict[str, Any] | None, store_sig: str) -> None:
+    """The stages in order; a resumed run re-enters the stage its state belongs to."""
+    from microaction.engine.stages import plan_stages
+
+    stages = plan_stages(exp)
+    names = [s.name for s in stages]
+    if state is None:
+        state = fresh_state(names[0], store=store_sig)
+    if state["stage"] not in names:
+        raise RuntimeError(f"{exp.run_dir}: saved stage {state['stage']!r} is not one of this config's stages {names}")
+    for i in range(names.index(state["stage"]), len(stages)):
+        if state["stage"] != stages[i].name:
+            state = fresh_state(stages[i].name, store=store_sig, history=state.get("history", "[]"))
+        if state.get("done") and i == len(stages) - 1:
+            exp.log(f"{exp.run_dir} has finished already; nothing to do")
+            return
+        state = _run_stage(exp, stages[i], state)
+    best = json.loads(state.get("best", "null"))
+    if best and best.get("value") is not None:
+        exp.log(f"finished: best val {exp.primary} {100 * best['value']:.2f} at epoch {best['epoch']}")
+    else:
+        exp.log("finished")

@@ -1,0 +1,94 @@
+"""The encoder interface: region clips (or keypoints) → ``[T', D]`` feature sequences per stream."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from microaction.extract.parsers.base import ParseResult
+from microaction.extract.regions import RegionLayout
+
+__all__ = ["Encoded", "Encoder", "EncoderInput", "resample", "windows"]
+
+
+@dataclass
+class EncoderInput:
+    clips: dict[int, dict[str, np.ndarray]]  # crop size -> stream name (regions..., "global") -> [T, S, S, 3]
+    parse: ParseResult  # keypoints in pixels of the decoded frames
+    layout: RegionLayout
+    timestamps: np.ndarray  # [T] seconds
+
+
+@dataclass
+class Encoded:
+    regions: np.ndarray  # [R, T', D] float32
+    global_: np.ndarray  # [T', Dg] float32
+    times: np.ndarray  # [T'] seconds (centre of each window)
+
+
+def windows(T: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """Temporal grid: windows ``[a, b)`` of ``window`` frames every ``stride`` frames; the last
+    window ends at ``T`` so the tail is covered; a clip shorter than a window gives one window."""
+    if T <= window:
+        return [(0, T)]
+    starts = list(range(0, T - window + 1, stride))
+    if starts[-1] + window < T:
+        starts.append(T - window)
+    return [(a, a + window) for a in starts]
+
+
+def window_times(timestamps: np.ndarray, grid: list[tuple[int, int]]) -> np.ndarray:
+    return np.array([float(timestamps[a:b].mean()) for a, b in grid], dtype=np.float32)
+
+
+def pool(per_frame: np.ndarray, grid: list[tuple[int, int]]) -> np.ndarray:
+    """Mean of per-frame features ``[T, ...]`` over each window -> ``[T', ...]``."""
+    return np.stack([per_frame[a:b].mean(0) for a, b in grid]).astype(np.float32)
+
+
+def resample(features: np.ndarray, times: np.ndarray, ref_times: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``[..., T', D]`` from ``times`` onto ``ref_times`` (along axis -2)."""
+    if len(times) == len(ref_times) and np.allclose(times, ref_times):
+        return features
+    if len(times) == 1:
+        return np.repeat(features, len(ref_times), axis=-2)
+    pos = np.interp(ref_times, times, np.arange(len(times), dtype=np.float64))
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(times) - 1)
+    w = (pos - lo).astype(np.float32)[:, None]
+    return (features[..., lo, :] * (1 - w) + features[..., hi, :] * w).astype(np.float32)
+
+
+class Encoder(ABC):
+    """One feature extractor. ``input_size``: side of the square crops it eats (None: keypoints
+    only, no pixels needed)."""
+
+    name: str = ""
+    window: int = 1
+    stride: int = 1
+    input_size: int | None = None
+
+    @property
+    def needs_pixels(self) -> bool:
+        return self.input_size is not None
+
+    @abstractmethod
+    def dims(self, regions: tuple[str, ...]) -> tuple[int, int]:
+        """(region_dim, global_dim) for a region list."""
+
+    @abstractmethod
+    def encode(self, inp: EncoderInput) -> Encoded: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Manifest entry (the runner adds dims and slices)."""
+        return {
+            "name": self.name,
+            "window": self.window,
+            "stride": self.stride,
+            "input_size": self.input_size,
+            "checkpoint": None,
+            "checkpoint_sha256": None,
+        }

@@ -1,0 +1,123 @@
+"""MediaPipe Pose backend (default, offline, CPU): mediapipe==0.10.21 ``mp.solutions.pose`` with
+``model_complexity=1`` (the model ships in the wheel), tracking mode (one tracker per clip) and its
+person segmentation mask. The four region masks are derived from the landmarks and the person
+mask (``landmark_region_masks``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+
+from microaction.extract.parsers.base import ParseResult, Parser, interpolate_gaps, landmark_region_masks
+from microaction.extract.skeleton import NUM_LANDMARKS
+
+__all__ = ["MediaPipeParser", "MediaPipeSession"]
+
+
+def _quiet() -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+class MediaPipeSession:
+    """Parse a clip frame by frame (lets the caller decode the next frame meanwhile)."""
+
+    def __init__(self, parser: MediaPipeParser) -> None:
+        import mediapipe as mp
+
+        self.p = parser
+        self.pose = mp.solutions.pose.Pose(
+            static_image_mode=False,
+            model_complexity=parser.model_complexity,
+            smooth_landmarks=True,
+            enable_segmentation=True,
+            smooth_segmentation=True,
+            min_detection_confidence=parser.min_detection_confidence,
+            min_tracking_confidence=parser.min_tracking_confidence,
+        )
+        self.kps: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.size: tuple[int, int] | None = None
+
+    def add(self, frame: np.ndarray) -> None:
+        H, W = frame.shape[:2]
+        self.size = (H, W)
+        mh, mw = self.p.mask_size(H, W)
+        res = self.pose.process(np.ascontiguousarray(frame))
+        kp = np.zeros((NUM_LANDMARKS, 3), dtype=np.float32)
+        mask = np.zeros((mh, mw), dtype=np.uint8)
+        if res.pose_landmarks is not None:
+            lm = res.pose_landmarks.landmark
+            kp[:, 0] = [p.x * W for p in lm]
+            kp[:, 1] = [p.y * H for p in lm]
+            kp[:, 2] = [p.visibility for p in lm]
+            # a landmark placed outside the image is not seen, whatever its visibility score
+            out = (kp[:, 0] < -0.02 * W) | (kp[:, 0] > 1.02 * W) | (kp[:, 1] < -0.02 * H) | (kp[:, 1] > 1.02 * H)
+            kp[out, 2] = np.minimum(kp[out, 2], 0.1)
+            if res.segmentation_mask is not None:
+                small = cv2.resize(res.segmentation_mask, (mw, mh), interpolation=cv2.INTER_AREA)
+                mask = (small > 0.5).astype(np.uint8)
+        self.kps.append(kp)
+        self.masks.append(mask)
+
+    def result(self) -> ParseResult:
+        self.pose.close()
+        if self.size is None:
+            raise ValueError("no frames were parsed")
+        kp = interpolate_gaps(np.stack(self.kps), self.p.max_gap)
+        person = np.stack(self.masks)
+        regions = landmark_region_masks(kp, person, self.size)
+        return ParseResult(kp, self.size, regions, person_mask=person)
+
+
+class MediaPipeParser(Parser):
+    name = "mediapipe"
+    needs_pixels = True
+
+    def __init__(
+        self,
+        model_complexity: int = 1,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        mask_side: int = 160,
+        max_gap: int = 8,
+    ) -> None:
+        _quiet()
+        import mediapipe  # noqa: F401 - fail early with a clear import error
+
+        self.model_complexity = int(model_complexity)
+        self.min_detection_confidence = float(min_detection_confidence)
+        self.min_tracking_confidence = float(min_tracking_confidence)
+        self.mask_side = int(mask_side)
+        self.max_gap = int(max_gap)
+
+    def mask_size(self, H: int, W: int) -> tuple[int, int]:
+        s = min(1.0, self.mask_side / max(H, W))
+        return max(1, round(H * s)), max(1, round(W * s))
+
+    def session(self) -> MediaPipeSession:
+        return MediaPipeSession(self)
+
+    def parse(self, frames: np.ndarray | None, video_path: str | os.PathLike[str]) -> ParseResult:
+        if frames is None:
+            raise ValueError("the mediapipe parser needs decoded frames")
+        s = self.session()
+        for f in frames:
+            s.add(f)
+        return s.result()
+
+    def describe(self) -> dict[str, Any]:
+        import mediapipe
+
+        return {
+            "name": self.name,
+            "version": mediapipe.__version__,
+            "model_complexity": self.model_complexity,
+            "min_detection_confidence": self.min_detection_confidence,
+            "min_tracking_confidence": self.min_tracking_confidence,
+            "mask_side": self.mask_side,
+            "max_gap": self.max_gap,
+        }

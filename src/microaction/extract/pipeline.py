@@ -1,0 +1,309 @@
+"""One video through the chain: decode → parse → region boxes → crops → encoders → arrays.
+
+``Extractor(params)`` builds the parser and encoders once and extracts videos one at a time;
+``extract_video(path, params)`` is the library entry point other modules call (``mar predict
+VIDEO``, the overlay writer): with ``params`` read back from a store's manifest
+(``params_from_manifest``), a video is extracted exactly as the store's videos were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microaction.data.store import StoreManifest
+from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
+from microaction.extract.parsers import ParseResult, Parser, make_parser
+from microaction.extract.regions import RegionLayout, crop_clips, region_layout
+from microaction.extract.skeleton import resolve_regions
+from microaction.extract.video import Sampling, VideoError, iter_frames, probe
+
+__all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "params_from_manifest"]
+
+
+@dataclass
+class ExtractParams:
+    """Everything that decides a video's features; stored in the manifest (``params["extract"]``)."""
+
+    parser: str = "mediapipe"
+    encoders: list[str] = field(default_factory=lambda: ["motion", "pose"])
+    regions: list[str] = field(default_factory=lambda: ["head", "body", "upper_limbs", "lower_limbs"])
+    stride: int = 1
+    fps: float | None = None
+    num_frames: int | None = None
+    max_side: int = 640
+    min_visible_fraction: float = 0.2
+    masked: bool = True
+    flip: bool = False
+    checkpoint: str | None = None  # videomae directory or sapiens TorchScript file
+    device: str = "cpu"
+    parser_options: dict[str, Any] = field(default_factory=dict)
+    encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.regions = list(resolve_regions(self.regions if isinstance(self.regions, (list, tuple)) else str(self.regions)))
+        if isinstance(self.encoders, str):
+            self.encoders = [e.strip() for e in self.encoders.split(",") if e.strip()]
+        if not self.encoders:
+            raise ValueError("at least one encoder is needed")
+        if len(set(self.encoders)) != len(self.encoders):
+            raise ValueError(f"encoder listed twice: {self.encoders}")
+        self.sampling(None, None)  # validate
+
+    def sampling(self, start: int | None, end: int | None) -> Sampling:
+        return Sampling(self.stride, self.fps, self.num_frames, start, end, self.max_side)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExtractParams:
+        known = set(cls.__dataclass_fields__)
+        bad = set(d) - known
+        if bad:
+            raise ValueError(f"unknown extraction parameters {sorted(bad)}")
+        return cls(**d)
+
+
+def params_from_manifest(manifest: StoreManifest) -> ExtractParams:
+    """The parameters a store was extracted with (to extract new videos the same way)."""
+    d = manifest.params.get("extract")
+    if not isinstance(d, dict):
+        raise ValueError("this store's manifest records no extraction parameters (made by another tool?)")
+    return ExtractParams.from_dict(d)
+
+
+@dataclass
+class Extraction:
+    """One video's features in store layout, plus what overlays need."""
+
+    regions: np.ndarray  # [R, T', D] float32
+    global_: np.ndarray  # [T', Dg] float32
+    region_valid: np.ndarray  # [R] bool
+    timestamps: np.ndarray  # [T'] seconds
+    extras: dict[str, np.ndarray]  # boxes [R+1, 4] native-pixel xyxy (person last), keypoints [T, 33, 3]
+    info: dict[str, Any]
+    # kept for debugging/overlays when asked (not stored)
+    frames: np.ndarray | None = None
+    parse: ParseResult | None = None
+    layout: RegionLayout | None = None
+
+
+class Extractor:
+    """Parser + encoders built once; ``extract(path)`` per video."""
+
+    def __init__(self, params: ExtractParams) -> None:
+        self.params = params
+        self.regions = tuple(params.regions)
+        popts = dict(params.parser_options)
+        if params.parser == "sapiens":
+            popts.setdefault("checkpoint", params.checkpoint)
+            popts.setdefault("device", params.device)
+        self.parser: Parser = make_parser(params.parser, **popts)
+        self.encoders: list[Encoder] = []
+        for name in params.encoders:
+            eopts = dict(params.encoder_options.get(name, {}))
+            if name == "videomae":
+                eopts.setdefault("checkpoint", params.checkpoint)
+                eopts.setdefault("device", params.device)
+            self.encoders.append(make_encoder(name, **eopts))
+        self.needs_pixels = self.parser.needs_pixels or any(e.needs_pixels for e in self.encoders)
+        self.slices: list[tuple[int, int, int, int]] = []
+        a = g = 0
+        for e in self.encoders:
+            d, dg = e.dims(self.regions)
+            self.slices.append((a, a + d, g, g + dg))
+            a, g = a + d, g + dg
+        self.region_dim, self.global_dim = a, g
+
+    # -- manifest -------------------------------------------------------------------------------
+    def manifest(self) -> StoreManifest:
+        from microaction import __version__
+
+        encs = []
+        for e, (a, b, ga, gb) in zip(self.encoders, self.slices):
+            encs.append({**e.describe(), "dim": b - a, "global_dim": gb - ga, "slice": [a, b], "global_slice": [ga, gb]})
+        return StoreManifest(
+            regions=list(self.regions),
+            region_dim=self.region_dim,
+            global_dim=self.global_dim,
+            parser=self.parser.name,
+            encoders=encs,
+            fps=self.params.fps,
+            params={
+                "extract": self.params.to_dict(),
+                "parser": self.parser.describe(),
+                "time_grid": self.encoders[0].name,
+                "extras": {"boxes": "[R+1, 4] xyxy native pixels, whole person last", "keypoints": "[T, 33, 3] native pixels"},
+            },
+            tool_version=__version__,
+        )
+
+    # -- one video ------------------------------------------------------------------------------
+    def extract(
+        self, video_path: str | os.PathLike[str], start: int | None = None, end: int | None = None, *, keep: bool = False
+    ) -> Extraction:
+        t0 = time.perf_counter()
+        sampling = self.params.sampling(start, end)
+        frames: np.ndarray | None = None
+        if self.needs_pixels:
+            frames, timestamps, indices, native = self._decode_and_parse(video_path, sampling)
+            parse = self._parse
+        else:
+            parse, timestamps, indices, native = self._parse_files(video_path, sampling)
+        if self.params.flip:
+            parse = parse.flipped()
+            if frames is not None:
+                frames = np.ascontiguousarray(frames[:, :, ::-1])
+        layout = region_layout(parse, self.regions, min_visible_fraction=self.params.min_visible_fraction)
+        clips: dict[int, dict[str, np.ndarray]] = {}
+        for e in self.encoders:
+            if e.input_size is not None and e.input_size not in clips:
+                assert frames is not None
+                clips[e.input_size] = crop_clips(frames, parse, layout, e.input_size, masked=self.params.masked)
+        inp = EncoderInput(clips, parse, layout, timestamps)
+        R, T_ = len(self.regions), None
+        outs = [e.encode(inp) for e in self.encoders]
+        ref = outs[0].times
+        T_ = len(ref)
+        regions = np.zeros((R, T_, self.region_dim), np.float32)
+        glob = np.zeros((T_, self.global_dim), np.float32)
+        for o, (a, b, ga, gb) in zip(outs, self.slices):
+            regions[:, :, a:b] = resample(o.regions, o.times, ref)
+            glob[:, ga:gb] = resample(o.global_, o.times, ref)
+        regions[~layout.valid] = 0.0
+        H, W = parse.image_size
+        factor = native[1] / W  # native pixels per parse pixel
+        extras = {
+            "boxes": layout.scaled(factor),
+            "keypoints": parse.rescaled((native[0], native[1])).keypoints.astype(np.float32),
+            "frame_indices": indices.astype(np.int64),
+        }
+        info = {
+            "frames": int(len(timestamps)),
+            "steps": int(T_),
+            "size": [int(native[0]), int(native[1])],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        return Extraction(
+            np.nan_to_num(regions),
+            np.nan_to_num(glob),
+            layout.valid.copy(),
+            ref.astype(np.float32),
+            extras,
+            info,
+            frames if keep else None,
+            parse if keep else None,
+            layout if keep else None,
+        )
+
+    def _decode_and_parse(self, path, sampling: Sampling):
+        """Decode in a background thread while the parser works frame by frame."""
+        q: queue.Queue = queue.Queue(maxsize=8)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in iter_frames(path, sampling):
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(None)
+            except BaseException as e:  # handed to the consumer
+                q.put(e)
+
+        info = probe(path)
+        th = threading.Thread(target=produce, daemon=True)
+        th.start()
+        session = self.parser.session() if self.parser.needs_pixels and hasattr(self.parser, "session") else None
+        frames, ts, idx = [], [], []
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                i, t, f = item
+                frames.append(f)
+                ts.append(t)
+                idx.append(i)
+                if session is not None:
+                    session.add(f)
+        finally:
+            stop.set()
+            th.join(timeout=5)
+        arr = np.stack(frames)
+        indices = np.asarray(idx, dtype=np.int64)
+        if session is not None:
+            parse = session.result()
+        elif self.parser.needs_pixels:
+            parse = self.parser.parse(arr, path)
+        else:  # file parser with pixel encoders: the sidecar covers every frame of the video
+            full = self.parser.parse(None, path)
+            if indices.max() >= full.num_frames:
+                raise VideoError(f"{path}: video has frame {indices.max()}, the keypoint file only {full.num_frames}")
+            parse = full.take(indices).rescaled(arr.shape[1:3])
+        self._parse = parse
+        return arr, np.asarray(ts, dtype=np.float32), indices, (info.height, info.width)
+
+    def _parse_files(self, path, sampling: Sampling):
+        """Keypoints-only path: no decoding at all."""
+        parse = self.parser.parse(None, path)
+        fps = parse.fps or self.params.fps
+        if not fps:
+            try:
+                fps = probe(path).fps
+            except VideoError:
+                fps = None
+        if not fps:
+            raise VideoError(f"{path}: frame rate unknown (keypoint file has no 'fps' and the video cannot be probed)")
+        times = np.arange(parse.num_frames, dtype=np.float64) / fps
+        idx = sampling.select(times)
+        if len(idx) == 0:
+            raise VideoError(f"{path}: no frame in the requested window ({parse.num_frames} frames)")
+        return parse.take(idx), times[idx].astype(np.float32), idx, parse.image_size
+
+    def close(self) -> None:
+        self.parser.close()
+
+
+_CACHE: dict[str, Extractor] = {}
+
+
+def get_extractor(params: ExtractParams) -> Extractor:
+    """An Extractor for ``params``, built once per process (workers and Ray tasks reuse it)."""
+    key = json.dumps(params.to_dict(), sort_keys=True)
+    ex = _CACHE.get(key)
+    if ex is None:
+        _CACHE.clear()
+        ex = _CACHE[key] = Extractor(params)
+    return ex
+
+
+def extract_video(
+    path: str | os.PathLike[str],
+    params: ExtractParams | StoreManifest | None = None,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    keep: bool = False,
+) -> Extraction:
+    """Extract one video. ``params``: ExtractParams, or a store's manifest (its recorded params),
+    or None (defaults). Raises VideoError / ParseError for a video that cannot be extracted."""
+    if isinstance(params, StoreManifest):
+        params = params_from_manifest(params)
+    return get_extractor(params or ExtractParams()).extract(Path(path), start, end, keep=keep)

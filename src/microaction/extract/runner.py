@@ -1,0 +1,271 @@
+"""Many videos into a feature store: job lists, sharding, worker processes, Ray, progress.
+
+The unit of work is one video (``process_job``): extract, write the item, write its status (the
+commit record). Any error becomes a ``failed`` status with the message, and the run goes on. Done
+videos (ok or failed) are skipped on a re-run, so a killed run resumes where it stopped; writes
+are atomic, so a SIGKILL leaves no torn entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from microaction.data.store import FeatureStore, video_key
+from microaction.extract.pipeline import ExtractParams, Extractor, get_extractor
+
+__all__ = ["VIDEO_EXTENSIONS", "Job", "RunSummary", "collect_jobs", "parse_shard", "process_job", "run_extraction", "shard_jobs"]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    path: str  # video file (may be absent on the keypoints-only path)
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass
+class RunSummary:
+    total: int = 0  # jobs of this shard
+    done: int = 0  # extracted now
+    skipped: int = 0  # already in the store
+    failed: int = 0  # failed now
+    frames: int = 0
+    seconds: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        rate = f"{self.done / self.seconds:.2f} videos/s, {self.frames / self.seconds:.1f} frames/s" if self.seconds > 0 else ""
+        return (
+            f"{self.total} videos: {self.done} done, {self.skipped} skipped, {self.failed} failed; "
+            f"{self.frames} frames in {self.seconds:.1f} s ({rate})"
+        )
+
+
+def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None) -> list[Job]:
+    """Jobs from a folder (every video file below it) or a manifest CSV (``video`` column, optional
+    ``start``/``end``; paths relative to ``video_root`` or the CSV's folder). Keys follow
+    ``video_key`` of the name as written (a manifest) or of the path relative to the folder."""
+    src = Path(videos)
+    jobs: list[Job] = []
+    if src.is_dir():
+        for p in sorted(src.rglob("*")):
+            if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+                rel = p.relative_to(src).as_posix()
+                jobs.append(Job(video_key(rel), str(p)))
+    elif src.is_file() and src.suffix.lower() == ".csv":
+        root = Path(video_root) if video_root else src.parent
+        with open(src, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+            if "video" not in cols:
+                raise ValueError(f"{src}: manifest has no 'video' column (has {cols})")
+            for n, row in enumerate(reader, start=2):
+                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+                if not row.get("video"):
+                    continue
+                try:
+                    start = int(row["start"]) if row.get("start") else None
+                    end = int(row["end"]) if row.get("end") else None
+                except ValueError:
+                    raise ValueError(f"{src}:{n}: start/end must be integers") from None
+                jobs.append(Job(video_key(row["video"], start, end), str(root / row["video"]), start, end))
+    elif src.is_file() and src.suffix.lower() in VIDEO_EXTENSIONS:
+        jobs.append(Job(video_key(src.name), str(src)))
+    else:
+        raise FileNotFoundError(f"{src}: not a folder of videos, a manifest .csv or a video file")
+    seen: dict[str, Job] = {}
+    for j in jobs:
+        if j.key in seen and seen[j.key] != j:
+            raise ValueError(f"two videos map to store key {j.key!r}: {seen[j.key].path} and {j.path}")
+        seen[j.key] = j
+    return list(seen.values())
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/N"`` (0 <= i < N) -> (i, N); None -> (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def shard_jobs(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
+    """Deterministic split: sorted by key, every ``count``-th job from ``index`` (the shards of a
+    job list partition it, whatever machine computes them)."""
+    return sorted(jobs, key=lambda j: j.key)[index::count]
+
+
+def process_job(
+    extractor: Extractor, store: FeatureStore, job: Job, debug_dir: str | os.PathLike[str] | None = None
+) -> tuple[str, str, int, str]:
+    """Extract one video into the store (and its debug crops when asked).
+    Returns (key, "ok"|"failed", frames, error)."""
+    t0 = time.perf_counter()
+    try:
+        ex = extractor.extract(job.path, job.start, job.end, keep=bool(debug_dir))
+        store.write(
+            job.key,
+            regions=ex.regions,
+            global_=ex.global_,
+            region_valid=ex.region_valid,
+            timestamps=ex.timestamps,
+            extras=ex.extras,
+            info={"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
+                  "seconds": round(time.perf_counter() - t0, 3)},
+        )  # fmt: skip
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:
+        err = f"{type(e).__name__}: {e}"
+        if os.environ.get("MAR_DEBUG"):
+            err += "\n" + traceback.format_exc()
+        store.write_failure(job.key, err, {"video": job.path})
+        return job.key, "failed", 0, err
+    if debug_dir:
+        from microaction.extract.debug import write_debug_crops
+
+        try:
+            write_debug_crops(debug_dir, job.key, ex)
+        except Exception as e:  # debug images never fail a run
+            print(f"mar extract: debug crops for {job.key} failed: {e}", file=sys.stderr)
+    return job.key, "ok", int(ex.info["frames"]), ""
+
+
+# -- worker processes --------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(params: dict[str, Any], store_root: str, debug_dir: str | None) -> None:
+    _WORKER["ex"] = get_extractor(ExtractParams.from_dict(params))
+    _WORKER["store"] = FeatureStore.open(store_root)
+    _WORKER["debug"] = debug_dir
+
+
+def _worker_job(job: Job) -> tuple[str, str, int, str]:
+    return process_job(_WORKER["ex"], _WORKER["store"], job, _WORKER["debug"])
+
+
+def _ray_job(params: dict[str, Any], store_root: str, job: Job, debug_dir: str | None) -> tuple[str, str, int, str]:
+    ex = get_extractor(ExtractParams.from_dict(params))
+    return process_job(ex, FeatureStore.open(store_root), job, debug_dir)
+
+
+def _run_pool(
+    jobs: list[Job], params: ExtractParams, store: FeatureStore, workers: int, debug_dir: str | None
+) -> Iterable[tuple[str, str, int, str]]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    init = (params.to_dict(), str(store.root), debug_dir)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
+        pending = {pool.submit(_worker_job, j): j for j in jobs}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                job = pending.pop(f)
+                try:
+                    yield f.result()
+                except Exception as e:  # a worker died (e.g. killed by the OS)
+                    store.write_failure(job.key, f"worker crashed: {type(e).__name__}: {e}", {"video": job.path})
+                    yield job.key, "failed", 0, str(e)
+
+
+def _run_ray(
+    jobs: list[Job], params: ExtractParams, store: FeatureStore, workers: int, retries: int, debug_dir: str | None
+) -> Iterable[tuple[str, str, int, str]]:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--ray needs the optional extra: pip install 'microaction[ray]'") from None
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+        if not os.environ.get("RAY_ADDRESS"):
+            kw.update(num_cpus=max(1, workers), include_dashboard=False)
+        ray.init(**kw)
+    task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_ray_job)
+    p = params.to_dict()
+    pending = {task.remote(p, str(store.root), j, debug_dir): j for j in jobs}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            job = pending.pop(ref)
+            try:
+                yield ray.get(ref)
+            except Exception as e:  # the task failed after its retries (worker lost)
+                store.write_failure(job.key, f"ray task failed: {type(e).__name__}: {e}", {"video": job.path})
+                yield job.key, "failed", 0, str(e)
+
+
+def run_extraction(
+    jobs: Sequence[Job],
+    params: ExtractParams,
+    out: str | os.PathLike[str],
+    *,
+    shard: tuple[int, int] = (0, 1),
+    workers: int = 1,
+    ray: bool = False,
+    retries: int = 2,
+    retry_failed: bool = False,
+    debug_crops: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    on_result: Callable[[str, str], None] | None = None,
+) -> RunSummary:
+    """Extract ``jobs`` (this shard of them) into the store at ``out``; returns the summary."""
+    extractor = get_extractor(params)
+    store = FeatureStore.create(out, extractor.manifest())
+    mine = shard_jobs(jobs, *shard)
+    summary = RunSummary(total=len(mine))
+    todo = []
+    for j in mine:
+        st = store.status(j.key)
+        if st is not None and (st.get("status") == "ok" and store.is_done(j.key) or (st.get("status") == "failed" and not retry_failed)):
+            summary.skipped += 1
+        else:
+            todo.append(j)
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="video", file=sys.stderr, dynamic_ncols=True, disable=None)
+    dbg = str(debug_crops) if debug_crops else None
+    if ray:
+        results: Iterable[tuple[str, str, int, str]] = _run_ray(todo, params, store, workers, retries, dbg)
+    elif workers > 1 and len(todo) > 1:
+        results = _run_pool(todo, params, store, workers, dbg)
+    else:
+        results = (process_job(extractor, store, j, dbg) for j in todo)
+    for key, status, frames, err in results:
+        if status == "ok":
+            summary.done += 1
+            summary.frames += frames
+        else:
+            summary.failed += 1
+            summary.errors[key] = err
+        if on_result is not None:
+            on_result(key, status)
+        if bar is not None:
+            dt = max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{summary.done / dt:.2f} videos/s, {summary.frames / dt:.1f} frames/s, {summary.failed} failed")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary

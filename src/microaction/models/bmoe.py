@@ -1,0 +1,350 @@
+"""B-MoE: body-part mixture of M3E experts with cross-attention routing and fusion.
+
+Forward (``batch`` as in ``microaction.models``; R regions, T steps, d = ``d_model``)::
+
+    regions [B, R, T, D_r] ── one M3E expert per region (StackedM3E: batched) ──▶ seq [B, R, T, d],
+                                                                                 token [B, R, d]
+    global  [B, T, D_g]    ── global M3E ──▶ gseq [B, T, d]
+        saliency [B, T] = softmax over valid steps of MLP(gseq)       (motion saliency)
+        gtok [B, d]     = Σ_t saliency_t · gseq_t                     (saliency-pooled global token)
+    router:  token + region embedding → ``router_layers`` transformer layers over the visible regions
+             (inter-region relations) → the global token queries them: head-averaged scaled dot
+             products / temperature → softmax over visible regions (optional top-k) = routing [B, R]
+    fusion:  mixture m_t = Σ_r routing_r · seq_{r,t}  [B, T, d]  attends to gseq with the attention
+             logits biased by log saliency (the "saliency-weighted global sequence")
+             (``fusion_layers`` pre-LN cross-attention + MLP layers)
+    classifier: [CLS, gtok + type embedding, fused_1..T] → ``cls_layers`` transformer layers
+             (masked) → LayerNorm(CLS) → Linear-GELU (``features``) → action / body heads
+
+Outputs: ``action``, ``body`` (num_body > 0), ``features`` [B, d], ``routing`` [B, R] (not for
+``routing="concat"``), ``saliency`` [B, T]. Padded steps and invisible regions are zeroed on
+entry, excluded from every softmax / attention, and get routing 0, so they cannot change outputs.
+
+Registered: ``bmoe`` (soft routing), ``bmoe_uniform`` (routing fixed to uniform over the visible
+regions), ``bmoe_concat`` (no routing: the region sequences, each with a region embedding, are
+concatenated into R·T fusion queries). ``expert_impl="loop"`` runs the region experts as a Python
+loop over separate ``M3E`` modules (same function; for the benchmark and for checking).
+
+Choices the paper leaves open, made here (see also ``m3e``): the expert is M3E with 2 attention
+layers and 2 SGP blocks at paper scale; the router's keys are the expert tokens (masked-mean
+pooled) after one transformer layer over regions, its query the saliency-pooled global token
+(8 heads averaged, temperature 1, dense soft routing by default: hand-contact classes need two
+regions at once); routing weights mix the region sequences (a classic MoE convex combination;
+weighting each region separately before a LayerNorm would be undone by the norm), and the fused
+sequence is the cross-attention query with the global sequence as context (one layer); the
+classifier is one transformer layer over [CLS, global token, fused steps] and a d→d GELU MLP.
+
+Two-stage recipe (stage 1: per-region and global M3E classifiers; stage 2: B-MoE initialised
+from them)::
+
+    model = create_model("bmoe", preset="paper", num_classes=52, num_body=7, regions=regions,
+                         region_dim=1408, global_dim=1408)
+    stage1 = {s: create_model("m3e_global", **model.stage1_kwargs(s)) for s in model.stage1_streams()}
+    # ... train each stage-1 model on its stream (CE + L_emb) ...
+    model.load_experts({r: stage1[f"region:{r}"].state_dict() for r in model.regions},
+                       global_state=stage1["global"].state_dict())
+    model.set_experts_trainable(False)  # optional: frozen experts for the first stage-2 epochs
+
+``stage1_streams()`` is ``["region:<name>" for each region] + ["global"]``; ``load_experts``
+accepts ``M3EClassifier`` state dicts (their ``encoder.*`` part is used) or bare ``M3E`` ones, for
+any subset of regions. ``expert_parameters()`` yields the experts' and the global encoder's
+parameters (for a separate learning rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from microaction.data.store import DEFAULT_REGIONS
+from microaction.models.common import (
+    ClassifierHeads,
+    CrossAttention,
+    Mlp,
+    TransformerLayer,
+    init_linear_layernorm,
+    masked_softmax,
+    nonempty_mask,
+    scaled_dot_logits,
+)
+from microaction.models.m3e import EXPERT_KWARGS, M3E, StackedM3E
+from microaction.models.registry import register_model
+
+__all__ = ["BMoE", "BMoEConcat", "BMoEUniform", "FusionLayer", "encoder_state"]
+
+_TINY = {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 32}
+_PAPER = {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64}
+ROUTINGS = ("soft", "uniform", "concat")
+
+
+def encoder_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The M3E part of a state dict: ``encoder.*`` of an ``M3EClassifier``, or the dict itself."""
+    if any(k.startswith("encoder.") for k in state):
+        return {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    return dict(state)
+
+
+class FusionLayer(nn.Module):
+    """Pre-LN cross-attention of a query sequence to a context sequence, then an MLP."""
+
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_ctx = nn.LayerNorm(dim)
+        self.attn = CrossAttention(dim, n_heads, dropout=dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout=dropout)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm_q(x), self.norm_ctx(ctx), bias=bias)
+        return x + self.mlp(self.norm2(x))
+
+
+@register_model("bmoe", presets={"tiny": dict(_TINY), "paper": dict(_PAPER)})
+class BMoE(nn.Module):
+    """B-MoE: per-region M3E experts, saliency-pooled global M3E, cross-attention routing + fusion."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        num_body: int = 0,
+        regions: Sequence[str] = DEFAULT_REGIONS,
+        region_dim: int,
+        global_dim: int,
+        d_model: int = 512,
+        n_heads: int = 8,
+        n_attn: int = 2,
+        n_sgp: int = 2,
+        mlp_ratio: float = 4.0,
+        sgp_kernel: int = 3,
+        sgp_k: float = 1.5,
+        sgp_init_std: float = 0.1,
+        dropout: float = 0.1,
+        max_len: int = 64,
+        pool: str = "mean",
+        routing: str = "soft",
+        router_temperature: float = 1.0,
+        router_top_k: int | None = None,
+        router_layers: int = 1,
+        fusion_layers: int = 1,
+        cls_layers: int = 1,
+        expert_impl: str = "batched",
+    ) -> None:
+        super().__init__()
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+        if expert_impl not in ("batched", "loop"):
+            raise ValueError(f"expert_impl must be 'batched' or 'loop', got {expert_impl!r}")
+        if router_temperature <= 0:
+            raise ValueError(f"router_temperature must be > 0, got {router_temperature}")
+        if router_top_k is not None and router_top_k < 1:
+            raise ValueError(f"router_top_k must be >= 1 or None, got {router_top_k}")
+        self.regions = tuple(regions)
+        R = len(self.regions)
+        if R < 1:
+            raise ValueError("B-MoE needs at least one region")
+        self.routing = routing
+        self.router_temperature = float(router_temperature)
+        self.router_top_k = router_top_k
+        self.n_heads = n_heads
+        self.expert_impl = expert_impl
+        self.expert_kwargs: dict[str, Any] = {
+            "d_model": d_model,
+            "n_heads": n_heads,
+            "n_attn": n_attn,
+            "n_sgp": n_sgp,
+            "mlp_ratio": mlp_ratio,
+            "sgp_kernel": sgp_kernel,
+            "sgp_k": sgp_k,
+            "sgp_init_std": sgp_init_std,
+            "dropout": dropout,
+            "max_len": max_len,
+            "pool": pool,
+        }
+        assert tuple(self.expert_kwargs) == EXPERT_KWARGS
+        self._common = {
+            "num_classes": num_classes,
+            "num_body": num_body,
+            "regions": self.regions,
+            "region_dim": region_dim,
+            "global_dim": global_dim,
+        }
+        d = d_model
+        self.experts: nn.Module
+        if expert_impl == "batched":
+            self.experts = StackedM3E(R, region_dim, **self.expert_kwargs)
+        else:
+            self.experts = nn.ModuleList(M3E(region_dim, **self.expert_kwargs) for _ in range(R))
+        self.global_encoder = M3E(global_dim, **self.expert_kwargs)
+        # saliency scores: LN → Linear → GELU → Linear (no final bias: softmax is shift invariant)
+        self.saliency = nn.Sequential(
+            nn.LayerNorm(d), nn.Linear(d, max(d // 4, 8)), nn.GELU(), nn.Linear(max(d // 4, 8), 1, bias=False)
+        )
+
+        self.region_embed: nn.Parameter | None = None
+        if routing in ("soft", "concat"):
+            self.region_embed = nn.Parameter(torch.zeros(R, d))
+        if routing == "soft":
+            self.relate = nn.ModuleList(
+                TransformerLayer(d, n_heads, mlp_ratio, dropout=dropout) for _ in range(router_layers)
+            )
+            self.router_norm_q = nn.LayerNorm(d)
+            self.router_norm_k = nn.LayerNorm(d)
+            self.router_q = nn.Linear(d, d)
+            self.router_k = nn.Linear(d, d)
+        self.fusion = nn.ModuleList(FusionLayer(d, n_heads, mlp_ratio, dropout) for _ in range(fusion_layers))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.global_type = nn.Parameter(torch.zeros(1, 1, d))
+        self.cls_layers = nn.ModuleList(
+            TransformerLayer(d, n_heads, mlp_ratio, dropout=dropout) for _ in range(cls_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.pre_logits = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(dropout))
+        self.heads = ClassifierHeads(in_dim=d, num_classes=num_classes, num_body=num_body)
+
+        for name, child in self.named_children():
+            if name not in ("experts", "global_encoder"):  # the experts initialise themselves
+                init_linear_layernorm(child)
+        for p in (self.cls_token, self.global_type, self.region_embed):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
+
+    # -- encoders ---------------------------------------------------------------------------
+    def _run_experts(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens ``[B, R, d]``."""
+        if isinstance(self.experts, StackedM3E):
+            out = self.experts(x.transpose(0, 1), mask)
+            return out.seq.transpose(0, 1), out.pooled.transpose(0, 1)
+        outs = [expert(x[:, r], mask) for r, expert in enumerate(cast(nn.ModuleList, self.experts))]
+        return torch.stack([o.seq for o in outs], 1), torch.stack([o.pooled for o in outs], 1)
+
+    def route(self, tokens: torch.Tensor, gtok: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Routing ``[B, R]`` from region tokens ``[B, R, d]`` and the global token ``[B, d]``."""
+        vf = valid.to(tokens.dtype)
+        if self.routing == "uniform":
+            return vf / vf.sum(1, keepdim=True).clamp_min(1.0)
+        assert self.region_embed is not None
+        z = tokens + self.region_embed
+        key_mask = nonempty_mask(valid)
+        for layer in self.relate:
+            z = layer(z, key_mask)
+        logits = scaled_dot_logits(
+            self.router_q(self.router_norm_q(gtok)), self.router_k(self.router_norm_k(z)), self.n_heads
+        )
+        logits = logits / self.router_temperature
+        keep = valid
+        if self.router_top_k is not None and self.router_top_k < valid.shape[1]:
+            z_l = logits.masked_fill(~valid, float("-inf"))
+            idx = z_l.topk(self.router_top_k, dim=1).indices
+            keep = valid & torch.zeros_like(valid).scatter(1, idx, True)
+        return masked_softmax(logits, keep)
+
+    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        regions, glob = batch["regions"], batch["global"]
+        B, R, T, _ = regions.shape
+        if R != len(self.regions):
+            raise ValueError(f"batch has {R} region streams, model was built for {len(self.regions)} {self.regions}")
+        mask = nonempty_mask(batch["mask"].bool())
+        valid = batch["region_valid"].bool()
+        zero = regions.new_zeros(())
+        x = torch.where((valid[:, :, None] & mask[:, None, :]).unsqueeze(-1), regions, zero)
+        seq, tokens = self._run_experts(x, mask)
+        gseq = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask).seq
+
+        sal = masked_softmax(self.saliency(gseq).squeeze(-1), mask)  # [B, T]
+        gtok = (sal.unsqueeze(-1) * gseq).sum(1)
+        sal_bias = sal.clamp_min(1e-30).log().masked_fill(~mask, float("-inf"))  # log-saliency attention bias
+
+        out: dict[str, torch.Tensor] = {"saliency": sal}
+        if self.routing == "concat":
+            assert self.region_embed is not None
+            q = (seq + self.region_embed[None, :, None, :]).reshape(B, R * T, -1)
+            qmask = (valid[:, :, None] & mask[:, None, :]).reshape(B, R * T)
+        else:
+            w = self.route(tokens, gtok, valid)
+            out["routing"] = w
+            q = torch.einsum("br,brtd->btd", w, seq)
+            qmask = mask
+        for layer in self.fusion:
+            q = layer(q, gseq, sal_bias)
+        q = torch.where(qmask.unsqueeze(-1), q, q.new_zeros(()))
+        head = torch.cat([self.cls_token.expand(B, -1, -1), (gtok.unsqueeze(1) + self.global_type)], 1)
+        tok = torch.cat([head, q], 1)
+        tmask = torch.cat([qmask.new_ones(B, 2), qmask], 1)
+        for layer in self.cls_layers:
+            tok = layer(tok, tmask)
+        out["features"] = self.pre_logits(self.norm(tok[:, 0]))
+        return out
+
+    def forward_head(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**feats, **self.heads(feats["features"])}
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(batch))
+
+    # -- two-stage recipe ---------------------------------------------------------------------
+    def stage1_streams(self) -> list[str]:
+        return [f"region:{r}" for r in self.regions] + ["global"]
+
+    def stage1_kwargs(self, stream: str) -> dict[str, Any]:
+        """Keyword arguments for ``create_model("m3e_global", **kw)`` whose encoder matches this model's
+        expert for ``stream`` (``"region:<name>"`` or ``"global"``)."""
+        if stream not in self.stage1_streams():
+            raise ValueError(f"stream must be one of {self.stage1_streams()}, got {stream!r}")
+        return {**self._common, "regions": list(self.regions), **self.expert_kwargs, "stream": stream}
+
+    @torch.no_grad()
+    def load_experts(
+        self,
+        state_dicts_by_region: Mapping[str, Mapping[str, torch.Tensor]],
+        global_state: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Initialise region experts (any subset, by region name) and the global encoder from
+        stage-1 ``m3e_global`` (or bare ``M3E``) state dicts."""
+        for name, state in state_dicts_by_region.items():
+            if name not in self.regions:
+                raise KeyError(f"unknown region {name!r}; regions: {self.regions}")
+            r = self.regions.index(name)
+            sd = encoder_state(state)
+            if isinstance(self.experts, StackedM3E):
+                self.experts.load_expert(r, sd)
+            else:
+                cast(nn.ModuleList, self.experts)[r].load_state_dict(sd)
+        if global_state is not None:
+            self.global_encoder.load_state_dict(encoder_state(global_state))
+
+    def expert_state_dict(self, region: str) -> dict[str, torch.Tensor]:
+        """One region expert as a bare ``M3E`` state dict."""
+        r = self.regions.index(region)
+        if isinstance(self.experts, StackedM3E):
+            return self.experts.expert_state_dict(r)
+        expert = cast(nn.ModuleList, self.experts)[r]
+        return {k: v.detach().clone() for k, v in expert.state_dict().items()}
+
+    def expert_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.experts.parameters()
+        yield from self.global_encoder.parameters()
+
+    def set_experts_trainable(self, trainable: bool) -> None:
+        for p in self.expert_parameters():
+            p.requires_grad_(trainable)
+
+
+@register_model("bmoe_uniform", presets={"tiny": dict(_TINY), "paper": dict(_PAPER)})
+class BMoEUniform(BMoE):
+    """B-MoE with routing fixed to uniform over the visible regions (ablation)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(routing="uniform", **kwargs)
+
+
+@register_model("bmoe_concat", presets={"tiny": dict(_TINY), "paper": dict(_PAPER)})
+class BMoEConcat(BMoE):
+    """B-MoE without routing: region sequences concatenated as fusion queries (ablation)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(routing="concat", **kwargs)

@@ -1,0 +1,487 @@
+"""M3E, the Macro-Micro Motion Encoder: one expert of B-MoE, also usable alone (``m3e_global``).
+
+``M3E(in_dim, ...)``: ``forward(x [B, T, D_in], mask [B, T]) -> M3EOutput(seq [B, T, d],
+pooled [B, d], pool_weights [B, T] | None)``::
+
+    x (padded steps zeroed) → LayerNorm(D_in) → Linear(D_in → d) + learned position embedding
+      → n_attn pre-LN transformer layers (masked multi-head self-attention + MLP): macro motion,
+        long range
+      → n_sgp masked SGP blocks (``sgp.SGPBlock(masked=True)``, stride 1): micro motion, local
+      → LayerNorm → seq (padded steps zeroed); pooled = masked mean and/or attention pooling
+
+``StackedM3E(G, in_dim, ...)`` computes G independent M3Es at once (B-MoE's per-region experts):
+every parameter is the single M3E's parameter with a leading ``[G]`` axis and the same name, the
+linear layers are batched matrix products (``baddbmm``), the depthwise convolutions one grouped
+convolution over ``G·C`` channels. ``load_expert(g, m3e_state_dict)`` / ``expert_state_dict(g)``
+convert between the two (they are what ``BMoE.load_experts`` uses), and both compute the same
+function (``tests/test_bmoe.py``).
+
+Registered: ``m3e_global`` (``M3EClassifier``): one M3E over one stream, then an MLP and the heads.
+``stream="global"`` (default) reads ``batch["global"]``; ``stream="region:<name>"`` reads one
+region stream (``batch["regions"][:, i]``, zeroed where that region is invisible): that is stage 1
+of the two-stage B-MoE recipe (``bmoe.stage1_kwargs`` builds matching kwargs).
+
+Choices the paper leaves open, made here: the input is layer-normalised before the projection
+(feature sets differ in scale); learned absolute positions (``max_len`` 64 ≥ the recipe's T = 16);
+each attention layer is a full pre-LN transformer layer (MLP ratio 4); SGP blocks keep the length
+(stride 1, window k = 1.5, depthwise init std 0.1, GELU MLP 4d) so the sequence can be fused per
+time step; pooling defaults to the masked mean (``pool="attn"`` learns a softmax over valid steps,
+``"mean+attn"`` averages the two); dropout 0.1 on residual branches at paper scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from microaction.data.store import DEFAULT_REGIONS
+from microaction.models.common import (
+    ClassifierHeads,
+    TransformerLayer,
+    init_linear_layernorm,
+    masked_mean,
+    masked_softmax,
+)
+from microaction.models.registry import register_model
+from microaction.models.sgp import SGPBlock, sgp_window
+
+__all__ = ["EXPERT_KWARGS", "M3E", "M3EClassifier", "M3EOutput", "StackedM3E"]
+
+# constructor arguments that define one expert (shared by M3E, StackedM3E, m3e_global and bmoe)
+EXPERT_KWARGS = (
+    "d_model",
+    "n_heads",
+    "n_attn",
+    "n_sgp",
+    "mlp_ratio",
+    "sgp_kernel",
+    "sgp_k",
+    "sgp_init_std",
+    "dropout",
+    "max_len",
+    "pool",
+)
+_POOLS = ("mean", "attn", "mean+attn")
+
+
+class M3EOutput(NamedTuple):
+    seq: torch.Tensor  # [B, T, d] ([G, B, T, d] stacked), padded steps zero
+    pooled: torch.Tensor  # [B, d] ([G, B, d])
+    pool_weights: torch.Tensor | None  # [B, T] ([G, B, T]) attention-pooling weights, if any
+
+
+def _check(d_model: int, n_heads: int, pool: str) -> None:
+    if d_model % n_heads:
+        raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+    if d_model % 16:
+        raise ValueError(f"d_model {d_model} must be a multiple of 16 (SGP GroupNorm has 16 groups)")
+    if pool not in _POOLS:
+        raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}")
+
+
+def _pool(
+    seq: torch.Tensor, mask: torch.Tensor, pool: str, score: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``seq [..., T, d]``, ``mask`` broadcastable to ``[..., T]``; ``score [..., T]`` for attention."""
+    mean = masked_mean(seq, mask.expand(seq.shape[:-1]), dim=-2) if pool != "attn" else None
+    if score is None:
+        assert mean is not None
+        return mean, None
+    w = masked_softmax(score, mask.expand(score.shape))
+    att = (w.unsqueeze(-1) * seq).sum(-2)
+    return (att if mean is None else 0.5 * (mean + att)), w
+
+
+class M3E(nn.Module):
+    """One Macro-Micro Motion Encoder: projection, masked self-attention layers, masked SGP blocks."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        *,
+        d_model: int = 512,
+        n_heads: int = 8,
+        n_attn: int = 2,
+        n_sgp: int = 2,
+        mlp_ratio: float = 4.0,
+        sgp_kernel: int = 3,
+        sgp_k: float = 1.5,
+        sgp_init_std: float = 0.1,
+        dropout: float = 0.1,
+        max_len: int = 64,
+        pool: str = "mean",
+    ) -> None:
+        super().__init__()
+        _check(d_model, n_heads, pool)
+        self.pool = pool
+        self.in_norm = nn.LayerNorm(in_dim)
+        self.in_proj = nn.Linear(in_dim, d_model)
+        self.pos = nn.Parameter(torch.zeros(max_len, d_model))
+        self.drop = nn.Dropout(dropout)
+        self.attn_layers = nn.ModuleList(
+            TransformerLayer(d_model, n_heads, mlp_ratio, dropout=dropout) for _ in range(n_attn)
+        )
+        self.sgp = nn.ModuleList(
+            SGPBlock(d_model, sgp_kernel, 1, sgp_k, init_conv_vars=sgp_init_std, masked=True) for _ in range(n_sgp)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        # no bias: a constant added to every step's score leaves the softmax unchanged (and unlearnable)
+        self.pool_score = nn.Linear(d_model, 1, bias=False) if pool != "mean" else None
+        init_linear_layernorm(self)
+        nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> M3EOutput:
+        T = x.shape[1]
+        if T > self.pos.shape[0]:
+            raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[0]}")
+        m = mask.bool()
+        x = torch.where(m.unsqueeze(-1), x, x.new_zeros(()))
+        h = self.drop(self.in_proj(self.in_norm(x)) + self.pos[:T])
+        for layer in self.attn_layers:
+            h = layer(h, m)
+        if len(self.sgp):
+            hc = h.transpose(1, 2)
+            mc = m.unsqueeze(1)
+            for blk in self.sgp:
+                hc, _ = blk(hc, mc)
+            h = hc.transpose(1, 2)
+        h = torch.where(m.unsqueeze(-1), self.norm(h), h.new_zeros(()))
+        score = self.pool_score(h).squeeze(-1) if self.pool_score is not None else None
+        pooled, w = _pool(h, m, self.pool, score)
+        return M3EOutput(h, pooled, w)
+
+
+# ---------------------------------------------------------------------------------------------
+# G experts at once. Parameter names equal M3E's; shapes are (G, *M3E shape).
+
+
+class _WB(nn.Module):
+    """A ``weight`` and a ``bias`` parameter (lets stacked modules mirror the single modules' names)."""
+
+    def __init__(self, weight: tuple[int, ...], bias: tuple[int, ...]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(weight))
+        self.bias = nn.Parameter(torch.empty(bias))
+
+
+class StackedLinear(nn.Module):
+    """G linear maps: ``weight [G, out, in]``, ``bias [G, out]``; ``x [G, ..., in]``."""
+
+    def __init__(self, G: int, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(G, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(G, out_features)) if bias else None
+        nn.init.trunc_normal_(self.weight, std=0.02, a=-0.04, b=0.04)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        G = x.shape[0]
+        x2 = x.reshape(G, -1, x.shape[-1])
+        if self.bias is None:
+            y = torch.bmm(x2, self.weight.transpose(1, 2))
+        else:
+            y = torch.baddbmm(self.bias.unsqueeze(1), x2, self.weight.transpose(1, 2))
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
+class StackedLayerNorm(nn.Module):
+    """G LayerNorms over the last axis: ``weight``/``bias`` ``[G, C]``; ``x [G, ..., C]``."""
+
+    def __init__(self, G: int, C: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(G, C))
+        self.bias = nn.Parameter(torch.zeros(G, C))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        return torch.addcmul(
+            self.bias.view(shape), F.layer_norm(x, x.shape[-1:], eps=self.eps), self.weight.view(shape)
+        )
+
+
+class StackedMlp(nn.Module):
+    def __init__(self, G: int, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = StackedLinear(G, dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = StackedLinear(G, hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class StackedAttention(nn.Module):
+    def __init__(self, G: int, dim: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = StackedLinear(G, dim, 3 * dim)
+        self.proj = StackedLinear(G, dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """``x [G, B, T, C]``, ``key_mask [B, T]``."""
+        G, B, T, C = x.shape
+        H = self.n_heads
+        qkv = self.qkv(x).view(G * B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        mask = key_mask[:, None, None, :].repeat(G, 1, 1, 1)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.drop(self.proj(o.transpose(1, 2).reshape(G, B, T, C)))
+
+
+class StackedTransformerLayer(nn.Module):
+    def __init__(self, G: int, dim: int, n_heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = StackedLayerNorm(G, dim)
+        self.attn = StackedAttention(G, dim, n_heads, dropout)
+        self.norm2 = StackedLayerNorm(G, dim)
+        self.mlp = StackedMlp(G, dim, int(dim * mlp_ratio), dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), key_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class StackedSGP(nn.Module):
+    """G masked SGP blocks (stride 1) on channels-last ``[G, B, T, C]``; names/shapes = (G, *SGPBlock)."""
+
+    def __init__(self, G: int, C: int, kernel_size: int, k: float, init_std: float) -> None:
+        super().__init__()
+        self.G, self.C, self.kernel_size = G, C, kernel_size
+        self.window = W = sgp_window(kernel_size, k)
+        hidden = 4 * C
+        self.ln = _WB(weight=(G, 1, C, 1), bias=(G, 1, C, 1))
+        self.gn = _WB(weight=(G, C), bias=(G, C))
+        self.psi = _WB(weight=(G, C, 1, kernel_size), bias=(G, C))
+        self.fc = _WB(weight=(G, C, 1, 1), bias=(G, C))
+        self.convw = _WB(weight=(G, C, 1, kernel_size), bias=(G, C))
+        self.convkw = _WB(weight=(G, C, 1, W), bias=(G, C))
+        self.global_fc = _WB(weight=(G, C, 1, 1), bias=(G, C))
+        self.mlp = nn.Sequential(
+            _WB(weight=(G, hidden, C, 1), bias=(G, hidden)),
+            nn.GELU(),
+            _WB(weight=(G, C, hidden, 1), bias=(G, C)),
+        )
+        with torch.no_grad():
+            self.ln.weight.fill_(1.0)
+            self.ln.bias.zero_()
+            self.gn.weight.fill_(1.0)
+            self.gn.bias.zero_()
+            for p in (self.psi, self.fc, self.convw, self.convkw, self.global_fc):
+                p.weight.normal_(0.0, init_std)
+                p.bias.zero_()
+            for layer, fan_in in ((self._mlp(0), C), (self._mlp(2), hidden)):  # Conv1d's default init
+                bound = 1.0 / math.sqrt(fan_in)
+                layer.weight.uniform_(-bound, bound)
+                layer.bias.uniform_(-bound, bound)
+
+    def _mlp(self, i: int) -> _WB:
+        return cast(_WB, self.mlp[i])
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x [G, B, T, C]`` with padded steps zero, ``mask [B, T]`` bool → same shape, pads zero."""
+        G, B, T, C = x.shape
+        mf = mask.to(x.dtype).view(1, B, T, 1)
+        h = F.layer_norm(x, (C,), eps=1e-5)
+        h = torch.addcmul(self.ln.bias.view(G, 1, 1, C), h, self.ln.weight.view(G, 1, 1, C)) * mf
+        n = mf.sum(2).clamp_min(1.0)  # [1, B, 1]
+        phi = torch.relu(
+            torch.addcmul(self.global_fc.bias.unsqueeze(1), h.sum(2) / n, self.global_fc.weight.view(G, 1, C))
+        )
+        # psi and (convw + convkw) as one depthwise convolution with two outputs per channel
+        W, ks = self.window, self.kernel_size
+        pad = (W - ks) // 2
+        w_psi = F.pad(self.psi.weight, (pad, pad))
+        w_win = F.pad(self.convw.weight, (pad, pad)) + self.convkw.weight
+        weight = torch.stack([w_psi, w_win], dim=2).reshape(G * C * 2, 1, W)
+        bias = torch.stack([self.psi.bias, self.convw.bias + self.convkw.bias], dim=2).reshape(G * C * 2)
+        hT = h.permute(1, 0, 3, 2).reshape(B, G * C, T)
+        conv = F.conv1d(hT, weight, bias, padding=W // 2, groups=G * C).view(B, G, C, 2, T)
+        hT = hT.view(B, G, C, T)
+        fc = torch.addcmul(self.fc.bias.view(1, G, C, 1), hT, self.fc.weight.view(1, G, C, 1))
+        u = fc * phi.permute(1, 0, 2).unsqueeze(-1) + conv[:, :, :, 1] * conv[:, :, :, 0] + hT
+        y = (x + u.permute(1, 0, 3, 2)) * mf  # [G, B, T, C]
+        # GroupNorm(16) over valid steps, then the 1x1-conv MLP as batched matmuls
+        yg = y.view(G, B, T, 16, C // 16)
+        cnt = n.view(1, B, 1, 1, 1) * (C // 16)
+        mean = yg.sum(dim=(2, 4), keepdim=True) / cnt
+        d = (yg - mean) * mf.unsqueeze(-1)
+        var = (d * d).sum(dim=(2, 4), keepdim=True) / cnt
+        z = ((yg - mean) * torch.rsqrt(var + 1e-5)).view(G, B, T, C)
+        z = torch.addcmul(self.gn.bias.view(G, 1, 1, C), z, self.gn.weight.view(G, 1, 1, C))
+        w0, b0 = self._mlp(0).weight.squeeze(-1), self._mlp(0).bias
+        w2, b2 = self._mlp(2).weight.squeeze(-1), self._mlp(2).bias
+        z = z.view(G, B * T, C)
+        z = F.gelu(torch.baddbmm(b0.unsqueeze(1), z, w0.transpose(1, 2)))
+        z = torch.baddbmm(b2.unsqueeze(1), z, w2.transpose(1, 2)).view(G, B, T, C)
+        return (y + z) * mf
+
+
+class StackedM3E(nn.Module):
+    """G independent M3E experts computed together; ``forward(x [G, B, T, D], mask [B, T])``."""
+
+    def __init__(
+        self,
+        G: int,
+        in_dim: int,
+        *,
+        d_model: int = 512,
+        n_heads: int = 8,
+        n_attn: int = 2,
+        n_sgp: int = 2,
+        mlp_ratio: float = 4.0,
+        sgp_kernel: int = 3,
+        sgp_k: float = 1.5,
+        sgp_init_std: float = 0.1,
+        dropout: float = 0.1,
+        max_len: int = 64,
+        pool: str = "mean",
+    ) -> None:
+        super().__init__()
+        _check(d_model, n_heads, pool)
+        self.G = G
+        self.pool = pool
+        self.in_norm = StackedLayerNorm(G, in_dim)
+        self.in_proj = StackedLinear(G, in_dim, d_model)
+        self.pos = nn.Parameter(torch.zeros(G, max_len, d_model))
+        nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
+        self.drop = nn.Dropout(dropout)
+        self.attn_layers = nn.ModuleList(
+            StackedTransformerLayer(G, d_model, n_heads, mlp_ratio, dropout) for _ in range(n_attn)
+        )
+        self.sgp = nn.ModuleList(StackedSGP(G, d_model, sgp_kernel, sgp_k, sgp_init_std) for _ in range(n_sgp))
+        self.norm = StackedLayerNorm(G, d_model)
+        self.pool_score = StackedLinear(G, d_model, 1, bias=False) if pool != "mean" else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> M3EOutput:
+        """``x [G, B, T, D]`` (padded steps already zero), ``mask [B, T]`` → stacked M3EOutput."""
+        _, B, T, _ = x.shape
+        if T > self.pos.shape[1]:
+            raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[1]}")
+        m = mask.bool()
+        mf = m.to(x.dtype).view(1, B, T, 1)
+        h = self.drop(self.in_proj(self.in_norm(x)) + self.pos[:, None, :T])
+        for layer in self.attn_layers:
+            h = layer(h, m)
+        if len(self.sgp):
+            h = h * mf
+            for blk in self.sgp:
+                h = blk(h, m)
+        h = self.norm(h) * mf
+        score = self.pool_score(h).squeeze(-1) if self.pool_score is not None else None
+        pooled, w = _pool(h, m.unsqueeze(0), self.pool, score)
+        return M3EOutput(h, pooled, w)
+
+    # -- conversion to and from single experts ------------------------------------------------
+    @torch.no_grad()
+    def load_expert(self, g: int, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy a single ``M3E`` state dict into expert slot ``g`` (names and shapes must match)."""
+        own = dict(self.named_parameters())
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"expert state does not match M3E: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        for name, p in own.items():
+            src = state[name]
+            if tuple(src.shape) != tuple(p.shape[1:]):
+                raise ValueError(f"expert parameter {name}: shape {tuple(src.shape)} != {tuple(p.shape[1:])}")
+            p[g].copy_(src)
+
+    def expert_state_dict(self, g: int) -> dict[str, torch.Tensor]:
+        """Expert ``g`` as a single ``M3E`` state dict."""
+        return {name: p.detach()[g].clone() for name, p in self.named_parameters()}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _stream_input(
+    batch: Mapping[str, torch.Tensor], stream: str, region_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = batch["mask"].bool()
+    if region_index is None:
+        return batch["global"], mask
+    x = batch["regions"][:, region_index]
+    valid = batch["region_valid"][:, region_index].bool()
+    return torch.where(valid[:, None, None], x, x.new_zeros(())), mask
+
+
+@register_model(
+    "m3e_global",
+    presets={
+        "tiny": {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 32, "pool": "attn"},
+        "paper": {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64},
+    },
+)
+class M3EClassifier(nn.Module):
+    """One M3E over one stream (global by default, or ``stream="region:<name>"``) + MLP head."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        num_body: int = 0,
+        regions: Sequence[str] = DEFAULT_REGIONS,
+        region_dim: int,
+        global_dim: int,
+        stream: str = "global",
+        d_model: int = 512,
+        n_heads: int = 8,
+        n_attn: int = 2,
+        n_sgp: int = 2,
+        mlp_ratio: float = 4.0,
+        sgp_kernel: int = 3,
+        sgp_k: float = 1.5,
+        sgp_init_std: float = 0.1,
+        dropout: float = 0.1,
+        max_len: int = 64,
+        pool: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.regions = tuple(regions)
+        self.stream = stream
+        self.region_index: int | None
+        if stream == "global":
+            self.region_index, in_dim = None, global_dim
+        elif stream.startswith("region:") and stream[7:] in self.regions:
+            self.region_index, in_dim = self.regions.index(stream[7:]), region_dim
+        else:
+            raise ValueError(f"stream must be 'global' or 'region:<name>' with name in {self.regions}, got {stream!r}")
+        self.encoder = M3E(
+            in_dim,
+            d_model=d_model,
+            n_heads=n_heads,
+            n_attn=n_attn,
+            n_sgp=n_sgp,
+            mlp_ratio=mlp_ratio,
+            sgp_kernel=sgp_kernel,
+            sgp_k=sgp_k,
+            sgp_init_std=sgp_init_std,
+            dropout=dropout,
+            max_len=max_len,
+            pool=pool,
+        )
+        self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout))
+        self.heads = ClassifierHeads(in_dim=d_model, num_classes=num_classes, num_body=num_body)
+        init_linear_layernorm(self.pre_logits)
+        init_linear_layernorm(self.heads)
+
+    def forward_features(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, mask = _stream_input(batch, self.stream, self.region_index)
+        enc = self.encoder(x, mask)
+        out = {"features": self.pre_logits(enc.pooled)}
+        if enc.pool_weights is not None:
+            out["saliency"] = enc.pool_weights
+        return out
+
+    def forward_head(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**feats, **self.heads(feats["features"])}
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(batch))

@@ -1,0 +1,223 @@
+"""Checks every registered model passes, with its ``tiny`` preset, on the shared input contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from microaction.models import create_model, list_models, model_entry
+from microaction.models.registry import UnknownModelError
+
+B, R, T, D_R, D_G, C, C_BODY = 4, 4, 11, 24, 20, 7, 3
+REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+ATOL = 1e-5
+
+
+def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    lengths = [T, T - 3, T - 1, 5][:B] + [T] * max(0, B - 4)
+    for i, n in enumerate(lengths):
+        mask[i, n:] = False
+    valid = torch.ones(B, R, dtype=torch.bool)
+    if B > 1:
+        valid[1, 3] = False  # legs not visible
+    if B > 2:
+        valid[2, 0] = False
+        valid[2, 2] = False
+    regions = torch.randn(B, R, T, D_R, generator=g)
+    glob = torch.randn(B, T, D_G, generator=g)
+    # padded steps and invisible regions hold garbage, as a careless loader might leave
+    regions = torch.where((valid[:, :, None] & mask[:, None, :]).unsqueeze(-1), regions, 7.0)
+    glob = torch.where(mask.unsqueeze(-1), glob, -5.0)
+    return {
+        "regions": regions,
+        "global": glob,
+        "mask": mask,
+        "region_valid": valid,
+        "action": torch.randint(0, C, (B,), generator=g),
+        "body": torch.randint(0, C_BODY, (B,), generator=g),
+    }
+
+
+def build(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model(
+        name, preset="tiny", num_classes=C, num_body=C_BODY, regions=REGIONS, region_dim=D_R, global_dim=D_G
+    )
+
+
+def per_sample(out: dict[str, Any], n: int) -> dict[str, torch.Tensor]:
+    """The outputs that are per-sample tensors (leading dim = batch size)."""
+    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n}
+
+
+def aux(out: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return dict(out.get("aux_losses") or {})
+
+
+def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    torch.testing.assert_close(a, b, atol=ATOL, rtol=0, msg=lambda m: f"{what}: {m}")
+
+
+MODELS = list_models()
+
+
+def test_registry_lists_builtins_and_names_unknown():
+    for name in ("bmoe", "bmoe_uniform", "bmoe_concat", "m3e_global", "mean_mlp"):
+        assert name in MODELS
+    with pytest.raises(UnknownModelError, match="registered models"):
+        create_model("no_such_model", num_classes=2, region_dim=4, global_dim=4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_presets_exist(name):
+    entry = model_entry(name)
+    assert "tiny" in entry.presets and "paper" in entry.presets
+    assert entry.summary
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_output_shapes(name):
+    model = build(name).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        out = model(batch)
+    assert out["action"].shape == (B, C)
+    assert out["body"].shape == (B, C_BODY)
+    if "features" in out:
+        assert out["features"].dim() == 2 and out["features"].shape[0] == B
+    if "routing" in out:
+        r = out["routing"]
+        assert r.shape == (B, R)
+        assert (r >= 0).all()
+        assert torch.all(r[~batch["region_valid"]] == 0), "invisible regions must get routing 0"
+        torch.testing.assert_close(r.sum(1), torch.ones(B), atol=1e-5, rtol=0)
+    if "saliency" in out:
+        s = out["saliency"]
+        assert s.shape == (B, T)
+        assert torch.all(s[~batch["mask"]] == 0), "padded steps must get saliency 0"
+        torch.testing.assert_close(s.sum(1), torch.ones(B), atol=1e-5, rtol=0)
+    for k, v in aux(out).items():
+        assert v.dim() == 0, k
+    for k, v in per_sample(out, B).items():
+        assert torch.isfinite(v).all(), k
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_body_head(name):
+    torch.manual_seed(0)
+    model = create_model(
+        name, preset="tiny", num_classes=C, num_body=0, regions=REGIONS, region_dim=D_R, global_dim=D_G
+    )
+    with torch.no_grad():
+        out = model.eval()(make_batch())
+    assert out["action"].shape == (B, C)
+    assert "body" not in out
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backward_reaches_every_parameter(name):
+    model = build(name).train()
+    batch = make_batch()
+    out = model(batch)
+    loss = F.cross_entropy(out["action"], batch["action"]) + F.cross_entropy(out["body"], batch["body"])
+    if "features" in out:
+        loss = loss + out["features"].pow(2).mean()
+    for v in aux(out).values():
+        loss = loss + v
+    loss.backward()
+    dead = []
+    for pname, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0:
+            dead.append(pname)
+    assert not dead, f"{name}: no gradient reaches {dead}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_deterministic_under_seed(name):
+    batch = make_batch()
+    outs = []
+    for _ in range(2):
+        model = build(name, seed=3).train()
+        torch.manual_seed(11)  # dropout
+        outs.append(model(batch))
+    for k, v in per_sample(outs[0], B).items():
+        assert torch.equal(v, outs[1][k]), k
+    for k, v in aux(outs[0]).items():
+        assert torch.equal(v, aux(outs[1])[k]), k
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_safetensors_round_trip(name, tmp_path):
+    model = build(name, seed=1).eval()
+    path = tmp_path / "model.safetensors"
+    save_file(model.state_dict(), str(path))
+    other = build(name, seed=2).eval()
+    other.load_state_dict(load_file(str(path)), strict=True)
+    batch = make_batch()
+    with torch.no_grad():
+        a, b = model(batch), other(batch)
+    for k, v in per_sample(a, B).items():
+        assert torch.equal(v, b[k]), k
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_padding_invariance(name):
+    model = build(name).eval()
+    batch = make_batch()
+    extra = 6
+    padded = dict(batch)
+    g = torch.Generator().manual_seed(5)
+    padded["regions"] = torch.cat([batch["regions"], 1e3 * torch.randn(B, R, extra, D_R, generator=g)], 2)
+    padded["global"] = torch.cat([batch["global"], 1e3 * torch.randn(B, extra, D_G, generator=g)], 1)
+    padded["mask"] = torch.cat([batch["mask"], torch.zeros(B, extra, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        a, b = model(batch), model(padded)
+    for k, v in per_sample(a, B).items():
+        w = b[k]
+        if v.dim() >= 2 and v.shape[1] == T and w.shape[1] == T + extra:  # per-step outputs
+            if k == "saliency":
+                assert torch.all(w[:, T:] == 0), k
+            w = w[:, :T]
+        close(v, w, k)
+    for k, v in aux(a).items():
+        close(v, aux(b)[k], f"aux {k}")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_invisible_region_invariance(name):
+    model = build(name).eval()
+    batch = make_batch()
+    noisy = dict(batch)
+    g = torch.Generator().manual_seed(9)
+    noise = 1e3 * torch.randn(batch["regions"].shape, generator=g)
+    invisible = ~batch["region_valid"]
+    assert invisible.any()
+    noisy["regions"] = torch.where(invisible[:, :, None, None], noise, batch["regions"])
+    with torch.no_grad():
+        a, b = model(batch), model(noisy)
+    for k, v in per_sample(a, B).items():
+        close(v, b[k], k)
+    for k, v in aux(a).items():
+        close(v, aux(b)[k], f"aux {k}")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_batch_of_one_equals_row_of_batch(name):
+    model = build(name).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        full = per_sample(model(batch), B)
+        for i in range(B):
+            one = {k: v[i : i + 1] for k, v in batch.items()}
+            row = per_sample(model(one), 1)
+            for k, v in full.items():
+                assert k in row, k
+                close(row[k], v[i : i + 1], f"sample {i} {k}")
