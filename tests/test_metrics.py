@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -224,7 +225,7 @@ def test_body_comes_from_body_pred_1(tmp_path: Path) -> None:
         (lambda ls: [ls[0], ls[1] + ",1", *ls[2:]], "12 fields, header has 11"),
     ],
 )
-def test_malformed_prediction_files(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_prediction_files(tmp_path: Path, edit: Callable[[list[str]], list[str]], message: str) -> None:
     videos, y, _, path = _val_case(tmp_path, n=20)
     path.write_text("\n".join(edit(path.read_text().splitlines())))
     with pytest.raises(MetricsError, match=message):

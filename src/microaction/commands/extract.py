@@ -7,7 +7,9 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--videos", required=True, help="folder of videos, a manifest CSV (video[,start,end]) or one video file")
+    p.add_argument(
+        "--videos", required=True, help="folder of videos, a manifest CSV (video[,start,end]) or one video file"
+    )
     p.add_argument("--out", required=True, help="feature store folder (created, or resumed when it exists)")
     p.add_argument("--video-root", help="folder the manifest's video paths are relative to (default: the CSV's folder)")
     p.add_argument("--parser", default="mediapipe", choices=["mediapipe", "sapiens", "keypoints", "groundtruth"])

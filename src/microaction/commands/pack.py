@@ -16,5 +16,8 @@ def run(args: argparse.Namespace) -> int:
     keys = store.keys()
     out = store.pack(keys)
     failed = store.failures()
-    print(f"mar pack: {len(keys)} videos packed into {out}" + (f" ({len(failed)} failed videos left out)" if failed else ""))
+    print(
+        f"mar pack: {len(keys)} videos packed into {out}"
+        + (f" ({len(failed)} failed videos left out)" if failed else "")
+    )
     return 0

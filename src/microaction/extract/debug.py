@@ -50,7 +50,7 @@ def write_debug_crops(directory: str | os.PathLike[str], key: str, ex: Extractio
     for i, (name, box) in enumerate(zip(names, ex.layout.boxes)):
         color = COLORS[i % len(COLORS)]
         valid = name == GLOBAL or bool(ex.layout.valid[i])
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0, x1, y1 = (round(v) for v in box)
         cv2.rectangle(img, (x0, y0), (x1, y1), color if valid else (128, 128, 128), th)
         cv2.putText(img, name if valid else f"{name} (invalid)", (max(0, x0) + 3, max(12, y0 + 14)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)  # fmt: skip

@@ -21,7 +21,7 @@ import numpy as np
 
 from microaction.data.store import StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
-from microaction.extract.parsers import ParseResult, Parser, make_parser
+from microaction.extract.parsers import Parser, ParseResult, make_parser
 from microaction.extract.regions import RegionLayout, crop_clips, region_layout
 from microaction.extract.skeleton import resolve_regions
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
@@ -49,7 +49,9 @@ class ExtractParams:
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.regions = list(resolve_regions(self.regions if isinstance(self.regions, (list, tuple)) else str(self.regions)))
+        self.regions = list(
+            resolve_regions(self.regions if isinstance(self.regions, (list, tuple)) else str(self.regions))
+        )
         if isinstance(self.encoders, str):
             self.encoders = [e.strip() for e in self.encoders.split(",") if e.strip()]
         if not self.encoders:
@@ -130,7 +132,9 @@ class Extractor:
 
         encs = []
         for e, (a, b, ga, gb) in zip(self.encoders, self.slices):
-            encs.append({**e.describe(), "dim": b - a, "global_dim": gb - ga, "slice": [a, b], "global_slice": [ga, gb]})
+            encs.append(
+                {**e.describe(), "dim": b - a, "global_dim": gb - ga, "slice": [a, b], "global_slice": [ga, gb]}
+            )
         return StoreManifest(
             regions=list(self.regions),
             region_dim=self.region_dim,
@@ -142,14 +146,22 @@ class Extractor:
                 "extract": self.params.to_dict(),
                 "parser": self.parser.describe(),
                 "time_grid": self.encoders[0].name,
-                "extras": {"boxes": "[R+1, 4] xyxy native pixels, whole person last", "keypoints": "[T, 33, 3] native pixels"},
+                "extras": {
+                    "boxes": "[R+1, 4] xyxy native pixels, whole person last",
+                    "keypoints": "[T, 33, 3] native pixels",
+                },
             },
             tool_version=__version__,
         )
 
     # -- one video ------------------------------------------------------------------------------
     def extract(
-        self, video_path: str | os.PathLike[str], start: int | None = None, end: int | None = None, *, keep: bool = False
+        self,
+        video_path: str | os.PathLike[str],
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        keep: bool = False,
     ) -> Extraction:
         t0 = time.perf_counter()
         sampling = self.params.sampling(start, end)
@@ -180,7 +192,7 @@ class Extractor:
             regions[:, :, a:b] = resample(o.regions, o.times, ref)
             glob[:, ga:gb] = resample(o.global_, o.times, ref)
         regions[~layout.valid] = 0.0
-        H, W = parse.image_size
+        _H, W = parse.image_size
         factor = native[1] / W  # native pixels per parse pixel
         extras = {
             "boxes": layout.scaled(factor),
@@ -188,7 +200,7 @@ class Extractor:
             "frame_indices": indices.astype(np.int64),
         }
         info = {
-            "frames": int(len(timestamps)),
+            "frames": len(timestamps),
             "steps": int(T_),
             "size": [int(native[0]), int(native[1])],
             "seconds": round(time.perf_counter() - t0, 3),

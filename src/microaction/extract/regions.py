@@ -144,7 +144,9 @@ def region_layout(
                 box = None
                 if vis:
                     p = kp[t, ids[seen], :2]
-                    box = _expand(np.array([*p.min(0), *p.max(0)], dtype=np.float32), REGION_MARGIN.get(r, 0.15), min_side)
+                    box = _expand(
+                        np.array([*p.min(0), *p.max(0)], dtype=np.float32), REGION_MARGIN.get(r, 0.15), min_side
+                    )
             else:
                 vis, box = False, None
             if label and (vis or not has_kp):
@@ -164,7 +166,9 @@ def region_layout(
 
 def _region_mask_name(r: str) -> str | None:
     """The mask region a region *is* (head, body/torso, ...), None for entities inside one (face, hands)."""
-    return {"torso": "body", "lower_body": "lower_limbs"}.get(r, r if r in ("head", "body", "upper_limbs", "lower_limbs") else None)
+    return {"torso": "body", "lower_body": "lower_limbs"}.get(
+        r, r if r in ("head", "body", "upper_limbs", "lower_limbs") else None
+    )
 
 
 def crop_frame(frame: np.ndarray, box: np.ndarray, size: int, fill: tuple[int, int, int] = FILL) -> np.ndarray:
@@ -178,8 +182,8 @@ def crop_frame(frame: np.ndarray, box: np.ndarray, size: int, fill: tuple[int, i
     ix1, iy1 = min(W, int(np.ceil(box[2]))), min(H, int(np.ceil(box[3])))
     if ix1 <= ix0 or iy1 <= iy0:
         return out
-    ox0, oy0 = max(0, int(round((ix0 - box[0]) * s))), max(0, int(round((iy0 - box[1]) * s)))
-    ox1, oy1 = min(size, int(round((ix1 - box[0]) * s))), min(size, int(round((iy1 - box[1]) * s)))
+    ox0, oy0 = max(0, round((ix0 - box[0]) * s)), max(0, round((iy0 - box[1]) * s))
+    ox1, oy1 = min(size, round((ix1 - box[0]) * s)), min(size, round((iy1 - box[1]) * s))
     if ox1 <= ox0 or oy1 <= oy0:
         return out
     sub = frame[iy0:iy1, ix0:ix1]

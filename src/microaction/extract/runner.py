@@ -20,9 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from microaction.data.store import FeatureStore, video_key
-from microaction.extract.pipeline import ExtractParams, Extractor, get_extractor
+from microaction.extract.pipeline import Extractor, ExtractParams, get_extractor
 
-__all__ = ["VIDEO_EXTENSIONS", "Job", "RunSummary", "collect_jobs", "parse_shard", "process_job", "run_extraction", "shard_jobs"]
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "Job",
+    "RunSummary",
+    "collect_jobs",
+    "parse_shard",
+    "process_job",
+    "run_extraction",
+    "shard_jobs",
+]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg")
 
@@ -46,7 +55,11 @@ class RunSummary:
     errors: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
-        rate = f"{self.done / self.seconds:.2f} videos/s, {self.frames / self.seconds:.1f} frames/s" if self.seconds > 0 else ""
+        rate = (
+            f"{self.done / self.seconds:.2f} videos/s, {self.frames / self.seconds:.1f} frames/s"
+            if self.seconds > 0
+            else ""
+        )
         return (
             f"{self.total} videos: {self.done} done, {self.skipped} skipped, {self.failed} failed; "
             f"{self.frames} frames in {self.seconds:.1f} s ({rate})"
@@ -235,7 +248,9 @@ def run_extraction(
     todo = []
     for j in mine:
         st = store.status(j.key)
-        if st is not None and (st.get("status") == "ok" and store.is_done(j.key) or (st.get("status") == "failed" and not retry_failed)):
+        if st is not None and (
+            (st.get("status") == "ok" and store.is_done(j.key)) or (st.get("status") == "failed" and not retry_failed)
+        ):
             summary.skipped += 1
         else:
             todo.append(j)
@@ -263,7 +278,9 @@ def run_extraction(
             on_result(key, status)
         if bar is not None:
             dt = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix_str(f"{summary.done / dt:.2f} videos/s, {summary.frames / dt:.1f} frames/s, {summary.failed} failed")
+            bar.set_postfix_str(
+                f"{summary.done / dt:.2f} videos/s, {summary.frames / dt:.1f} frames/s, {summary.failed} failed"
+            )
             bar.update(1)
     if bar is not None:
         bar.close()

@@ -10,28 +10,28 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "ALL_ANGLES",
     "BONES",
     "ENTITY_SETS",
     "FLIP_PERMUTATION",
+    "LANDMARKS",
+    "MASK_PARENT",
+    "MASK_REGIONS",
+    "NUM_LANDMARKS",
     "OPENPOSE_BODY25",
     "OPENPOSE_BODY25_TO_MEDIAPIPE",
     "OPENPOSE_FACE70_TO_MEDIAPIPE",
     "OPENPOSE_HAND21_TO_MEDIAPIPE",
-    "openpose_to_mediapipe",
-    "LANDMARKS",
-    "NUM_LANDMARKS",
-    "REGION_LANDMARKS",
-    "REGION_SETS",
-    "flip_names",
-    "flip_keypoints",
-    "resolve_regions",
-    "MASK_PARENT",
-    "MASK_REGIONS",
     "REGION_ANGLES",
+    "REGION_LANDMARKS",
     "REGION_MARGIN",
     "REGION_SEGMENTS",
-    "ALL_ANGLES",
+    "REGION_SETS",
+    "flip_keypoints",
+    "flip_names",
     "landmark_index",
+    "openpose_to_mediapipe",
+    "resolve_regions",
 ]
 
 # MediaPipe Pose landmark order (pose_landmarks of mp.solutions.pose).
@@ -271,9 +271,7 @@ REGION_ANGLES: dict[str, tuple[tuple[int, int, int], ...]] = {
     r: tuple((_IDX[_TRIPLES[n][0]], _IDX[_TRIPLES[n][1]], _IDX[_TRIPLES[n][2]]) for n in names)
     for r, names in _ANGLE_NAMES.items()
 }
-ALL_ANGLES: tuple[tuple[int, int, int], ...] = tuple(
-    (_IDX[a], _IDX[b], _IDX[c]) for a, b, c in _TRIPLES.values()
-)
+ALL_ANGLES: tuple[tuple[int, int, int], ...] = tuple((_IDX[a], _IDX[b], _IDX[c]) for a, b, c in _TRIPLES.values())
 
 
 def resolve_regions(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

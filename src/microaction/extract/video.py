@@ -116,7 +116,14 @@ def _info(container, path) -> VideoInfo:
     s = container.streams.video[0]
     rate = s.average_rate or s.guessed_rate or s.base_rate
     fps = float(rate) if rate else 0.0
-    return VideoInfo(str(path), int(s.codec_context.width), int(s.codec_context.height), fps, int(s.frames or 0), s.codec_context.name)
+    return VideoInfo(
+        str(path),
+        int(s.codec_context.width),
+        int(s.codec_context.height),
+        fps,
+        int(s.frames or 0),
+        s.codec_context.name,
+    )
 
 
 def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -124,7 +131,7 @@ def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     if not max_side or max(width, height) <= max_side:
         return width, height
     s = max_side / max(width, height)
-    return max(2, int(round(width * s / 2)) * 2), max(2, int(round(height * s / 2)) * 2)
+    return max(2, round(width * s / 2) * 2), max(2, round(height * s / 2) * 2)
 
 
 def _frame_times(container, path) -> np.ndarray:
@@ -141,7 +148,9 @@ def _frame_times(container, path) -> np.ndarray:
     return t - (t[0] if len(t) else 0.0)
 
 
-def iter_frames(path: str | os.PathLike[str], sampling: Sampling = Sampling()) -> Iterator[tuple[int, float, np.ndarray]]:
+def iter_frames(
+    path: str | os.PathLike[str], sampling: Sampling = Sampling()
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(frame_index, seconds, rgb [h, w, 3] uint8)`` for the sampled frames, in order.
 
     Raises ``VideoError`` for an unreadable, empty or truncated video.

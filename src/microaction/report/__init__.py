@@ -14,17 +14,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["ReportError", "build_report", "caption_lines", "load_run", "write_overlay"]
+__all__ = ["ReportError", "build_report", "load_run", "write_overlay"]
 
 if TYPE_CHECKING:
     from microaction.report.html import build_report
-    from microaction.report.overlay import caption_lines, write_overlay
+    from microaction.report.overlay import write_overlay
     from microaction.report.runs import ReportError, load_run
 
 _WHERE = {
     "build_report": "microaction.report.html",
     "write_overlay": "microaction.report.overlay",
-    "caption_lines": "microaction.report.overlay",
     "load_run": "microaction.report.runs",
     "ReportError": "microaction.report.runs",
 }

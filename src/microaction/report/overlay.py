@@ -4,7 +4,8 @@ predictions in a caption (``mar predict VIDEO --overlay OUT.mp4 [--overlay-gif]`
 Colour and thickness of a region's box both follow its routing weight relative to the strongest
 region of that frame (blue = weakest … red = strongest; thin … thick); the legend (top left) gives
 each region's colour and absolute weight with a bar. The whole-person box (the last row of
-``boxes``) is drawn thin and grey. Decoding and H.264 encoding use PyAV; the GIF (downscaled,
+``boxes``) is drawn thin and grey; a region with zero routing weight (masked as not visible) gets
+no box, only its legend row. Decoding and H.264 encoding use PyAV; the GIF (downscaled,
 subsampled in time) uses Pillow. Text is drawn with OpenCV's Hershey font (ASCII).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["caption_lines", "weight_color", "write_overlay"]
+__all__ = ["weight_color", "write_overlay"]
 
 # blue → cyan → yellow → red, RGB
 _ANCHORS = np.array([[40, 90, 255], [0, 210, 255], [255, 230, 0], [255, 40, 20]], dtype=np.float64)
@@ -29,42 +30,6 @@ def weight_color(rel: float) -> tuple[int, int, int]:
     i = min(int(t), len(_ANCHORS) - 2)
     c = _ANCHORS[i] + (t - i) * (_ANCHORS[i + 1] - _ANCHORS[i])
     return (round(c[0]), round(c[1]), round(c[2]))
-
-
-def _softmax_if_needed(s: np.ndarray) -> np.ndarray:
-    s = np.asarray(s, dtype=np.float64)
-    if s.min() >= 0 and abs(s.sum() - 1) < 1e-3:
-        return s
-    e = np.exp(s - s.max())
-    return e / e.sum()
-
-
-def caption_lines(
-    action_scores: Sequence[float] | np.ndarray,
-    class_names: Sequence[str],
-    *,
-    body_scores: Sequence[float] | np.ndarray | None = None,
-    body_names: Sequence[str] = (),
-    body_of_class: Sequence[int] | None = None,
-    k: int = 3,
-) -> list[str]:
-    """Caption text: the top-``k`` actions with probabilities and the body group with its score.
-
-    Scores that are not probabilities (logits) go through a softmax first. Without a body head,
-    the body group is the top action's group, scored by the summed probability of its actions.
-    """
-    p = _softmax_if_needed(np.asarray(action_scores))
-    top = np.argsort(-p, kind="stable")[:k]
-    lines = [f"{r + 1}. {class_names[i]}  {p[i]:.2f}" for r, i in enumerate(top)]
-    if body_scores is not None and body_names:
-        pb = _softmax_if_needed(np.asarray(body_scores))
-        b = int(np.argmax(pb))
-        lines.append(f"body: {body_names[b]}  {pb[b]:.2f}")
-    elif body_of_class is not None and body_names:
-        bmap = np.asarray(body_of_class)
-        b = int(bmap[top[0]])
-        lines.append(f"body: {body_names[b]}  {p[bmap == b].sum():.2f}")
-    return lines
 
 
 def _ascii(s: str) -> str:
@@ -114,6 +79,8 @@ def _draw(
         b = boxes[j]
         if not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
             continue
+        if weights is not None and weights[j] < 1e-4:
+            continue  # a masked (not visible) region: the extractor gives it the person's box
         color = weight_color(rel[j])
         thick = max(1, round((1 + 9 * rel[j]) * unit))
         x0, y0, x1, y1 = (round(v) for v in b)

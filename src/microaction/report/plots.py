@@ -73,6 +73,12 @@ def training_curves(epochs: list[dict[str, Any]], title: str = "", best_epoch: i
     loss = np.array([float(e.get("train_loss", np.nan)) for e in epochs])
     if np.isfinite(loss).any():
         ax_loss.plot(x, loss, "o-", ms=3, label="train loss")
+    parts: list[str] = []  # the loss terms the trainer logs apart (train_parts: body CE, L_emb, aux …)
+    for e in epochs:
+        parts += [k for k, v in (e.get("train_parts") or {}).items() if k not in parts and isinstance(v, int | float)]
+    for k in parts[:6]:
+        y = np.array([float((e.get("train_parts") or {}).get(k, np.nan)) for e in epochs])
+        ax_loss.plot(x, y, "--", lw=1, label=k)
     val_loss = np.array([float((e.get("val") or {}).get("loss", np.nan)) for e in epochs])
     if np.isfinite(val_loss).any():
         ax_loss.plot(x, val_loss, "s--", ms=3, label="val loss")

@@ -5,9 +5,9 @@ not a run (no ``config.yaml`` / ``metrics.json``) is refused with an error namin
 and what writes it; a run without any ``eval_<split>.json`` still gets its training curves and
 its best validation metrics, and the report says to run ``mar eval`` for the rest.
 
-Seeds: runs whose resolved configs are equal once ``run.seed`` (and the keys that only name or
-place the run folder, ``IDENTITY_KEYS``) are left out form one group; the report gives mean ± std
-(sample std, ddof=1) over such a group.
+Seeds: runs whose resolved configs are equal once ``run.seed`` and the keys that only name or place
+the run folder or set progress bars / threads (``IDENTITY_KEYS``) are left out form one group; the
+report gives mean ± std (sample std, ddof=1) over such a group.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ __all__ = [
     "read_checkpoint_metadata",
 ]
 
-# Config keys that may differ between the seeds of one experiment without making it another one.
-IDENTITY_KEYS: tuple[str, ...] = ("run.seed", "run.name", "run.out", "run.out_dir", "run.output_dir", "run.dir")
+# Config keys that may differ between the seeds of one experiment without making it another one:
+# the seed, where the run folder is, and run-local settings that do not change what is learnt.
+IDENTITY_KEYS: tuple[str, ...] = ("run.seed", "run.name", "run.out_dir", "run.progress", "run.threads", "run.workers")
 SPLIT_PREFERENCE: tuple[str, ...] = ("test", "val", "train")
 
 

@@ -13,6 +13,7 @@ Mask values: 0 background, ``1 + i`` for region ``i`` of :data:`MASK_REGIONS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -63,55 +64,59 @@ def sample_style(rng: np.random.Generator) -> Style:
     )
 
 
+@lru_cache(maxsize=512)
 def _shade(c: tuple[int, int, int], f: float) -> tuple[int, int, int]:
-    return tuple(int(min(255, max(0, v * f))) for v in c)  # type: ignore[return-value]
+    return (min(255, max(0, int(c[0] * f))), min(255, max(0, int(c[1] * f))), min(255, max(0, int(c[2] * f))))
 
 
-def _p(xy: np.ndarray) -> tuple[int, int]:
-    return round(xy[0] * _ONE), round(xy[1] * _ONE)
+# Geometry below is in fixed point (pixels × 2**_SHIFT, Python ints): cv2 draws sub-pixel
+# positions that way, and plain ints keep the per-frame drawing free of numpy scalar overhead.
+Pt = tuple[int, int]
 
 
-def _capsule(img, a, b, r, color, shaded: bool) -> None:
+def _capsule(img, a: Pt, b: Pt, r: float, color, shaded: bool) -> None:
     r = max(r, 0.6)
     if shaded:
-        cv2.line(img, _p(a), _p(b), _shade(color, 0.55), max(1, round(2 * r)), cv2.LINE_AA, _SHIFT)
-        cv2.line(img, _p(a), _p(b), color, max(1, round(1.5 * r)), cv2.LINE_AA, _SHIFT)
-        off = np.array([-0.25 * r, -0.25 * r])
-        cv2.line(img, _p(a + off), _p(b + off), _shade(color, 1.3), max(1, round(0.5 * r)), cv2.LINE_AA, _SHIFT)
+        cv2.line(img, a, b, _shade(color, 0.55), max(1, int(2 * r + 0.5)), cv2.LINE_AA, _SHIFT)
+        cv2.line(img, a, b, color, max(1, int(1.5 * r + 0.5)), cv2.LINE_AA, _SHIFT)
+        o = int(-0.25 * r * _ONE)
+        cv2.line(
+            img,
+            (a[0] + o, a[1] + o),
+            (b[0] + o, b[1] + o),
+            _shade(color, 1.3),
+            max(1, int(0.5 * r + 0.5)),
+            cv2.LINE_AA,
+            _SHIFT,
+        )
     else:
-        cv2.line(img, _p(a), _p(b), color, max(1, round(2 * r)), cv2.LINE_8, _SHIFT)
+        cv2.line(img, a, b, color, max(1, int(2 * r + 0.5)), cv2.LINE_8, _SHIFT)
 
 
-def _poly(img, pts, color, shaded: bool) -> None:
-    p = np.round(np.asarray(pts) * _ONE).astype(np.int32)
+def _poly(img, p: np.ndarray, color, shaded: bool) -> None:
+    """``p``: [K, 2] int32 fixed-point vertices."""
     if shaded:
         cv2.fillConvexPoly(img, p, _shade(color, 0.6), cv2.LINE_AA, _SHIFT)
         c = p.mean(0)
-        inner = np.round(c + (p - c) * 0.86).astype(np.int32)
+        inner = (c + (p - c) * 0.86).astype(np.int32)
         cv2.fillConvexPoly(img, inner, color, cv2.LINE_AA, _SHIFT)
     else:
         cv2.fillConvexPoly(img, p, color, cv2.LINE_8, _SHIFT)
 
 
-def _ellipse(img, center, axes, angle, color, shaded: bool) -> None:
-    ax = (max(1, round(axes[0] * _ONE)), max(1, round(axes[1] * _ONE)))
+def _fixed(xy: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(xy) * _ONE).astype(np.int32)
+
+
+def _ellipse(img, center: Pt, axes: tuple[float, float], angle: float, color, shaded: bool) -> None:
+    ax = (max(1, int(axes[0] * _ONE + 0.5)), max(1, int(axes[1] * _ONE + 0.5)))
     if shaded:
-        cv2.ellipse(img, _p(center), ax, angle, 0, 360, _shade(color, 0.6), -1, cv2.LINE_AA, _SHIFT)
+        cv2.ellipse(img, center, ax, angle, 0, 360, _shade(color, 0.6), -1, cv2.LINE_AA, _SHIFT)
         ax2 = (max(1, int(ax[0] * 0.88)), max(1, int(ax[1] * 0.9)))
-        cv2.ellipse(
-            img,
-            _p(center - np.array([0.06 * axes[0], 0.05 * axes[1]])),
-            ax2,
-            angle,
-            0,
-            360,
-            color,
-            -1,
-            cv2.LINE_AA,
-            _SHIFT,
-        )
+        c2 = (center[0] - int(0.06 * ax[0]), center[1] - int(0.05 * ax[1]))
+        cv2.ellipse(img, c2, ax2, angle, 0, 360, color, -1, cv2.LINE_AA, _SHIFT)
     else:
-        cv2.ellipse(img, _p(center), ax, angle, 0, 360, color, -1, cv2.LINE_8, _SHIFT)
+        cv2.ellipse(img, center, ax, angle, 0, 360, color, -1, cv2.LINE_8, _SHIFT)
 
 
 class _Scene:
@@ -122,6 +127,8 @@ class _Scene:
         self.xy, self.depth = cam.project(pose.landmarks)
         self.head_xy, self.head_depth = cam.project(pose.head_center)
         self.neck_xy, self.neck_depth = cam.project(pose.neck_base)
+        self.fx, self.head_fx = _fixed(self.xy), _fixed(self.head_xy)
+        self.neck_fx = _fixed(self.neck_xy + (self.head_xy - self.neck_xy) * 0.6)
         # the head ellipsoid's outline: its 3-D covariance pushed through the projection's Jacobian
         axes3 = pose.head_rot * np.array([body.head_w, body.head_h, body.head_d])  # [T,3,3] columns
         cam_axes = np.einsum("ij,tjk->tik", cam.rot, axes3)
@@ -143,69 +150,77 @@ class _Scene:
 
     def parts(self, t: int) -> list[tuple[float, int, object]]:
         """(depth, region, draw(img, shaded, mask_value)) for frame ``t``."""
-        xy, dp, b, st = self.xy[t], self.depth[t], self.body, self.style
+        dp, b, st = self.depth[t].tolist(), self.body, self.style
+        fx = [tuple(p) for p in self.fx[t].tolist()]
         i = landmark_index
+        f = self.cam.focal
         out: list[tuple[float, int, object]] = []
 
         def cap(n1: str, n2: str, r: float, color, region: int) -> None:
-            a, c = xy[i(n1)], xy[i(n2)]
-            d = float((dp[i(n1)] + dp[i(n2)]) / 2)
-            rad = float(self.radius(r, np.array(d)))
-            out.append((d, region, lambda img, sh, v: _capsule(img, a, c, rad, v if v is not None else color, sh)))
+            a, c = fx[i(n1)], fx[i(n2)]
+            d = (dp[i(n1)] + dp[i(n2)]) / 2
+            rad = f * r / max(d, 1e-3)
+            out.append((d, region, lambda img, sh, v: _capsule(img, a, c, rad, color if v is None else v, sh)))
 
-        # trunk: shoulders → hips, widened by the torso radius at the hips
-        sh_l, sh_r, hp_l, hp_r = xy[i("left_shoulder")], xy[i("right_shoulder")], xy[i("left_hip")], xy[i("right_hip")]
-        quad = np.array([sh_l, sh_r, hp_r + (hp_r - hp_l) * 0.25, hp_l + (hp_l - hp_r) * 0.25])
-        d_trunk = float(dp[[i("left_shoulder"), i("right_shoulder"), i("left_hip"), i("right_hip")]].mean()) + 0.05
-        out.append((d_trunk, _BODY, lambda img, sh, v: _poly(img, quad, v if v is not None else st.shirt, sh)))
-        neck_r = float(self.radius(b.head_w * 0.45, self.neck_depth[t]))
-        nb, hc = self.neck_xy[t], self.head_xy[t]
-        out.append((float(self.neck_depth[t]) + 0.02, _BODY,
-                    lambda img, sh, v: _capsule(img, nb, nb + (hc - nb) * 0.6, neck_r, v if v is not None else st.skin, sh)))  # fmt: skip
+        # trunk: shoulders → hips, widened at the hips
+        q = self.fx[t][[i("left_shoulder"), i("right_shoulder"), i("right_hip"), i("left_hip")]].astype(np.int32)
+        hr, hl = q[2].copy(), q[3].copy()
+        q[2], q[3] = hr + (hr - hl) // 4, hl + (hl - hr) // 4
+        d_trunk = (dp[i("left_shoulder")] + dp[i("right_shoulder")] + dp[i("left_hip")] + dp[i("right_hip")]) / 4 + 0.05
+        out.append((d_trunk, _BODY, lambda img, sh, v: _poly(img, q, st.shirt if v is None else v, sh)))
+        nd = float(self.neck_depth[t])
+        neck_r = f * b.head_w * 0.45 / max(nd, 1e-3)
+        nb, ntop = tuple(_fixed(self.neck_xy[t]).tolist()), tuple(self.neck_fx[t].tolist())
+        out.append(
+            (nd + 0.02, _BODY, lambda img, sh, v: _capsule(img, nb, ntop, neck_r, st.skin if v is None else v, sh))
+        )
+        sleeve2 = st.sleeve if st.sleeve != st.shirt else st.skin
         for s in ("left", "right"):
             cap(f"{s}_shoulder", f"{s}_elbow", b.limb_r * 1.05, st.sleeve, _ARMS)
-            cap(f"{s}_elbow", f"{s}_wrist", b.limb_r * 0.85, st.sleeve if st.sleeve != st.shirt else st.skin, _ARMS)
-            hand = xy[[i(f"{s}_wrist"), i(f"{s}_thumb"), i(f"{s}_index"), i(f"{s}_pinky")]]
-            d_hand = float(dp[[i(f"{s}_wrist"), i(f"{s}_index")]].mean()) - 0.01
-            hr = float(self.radius(b.limb_r * 0.35, np.array(d_hand)))
+            cap(f"{s}_elbow", f"{s}_wrist", b.limb_r * 0.85, sleeve2, _ARMS)
+            ids = [i(f"{s}_wrist"), i(f"{s}_thumb"), i(f"{s}_index"), i(f"{s}_pinky")]
+            d_hand = (dp[ids[0]] + dp[ids[2]]) / 2 - 0.01
+            hr = f * b.limb_r * 0.35 / max(d_hand, 1e-3)
             out.append(
-                (d_hand, _ARMS, lambda img, sh, v, h=hand, r=hr: _hand(img, h, r, v if v is not None else st.skin, sh))
+                (
+                    d_hand,
+                    _ARMS,
+                    lambda img, sh, v, ids=ids, r=hr: _hand(img, fx, ids, r, st.skin if v is None else v, sh),
+                )
             )
             cap(f"{s}_hip", f"{s}_knee", b.limb_r * 1.6, st.trousers, _LEGS)
             cap(f"{s}_knee", f"{s}_ankle", b.limb_r * 1.15, st.trousers, _LEGS)
             cap(f"{s}_heel", f"{s}_foot_index", b.limb_r * 0.8, st.shoes, _LEGS)
-        # head: an ellipse oriented by the head's up axis, face marks when it faces the camera
-        rad_w, rad_h = (float(v) for v in self.head_axes[t])
+        # head: the ellipsoid's projected outline, face marks when it faces the camera
+        axes = (float(self.head_axes[t, 0]), float(self.head_axes[t, 1]))
         ang = float(self.head_angle[t])
-        face = self.facing[t]
-        pts = xy[:11].copy()
-        out.append((float(self.head_depth[t]), _HEAD,
-                    lambda img, sh, v: _head(img, hc, (rad_w, rad_h), ang, pts, face, st.skin, v, sh)))  # fmt: skip
+        face = float(self.facing[t])
+        hc = tuple(self.head_fx[t].tolist())
+        out.append(
+            (float(self.head_depth[t]), _HEAD, lambda img, sh, v: _head(img, hc, axes, ang, fx, face, st.skin, v, sh))
+        )
         return out
 
 
-def _hand(img, h: np.ndarray, r: float, color, shaded: bool) -> None:
-    wrist, thumb, index, pinky = h
-    _poly(img, h, color, shaded)
-    for tip in (thumb, index, pinky):
-        _capsule(img, wrist, tip, r, color, shaded)
+def _hand(img, fx: list, ids: list[int], r: float, color, shaded: bool) -> None:
+    _poly(img, np.array([fx[k] for k in ids], np.int32), color, shaded)
+    for tip in ids[1:]:
+        _capsule(img, fx[ids[0]], fx[tip], r, color, shaded)
 
 
-def _head(img, center, axes, angle, pts, facing: float, skin, value, shaded: bool) -> None:
-    _ellipse(img, center, axes, angle, value if value is not None else skin, shaded)
+def _head(img, center: Pt, axes, angle: float, fx: list, facing: float, skin, value, shaded: bool) -> None:
+    _ellipse(img, center, axes, angle, skin if value is None else value, shaded)
     if value is not None:
         return  # masks: the ellipse only
-    dark = _shade(skin, 0.35)
-    r = max(1.0, axes[0] * 0.12)
-    ears = pts[7:9]
-    for e in ears:
-        cv2.circle(img, _p(e), max(1, int(r * 1.3 * _ONE)), _shade(skin, 0.8), -1, cv2.LINE_AA, _SHIFT)
+    r = max(1.0, axes[0] * 0.12) * _ONE
+    for e in (7, 8):  # ears
+        cv2.circle(img, fx[e], int(r * 1.3), _shade(skin, 0.8), -1, cv2.LINE_AA, _SHIFT)
     if facing <= 0.05:
         return
     for k in (2, 5):  # eyes
-        cv2.circle(img, _p(pts[k]), max(1, int(r * _ONE)), (30, 30, 40), -1, cv2.LINE_AA, _SHIFT)
-    cv2.circle(img, _p(pts[0]), max(1, int(r * 0.8 * _ONE)), _shade(skin, 0.7), -1, cv2.LINE_AA, _SHIFT)
-    cv2.line(img, _p(pts[9]), _p(pts[10]), dark, max(1, round(r * 0.8)), cv2.LINE_AA, _SHIFT)
+        cv2.circle(img, fx[k], int(r), (30, 30, 40), -1, cv2.LINE_AA, _SHIFT)
+    cv2.circle(img, fx[0], int(r * 0.8), _shade(skin, 0.7), -1, cv2.LINE_AA, _SHIFT)
+    cv2.line(img, fx[9], fx[10], _shade(skin, 0.35), max(1, int(r * 0.8 / _ONE)), cv2.LINE_AA, _SHIFT)
 
 
 def _background(cam: Camera, body: Body, style: Style, rng: np.random.Generator) -> np.ndarray:
@@ -222,7 +237,7 @@ def _background(cam: Camera, body: Body, style: Style, rng: np.random.Generator)
         [[-0.25, s - 0.04, -0.12], [0.25, s - 0.04, -0.12], [0.25, s - 0.04, 0.35], [-0.25, s - 0.04, 0.35]]
     )
     for quad, f in ((back, 1.0), (seat, 0.8)):
-        _poly(img, cam.project(quad)[0], _shade(style.chair, f), True)
+        _poly(img, _fixed(cam.project(quad)[0]), _shade(style.chair, f), True)
     return img
 
 
@@ -230,7 +245,7 @@ def _desk(cam: Camera, body: Body) -> np.ndarray:
     """Screen polygon of a desk front covering the legs below the lap."""
     s = body.seat
     front = np.array([[-0.7, s + 0.18, 0.55], [0.7, s + 0.18, 0.55], [0.7, 0.0, 0.55], [-0.7, 0.0, 0.55]])
-    return cam.project(front)[0]
+    return _fixed(cam.project(front)[0])
 
 
 def render_clip(

@@ -75,7 +75,9 @@ def frame_descriptors(clip: np.ndarray, dt: np.ndarray, flow: str = "dis") -> np
     hof = _hist(mag, ang, HOF_BINS, 2 * np.pi, cells)
     static = (mag < STATIC).astype(np.float32)
     idx = np.arange(T)[:, None] * C + cells[None, :]
-    static_frac = np.bincount(idx.reshape(-1), weights=static.reshape(-1), minlength=T * C).reshape(T, C, 1) / (S * S / C)
+    static_frac = np.bincount(idx.reshape(-1), weights=static.reshape(-1), minlength=T * C).reshape(T, C, 1) / (
+        S * S / C
+    )
     hof = np.concatenate([np.sqrt(hof), static_frac], -1).reshape(T, -1)
     mbh = []
     for comp in (flows[..., 0], flows[..., 1]):

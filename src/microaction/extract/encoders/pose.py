@@ -100,7 +100,9 @@ class PoseEncoder(Encoder):
         glob = np.concatenate([feats.reshape(T, -1), _angles(kp, seen, ALL_ANGLES)], -1)
         grid = windows(T, self.window, self.stride)
         return Encoded(
-            np.stack([pool(per_region[i], grid) for i in range(len(regions))]) if regions else np.zeros((0, len(grid), D), np.float32),
+            np.stack([pool(per_region[i], grid) for i in range(len(regions))])
+            if regions
+            else np.zeros((0, len(grid), D), np.float32),
             pool(glob, grid),
             window_times(inp.timestamps, grid),
         )

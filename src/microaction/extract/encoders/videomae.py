@@ -56,7 +56,9 @@ class VideoMAEEncoder(Encoder):
             raise ValueError("the videomae encoder needs --checkpoint DIR (a local transformers VideoMAE directory)")
         self.checkpoint = Path(checkpoint)
         if not (self.checkpoint / "config.json").is_file():
-            raise FileNotFoundError(f"{self.checkpoint}: no config.json (convert a VideoMAE-V2 checkpoint with videomae_convert)")
+            raise FileNotFoundError(
+                f"{self.checkpoint}: no config.json (convert a VideoMAE-V2 checkpoint with videomae_convert)"
+            )
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
         self.device = torch.device(device)

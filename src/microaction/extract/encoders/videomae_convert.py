@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-frames", type=int, default=16)
     ap.add_argument("--image-size", type=int, default=224)
     a = ap.parse_args(argv)
-    print(convert_videomae_v2(a.src, a.out_dir, num_heads=a.num_heads, num_frames=a.num_frames, image_size=a.image_size))
+    print(
+        convert_videomae_v2(a.src, a.out_dir, num_heads=a.num_heads, num_frames=a.num_frames, image_size=a.image_size)
+    )
     return 0
 
 

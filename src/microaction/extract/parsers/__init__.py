@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microaction.extract.parsers.base import VISIBLE, ParseError, ParseResult, Parser, interpolate_gaps
+from microaction.extract.parsers.base import VISIBLE, ParseError, Parser, ParseResult, interpolate_gaps
 
 __all__ = ["PARSERS", "VISIBLE", "ParseError", "ParseResult", "Parser", "interpolate_gaps", "make_parser"]
 

@@ -69,7 +69,15 @@ class ParseResult:
         kp = self.keypoints.copy()
         kp[..., 0] *= size[1] / self.image_size[1]
         kp[..., 1] *= size[0] / self.image_size[0]
-        return ParseResult(kp, (int(size[0]), int(size[1])), self.region_masks, self.mask_regions, self.person_mask, self.fps, dict(self.info))
+        return ParseResult(
+            kp,
+            (int(size[0]), int(size[1])),
+            self.region_masks,
+            self.mask_regions,
+            self.person_mask,
+            self.fps,
+            dict(self.info),
+        )
 
     def flipped(self) -> ParseResult:
         """The parse of the horizontally mirrored clip (left and right landmarks swapped)."""

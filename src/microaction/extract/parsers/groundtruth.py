@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from microaction.extract.parsers.base import ParseError, ParseResult, Parser
+from microaction.extract.parsers.base import ParseError, Parser, ParseResult
 from microaction.extract.parsers.keypoints import load_keypoints
 from microaction.extract.skeleton import MASK_REGIONS
 

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from microaction.extract.parsers.base import ParseResult, Parser, interpolate_gaps, landmark_region_masks
+from microaction.extract.parsers.base import Parser, ParseResult, interpolate_gaps, landmark_region_masks
 from microaction.extract.skeleton import NUM_LANDMARKS
 
 __all__ = ["MediaPipeParser", "MediaPipeSession"]
