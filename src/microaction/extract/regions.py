@@ -47,14 +47,14 @@ class RegionLayout:
 def _torso_scale(kp: np.ndarray, thr: float) -> float:
     """Clip median of the shoulder-centre to hip-centre distance (fallbacks: shoulder width, extent)."""
     c = kp[..., 2] >= thr
-    vals = []
+    vals: list[float] = []
     for t in range(len(kp)):
         if c[t, [_LS, _RS]].all():
             sh = (kp[t, _LS, :2] + kp[t, _RS, :2]) / 2
             if c[t, [_LH, _RH]].all():
-                vals.append(np.linalg.norm(sh - (kp[t, _LH, :2] + kp[t, _RH, :2]) / 2))
+                vals.append(float(np.linalg.norm(sh - (kp[t, _LH, :2] + kp[t, _RH, :2]) / 2)))
             else:
-                vals.append(1.4 * np.linalg.norm(kp[t, _LS, :2] - kp[t, _RS, :2]))
+                vals.append(1.4 * float(np.linalg.norm(kp[t, _LS, :2] - kp[t, _RS, :2])))
         elif c[t].sum() >= 2:
             p = kp[t, c[t], :2]
             vals.append(0.4 * float((p.max(0) - p.min(0)).max()))
@@ -160,7 +160,7 @@ def region_layout(
             if vis:
                 clip_box = _union(clip_box, box)
         valid[ri] = T > 0 and visible[:, ri].mean() >= min_visible_fraction and clip_box is not None
-        boxes[ri] = _square(clip_box) if valid[ri] else boxes[R]
+        boxes[ri] = _square(clip_box) if (valid[ri] and clip_box is not None) else boxes[R]
     return RegionLayout(tuple(regions), boxes, valid, visible)
 
 
@@ -196,7 +196,7 @@ def _crop_mask(mask: np.ndarray, box: np.ndarray, size: int, sx: float, sy: floa
     """Binary mask (at mask resolution) cropped to ``box`` (image pixels) -> ``[size, size]`` bool."""
     s_img = size / max(float(box[2] - box[0]), 1e-6)
     M = np.array([[s_img / sx, 0, -box[0] * s_img], [0, s_img / sy, -box[1] * s_img]], dtype=np.float32)
-    m = cv2.warpAffine(mask.astype(np.uint8), M, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
+    m = cv2.warpAffine(mask.astype(np.uint8), M, (size, size), flags=cv2.INTER_NEAREST, borderValue=(0,))
     k = max(1, size // 24)
     return cv2.dilate(m, np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
 

@@ -18,10 +18,6 @@ __all__ = [
     "MASK_PARENT",
     "MASK_REGIONS",
     "NUM_LANDMARKS",
-    "OPENPOSE_BODY25",
-    "OPENPOSE_BODY25_TO_MEDIAPIPE",
-    "OPENPOSE_FACE70_TO_MEDIAPIPE",
-    "OPENPOSE_HAND21_TO_MEDIAPIPE",
     "REGION_ANGLES",
     "REGION_LANDMARKS",
     "REGION_MARGIN",
@@ -30,7 +26,6 @@ __all__ = [
     "flip_keypoints",
     "flip_names",
     "landmark_index",
-    "openpose_to_mediapipe",
     "resolve_regions",
 ]
 
@@ -122,61 +117,6 @@ ENTITY_SETS: dict[str, tuple[str, ...]] = {
     "ma52": ("head", "face", "left_hand", "right_hand", "torso", "lower_body"),
     "imigue": ("head", "face", "left_hand", "right_hand", "torso"),
 }
-
-# OpenPose keypoints onto the MediaPipe layout, so that every table above (regions, entities,
-# flips) serves OpenPose skeletons too. Missing joints are (0, 0, 0) in OpenPose and stay so here;
-# MediaPipe landmarks OpenPose lacks get confidence 0. Sides are the subject's, as in both tools.
-OPENPOSE_BODY25: tuple[str, ...] = (
-    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
-    "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
-    "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
-)  # fmt: skip
-OPENPOSE_BODY25_TO_MEDIAPIPE: dict[int, str] = {
-    0: "nose", 2: "right_shoulder", 3: "right_elbow", 4: "right_wrist", 5: "left_shoulder",
-    6: "left_elbow", 7: "left_wrist", 9: "right_hip", 10: "right_knee", 11: "right_ankle",
-    12: "left_hip", 13: "left_knee", 14: "left_ankle", 15: "right_eye", 16: "left_eye",
-    17: "right_ear", 18: "left_ear", 19: "left_foot_index", 21: "left_heel",
-    22: "right_foot_index", 24: "right_heel",
-}  # fmt: skip
-# 21-point hand model (0 wrist, 1-4 thumb, 5-8 index, ..., 17-20 pinky): the knuckles MediaPipe
-# Pose marks (the wrist comes from the body model); names without the side prefix.
-OPENPOSE_HAND21_TO_MEDIAPIPE: dict[int, str] = {2: "thumb", 5: "index", 17: "pinky"}
-# 70-point face model (the 68-point iBUG layout + pupils): eye and mouth corners.
-OPENPOSE_FACE70_TO_MEDIAPIPE: dict[int, str] = {
-    36: "right_eye_outer", 39: "right_eye_inner", 42: "left_eye_inner", 45: "left_eye_outer",
-    48: "mouth_right", 54: "mouth_left",
-}  # fmt: skip
-
-
-def openpose_to_mediapipe(
-    body: np.ndarray,
-    left_hand: np.ndarray | None = None,
-    right_hand: np.ndarray | None = None,
-    face: np.ndarray | None = None,
-) -> np.ndarray:
-    """OpenPose ``[..., 25, 3]`` BODY_25 (+ optional ``[..., 21, 3]`` hands, ``[..., 70, 3]`` face)
-    keypoints (x, y, confidence) → ``[..., 33, 3]`` in MediaPipe's landmark order."""
-    body = np.asarray(body, dtype=np.float32)
-    if body.shape[-2:] != (25, 3):
-        raise ValueError(f"OpenPose BODY_25 keypoints must be [..., 25, 3], got {body.shape}")
-    out = np.zeros((*body.shape[:-2], NUM_LANDMARKS, 3), dtype=np.float32)
-    for src, name in OPENPOSE_BODY25_TO_MEDIAPIPE.items():
-        out[..., _IDX[name], :] = body[..., src, :]
-    for side, hand in (("left", left_hand), ("right", right_hand)):
-        if hand is None:
-            continue
-        hand = np.asarray(hand, dtype=np.float32)
-        if hand.shape != (*body.shape[:-2], 21, 3):
-            raise ValueError(f"OpenPose {side} hand keypoints must be [..., 21, 3] like the body, got {hand.shape}")
-        for src, name in OPENPOSE_HAND21_TO_MEDIAPIPE.items():
-            out[..., _IDX[f"{side}_{name}"], :] = hand[..., src, :]
-    if face is not None:
-        face = np.asarray(face, dtype=np.float32)
-        if face.shape != (*body.shape[:-2], 70, 3):
-            raise ValueError(f"OpenPose face keypoints must be [..., 70, 3] like the body, got {face.shape}")
-        for src, name in OPENPOSE_FACE70_TO_MEDIAPIPE.items():
-            out[..., _IDX[name], :] = face[..., src, :]
-    return out
 
 
 def flip_names(regions: tuple[str, ...] | list[str]) -> list[int]:

@@ -138,7 +138,7 @@ def _frame_times(container, path) -> np.ndarray:
     """Presentation time of every frame, from the packets (demux only, no decoding)."""
     s = container.streams.video[0]
     tb = float(s.time_base) if s.time_base else 0.0
-    pts = []
+    pts: list[int] = []
     for pkt in container.demux(s):
         if pkt.size == 0:
             continue

@@ -55,12 +55,12 @@ def frame_descriptors(clip: np.ndarray, dt: np.ndarray, flow: str = "dis") -> np
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip])
     flows = np.zeros((T, S, S, 2), dtype=np.float32)
     if flow == "dis":
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)  # type: ignore[attr-defined]
         for t in range(1, T):
             flows[t] = dis.calc(gray[t - 1], gray[t], None)
     elif flow == "farneback":
         for t in range(1, T):
-            flows[t] = cv2.calcOpticalFlowFarneback(gray[t - 1], gray[t], None, 0.5, 2, 9, 2, 5, 1.1, 0)
+            flows[t] = cv2.calcOpticalFlowFarneback(gray[t - 1], gray[t], None, 0.5, 2, 9, 2, 5, 1.1, 0)  # type: ignore[call-overload]
     else:
         raise ValueError(f"unknown flow method {flow!r} (dis, farneback)")
     if T > 1:

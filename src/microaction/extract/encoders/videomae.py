@@ -69,7 +69,7 @@ class VideoMAEEncoder(Encoder):
         if self.half:
             self.model = self.model.half()
         self.config = cfg
-        self.input_size = int(cfg.image_size)
+        self.input_size = int(cfg.image_size)  # type: ignore[arg-type]
         self.window = int(cfg.num_frames)
         self.stride = int(stride)
         self.batch_size = int(batch_size)
@@ -118,7 +118,7 @@ class VideoMAEEncoder(Encoder):
         return np.concatenate(out).astype(np.float32)
 
     def encode(self, inp: EncoderInput) -> Encoded:
-        clips = inp.clips[self.input_size]
+        clips = inp.clips[int(self.input_size or 0)]
         T = len(inp.timestamps)
         grid = windows(T, self.window, self.stride)
         names = [*inp.layout.regions, GLOBAL]

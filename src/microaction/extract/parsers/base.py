@@ -178,7 +178,7 @@ def landmark_region_masks(
                 if kp[i, 2] >= thr and kp[j, 2] >= thr:
                     a = np.round(kp[i, :2] * scale).astype(int)
                     b = np.round(kp[j, :2] * scale).astype(int)
-                    cv2.line(canvas, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), lab, 1)
+                    cv2.line(canvas, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), (lab,), 1)
         seeds = np.flatnonzero(canvas)
         if len(seeds) == 0:
             continue

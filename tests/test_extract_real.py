@@ -1,0 +1,129 @@
+"""The default CPU path (mediapipe + motion + pose) on the real clips in ../shared: all 6 MA-52
+clips and the 4 iMiGUE GIFs, extracted once per session (frames subsampled) and checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microaction.data.store import FeatureStore
+from microaction.extract.pipeline import ExtractParams, extract_video, params_from_manifest
+from microaction.extract.runner import collect_jobs, run_extraction
+from microaction.extract.skeleton import LANDMARKS, REGION_SETS
+
+NUM_FRAMES = 12  # evenly spaced frames per clip: keeps the suite fast
+PARAMS = dict(num_frames=NUM_FRAMES)
+REGIONS = list(REGION_SETS["bmoe4"])
+
+
+@pytest.fixture(scope="session")
+def real_store(tmp_path_factory, shared: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("real")
+    out: dict[str, Path] = {}
+    for name, folder in (("ma52", shared / "ma52" / "demo_clips"), ("imigue", shared / "imigue" / "demo_clips")):
+        store, debug = root / f"{name}_store", root / f"{name}_debug"
+        summary = run_extraction(
+            collect_jobs(folder), ExtractParams(**PARAMS), store, debug_crops=debug, progress=False
+        )
+        assert summary.failed == 0, summary.errors
+        out[name], out[f"{name}_debug"] = store, debug
+    return out
+
+
+def test_all_clips_extract(real_store: dict[str, Path]) -> None:
+    ma = FeatureStore.open(real_store["ma52"])
+    im = FeatureStore.open(real_store["imigue"])
+    assert len(ma) == 6 and len(im) == 4
+    m = ma.manifest
+    assert m.regions == REGIONS and m.parser == "mediapipe"
+    assert [e["name"] for e in m.encoders] == ["motion", "pose"]
+    assert m.encoders[0]["slice"] == [0, m.encoders[0]["dim"]] and m.encoders[1]["slice"][1] == m.region_dim
+    assert m.params["extract"]["num_frames"] == NUM_FRAMES and m.tool_version
+    for it in [*ma, *im]:
+        R, T, D = it.regions.shape
+        assert (R, D) == (4, m.region_dim) and it.global_.shape == (T, m.global_dim) and T >= 2
+        assert np.all(np.diff(it.timestamps) > 0)
+        assert it.extras["boxes"].shape == (5, 4) and it.extras["keypoints"].shape == (NUM_FRAMES, 33, 3)
+        assert np.abs(it.global_).sum() > 0
+
+
+def test_ma52_regions_visible_imigue_legs_invisible(real_store: dict[str, Path]) -> None:
+    for it in FeatureStore.open(real_store["ma52"]):
+        assert it.region_valid.all(), it.key
+    for it in FeatureStore.open(real_store["imigue"]):
+        assert list(it.region_valid) == [True, True, True, False], it.key
+        assert not np.any(it.regions[3])  # an invalid region's features are zeros
+
+
+def test_debug_crops_one_image_per_region(real_store: dict[str, Path]) -> None:
+    import cv2
+
+    nose = LANDMARKS.index("nose")
+    for name in ("ma52", "imigue"):
+        store = FeatureStore.open(real_store[name])
+        for it in store:
+            d = real_store[f"{name}_debug"] / it.key
+            for r in [*REGIONS, "global", "overview"]:
+                img = cv2.imread(str(d / f"{r}.png"))
+                assert img is not None and img.std() > 5, (it.key, r)
+            # the head crop is around the face: the nose lies inside the head box, central
+            kp = it.extras["keypoints"]
+            seen = kp[:, nose, 2] > 0.5
+            x, y = np.median(kp[seen, nose, :2], axis=0)
+            x0, y0, x1, y1 = it.extras["boxes"][0]
+            assert x0 < x < x1 and y0 < y < y1, it.key
+            assert abs(x - (x0 + x1) / 2) < 0.3 * (x1 - x0), it.key
+            # and the head box is smaller than the person box
+            p = it.extras["boxes"][-1]
+            assert (x1 - x0) < 0.6 * (p[2] - p[0])
+
+
+def test_rerun_skips_and_extract_video_matches(real_store: dict[str, Path], shared: Path) -> None:
+    store = FeatureStore.open(real_store["imigue"])
+    before = {k: store.status(k) for k in store.keys()}
+    s = run_extraction(
+        collect_jobs(shared / "imigue" / "demo_clips"), ExtractParams(**PARAMS), real_store["imigue"], progress=False
+    )
+    assert (s.done, s.skipped, s.failed) == (0, 4, 0)
+    assert {k: store.status(k) for k in store.keys()} == before
+    # the library call with the manifest's params reproduces a stored item
+    params = params_from_manifest(store.manifest)
+    res = extract_video(shared / "imigue" / "demo_clips" / "folding-arms.gif", store.manifest)
+    it = store.read("folding-arms")
+    assert params.num_frames == NUM_FRAMES
+    np.testing.assert_array_equal(res.regions.astype(np.float16), it.regions)
+    np.testing.assert_array_equal(res.region_valid, it.region_valid)
+
+
+def test_sigkill_then_resume_equals_uninterrupted(real_store: dict[str, Path], shared: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "microaction.cli", "extract", "--videos", str(shared / "ma52" / "demo_clips"),
+           "--out", str(out), "--num-frames", str(NUM_FRAMES), "--quiet"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((out / "status").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_killed = len(list((out / "status").glob("*.json")))
+    assert 2 <= n_killed < 6, "the run was not interrupted mid-way"
+    r = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["skipped"] == n_killed and summary["done"] == 6 - n_killed and summary["failed"] == 0
+    a, b = FeatureStore.open(out), FeatureStore.open(real_store["ma52"])
+    assert a.keys() == b.keys() and a.manifest.signature() == b.manifest.signature()
+    for k in a.keys():
+        x, y = a.read(k), b.read(k)
+        for name in ("regions", "global_", "region_valid", "timestamps"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=f"{k}.{name}")
+        np.testing.assert_array_equal(x.extras["boxes"], y.extras["boxes"])
