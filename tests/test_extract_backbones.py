@@ -158,7 +158,7 @@ def test_sapiens_torchscript_grouping(tmp_path: Path) -> None:
     want = []
     for t, cls in enumerate([SAPIENS_CLASSES.index("hair"), SAPIENS_CLASSES.index("left_shoe"), 0]):
         red = np.clip(centres[cls] * STD[0] + MEAN[0], 0, 255)
-        frames[t, ..., 0] = int(round(red))
+        frames[t, ..., 0] = round(float(red))
         want.append(class_to_label()[cls])
     res = parser.parse(frames, "clip.mp4")
     assert res.region_masks is not None and res.region_masks.shape[0] == 3

@@ -88,12 +88,13 @@ def test_debug_crops_one_image_per_region(real_store: dict[str, Path]) -> None:
 
 def test_rerun_skips_and_extract_video_matches(real_store: dict[str, Path], shared: Path) -> None:
     store = FeatureStore.open(real_store["imigue"])
-    before = {k: store.status(k) for k in store.keys()}
+    keys = store.keys()
+    before = {k: store.status(k) for k in keys}
     s = run_extraction(
         collect_jobs(shared / "imigue" / "demo_clips"), ExtractParams(**PARAMS), real_store["imigue"], progress=False
     )
     assert (s.done, s.skipped, s.failed) == (0, 4, 0)
-    assert {k: store.status(k) for k in store.keys()} == before
+    assert {k: store.status(k) for k in keys} == before
     # the library call with the manifest's params reproduces a stored item
     params = params_from_manifest(store.manifest)
     res = extract_video(shared / "imigue" / "demo_clips" / "folding-arms.gif", store.manifest)
@@ -116,13 +117,14 @@ def test_sigkill_then_resume_equals_uninterrupted(real_store: dict[str, Path], s
     proc.wait()
     n_killed = len(list((out / "status").glob("*.json")))
     assert 2 <= n_killed < 6, "the run was not interrupted mid-way"
-    r = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["skipped"] == n_killed and summary["done"] == 6 - n_killed and summary["failed"] == 0
     a, b = FeatureStore.open(out), FeatureStore.open(real_store["ma52"])
     assert a.keys() == b.keys() and a.manifest.signature() == b.manifest.signature()
-    for k in a.keys():
+    keys = a.keys()
+    for k in keys:
         x, y = a.read(k), b.read(k)
         for name in ("regions", "global_", "region_valid", "timestamps"):
             np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=f"{k}.{name}")

@@ -288,7 +288,9 @@ class FeatureStore:
     def read(self, key: str) -> Item:
         packed = self._packed_index()
         if packed is not None and key in packed["index"]:
-            return self._read_packed(key, packed)
+            item = self._read_packed(key, packed)
+            item.extras = self._read_extras(key)  # extras are not packed: they stay in the item file
+            return item
         path = self._item_path(key)
         if not self.is_done(key):
             raise StoreError(f"{self.root}: no finished entry for {key!r}")
@@ -297,6 +299,16 @@ class FeatureStore:
                 extras = {k[len("extra_") :]: z[k] for k in z.files if k.startswith("extra_")}
                 return Item(key, z["regions"], z["global"], z["region_valid"], z["timestamps"], extras)
         except (OSError, ValueError, KeyError) as e:
+            raise StoreError(f"{path}: unreadable item ({e})") from None
+
+    def _read_extras(self, key: str) -> dict[str, np.ndarray]:
+        path = self._item_path(key)
+        if not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k[len("extra_") :]: z[k] for k in z.files if k.startswith("extra_")}
+        except (OSError, ValueError) as e:
             raise StoreError(f"{path}: unreadable item ({e})") from None
 
     def __iter__(self) -> Iterator[Item]:

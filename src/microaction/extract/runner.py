@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from microaction.data.store import FeatureStore, video_key
+from microaction.data.store import FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.pipeline import Extractor, ExtractParams, get_extractor
 
 __all__ = [
@@ -123,6 +123,21 @@ def shard_jobs(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
     """Deterministic split: sorted by key, every ``count``-th job from ``index`` (the shards of a
     job list partition it, whatever machine computes them)."""
     return sorted(jobs, key=lambda j: j.key)[index::count]
+
+
+# parameters that do not change the features (a store may be finished on another machine)
+_RUNTIME_PARAMS = ("device",)
+
+
+def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> None:
+    """Refuse to resume a store made with other extraction parameters (mixing would be silent)."""
+    a = {k: v for k, v in (have.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
+    b = {k: v for k, v in (want.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
+    diffs = [
+        f"{k}: store has {a.get(k)!r}, this run {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    ]
+    if diffs:
+        raise StoreMismatch(f"{source}: store was extracted with other parameters:\n  " + "\n  ".join(diffs))
 
 
 def process_job(
@@ -242,7 +257,10 @@ def run_extraction(
 ) -> RunSummary:
     """Extract ``jobs`` (this shard of them) into the store at ``out``; returns the summary."""
     extractor = get_extractor(params)
-    store = FeatureStore.create(out, extractor.manifest())
+    manifest = extractor.manifest()
+    if (Path(out) / "manifest.json").is_file():
+        check_same_params(FeatureStore.open(out).manifest, manifest, str(out))
+    store = FeatureStore.create(out, manifest)
     mine = shard_jobs(jobs, *shard)
     summary = RunSummary(total=len(mine))
     todo = []

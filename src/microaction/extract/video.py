@@ -57,8 +57,10 @@ class Sampling:
         if self.fps is not None:
             t = times[a:b]
             targets = np.arange(t[0], t[-1] + 1e-9, 1.0 / self.fps)
-            idx = np.searchsorted(t, targets - 0.5 / self.fps, side="left")
-            return np.unique(np.clip(idx, 0, len(t) - 1)) + a
+            hi = np.clip(np.searchsorted(t, targets), 0, len(t) - 1)
+            lo = np.clip(hi - 1, 0, len(t) - 1)
+            nearest = np.where(np.abs(t[lo] - targets) <= np.abs(t[hi] - targets), lo, hi)
+            return np.unique(nearest) + a
         return np.arange(a, b, self.stride, dtype=np.int64)
 
 
@@ -162,7 +164,10 @@ def iter_frames(
         info = _info(container, path)
         w, h = working_size(info.width, info.height, sampling.max_side)
         if sampling.num_frames is not None or sampling.fps is not None:
-            keep = set(sampling.select(_frame_times(container, path)).tolist())
+            times = _frame_times(container, path)
+            if info.frames and len(times) < 0.9 * info.frames:
+                raise VideoError(f"{path}: truncated: {len(times)} of {info.frames} declared frames present")
+            keep = set(sampling.select(times).tolist())
             last = max(keep) if keep else -1
         else:
             keep = None
