@@ -1,11 +1,14 @@
-"""Reports from run folders written to the documented contract (docs/architecture.md, "Run folder"):
-files exist, figures are non-trivial at the expected size, seeds are aggregated, the page is
-self-contained, and headless Chromium renders its images. Runs trained for real by ``mar train``
-are covered in test_report_e2e.py."""
+"""Reports from real tiny runs: a generated feature store labelled with MA-52's 52 classes,
+``mar train`` (B-MoE tiny, two seeds; Micro-DualNet tiny), ``mar eval``, then ``mar report``.
+Checks: files exist, figures are non-trivial at the expected size, the metrics table has MA-52's
+layout with mean ± std over the seeds, the page is self-contained, clear errors for incomplete
+run folders, and headless Chromium renders the page's images."""
 
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import os
 import re
@@ -19,62 +22,52 @@ import yaml
 from PIL import Image
 
 from microaction.cli import main as mar
-from microaction.metrics import classification_metrics, per_class_f1
+from microaction.engine.testing import make_random_dataset
 from microaction.report import ReportError, build_report, load_run
 from microaction.report.tables import metrics_table
-from microaction.taxonomy import load_taxonomy
-
-REGIONS = ["head", "body", "upper_limbs", "lower_limbs"]
 
 
-def make_run(
-    root: Path,
-    name: str,
-    *,
-    seed: int = 0,
-    model: str = "bmoe",
-    skill: float = 0.6,
-    epochs: int = 6,
-    dualnet: bool = False,
-    evals: tuple[str, ...] = ("val",),
-) -> Path:
-    """A run folder as `mar train` + `mar eval` write it, with metrics computed from simulated
-    predictions by the project's own metrics module (so the numbers are consistent)."""
-    tax = load_taxonomy("ma52")
-    rng = np.random.default_rng(seed + 100 * len(name))
-    d = root / name
-    d.mkdir(parents=True)
-    cfg = {"run": {"name": name, "seed": seed}, "model": {"name": model, "preset": "tiny"},
-           "data": {"taxonomy": "ma52", "store": "stores/x"}, "train": {"epochs": epochs, "lr": 1e-3}}  # fmt: skip
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    y = np.repeat(np.arange(52), 8)
-    scores = rng.normal(size=(len(y), 52))
-    scores[np.arange(len(y)), y] += 3 * skill + 0.02 * np.log1p(np.asarray(tax.train_counts))[y]
-    m = classification_metrics(y, scores, tax)
-    eps = []
-    for e in range(epochs):
-        f = (e + 1) / epochs
-        eps.append({"epoch": e + 1, "stage": "main", "lr": 1e-3, "train_loss": 3.9 * (1 - 0.6 * f) + 0.05 * rng.random(),
-                    "val": {k: v * (0.5 + 0.5 * f) for k, v in m.items()}, "seconds": 1.0})  # fmt: skip
-    (d / "metrics.json").write_text(json.dumps({"epochs": eps, "best": {"epoch": epochs, "stage": "main", "val": m}}))
-    pred = scores.argmax(1)
-    body = tax.body_map
-    for split in evals:
-        routing = rng.dirichlet(np.ones(4), size=52) * 0.5
-        for c in range(52):  # routing that follows the body group's regions
-            for reg in tax.regions_of_body(int(body[c])):
-                routing[c, REGIONS.index(reg)] += 0.5 / len(tax.regions_of_body(int(body[c])))
-        ev = {
-            "split": split, "run": name, "metrics": m, "class_names": list(tax.names),
-            "body_names": list(tax.body_names), "regions": REGIONS, "train_counts": list(tax.train_counts),
-            "per_class_f1": per_class_f1(y, pred, 52).tolist(),
-            "confusion_action": np.bincount(y * 52 + pred, minlength=52 * 52).reshape(52, 52).tolist(),
-            "confusion_body": np.bincount(body[y] * 7 + body[pred], minlength=49).reshape(7, 7).tolist(),
-            "routing_per_class": routing.tolist(),
-            "path_weights_per_class": rng.dirichlet(np.ones(2), size=(52, 6)).tolist() if dualnet else None,
-        }  # fmt: skip
-        (d / f"eval_{split}.json").write_text(json.dumps(ev))
-    return d
+def _train_and_eval(root: Path, data: dict[str, Path], name: str, model: str, seed: int) -> Path:
+    cfg = {
+        "data": {"store": str(data["store"]), "taxonomy": "ma52", "manifest": str(data["manifest"]), "num_steps": 8},
+        "model": {"name": model, "preset": "tiny"},
+        "run": {"name": name, "out_dir": str(root / "runs"), "seed": seed, "epochs": 2, "batch_size": 32,
+                "device": "cpu", "progress": False},
+    }  # fmt: skip
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert mar(["train", str(path)]) == 0
+    run = root / "runs" / name
+    assert mar(["eval", str(run), "--quiet"]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three runs trained for real: B-MoE tiny with seeds 0 and 1, Micro-DualNet tiny."""
+    root = tmp_path_factory.mktemp("e2e")
+    # 52 classes; 40 val clips, so 12 classes have none (their per-class means are null)
+    data = make_random_dataset(root / "data", num_classes=52, num_body=7, splits={"train": 104, "val": 40},
+                               lengths=(6, 10), seed=0)  # fmt: skip
+    # the same clips under MA-52's label set: class ids kept, body groups from the taxonomy
+    with open(data["manifest"], encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(data["manifest"], "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "label", "split"])
+        w.writerows([r["video"], r["label"], r["split"]] for r in rows)
+    return [
+        _train_and_eval(root, data, "bmoe_s0", "bmoe", 0),
+        _train_and_eval(root, data, "bmoe_s1", "bmoe", 1),
+        _train_and_eval(root, data, "dualnet", "micro_dualnet", 0),
+    ]
+
+
+@pytest.fixture(scope="module")
+def report(real_runs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    out = tmp_path_factory.mktemp("report")
+    assert mar(["report", *map(str, real_runs), "--out", str(out)]) == 0
+    return out, real_runs
 
 
 def _png_stats(path: Path) -> tuple[tuple[int, int], float, float]:
@@ -84,83 +77,97 @@ def _png_stats(path: Path) -> tuple[tuple[int, int], float, float]:
     return (im.shape[1], im.shape[0]), float(grey.std()), float((grey < 240).mean())
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    root = tmp_path_factory.mktemp("runs")
-    runs = [make_run(root, f"bmoe_s{s}", seed=s, skill=0.55 + 0.05 * s) for s in range(2)]
-    runs.append(make_run(root, "dualnet", model="micro_dualnet", dualnet=True, skill=0.8))
-    out = root / "report"
-    assert mar(["report", *map(str, runs), "--out", str(out)]) == 0
-    return out, runs
-
-
 def test_report_files_and_figures(report: tuple[Path, list[Path]]) -> None:
     out, runs = report
     page = out / "report.html"
     assert page.is_file()
-    expected = {
+    expected = {  # (min size, max size) in pixels; 52 classes with readable names make big matrices
         "curves": ((900, 300), (1300, 500)),
-        "confusion_action": ((1100, 1100), (2200, 2200)),  # 52 classes, readable labels
+        "confusion_action": ((1100, 1100), (2200, 2200)),
         "confusion_body": ((400, 400), (1200, 1200)),
         "long_tail": ((1200, 500), (2400, 1200)),
         "routing_per_class": ((350, 1000), (1000, 1600)),
         "routing_per_body": ((300, 200), (1000, 800)),
+        "path_preference": ((350, 1000), (1000, 1700)),
     }
+    kinds = {
+        "bmoe_s0": [
+            "curves",
+            "confusion_action",
+            "confusion_body",
+            "long_tail",
+            "routing_per_class",
+            "routing_per_body",
+        ],
+        "dualnet": ["curves", "confusion_action", "confusion_body", "long_tail", "path_preference"],
+    }
+    kinds["bmoe_s1"] = kinds["bmoe_s0"]
     for run in runs:
-        for kind, ((w0, h0), (w1, h1)) in expected.items():
-            png = out / run.name / f"{kind}.png"
-            assert png.is_file(), png
-            (w, h), std, ink = _png_stats(png)
-            assert w0 <= w <= w1 and h0 <= h <= h1, (png, w, h)
-            assert std > 20 and ink > 0.03, (png, std, ink)  # not blank
-    dual = out / "dualnet" / "path_preference.png"
-    assert dual.is_file() and _png_stats(dual)[1] > 20
-    assert not (out / "bmoe_s0" / "path_preference.png").exists()
+        assert sorted(p.stem for p in (out / run.name).glob("*.png")) == sorted(kinds[run.name])
+        for kind in kinds[run.name]:
+            (w0, h0), (w1, h1) = expected[kind]
+            (w, h), std, ink = _png_stats(out / run.name / f"{kind}.png")
+            assert w0 <= w <= w1 and h0 <= h <= h1, (run.name, kind, w, h)
+            assert std > 20 and ink > 0.03, (run.name, kind, std, ink)  # not blank
     # self-contained: every figure embedded, nothing fetched from elsewhere
     text = page.read_text()
     imgs = re.findall(r'<img[^>]+src="([^"]+)"', text)
-    assert len(imgs) == 6 * 3 + 1
+    assert len(imgs) == 6 + 6 + 5
     assert all(s.startswith("data:image/png;base64,") for s in imgs)
-    assert Image.open(__import__("io").BytesIO(base64.b64decode(imgs[0].split(",", 1)[1]))).size[0] > 500
+    assert Image.open(io.BytesIO(base64.b64decode(imgs[0].split(",", 1)[1]))).size == (1100, 380)
     assert not re.search(r'(src|href)="(https?:)?//', text)
+    # the 12 classes without val clips: null per-class means read as NaN rows
+    ev = load_run(runs[0]).evals["val"]
+    assert ev.routing_per_class is not None and np.isnan(ev.routing_per_class).all(axis=1).sum() == 12
 
 
 def test_metrics_table_layout_and_seeds(report: tuple[Path, list[Path]]) -> None:
     out, runs = report
-    loaded = [load_run(r) for r in runs]
-    table = metrics_table(loaded)
+    table = metrics_table([load_run(r) for r in runs])
     assert [c[2] for c in table.columns] == [
         "body_top1", "body_f1_macro", "body_f1_micro", "action_top1", "action_top5",
         "action_f1_macro", "action_f1_micro", "f1_mean",
     ]  # fmt: skip
-    assert len(table.seed_rows) == 1  # the two bmoe seeds; dualnet differs in model
+    assert "body_from_action_f1_macro" in table.extra_keys  # the models' body heads: derived choice apart
+    assert len(table.seed_rows) == 1  # the two B-MoE seeds; Micro-DualNet is another model
     row = table.seed_rows[0]
-    assert row.n == 2 and "0, 1" in row.label
-    vals = [json.loads((r / "eval_val.json").read_text())["metrics"]["f1_mean"] for r in runs[:2]]
-    assert row.values["f1_mean"] == pytest.approx(np.mean(vals))
-    assert row.std["f1_mean"] == pytest.approx(np.std(vals, ddof=1))
+    assert row.n == 2 and row.label == "bmoe (seeds 0, 1)"
+    evals = [json.loads((r / "eval_val.json").read_text())["metrics"] for r in runs[:2]]
     text = (out / "report.html").read_text()
-    assert f"{np.mean(vals) * 100:.2f} ± {np.std(vals, ddof=1) * 100:.2f}" in text
+    for key in ("f1_mean", "action_top1", "body_f1_macro"):
+        vals = [m[key] for m in evals]
+        assert row.values[key] == pytest.approx(np.mean(vals))
+        assert row.std[key] == pytest.approx(np.std(vals, ddof=1))
+        assert f"{np.mean(vals) * 100:.2f} ± {np.std(vals, ddof=1) * 100:.2f}" in text
     assert "Body-level" in text and "Action-level" in text and "F1_mean" in text
 
 
-def test_run_without_eval_and_missing_files(tmp_path: Path) -> None:
-    run = make_run(tmp_path, "noeval", evals=())
-    page = build_report([run], tmp_path / "rep")
-    text = page.read_text()
-    assert "mar eval" in text and (tmp_path / "rep" / "noeval" / "curves.png").is_file()
-    assert "metrics.json best" in text  # the table falls back to the best epoch's val metrics
+def test_incomplete_run_folders(real_runs: list[Path], tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(real_runs[0], run)
+    # another split, chosen with --split; the default prefers val over train
+    assert mar(["eval", str(run), "--split", "train", "--quiet"]) == 0
+    assert metrics_table([load_run(run)], "train").rows[0].source == "eval_train.json"
+    assert metrics_table([load_run(run)]).rows[0].source == "eval_val.json"
+    # no evaluation yet: curves and the best epoch's validation metrics, and a hint
+    for p in run.glob("eval_*.json"):
+        p.unlink()
+    text = build_report([run], tmp_path / "rep").read_text()
+    assert "mar eval" in text and "metrics.json best" in text
+    assert sorted(p.name for p in (tmp_path / "rep" / "copy").iterdir()) == ["curves.png"]
+    # a run still starting (no metrics.json yet), a wrong path, a malformed eval file
     (run / "metrics.json").unlink()
-    with pytest.raises(ReportError, match=r"missing metrics\.json"):
+    with pytest.raises(ReportError, match=r"missing metrics\.json .*mar train"):
         load_run(run)
     assert mar(["report", str(run)]) == 1
     with pytest.raises(ReportError, match="not a directory"):
         load_run(tmp_path / "nope")
-    bad = make_run(tmp_path, "bad")
+    bad = tmp_path / "bad"
+    shutil.copytree(real_runs[0], bad)
     ev = json.loads((bad / "eval_val.json").read_text())
     ev["routing_per_class"] = ev["routing_per_class"][:10]
     (bad / "eval_val.json").write_text(json.dumps(ev))
-    with pytest.raises(ReportError, match="routing_per_class"):
+    with pytest.raises(ReportError, match="'routing_per_class' has 10 rows for 52 class_names"):
         load_run(bad)
 
 
@@ -202,7 +209,7 @@ def test_chromium_renders_report_images(report: tuple[Path, list[Path]], tmp_pat
     assert m, f"no layout probe in Chromium's DOM dump; stderr: {dom.stderr[-2000:]}"
     info = json.loads(m.group(1).replace("&quot;", '"'))
     imgs = info["imgs"]
-    assert len(imgs) == 19 and all(nw > 0 for nw, *_ in imgs), imgs  # every image decoded
+    assert len(imgs) == 17 and all(nw > 0 for nw, *_ in imgs), imgs  # every image decoded
     # 2. screenshot of the first images (the run's curves, confusions, long tail, routing)
     height = min(int(info["height"]), 7000)
     shot = tmp_path / "shot.png"

@@ -178,10 +178,11 @@ def _run_figures(
             "Body-level confusion, row-normalised (%).",
         )
     if ev.per_class_f1 is not None and ev.train_counts is not None and len(ev.train_counts) == len(ev.per_class_f1):
+        support = ev.confusion_action.sum(axis=1) if ev.confusion_action is not None else None
         add("long_tail", plots.f1_vs_frequency(ev.per_class_f1, ev.train_counts, ev.class_names, rare_quantile,
-                                               f"{tag}: per-class F1 vs training frequency"),
+                                               f"{tag}: per-class F1 vs training frequency", support),
             f"Per-class F1 against the number of training clips; red: rare classes (training count at or below "
-            f"the {rare_quantile:.2f} quantile).")  # fmt: skip
+            f"the {rare_quantile:.2f} quantile); hollow grey: no clips of the class in this split.")  # fmt: skip
     elif ev.per_class_f1 is not None:
         notes.append("eval file has no train_counts: no long-tail plot.")
     if ev.routing_per_class is not None:

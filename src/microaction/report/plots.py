@@ -162,10 +162,16 @@ def f1_vs_frequency(
     names: Sequence[str],
     rare_quantile: float = 0.25,
     title: str = "",
+    support: np.ndarray | None = None,
 ) -> Figure:
-    """Long-tail view: classes sorted by training count (bars, log) with their F1 (dots)."""
+    """Long-tail view: classes sorted by training count (bars, log) with their F1 (dots).
+
+    ``support``: clips of each class in the evaluated split; a class without any has no F1
+    (drawn as a hollow grey marker at 0 and left out of the means).
+    """
     f1 = np.asarray(per_class_f1, dtype=np.float64) * 100
     counts = np.asarray(train_counts, dtype=np.float64)
+    present = np.ones(len(f1), bool) if support is None else np.asarray(support) > 0
     rare = rare_mask(counts, rare_quantile)
     order = np.argsort(-counts, kind="stable")
     n = len(order)
@@ -185,18 +191,24 @@ def f1_vs_frequency(
             t.set_color("#c0392b")
     ax.set_xlim(-0.6, n - 0.4)
     ax2 = ax.twinx()
-    ax2.plot(x, f1[order], color="#555", lw=0.8, zorder=3)
-    ax2.scatter(x[~rare[order]], f1[order][~rare[order]], color="#1f4e9c", s=18, zorder=4, label="F1")
-    ax2.scatter(x[rare[order]], f1[order][rare[order]], color="#c0392b", s=24, zorder=4, label="F1 (rare class)")
+    xs, fs, rs, ps = x, f1[order], rare[order], present[order]
+    ax2.plot(xs[ps], fs[ps], color="#555", lw=0.8, zorder=3)
+    ax2.scatter(xs[ps & ~rs], fs[ps & ~rs], color="#1f4e9c", s=18, zorder=4, label="F1")
+    ax2.scatter(xs[ps & rs], fs[ps & rs], color="#c0392b", s=24, zorder=4, label="F1 (rare class)")
+    if (~ps).any():
+        ax2.scatter(xs[~ps], np.zeros((~ps).sum()), facecolors="none", edgecolors="#999", s=24, zorder=4,
+                    label="no clips in this split")  # fmt: skip
     ax2.set_ylim(-2, 102)
     ax2.set_ylabel("per-class F1 (×100)")
     ax2.legend(fontsize=8, loc="upper right")
     ax.set_title("classes from head to tail", fontsize=10)
-    # scatter F1 vs count, with the tail-vs-rest means
-    ax_sc.scatter(counts[~rare], f1[~rare], color="#1f4e9c", s=16, label=f"others (mean {np.nanmean(f1[~rare]):.1f})")
-    if rare.any():
-        ax_sc.scatter(counts[rare], f1[rare], color="#c0392b", s=22,
-                      label=f"rare ≤ q{rare_quantile:.2f} (mean {np.nanmean(f1[rare]):.1f})")  # fmt: skip
+    # scatter F1 vs count, with the rare-vs-rest means over the classes present in the split
+    for sel, color, size, label in (
+        (present & ~rare, "#1f4e9c", 16, "others"),
+        (present & rare, "#c0392b", 22, f"rare ≤ q{rare_quantile:.2f}"),
+    ):
+        if sel.any():
+            ax_sc.scatter(counts[sel], f1[sel], color=color, s=size, label=f"{label} (mean {f1[sel].mean():.1f})")
     ax_sc.set_xscale("log")
     ax_sc.set_xlabel("training clips (log)")
     ax_sc.set_ylabel("per-class F1 (×100)")
@@ -259,7 +271,8 @@ def routing_heatmap(
             for reg in body_regions[name]:
                 if reg in regions:
                     j = regions.index(reg)
-                    ax.add_patch(Rectangle((j - 0.5, a - 0.5), 1, b - a + 1, fill=False, ec="#ff3b30", lw=1.5))
+                    ax.add_patch(Rectangle((j - 0.45, a - 0.42), 0.9, b - a + 0.84, fill=False, ec="#ff3b30", lw=2,
+                                           zorder=5))  # fmt: skip
     cax = fig.add_axes(((lab_in + r * cell_w + grp_in) / wid, 0.9 / h, 0.15 / wid, min(3.0, h - 1.6) / h))
     fig.colorbar(im, cax=cax, label="mean routing weight")
     fig.text(0.5, 1 - 0.3 / h, title or "expert importance per class", ha="center", fontsize=11)
@@ -340,6 +353,11 @@ def path_preference(
     ax_m.set_yticks([0], ["mean"], fontsize=8)
     ax.set_xticks(range(k), entities, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(c), labels, fontsize=_LABEL_PT)
+    if c <= 20:
+        for i, row in enumerate(st[order]):
+            for j, v in enumerate(row):
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
     for g, a, b in spans:
         if a > 0:
             ax.axhline(a - 0.5, color="white", lw=2)
