@@ -1,12 +1,12 @@
 """``mar face``: L-SSAT face models (texture-MAE auxiliary task).
 
-    mar face synth --out DIR [--set n_train=...]     generate the synthetic face-like dataset
-    mar face train CONFIG [--set key=value ...]        train one run (config: configs/face_*.yaml)
-    mar face eval RUN_DIR [--split test]               accuracy + fairness of a run's best checkpoint
-    mar face compare RUN_DIR ... [--out table.md]      mean ± std over seeds, per experiment
-    mar face compare --configs A.yaml B.yaml --seeds 0 1 2 --out-dir runs/face_cmp
-                                                       train what is missing, then compare
-    mar face crops VIDEO_OR_IMAGE --out DIR            aligned face crops (MediaPipe)
+mar face synth --out DIR [--set n_train=...]     generate the synthetic face-like dataset
+mar face train CONFIG [--set key=value ...]        train one run (config: configs/face_*.yaml)
+mar face eval RUN_DIR [--split test]               accuracy + fairness of a run's best checkpoint
+mar face compare RUN_DIR ... [--out table.md]      mean ± std over seeds, per experiment
+mar face compare --configs A.yaml B.yaml --seeds 0 1 2 --out-dir runs/face_cmp
+                                                   train what is missing, then compare
+mar face crops VIDEO_OR_IMAGE --out DIR            aligned face crops (MediaPipe)
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     s = sub.add_parser("synth", help="generate the synthetic face-like dataset (texture classes, nuisance group)")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="SynthFaceConfig field, e.g. n_train=500")
+    s.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="SynthFaceConfig field, e.g. n_train=500"
+    )
 
     t = sub.add_parser("train", help="train an L-SSAT face model from a YAML config")
     t.add_argument("config", help="YAML config (configs/face_*.yaml)")
@@ -122,7 +124,11 @@ def compare_table(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     lines = [header, "|" + "---|" * (3 + len(COMPARE_METRICS))]
     numbers: dict[str, Any] = {}
     for exp, rs in by_exp.items():
-        row = {"aux_target": rs[0].get("aux_target"), "seeds": sorted(r.get("seed") for r in rs), "runs": [r["run"] for r in rs]}
+        row = {
+            "aux_target": rs[0].get("aux_target"),
+            "seeds": sorted(r.get("seed") for r in rs),
+            "runs": [r["run"] for r in rs],
+        }
         cells = []
         for key, _ in COMPARE_METRICS:
             vals = np.array([r["metrics"][key] for r in rs], dtype=np.float64)

@@ -64,11 +64,13 @@ def make_random_dataset(
     invisible_prob: float = 0.1,
     seed: int = 0,
     pack: bool = False,
+    hidden: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write ``root/store``, ``root/manifest.csv`` and ``root/taxonomy.yaml``; returns their paths.
 
     ``splits`` maps split name -> clip count (default train 96, val 48, test 24). Labels cycle
-    through the classes, so every class is present in every split large enough.
+    through the classes, so every class is present in every split large enough. Splits named in
+    ``hidden`` get empty labels in the manifest (like a benchmark's hidden test labels).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,7 @@ def make_random_dataset(
             boxes = np.tile(np.array([[10.0, 10.0, 50.0, 60.0]], dtype=np.float32), (R + 1, 1))
             store.write(key, regions=reg, global_=glo, region_valid=valid,
                         timestamps=np.arange(L, dtype=np.float32) / 30.0, extras={"boxes": boxes})  # fmt: skip
-            rows.append((video, label, body, split))
+            rows.append((video, label, body, split) if split not in hidden else (video, "", "", split))
         k += 1
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

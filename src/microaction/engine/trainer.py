@@ -243,8 +243,9 @@ class Experiment:
         train_samples, miss_t = select_samples(self.store, train_samples, allow_missing=d.allow_missing, source="train")
         val_samples = read_split(d, self.taxonomy, d.val_split) if d.val_split else []
         val_samples, miss_v = select_samples(self.store, val_samples, allow_missing=d.allow_missing, source="val")
+        self.warnings = []
         if miss_t or miss_v:
-            self.log(f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped")
+            self.warnings.append(f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped")
         self.train_ds = ClipDataset(
             self.store, train_samples, self.taxonomy, num_steps=d.num_steps, sampling=d.train_sampling,
             seed=cfg.run.seed, flip_prob=d.flip_prob, region_drop_prob=d.region_drop_prob,
@@ -461,15 +462,20 @@ def write_metrics(run_dir: Path, state: dict[str, Any]) -> None:
 # the entry point
 
 
+def _check_run_dir(run_dir: Path, overwrite: bool) -> list[str]:
+    existing = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{run_dir} already holds a run ({', '.join(existing)}): resume it with "
+            f"`mar train --resume {run_dir}`, pick another name (--set run.name=...), or pass --overwrite"
+        )
+    return existing
+
+
 def _prepare_run_dir(cfg: ExperimentConfig, info: dist_.DistInfo, overwrite: bool) -> Path:
     run_dir = cfg.run_dir
     if info.is_main:
-        existing = [n for n in RUN_FILES if (run_dir / n).exists()]
-        if existing and not overwrite:
-            raise FileExistsError(
-                f"{run_dir} already holds a run ({', '.join(existing)}): resume it with "
-                f"`mar train --resume {run_dir}`, pick another name (--set run.name=...), or pass --overwrite"
-            )
+        existing = _check_run_dir(run_dir, overwrite)
         for n in existing:
             (run_dir / n).unlink()
         for p in run_dir.glob("eval_*.json"):
@@ -523,6 +529,7 @@ def train(
         cfg = load_experiment(config_path, overrides)
     else:
         raise ValueError("train() needs a config path, a config object or a run folder to resume")
+    threads = torch.get_num_threads()
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
     info, device = dist_.setup(cfg.run.device)
@@ -539,8 +546,13 @@ def train(
                         f"{run_dir} was trained with {state.get('world')} process(es); resume it with the same number"
                     )
         else:
-            run_dir = _prepare_run_dir(cfg, info, overwrite)
-        exp = Experiment(cfg, run_dir, info, device)
+            run_dir = cfg.run_dir
+            _check_run_dir(run_dir, overwrite)
+        exp = Experiment(cfg, run_dir, info, device)  # reads and checks the data before anything is written
+        if resume is None:
+            _prepare_run_dir(cfg, info, overwrite)
+        for w in exp.warnings:
+            exp.log(w)
         store_sig = json.dumps(exp.store.manifest.signature(), sort_keys=True)
         if state is not None and state.get("store") != store_sig:
             raise StoreMismatch(f"{cfg.data.store}: the feature store differs from the one {run_dir} was started with")
@@ -550,6 +562,7 @@ def train(
         return run_dir
     finally:
         dist_.cleanup(info)
+        torch.set_num_threads(threads)
 
 
 def _run_all(exp: Experiment, state: dict[str, Any] | None, store_sig: str) -> None:

@@ -99,6 +99,18 @@ class Extraction:
     layout: RegionLayout | None = None
 
 
+@dataclass
+class Parsed:
+    """Stage 1's output: sampled frames (None on the keypoints-only path) and their parse."""
+
+    frames: np.ndarray | None
+    timestamps: np.ndarray
+    indices: np.ndarray
+    native: tuple[int, int]  # (H, W) of the video
+    parse: ParseResult
+    t0: float
+
+
 class Extractor:
     """Parser + encoders built once; ``extract(path)`` per video."""
 
@@ -163,14 +175,23 @@ class Extractor:
         *,
         keep: bool = False,
     ) -> Extraction:
+        return self.encode(self.parse(video_path, start, end), keep=keep)
+
+    def parse(self, video_path: str | os.PathLike[str], start: int | None = None, end: int | None = None) -> Parsed:
+        """Stage 1: decode (when pixels are needed) and parse."""
         t0 = time.perf_counter()
         sampling = self.params.sampling(start, end)
-        frames: np.ndarray | None = None
         if self.needs_pixels:
-            frames, timestamps, indices, native = self._decode_and_parse(video_path, sampling)
-            parse = self._parse
-        else:
-            parse, timestamps, indices, native = self._parse_files(video_path, sampling)
+            frames, timestamps, indices, native, parse = self._decode_and_parse(video_path, sampling)
+            return Parsed(frames, timestamps, indices, native, parse, t0)
+        parse, timestamps, indices, native = self._parse_files(video_path, sampling)
+        return Parsed(None, timestamps, indices, native, parse, t0)
+
+    def encode(self, parsed: Parsed, *, keep: bool = False) -> Extraction:
+        """Stage 2: region boxes, crops, encoders (may run in another thread than stage 1)."""
+        frames, timestamps, indices, native, parse, t0 = (
+            parsed.frames, parsed.timestamps, parsed.indices, parsed.native, parsed.parse, parsed.t0
+        )  # fmt: skip
         if self.params.flip:
             parse = parse.flipped()
             if frames is not None:
@@ -269,8 +290,7 @@ class Extractor:
             if indices.max() >= full.num_frames:
                 raise VideoError(f"{path}: video has frame {indices.max()}, the keypoint file only {full.num_frames}")
             parse = full.take(indices).rescaled(arr.shape[1:3])
-        self._parse = parse
-        return arr, np.asarray(ts, dtype=np.float32), indices, (info.height, info.width)
+        return arr, np.asarray(ts, dtype=np.float32), indices, (info.height, info.width), parse
 
     def _parse_files(self, path, sampling: Sampling):
         """Keypoints-only path: no decoding at all."""

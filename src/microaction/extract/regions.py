@@ -61,12 +61,21 @@ def _torso_scale(kp: np.ndarray, thr: float) -> float:
     return float(np.median(vals)) if vals else 0.0
 
 
+def _robust_range(counts: np.ndarray, q: float = 0.005) -> tuple[int, int]:
+    """First and last index holding the central ``1 - 2q`` of the mass of a histogram."""
+    c = np.cumsum(counts)
+    total = c[-1]
+    return int(np.searchsorted(c, q * total, side="right")), int(np.searchsorted(c, (1 - q) * total, side="left"))
+
+
 def _mask_box(mask: np.ndarray, sx: float, sy: float) -> np.ndarray | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) < 4:
+    """Box of a mask's pixels (0.5 % trimmed on each side against stray pixels), image units."""
+    cols = np.count_nonzero(mask, axis=0)
+    if cols.sum() < 4:
         return None
-    x0, x1 = np.percentile(xs, [0.5, 99.5])
-    y0, y1 = np.percentile(ys, [0.5, 99.5])
+    rows = np.count_nonzero(mask, axis=1)
+    x0, x1 = _robust_range(cols)
+    y0, y1 = _robust_range(rows)
     return np.array([x0 / sx, y0 / sy, (x1 + 1) / sx, (y1 + 1) / sy], dtype=np.float32)
 
 
@@ -221,13 +230,28 @@ def crop_clips(
     names = [*layout.regions, GLOBAL]
     out = {n: np.empty((T, size, size, 3), dtype=np.uint8) for n in names}
     fill_arr = np.array(fill, dtype=np.uint8)
+    pyramid: dict[tuple[int, int], np.ndarray] = {}  # (level, t) -> frame downscaled 2**level times
+
+    def source(t: int, level: int) -> np.ndarray:
+        if level == 0:
+            return frames[t]
+        key = (level, t)
+        if key not in pyramid:
+            pyramid[key] = cv2.pyrDown(source(t, level - 1))
+        return pyramid[key]
+
     for i, n in enumerate(names):
         box = layout.boxes[i]
+        # crop big boxes from a downscaled frame (cheaper, and area-averaged all the same)
+        level = max(0, int(np.floor(np.log2(max(float(box[2] - box[0]), 1.0) / size))))
+        level = min(level, int(np.floor(np.log2(max(min(H, W), 1) / 16))) if min(H, W) >= 32 else 0)
         label = 0
         if n != GLOBAL and masks is not None and MASK_PARENT.get(n) in parse.mask_regions:
             label = parse.mask_regions.index(MASK_PARENT[n]) + 1
         for t in range(T):
-            crop = crop_frame(frames[t], box, size, fill)
+            src = source(t, level)
+            f = src.shape[1] / W  # exact scale of this level (pyrDown rounds odd sizes up)
+            crop = crop_frame(src, box * np.float32(f), size, fill)
             if masked:
                 m = None
                 if n == GLOBAL:

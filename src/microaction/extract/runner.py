@@ -13,14 +13,14 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from microaction.data.store import FeatureStore, StoreManifest, StoreMismatch, video_key
-from microaction.extract.pipeline import Extractor, ExtractParams, get_extractor
+from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -145,9 +145,31 @@ def process_job(
 ) -> tuple[str, str, int, str]:
     """Extract one video into the store (and its debug crops when asked).
     Returns (key, "ok"|"failed", frames, error)."""
-    t0 = time.perf_counter()
+    return finish_job(extractor, store, job, _stage1(extractor, job), debug_dir)
+
+
+def _stage1(extractor: Extractor, job: Job) -> Parsed | BaseException:
     try:
-        ex = extractor.extract(job.path, job.start, job.end, keep=bool(debug_dir))
+        return extractor.parse(job.path, job.start, job.end)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:
+        e.__dict__["_mar_traceback"] = traceback.format_exc() if os.environ.get("MAR_DEBUG") else ""
+        return e
+
+
+def finish_job(
+    extractor: Extractor,
+    store: FeatureStore,
+    job: Job,
+    parsed: Parsed | BaseException,
+    debug_dir: str | os.PathLike[str] | None = None,
+) -> tuple[str, str, int, str]:
+    """Stage 2 of a job: encode and write the item, or record the failure of either stage."""
+    try:
+        if isinstance(parsed, BaseException):
+            raise parsed
+        ex = extractor.encode(parsed, keep=bool(debug_dir))
         store.write(
             job.key,
             regions=ex.regions,
@@ -156,14 +178,14 @@ def process_job(
             timestamps=ex.timestamps,
             extras=ex.extras,
             info={"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                  "seconds": round(time.perf_counter() - t0, 3)},
+                  "seconds": ex.info["seconds"]},
         )  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
         err = f"{type(e).__name__}: {e}"
         if os.environ.get("MAR_DEBUG"):
-            err += "\n" + traceback.format_exc()
+            err += "\n" + (getattr(e, "_mar_traceback", "") or traceback.format_exc())
         store.write_failure(job.key, err, {"video": job.path})
         return job.key, "failed", 0, err
     if debug_dir:
@@ -174,6 +196,25 @@ def process_job(
         except Exception as e:  # debug images never fail a run
             print(f"mar extract: debug crops for {job.key} failed: {e}", file=sys.stderr)
     return job.key, "ok", int(ex.info["frames"]), ""
+
+
+def run_pipelined(
+    extractor: Extractor, store: FeatureStore, jobs: Sequence[Job], debug_dir: str | None = None
+) -> Iterator[tuple[str, str, int, str]]:
+    """One process, two stages overlapped: while a thread encodes and writes video k, the caller's
+    thread decodes and parses video k+1 (MediaPipe, PyAV and OpenCV release the GIL)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="encode") as pool:
+        pending: Future | None = None
+        for job in jobs:
+            parsed = _stage1(extractor, job)
+            fut = pool.submit(finish_job, extractor, store, job, parsed, debug_dir)
+            if pending is not None:
+                yield pending.result()
+            pending = fut
+        if pending is not None:
+            yield pending.result()
 
 
 # -- worker processes --------------------------------------------------------------------------
@@ -284,7 +325,7 @@ def run_extraction(
     elif workers > 1 and len(todo) > 1:
         results = _run_pool(todo, params, store, workers, dbg)
     else:
-        results = (process_job(extractor, store, j, dbg) for j in todo)
+        results = run_pipelined(extractor, store, todo, dbg)
     for key, status, frames, err in results:
         if status == "ok":
             summary.done += 1

@@ -267,8 +267,10 @@ class TextureMAELoss(nn.Module):
         self.apply(_init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def decode(self, tokens: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        """Visible tokens ``[B, n_keep, D]`` -> predictions for every patch ``[B, L, p*p*out]``."""
+    def decode(self, tokens: torch.Tensor, ids_restore: torch.Tensor, ids_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Visible tokens ``[B, n_keep, D]`` -> predictions ``[B, L, p*p*out]`` for every patch, or
+        ``[B, n, p*p*out]`` for the patches ``ids_out [B, n]`` only (the prediction layer is the
+        costly part for texture targets, so the loss asks for the masked patches only)."""
         x = self.decoder_embed(tokens)
         b, n_keep, d = x.shape
         length = ids_restore.shape[1]
@@ -276,6 +278,8 @@ class TextureMAELoss(nn.Module):
         x = torch.gather(x, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d)) + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
+        if ids_out is not None:
+            x = torch.gather(x, 1, ids_out.unsqueeze(-1).expand(-1, -1, d))
         return self.pred(self.norm(x))
 
     @torch.no_grad()
@@ -319,7 +323,9 @@ class TextureMAELoss(nn.Module):
         *,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``loss`` (scalar, masked patches only), ``pred [B, L, ...]``, ``mask [B, L]`` (1 = masked)."""
+        """``loss`` (scalar, mean over masked patches), ``pred [B, n_masked, ...]`` and
+        ``target`` (same layout) for the masked patches ``ids_masked [B, n_masked]``, and
+        ``mask [B, L]`` (1 = masked, in patch order)."""
         length = self.grid[0] * self.grid[1]
         if tuple(encoder.grid) != self.grid or encoder.patch_size != self.patch_size:
             raise ValueError(f"encoder grid {encoder.grid}/patch {encoder.patch_size} != loss {self.grid}/{self.patch_size}")
@@ -327,10 +333,12 @@ class TextureMAELoss(nn.Module):
         ids_keep, mask, ids_restore = random_masking(
             images.shape[0], length, self.mask_ratio, device=images.device, generator=generator
         )
-        pred = self.decode(encoder.encode_visible(images, ids_keep), ids_restore)
-        per_patch = self.patch_loss(pred, target)
-        loss = (per_patch * mask).sum() / mask.sum()
-        return {"loss": loss, "pred": pred, "mask": mask}
+        ids_masked = ids_restore.argsort(dim=1)[:, ids_keep.shape[1] :]
+        pred = self.decode(encoder.encode_visible(images, ids_keep), ids_restore, ids_masked)
+        idx = ids_masked.unsqueeze(-1).expand(-1, -1, target.shape[-1])
+        target = torch.gather(target, 1, idx)
+        loss = self.patch_loss(pred, target).mean()
+        return {"loss": loss, "pred": pred, "target": target, "ids_masked": ids_masked, "mask": mask}
 
 
 def primary_loss(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> torch.Tensor:

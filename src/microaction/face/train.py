@@ -429,7 +429,7 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None]) -> Path:
             for k in sums:
                 if k in out:
                     sums[k] += float(out[k].detach())
-            if not math.isfinite(float(out["loss"])):
+            if not math.isfinite(float(out["loss"].detach())):
                 raise RuntimeError(f"loss is not finite at epoch {epoch}, step {step}")
         val = evaluate_split(model, data.val, cfg.data.task, batch_size=cfg.eval_batch_size, device=device)
         val_flat = _flat(val)

@@ -1,0 +1,187 @@
+"""B-MoE speed on this machine, in one run (ratios measured in the same run are what count).
+
+Prints:
+1. the fp32 matmul rate (square ``torch.mm``, best of several) — the reference;
+2. B-MoE train-step throughput at paper dims (R = 4 regions, D = 1408, d = 512, 8 heads, batch 64,
+   T = 16; forward + backward + AdamW), and its FLOP rate as a share of the matmul rate
+   (FLOPs counted by ``torch.utils.flop_counter`` on one step; goal ≥ 80 %);
+3. the same step under bf16 autocast vs fp32 (goal ≥ 1.5× faster);
+4. at demo size (d = 128) batched experts vs a naive Python loop over experts (goal ≥ 2×);
+5. inference latency per clip at batch 1 (paper dims, fp32 and bf16).
+
+``--quick``: small sizes and few repetitions, a smoke run (the goals are not meaningful there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from microaction.models import create_model
+
+REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+
+
+def make_batch(B: int, T: int, D: int, C: int, CB: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[: B // 4, T - T // 4 :] = False  # a quarter of the clips are padded
+    valid = torch.ones(B, len(REGIONS), dtype=torch.bool)
+    valid[: B // 8, 3] = False
+    return {
+        "regions": torch.randn(B, len(REGIONS), T, D, generator=g),
+        "global": torch.randn(B, T, D, generator=g),
+        "mask": mask,
+        "region_valid": valid,
+        "action": torch.randint(0, C, (B,), generator=g),
+        "body": torch.randint(0, CB, (B,), generator=g),
+    }
+
+
+def timed(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
+    """Median seconds of ``fn`` over ``reps`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_rate(n: int, reps: int) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    best = min(timed(lambda: torch.mm(a, b, out=out), 1, warmup=1 if i == 0 else 0) for i in range(reps))
+    return 2 * n**3 / best
+
+
+def make_loss(model: Any) -> Any:
+    from microaction.models.losses import LossComputer
+
+    heads = model.heads
+    return LossComputer(
+        num_classes=heads.action.out_features, num_body=heads.body.out_features if heads.body is not None else 0
+    )
+
+
+def train_step_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor], autocast: bool) -> Callable[[], float]:
+    loss_fn = make_loss(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def ctx() -> AbstractContextManager[Any]:
+        return torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext()
+
+    def step() -> float:
+        with ctx():
+            out = model(batch)
+            loss, _ = loss_fn(out, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    return step
+
+
+def count_step_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> int:
+    loss_fn = make_loss(model)
+    with FlopCounterMode(display=False) as fc:
+        out = model(batch)
+        loss, _ = loss_fn(out, batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops()
+
+
+def build(kw: dict[str, Any], seed: int = 0, **extra: Any) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model("bmoe", **kw, **extra).train()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, few repetitions (smoke run)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quick = args.quick
+    reps = args.reps or (2 if quick else 4)
+    C, CB = 52, 7
+    if quick:
+        paper = {"d_model": 128, "n_heads": 8, "n_attn": 1, "n_sgp": 1, "max_len": 64}
+        D, B, T, mm_n = 256, 16, 16, 1024
+    else:
+        paper = {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64}
+        D, B, T, mm_n = 1408, 64, 16, 2048
+    kw = {"num_classes": C, "num_body": CB, "regions": REGIONS, "region_dim": D, "global_dim": D, **paper}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'QUICK smoke run' if quick else 'full run'}")
+    rows: list[tuple[str, str, str]] = []
+
+    mm = matmul_rate(mm_n, reps=5)
+    print(f"fp32 matmul {mm_n}x{mm_n}: {mm / 1e9:.1f} GFLOP/s")
+
+    batch = make_batch(B, T, D, C, CB)
+    model = build(kw)
+    n_params = sum(p.numel() for p in model.parameters())
+    flops = count_step_flops(model, batch)
+    step = train_step_fn(model, batch, autocast=False)
+    t32 = timed(step, reps)
+    rate = flops / t32
+    print(
+        f"B-MoE train step, d={paper['d_model']} D={D} B={B} T={T} ({n_params / 1e6:.1f} M params, "
+        f"{flops / 1e9:.1f} GFLOP/step): {t32:.3f} s/step, {B / t32:.1f} clips/s, {rate / 1e9:.1f} GFLOP/s"
+    )
+    rows.append(("FLOP rate / fp32 matmul rate", f"{100 * rate / mm:.1f} %", "≥ 80 %"))
+
+    model16 = build(kw)
+    step16 = train_step_fn(model16, batch, autocast=True)
+    t16 = timed(step16, reps)
+    print(f"B-MoE train step, bf16 autocast: {t16:.3f} s/step, {B / t16:.1f} clips/s")
+    rows.append(("bf16 autocast speed-up", f"{t32 / t16:.2f}x", "≥ 1.5x"))
+    del model16, step16
+
+    # inference latency per clip at batch 1
+    one = {k: v[:1] for k, v in batch.items()}
+    model.eval()
+    with torch.inference_mode():
+        lat32 = timed(lambda: model(one), max(reps * 3, 5), warmup=2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lat16 = timed(lambda: model(one), max(reps * 3, 5), warmup=2)
+    print(f"inference latency, batch 1: fp32 {lat32 * 1e3:.1f} ms/clip, bf16 {lat16 * 1e3:.1f} ms/clip")
+    rows.append(("inference latency (batch 1, fp32)", f"{lat32 * 1e3:.1f} ms", "-"))
+    del model, step
+
+    # demo size: batched experts vs a Python loop over experts
+    demo = {"d_model": 128, "n_heads": 4, "n_attn": 1, "n_sgp": 1, "max_len": 64}
+    Dd, Bd = (64, 16)
+    dkw = {"num_classes": C, "num_body": CB, "regions": REGIONS, "region_dim": Dd, "global_dim": Dd, **demo}
+    dbatch = make_batch(Bd, T, Dd, C, CB, seed=1)
+    t_batched = timed(train_step_fn(build(dkw, expert_impl="batched"), dbatch, False), reps * 3, warmup=2)
+    t_loop = timed(train_step_fn(build(dkw, expert_impl="loop"), dbatch, False), reps * 3, warmup=2)
+    print(
+        f"demo size (d=128, D={Dd}, B={Bd}, T={T}) train step: batched experts {t_batched * 1e3:.1f} ms, "
+        f"loop {t_loop * 1e3:.1f} ms"
+    )
+    rows.append(("batched experts vs loop (demo size)", f"{t_loop / t_batched:.2f}x", "≥ 2x"))
+
+    print()
+    w = max(len(r[0]) for r in rows)
+    for name, value, goal in rows:
+        print(f"{name:<{w}}  {value:>10}   goal {goal}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

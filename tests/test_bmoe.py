@@ -1,0 +1,221 @@
+"""B-MoE specifics: batched experts = loop, stage-1 loading, routing variants, M3E stacking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from microaction.models import create_model
+from microaction.models.bmoe import BMoE
+from microaction.models.m3e import M3E, StackedM3E
+from microaction.models.sgp import SGPBlock
+
+REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+KW = {"num_classes": 6, "num_body": 3, "regions": REGIONS, "region_dim": 20, "global_dim": 12}
+
+
+def batch(B: int = 3, T: int = 9, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[0, 6:] = False
+    valid = torch.ones(B, len(REGIONS), dtype=torch.bool)
+    valid[1, 3] = False
+    return {
+        "regions": torch.randn(B, len(REGIONS), T, 20, generator=g),
+        "global": torch.randn(B, T, 12, generator=g),
+        "mask": mask,
+        "region_valid": valid,
+    }
+
+
+def bmoe(seed: int = 0, **kw) -> BMoE:
+    torch.manual_seed(seed)
+    return create_model("bmoe", preset="tiny", **{**KW, **kw}).eval()  # type: ignore[return-value]
+
+
+def test_stacked_sgp_equals_masked_sgp_blocks():
+    torch.manual_seed(0)
+    singles = [M3E(20, d_model=32, n_heads=2, n_attn=0, n_sgp=1, pool="attn", sgp_init_std=0.3) for _ in range(3)]
+    stacked = StackedM3E(3, 20, d_model=32, n_heads=2, n_attn=0, n_sgp=1, pool="attn")
+    for g, m in enumerate(singles):
+        assert isinstance(m.sgp[0], SGPBlock) and m.sgp[0].masked
+        stacked.load_expert(g, m.state_dict())
+    x = torch.randn(3, 2, 9, 20)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 5:] = False
+    x = torch.where(mask[None, :, :, None], x, torch.zeros(()))
+    out = stacked.eval()(x, mask)
+    for g, m in enumerate(singles):
+        ref = m.eval()(x[g], mask)
+        torch.testing.assert_close(out.seq[g], ref.seq, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.pooled[g], ref.pooled, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.pool_weights[g], ref.pool_weights, atol=1e-6, rtol=0)
+
+
+def test_expert_state_dict_round_trip():
+    torch.manual_seed(0)
+    single = M3E(20, d_model=32, n_heads=2, n_attn=1, n_sgp=1)
+    stacked = StackedM3E(4, 20, d_model=32, n_heads=2, n_attn=1, n_sgp=1)
+    stacked.load_expert(2, single.state_dict())
+    back = stacked.expert_state_dict(2)
+    assert set(back) == set(single.state_dict())
+    for k, v in single.state_dict().items():
+        assert torch.equal(back[k], v), k
+    with pytest.raises(KeyError):
+        stacked.load_expert(0, {k: v for k, v in single.state_dict().items() if k != "pos"})
+    wrong = M3E(20, d_model=48, n_heads=2, n_attn=1, n_sgp=1)
+    with pytest.raises(ValueError, match="shape"):
+        stacked.load_expert(0, wrong.state_dict())
+
+
+@pytest.mark.parametrize("routing", ["soft", "uniform", "concat"])
+def test_batched_experts_equal_the_loop(routing):
+    loop = bmoe(seed=1, expert_impl="loop", routing=routing)
+    fast = bmoe(seed=2, expert_impl="batched", routing=routing)
+    shared = {k: v for k, v in loop.state_dict().items() if not k.startswith("experts.")}
+    missing, unexpected = fast.load_state_dict(shared, strict=False)
+    assert unexpected == [] and all(k.startswith("experts.") for k in missing)
+    fast.load_experts({r: loop.expert_state_dict(r) for r in REGIONS})
+    b = batch()
+    with torch.no_grad():
+        a, c = loop(b), fast(b)
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], atol=1e-5, rtol=0, msg=k)
+    # and the gradients agree (eval mode: the two draw dropout masks in different orders)
+    la = loop(b)["action"].logsumexp(1).sum()
+    lc = fast(b)["action"].logsumexp(1).sum()
+    la.backward()
+    lc.backward()
+    ga = loop.global_encoder.in_proj.weight.grad
+    gc = fast.global_encoder.in_proj.weight.grad
+    assert ga is not None and gc is not None
+    torch.testing.assert_close(ga, gc, atol=1e-5, rtol=1e-4)
+
+
+def test_stage1_classifiers_initialise_the_experts():
+    model = bmoe(seed=0)
+    assert model.stage1_streams() == [f"region:{r}" for r in REGIONS] + ["global"]
+    stage1 = {}
+    for i, s in enumerate(model.stage1_streams()):
+        torch.manual_seed(100 + i)
+        stage1[s] = create_model("m3e_global", **model.stage1_kwargs(s)).eval()
+    model.load_experts(
+        {r: stage1[f"region:{r}"].state_dict() for r in REGIONS}, global_state=stage1["global"].state_dict()
+    )
+    for r in REGIONS:
+        enc = stage1[f"region:{r}"].encoder.state_dict()
+        got = model.expert_state_dict(r)
+        for k, v in enc.items():
+            assert torch.equal(got[k], v), (r, k)
+    for k, v in stage1["global"].encoder.state_dict().items():
+        assert torch.equal(model.global_encoder.state_dict()[k], v)
+    # the loaded expert computes what the stage-1 encoder computed on its stream
+    b = batch()
+    with torch.no_grad():
+        x = b["regions"].transpose(0, 1)
+        x = torch.where(b["mask"][None, :, :, None], x, torch.zeros(()))
+        seq = model.experts(x, b["mask"]).seq[0]  # head
+        ref = stage1["region:head"].encoder(b["regions"][:, 0], b["mask"]).seq
+    torch.testing.assert_close(seq, ref, atol=1e-5, rtol=0)
+    with pytest.raises(KeyError, match="unknown region"):
+        model.load_experts({"tail": stage1["global"].state_dict()})
+    with pytest.raises(ValueError, match="stream"):
+        model.stage1_kwargs("region:tail")
+
+
+def test_stage1_region_stream_reads_its_region():
+    torch.manual_seed(0)
+    m = create_model("m3e_global", preset="tiny", stream="region:body", **KW).eval()
+    b = batch()
+    b2 = dict(b)
+    b2["regions"] = b["regions"].clone()
+    b2["regions"][:, [0, 2, 3]] = 5.0  # other regions do not matter
+    b2["global"] = torch.zeros_like(b["global"])
+    with torch.no_grad():
+        torch.testing.assert_close(m(b)["action"], m(b2)["action"])
+        b2["regions"][:, 1] = torch.randn(b2["regions"][:, 1].shape)
+        assert not torch.allclose(m(b)["action"], m(b2)["action"])
+    with pytest.raises(ValueError, match="stream"):
+        create_model("m3e_global", preset="tiny", stream="region:tail", **KW)
+
+
+def test_routing_softmax_over_visible_regions_and_top_k():
+    b = batch()
+    with torch.no_grad():
+        r = bmoe()(b)["routing"]
+        torch.testing.assert_close(r.sum(1), torch.ones(3))
+        assert r[1, 3] == 0 and (r[~b["region_valid"]] == 0).all()
+        assert (r[b["region_valid"]] > 0).all(), "dense soft routing by default"
+        top1 = bmoe(router_top_k=1)(b)["routing"]
+        assert ((top1 > 0).sum(1) == 1).all() and torch.allclose(top1.sum(1), torch.ones(3))
+        top2 = bmoe(router_top_k=2)(b)["routing"]
+        assert ((top2 > 0).sum(1) == 2).all()
+        hot = bmoe(router_temperature=1e4)(b)["routing"]  # high temperature → uniform over visible
+        vis = b["region_valid"].float()
+        torch.testing.assert_close(hot, vis / vis.sum(1, keepdim=True), atol=1e-3, rtol=0)
+
+
+def test_uniform_and_concat_variants():
+    b = batch()
+    torch.manual_seed(0)
+    uni = create_model("bmoe_uniform", preset="tiny", **KW).eval()
+    with torch.no_grad():
+        r = uni(b)["routing"]
+    vis = b["region_valid"].float()
+    torch.testing.assert_close(r, vis / vis.sum(1, keepdim=True))
+    assert not any(k.startswith(("router", "relate")) for k, _ in uni.named_parameters())
+    torch.manual_seed(0)
+    cat = create_model("bmoe_concat", preset="tiny", **KW).eval()
+    with torch.no_grad():
+        out = cat(b)
+    assert "routing" not in out and out["action"].shape == (3, 6)
+    with pytest.raises(TypeError):
+        create_model("bmoe_uniform", preset="tiny", routing="soft", **KW)
+
+
+def test_no_visible_region_and_empty_clip_stay_finite():
+    b = batch()
+    b["region_valid"][0] = False
+    b["mask"][2] = False
+    model = bmoe().train()
+    out = model(b)
+    assert torch.all(out["routing"][0] == 0)
+    for k, v in out.items():
+        assert torch.isfinite(v).all(), k
+    out["action"].sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+
+
+def test_freeze_experts():
+    model = bmoe()
+    model.set_experts_trainable(False)
+    frozen = {id(p) for p in model.expert_parameters()}
+    assert all(not p.requires_grad for p in model.expert_parameters())
+    assert all(p.requires_grad for p in model.parameters() if id(p) not in frozen)
+    model.set_experts_trainable(True)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="routing"):
+        bmoe(routing="hard")
+    with pytest.raises(ValueError, match="expert_impl"):
+        bmoe(expert_impl="threads")
+    with pytest.raises(ValueError, match="temperature"):
+        bmoe(router_temperature=0.0)
+    with pytest.raises(ValueError, match="region streams"):
+        bmoe()({**batch(), "regions": batch()["regions"][:, :3]})
+    with pytest.raises(ValueError, match="max_len"):
+        bmoe()(batch(T=40))
+
+
+def test_paper_preset_dimensions():
+    torch.manual_seed(0)
+    model = create_model("bmoe", preset="paper", num_classes=52, num_body=7, region_dim=1408, global_dim=1408)
+    assert isinstance(model, BMoE)
+    assert model.expert_kwargs["d_model"] == 512 and model.n_heads == 8
+    experts = model.experts
+    assert isinstance(experts, StackedM3E) and experts.in_proj.weight.shape == (4, 512, 1408)
+    n = sum(p.numel() for p in model.parameters())
+    assert 40e6 < n < 100e6

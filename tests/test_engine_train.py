@@ -1,0 +1,156 @@
+"""Training end to end on a tiny random store: CLI round trip, determinism, refusals, two stages."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from microaction.cli import main as mar
+from microaction.data.store import StoreMismatch
+from microaction.engine import Predictor, evaluate_run, load_run, train
+from microaction.engine.testing import make_random_dataset
+from microaction.engine.yamlconfig import ConfigError
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("engine")
+    d = make_random_dataset(root, num_classes=10, num_body=5, splits={"train": 80, "val": 40, "test": 20}, hidden=("test",))
+    d["root"] = root
+    return d
+
+
+def write_config(ds: dict[str, Any], path: Path, name: str, **sections: dict[str, Any]) -> Path:
+    cfg: dict[str, Any] = {
+        "data": {"store": str(ds["store"]), "taxonomy": str(ds["taxonomy"]), "manifest": str(ds["manifest"]), "num_steps": 8},
+        "model": {"name": "mean_mlp", "preset": "tiny"},
+        "optim": {"lr": 3e-3, "warmup_epochs": 0.5},
+        "run": {"name": name, "out_dir": str(path), "epochs": 2, "batch_size": 16, "progress": False, "threads": 1},
+    }
+    for k, v in sections.items():
+        cfg.setdefault(k, {}).update(v)
+    out = path / f"{name}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+def test_cli_round_trip(ds: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(ds, tmp_path, "rt")
+    assert mar(["train", str(cfg)]) == 0
+    run = tmp_path / "rt"
+    for name in ("config.yaml", "log.txt", "metrics.json", "best.safetensors", "last.safetensors", "last_state.pt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and metrics["best"]["metric"] == "f1_mean"
+    assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+    assert metrics["best"]["value"] > 0.3  # the class signal is learnable (chance is 0.1 for actions)
+
+    assert mar(["eval", str(run), "--quiet"]) == 0
+    rep = json.loads((run / "eval_val.json").read_text())
+    assert rep["split"] == "val" and 0 <= rep["metrics"]["f1_mean"] <= 1
+    assert rep["metrics"]["f1_mean"] == pytest.approx(metrics["best"]["value"])  # eval reproduces training's val
+    assert len(rep["per_class_f1"]) == 10 and len(rep["confusion_action"]) == 10 and len(rep["confusion_body"]) == 5
+    assert sum(map(sum, rep["confusion_action"])) == 40 and rep["routing_per_class"] is None
+
+    assert mar(["eval", str(run), "--split", "test", "--quiet"]) == 0  # hidden labels: a submission
+    with zipfile.ZipFile(run / "submission_test.zip") as zf:
+        assert zf.namelist() == ["prediction.csv"]
+        rows = zf.read("prediction.csv").decode().splitlines()
+    assert rows[0].startswith("vid,action_pred_1") and len(rows) == 21
+
+    capsys.readouterr()
+    out = tmp_path / "pred.json"
+    assert mar(["predict", str(run), str(ds["store"]), "--keys", "videos__val_0000", "videos__val_0001",
+                "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    preds = json.loads(out.read_text())
+    assert [p["key"] for p in preds] == ["videos__val_0000", "videos__val_0001"]
+    assert len(preds[0]["actions"]) == 5 and len(preds[0]["bodies"]) == 5
+    assert preds[0]["actions"][0]["score"] >= preds[0]["actions"][1]["score"]
+    assert mar(["predict", str(run), str(ds["store"]), "--top", "3", "--keys", "videos__val_0000"]) == 0
+    printed = capsys.readouterr().out
+    assert "videos__val_0000" in printed and "actions:" in printed
+
+
+def test_python_api_and_checkpoint_round_trip(ds: dict[str, Any], tmp_path: Path) -> None:
+    run_dir = train(write_config(ds, tmp_path, "api"))
+    loaded = load_run(run_dir)
+    assert loaded.meta["model"] == "mean_mlp" and loaded.num_steps == 8 and loaded.taxonomy.num_classes == 10
+    assert loaded.manifest.region_dim == 16
+    p = Predictor(loaded)
+    from_store = p.predict_store(ds["store"], ["videos__val_0003"])[0]
+    from microaction.data.store import FeatureStore
+
+    item = FeatureStore.open(ds["store"]).read("videos__val_0003")
+    from_arrays = p.predict_arrays(item.regions, item.global_, item.region_valid)
+    assert [a[0] for a in from_store.actions] == [a[0] for a in from_arrays.actions]
+    assert from_store.actions[0][2] == pytest.approx(from_arrays.actions[0][2], abs=1e-6)
+    rep = evaluate_run(run_dir, "val", progress=False)
+    assert rep["metrics"]["f1_mean"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["best"]["value"])
+
+
+def test_determinism_twice(ds: dict[str, Any], tmp_path: Path) -> None:
+    extra = {"data": {"flip_prob": 0.5, "region_drop_prob": 0.2, "feature_noise": 0.1},
+             "optim": {"ema": True, "accumulate": 2}, "model": {"kwargs": {"dropout": 0.3}}}  # fmt: skip
+    a = train(write_config(ds, tmp_path, "a", **extra))
+    b = train(write_config(ds, tmp_path, "b", **extra))
+    wa, wb = load_file(str(a / "last.safetensors")), load_file(str(b / "last.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    def strip(m: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in m["epochs"]]
+
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
+    assert strip(ma) == strip(mb) and ma["best"] == mb["best"]
+
+
+def test_refusals(ds: dict[str, Any], tmp_path: Path) -> None:
+    cfg = write_config(ds, tmp_path, "r", run={"epochs": 1})
+    with pytest.raises(StoreMismatch, match=r"region_dim: the store has 16, expected 1408"):
+        train(cfg, ["data.expect={region_dim: 1408}"])
+    run_dir = train(cfg)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(cfg)
+    with pytest.raises(ConfigError, match="a resumed run keeps its config"):
+        train(resume=run_dir, overrides=["optim.lr=1"])
+    train(resume=run_dir, overrides=["run.workers=0"])  # finished: nothing to do, no error
+    other = make_random_dataset(tmp_path / "other", splits={"val": 4}, region_dim=8)
+    with pytest.raises(StoreMismatch, match="region_dim: the store has 8, expected 16"):
+        evaluate_run(run_dir, "val", store=other["store"], progress=False)
+    assert mar(["eval", str(run_dir), "--store", str(other["store"]), "--quiet"]) == 1  # the CLI prints the message
+    with pytest.raises(StoreMismatch):
+        Predictor.from_run(run_dir).predict_store(other["store"])
+    assert train(cfg, overwrite=True) == run_dir
+
+
+def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
+    small = {"d_model": 16, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 16}
+    cfg = write_config(
+        ds, tmp_path, "bm",
+        model={"name": "bmoe", "preset": None, "kwargs": small},
+        stages={"pretrain_epochs": 1, "freeze_experts_epochs": 1},
+        run={"epochs": 1, "batch_size": 40},
+    )  # fmt: skip
+    run_dir = train(cfg)
+    stage1 = load_file(str(run_dir / "pretrain.safetensors"))
+    assert any(k.startswith("models.region__head.encoder.") for k in stage1) and any(k.startswith("models.global.") for k in stage1)
+    final = load_file(str(run_dir / "last.safetensors"))
+    # experts were frozen for the whole (single) stage-2 epoch: they still hold the stage-1 weights
+    loaded = load_run(run_dir, "last")
+    head = loaded.model.expert_state_dict("head")  # type: ignore[operator]
+    for k, v in head.items():
+        assert torch.equal(v, stage1[f"models.region__head.encoder.{k}"]), k
+    assert any(not k.startswith(("experts.", "global_encoder.")) for k in final)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert [(e["stage"], e["epoch"]) for e in m["epochs"]] == [("pretrain", 1), ("main", 1)]
+    assert set(m["epochs"][0]["train_parts"]) == {"region:head", "region:body", "region:upper_limbs", "region:lower_limbs", "global"}
+    rep = evaluate_run(run_dir, "val", progress=False)
+    routing = [r for r in rep["routing_per_class"] if r is not None]
+    assert len(routing) == 10 and all(abs(sum(r) - 1) < 1e-4 for r in routing)

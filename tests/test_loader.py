@@ -1,0 +1,150 @@
+"""data.loader: temporal sampling, packed vs unpacked reads, augmentation, batch order, store checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from microaction.data.annotations import read_manifest_csv
+from microaction.data.loader import (
+    ClipDataset,
+    EvalBatchSampler,
+    TrainBatchSampler,
+    check_store,
+    class_weights,
+    sample_steps,
+    select_samples,
+)
+from microaction.data.store import FeatureStore, StoreError, StoreMismatch
+from microaction.engine.testing import make_random_dataset
+from microaction.taxonomy import load_taxonomy
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("loader")
+    return make_random_dataset(root, splits={"train": 24, "val": 8}, lengths=(3, 30), seed=1)
+
+
+def _dataset(ds: dict[str, Path], store: FeatureStore | None = None, **kw: object) -> ClipDataset:
+    tax = load_taxonomy(ds["taxonomy"])
+    samples = read_manifest_csv(ds["manifest"], tax, split="train")
+    return ClipDataset(store or FeatureStore.open(ds["store"]), samples, tax, num_steps=8, **kw)  # type: ignore[arg-type]
+
+
+def test_sample_steps() -> None:
+    assert sample_steps(5, 8).tolist() == [0, 1, 2, 3, 4]  # short clip: every step, the caller pads
+    assert sample_steps(16, 4).tolist() == [2, 6, 10, 14]  # segment centres
+    rng = np.random.default_rng(0)
+    for L in (9, 17, 100):
+        idx = sample_steps(L, 8, "jitter", rng)
+        seg = np.floor(np.arange(8) * L / 8)
+        assert len(idx) == 8 and (np.diff(idx) >= 0).all() and idx.max() < L
+        assert ((idx >= seg) & (idx < np.floor(np.arange(1, 9) * L / 8) + 1)).all()  # one step per segment
+    with pytest.raises(ValueError):
+        sample_steps(0, 8)
+
+
+def test_batch_contract_and_padding(ds: dict[str, Path]) -> None:
+    d = _dataset(ds)
+    b = d.__getitems__(list(range(len(d))))
+    B = len(d)
+    assert b["regions"].shape == (B, 4, 8, 16) and b["regions"].dtype == torch.float32
+    assert b["global"].shape == (B, 8, 16) and b["mask"].dtype == torch.bool and b["region_valid"].shape == (B, 4)
+    assert b["action"].tolist() == d.action.tolist() and b["index"].tolist() == list(range(B))
+    store = FeatureStore.open(ds["store"])
+    for i in range(B):
+        L = store.read(d.keys[i]).length
+        assert int(b["mask"][i].sum()) == min(L, 8)
+        assert not b["global"][i, min(L, 8) :].any()  # padding is zero
+        assert not b["regions"][i][~b["region_valid"][i]].any()  # invisible regions carry zeros
+
+
+def test_packed_reads_equal_item_reads(ds: dict[str, Path], tmp_path: Path) -> None:
+    shutil.copytree(ds["store"], tmp_path / "store")
+    packed = FeatureStore.open(tmp_path / "store")
+    packed.pack()
+    a, p = _dataset(ds), _dataset(ds, packed)
+    keys = [(i, 3, 10 + i) for i in range(len(a))]  # training keys: jittered sampling
+    ba, bp = a.__getitems__(keys), p.__getitems__(keys)
+    assert p._packed_index() is not None
+    for k in ba:
+        assert torch.equal(ba[k], bp[k]), k
+
+
+def test_augmentation_is_a_function_of_the_key(ds: dict[str, Path]) -> None:
+    d = _dataset(ds, sampling="jitter", flip_prob=0.5, region_drop_prob=0.3, feature_noise=0.1, seed=5)
+    keys = [(i, 2, i) for i in range(len(d))]
+    b1, b2 = d.__getitems__(keys), d.__getitems__(list(reversed(keys)))
+    for k in b1:
+        assert torch.equal(b1[k], b2[k].flip(0)), k
+    b3 = d.__getitems__([(i, 3, i) for i in range(len(d))])
+    assert not torch.equal(b1["regions"], b3["regions"])  # another epoch draws differently
+    assert (b1["region_valid"].sum(1) >= 1).all()  # region drop keeps a visible region
+    e = _dataset(ds)
+    assert torch.equal(e.__getitems__([0, 1])["regions"], e.__getitems__([0, 1])["regions"])  # eval: no randomness
+
+
+def test_flip_swaps_left_and_right(tmp_path: Path) -> None:
+    regions = ("head", "left_hand", "right_hand", "torso")
+    ds = make_random_dataset(tmp_path, splits={"train": 4}, regions=regions, invisible_prob=0.0)
+    tax = load_taxonomy(ds["taxonomy"])
+    samples = read_manifest_csv(ds["manifest"], tax, split="train")
+    store = FeatureStore.open(ds["store"])
+    plain = ClipDataset(store, samples, tax, num_steps=4, sampling="uniform")
+    flip = ClipDataset(store, samples, tax, num_steps=4, sampling="uniform", flip_prob=1.0)
+    flip.sampling = "uniform"
+    a = plain.__getitems__([0])["regions"][0]
+    b = flip.__getitems__([(0, 0, 0)])["regions"][0]
+    assert torch.equal(b[1], a[2]) and torch.equal(b[2], a[1]) and torch.equal(b[0], a[0])
+
+
+def test_train_sampler_order_resume_and_ddp_slices() -> None:
+    s = TrainBatchSampler(50, 8, seed=3)
+    s.set_epoch(2)
+    full = list(s)
+    assert len(full) == 6 and all(len(b) == 8 for b in full)  # the incomplete last batch is dropped
+    s.set_epoch(2)
+    assert list(s) == full  # a pure function of (seed, epoch)
+    s.set_epoch(2, start_batch=4)
+    assert list(s) == full[4:]  # mid-epoch resume
+    s.set_epoch(3)
+    assert list(s) != full
+    parts = []
+    for rank in range(2):
+        r = TrainBatchSampler(50, 8, seed=3, rank=rank, world=2)
+        r.set_epoch(2)
+        parts.append(list(r))
+    assert [a + b for a, b in zip(*parts)] == full  # the processes share each global batch
+    with pytest.raises(ValueError, match="multiple"):
+        TrainBatchSampler(50, 7, seed=0, world=2)
+    w = class_weights(np.array([0, 0, 0, 1]), 2)
+    assert np.allclose(w, [1 / 6, 1 / 6, 1 / 6, 1 / 2])
+    bal = TrainBatchSampler(400, 400, seed=0, weights=class_weights(np.array([0] * 390 + [1] * 10), 2))
+    drawn = [i for b in bal for i, _, _ in b]
+    assert 120 < sum(i >= 390 for i in drawn) < 280  # the rare class is drawn about half the time
+    ev = [i for r in range(3) for b in EvalBatchSampler(10, 3, rank=r, world=3) for i in b]
+    assert ev == list(range(10))
+
+
+def test_store_checks(ds: dict[str, Path]) -> None:
+    store = FeatureStore.open(ds["store"])
+    check_store(store, store.manifest.signature(), source="the run")
+    check_store(store, {"region_dim": 16, "encoders": ["random"]}, source="the config")
+    with pytest.raises(StoreMismatch, match=r"region_dim: the store has 16, expected 1408"):
+        check_store(store, {"region_dim": 1408}, source="the config")
+    with pytest.raises(StoreMismatch, match="unknown manifest field"):
+        check_store(store, {"colour": 1}, source="the config")
+    tax = load_taxonomy(ds["taxonomy"])
+    samples = read_manifest_csv(ds["manifest"], tax)
+    from microaction.data.annotations import Sample
+
+    extra = [*samples, Sample("videos/nope.mp4", 0)]
+    with pytest.raises(StoreError, match="1 of 33 clips"):
+        select_samples(store, extra)
+    kept, missing = select_samples(store, extra, allow_missing=True)
+    assert len(kept) == 32 and missing == ["videos__nope"]
