@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
 
-    from microaction.extract.pipeline import ExtractParams, Extractor
+    from microaction.extract.pipeline import Extractor, ExtractParams
     from microaction.extract.runner import collect_jobs
 
     if not a.clips.is_dir():
