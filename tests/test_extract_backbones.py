@@ -164,3 +164,26 @@ def test_sapiens_torchscript_grouping(tmp_path: Path) -> None:
     assert res.region_masks is not None and res.region_masks.shape[0] == 3
     assert [int(np.bincount(m.ravel()).argmax()) for m in res.region_masks] == want == [1, 4, 0]
     assert parser.describe()["classes_to_regions"]["hair"] == "head"
+
+
+def test_videomae_in_the_pipeline(videomae_dirs, tmp_path: Path) -> None:
+    from extract_helpers import make_dataset
+    from microaction.data.store import FeatureStore
+    from microaction.extract.pipeline import ExtractParams
+    from microaction.extract.runner import collect_jobs, run_extraction
+
+    _, converted, _ = videomae_dirs
+    manifest = make_dataset(tmp_path / "d", n=2, T=20, render_videos=True)
+    params = ExtractParams(parser="groundtruth", encoders=["videomae", "pose"], checkpoint=str(converted),
+                           encoder_options={"videomae": {"stride": 4}})  # fmt: skip
+    s = run_extraction(collect_jobs(manifest), params, tmp_path / "st", progress=False)
+    assert (s.done, s.failed) == (2, 0), s.errors
+    store = FeatureStore.open(tmp_path / "st")
+    enc = store.manifest.encoders
+    assert (
+        [e["name"] for e in enc] == ["videomae", "pose"]
+        and enc[0]["dim"] == D
+        and len(enc[0]["checkpoint_sha256"]) == 64
+    )
+    it = store.read("videos__clip000")
+    assert it.regions.shape == (4, 2, store.manifest.region_dim) and it.region_valid.all()
