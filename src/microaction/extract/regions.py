@@ -45,59 +45,75 @@ class RegionLayout:
 
 
 def _torso_scale(kp: np.ndarray, thr: float) -> float:
-    """Clip median of the shoulder-centre to hip-centre distance (fallbacks: shoulder width, extent)."""
+    """Clip median of the shoulder-centre to hip-centre distance (fallbacks: 1.4 × shoulder width,
+    0.4 × the landmarks' extent)."""
     c = kp[..., 2] >= thr
-    vals: list[float] = []
-    for t in range(len(kp)):
-        if c[t, [_LS, _RS]].all():
-            sh = (kp[t, _LS, :2] + kp[t, _RS, :2]) / 2
-            if c[t, [_LH, _RH]].all():
-                vals.append(float(np.linalg.norm(sh - (kp[t, _LH, :2] + kp[t, _RH, :2]) / 2)))
-            else:
-                vals.append(1.4 * float(np.linalg.norm(kp[t, _LS, :2] - kp[t, _RS, :2])))
-        elif c[t].sum() >= 2:
-            p = kp[t, c[t], :2]
-            vals.append(0.4 * float((p.max(0) - p.min(0)).max()))
-    return float(np.median(vals)) if vals else 0.0
+    xy = kp[..., :2]
+    sh_ok = c[:, _LS] & c[:, _RS]
+    hip_ok = sh_ok & c[:, _LH] & c[:, _RH]
+    sh = (xy[:, _LS] + xy[:, _RS]) / 2
+    torso = np.linalg.norm(sh - (xy[:, _LH] + xy[:, _RH]) / 2, axis=-1)
+    width = 1.4 * np.linalg.norm(xy[:, _LS] - xy[:, _RS], axis=-1)
+    lo = np.where(c[..., None], xy, np.inf).min(1)
+    hi = np.where(c[..., None], xy, -np.inf).max(1)
+    extent = 0.4 * (hi - lo).max(-1)
+    vals = np.where(hip_ok, torso, np.where(sh_ok, width, np.where(c.sum(1) >= 2, extent, np.nan)))
+    vals = vals[np.isfinite(vals)]
+    return float(np.median(vals)) if len(vals) else 0.0
 
 
-def _robust_range(counts: np.ndarray, q: float = 0.005) -> tuple[int, int]:
-    """First and last index holding the central ``1 - 2q`` of the mass of a histogram."""
-    c = np.cumsum(counts)
-    total = c[-1]
-    return int(np.searchsorted(c, q * total, side="right")), int(np.searchsorted(c, (1 - q) * total, side="left"))
+def _mask_boxes(masks: np.ndarray, sx: float, sy: float, q: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame boxes of boolean masks ``[T, h, w]`` in image units, 0.5 % of the pixels trimmed
+    on each side against strays -> (boxes ``[T, 4]``, area fraction ``[T]``)."""
+    cols = np.count_nonzero(masks, axis=1).astype(np.float64)  # [T, w]
+    rows = np.count_nonzero(masks, axis=2).astype(np.float64)  # [T, h]
+    total = cols.sum(1)
+
+    def rng(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = np.cumsum(counts, axis=1)
+        first = np.argmax(c > (q * total)[:, None], axis=1)
+        last = np.argmax(c >= ((1 - q) * total)[:, None], axis=1)
+        return first, last
+
+    x0, x1 = rng(cols)
+    y0, y1 = rng(rows)
+    boxes = np.stack([x0 / sx, y0 / sy, (x1 + 1) / sx, (y1 + 1) / sy], 1).astype(np.float32)
+    boxes[total < 4] = np.nan
+    return boxes, total / (masks.shape[1] * masks.shape[2])
 
 
-def _mask_box(mask: np.ndarray, sx: float, sy: float) -> np.ndarray | None:
-    """Box of a mask's pixels (0.5 % trimmed on each side against stray pixels), image units."""
-    cols = np.count_nonzero(mask, axis=0)
-    if cols.sum() < 4:
+def _landmark_boxes(kp: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per-frame box of the seen landmarks ``[T, K, 3]`` -> ``[T, 4]`` (NaN where none is seen)."""
+    xy = kp[..., :2]
+    lo = np.where(seen[..., None], xy, np.inf).min(1)
+    hi = np.where(seen[..., None], xy, -np.inf).max(1)
+    out = np.concatenate([lo, hi], 1).astype(np.float32)
+    out[~seen.any(1)] = np.nan
+    return out
+
+
+def _expand(box: np.ndarray, margin: float, min_side: float) -> np.ndarray:
+    """Boxes ``[..., 4]`` grown to at least ``min_side`` and padded by ``margin`` × the longer side."""
+    cx, cy = (box[..., 0] + box[..., 2]) / 2, (box[..., 1] + box[..., 3]) / 2
+    w = np.maximum(box[..., 2] - box[..., 0], min_side)
+    h = np.maximum(box[..., 3] - box[..., 1], min_side)
+    pad = margin * np.maximum(w, h)
+    return np.stack([cx - w / 2 - pad, cy - h / 2 - pad, cx + w / 2 + pad, cy + h / 2 + pad], -1).astype(np.float32)
+
+
+def _union_all(boxes: np.ndarray) -> np.ndarray | None:
+    """Union of the finite boxes ``[N, 4]`` (None when there is none)."""
+    ok = np.isfinite(boxes).all(-1)
+    if not ok.any():
         return None
-    rows = np.count_nonzero(mask, axis=1)
-    x0, x1 = _robust_range(cols)
-    y0, y1 = _robust_range(rows)
-    return np.array([x0 / sx, y0 / sy, (x1 + 1) / sx, (y1 + 1) / sy], dtype=np.float32)
-
-
-def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])], dtype=np.float32)
+    b = boxes[ok]
+    return np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()], dtype=np.float32)
 
 
 def _square(box: np.ndarray) -> np.ndarray:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half = max(box[2] - box[0], box[3] - box[1], 2.0) / 2
     return np.array([cx - half, cy - half, cx + half, cy + half], dtype=np.float32)
-
-
-def _expand(box: np.ndarray, margin: float, min_side: float) -> np.ndarray:
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    w, h = max(box[2] - box[0], min_side), max(box[3] - box[1], min_side)
-    pad = margin * max(w, h)
-    return np.array([cx - w / 2 - pad, cy - h / 2 - pad, cx + w / 2 + pad, cy + h / 2 + pad], dtype=np.float32)
 
 
 def region_layout(
@@ -125,50 +141,41 @@ def region_layout(
     valid = np.zeros(R, dtype=bool)
 
     # whole person: every visible landmark, and the person mask
-    person: np.ndarray | None = None
-    if has_kp:
-        p = kp[conf][:, :2]
-        person = np.array([*p.min(0), *p.max(0)], dtype=np.float32)
+    parts = [_landmark_boxes(kp, conf)]
     pm = parse.person_mask if parse.person_mask is not None else (None if masks is None else (masks > 0))
     if pm is not None:
-        for t in range(T):
-            person = _union(person, _mask_box(pm[t], msx, msy))
-    if person is None:
-        person_box = np.array([0, 0, W, H], dtype=np.float32)
-    else:
-        person_box = _expand(person, PERSON_MARGIN, min_side)
+        pmsx, pmsy = pm.shape[2] / W, pm.shape[1] / H
+        parts.append(_mask_boxes(pm > 0, pmsx, pmsy)[0])
+    person = _union_all(np.concatenate(parts))
+    person_box = np.array([0, 0, W, H], np.float32) if person is None else _expand(person, PERSON_MARGIN, min_side)
     boxes[R] = _square(person_box)
 
+    mask_boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for ri, r in enumerate(regions):
         ids = np.asarray(REGION_LANDMARKS[r])
         need = max(1, int(np.ceil(0.5 * len(ids))))
+        seen = conf[:, ids]
+        vis = seen.sum(1) >= need  # [T]
+        box = _expand(_landmark_boxes(kp[:, ids], seen), REGION_MARGIN.get(r, 0.15), min_side)
+        box[~vis] = np.nan
         parent = MASK_PARENT.get(r)
-        label = parse.mask_regions.index(parent) + 1 if (masks is not None and parent in parse.mask_regions) else 0
-        use_mask_box = bool(label) and _region_mask_name(r) is not None
-        clip_box: np.ndarray | None = None
-        for t in range(T):
-            if has_kp:
-                seen = conf[t, ids]
-                vis = int(seen.sum()) >= need
-                box = None
-                if vis:
-                    p = kp[t, ids[seen], :2]
-                    box = _expand(
-                        np.array([*p.min(0), *p.max(0)], dtype=np.float32), REGION_MARGIN.get(r, 0.15), min_side
-                    )
-            else:
-                vis, box = False, None
-            if label and (vis or not has_kp):
-                m = masks[t] == label  # type: ignore[index]
-                if use_mask_box:
-                    mb = _mask_box(m, msx, msy)
-                    if not has_kp and mb is not None and m.mean() > 1e-3:
-                        vis = True
-                    box = _union(box, mb) if vis else box
-            visible[t, ri] = vis
-            if vis:
-                clip_box = _union(clip_box, box)
-        valid[ri] = T > 0 and visible[:, ri].mean() >= min_visible_fraction and clip_box is not None
+        if masks is not None and parent in parse.mask_regions and _region_mask_name(r) is not None:
+            label = parse.mask_regions.index(parent) + 1
+            if label not in mask_boxes:
+                mask_boxes[label] = _mask_boxes(masks == label, msx, msy)
+            mb, area = mask_boxes[label]
+            if not has_kp:  # segmentation only: a region is seen where its mask is
+                vis = area > 1e-3
+                box = mb.copy()
+            else:  # the mask widens the landmark box (hair, clothes) where the region is seen
+                both = vis & np.isfinite(mb).all(1)
+                box[both] = np.concatenate(
+                    [np.minimum(box[both, :2], mb[both, :2]), np.maximum(box[both, 2:], mb[both, 2:])], 1
+                )
+            box[~vis] = np.nan
+        visible[:, ri] = vis
+        clip_box = _union_all(box)
+        valid[ri] = T > 0 and vis.mean() >= min_visible_fraction and clip_box is not None
         boxes[ri] = _square(clip_box) if (valid[ri] and clip_box is not None) else boxes[R]
     return RegionLayout(tuple(regions), boxes, valid, visible)
 

@@ -56,7 +56,7 @@ AuxTarget = Literal["none", "pixel", "ldp", "lbp", "lbp_uniform"]
 
 # encoder sizes; "micro" is for CPU tests and the synthetic comparison, the rest are ViT-Ti/S/B
 PRESETS: dict[str, dict[str, int]] = {
-    "micro": {"dim": 96, "depth": 4, "heads": 3},
+    "micro": {"dim": 64, "depth": 3, "heads": 4},
     "tiny": {"dim": 192, "depth": 12, "heads": 3},
     "small": {"dim": 384, "depth": 12, "heads": 6},
     "base": {"dim": 768, "depth": 12, "heads": 12},

@@ -2,11 +2,11 @@
 
 Every image is a smooth face-like drawing (grey, ``size`` × ``size``): a gradient background, a
 head ellipse with random position / size / tilt / skin tone / shading, dark eyes, brows and
-mouth. None of that depends on the class. The class is carried only by a faint *fine texture* on
+mouth. None of that depends on the class. The class is carried only by a *fine texture* on
 the skin: white noise smeared along a short line (``texture_length`` pixels) at the class angle
 (``180° · c / num_classes``: 0°, 45°, 90°, 135° for 4 classes), scaled to ``texture_amplitude``
-grey levels, random phase in every image. A pixel template cannot find it; local texture
-statistics (edge directions) can.
+grey levels, random phase in every image. A pixel template cannot find it (the class-mean
+images are alike); local texture statistics (edge directions) can.
 
 The nuisance attribute ``group`` changes the capture, not the face: group ``"B"`` images get
 ``contrast ×minority_contrast`` and ``brightness +minority_brightness`` (darker, flatter:
@@ -42,8 +42,8 @@ class SynthFaceConfig:
     n_test: int = 1000
     minority_fraction: float = 0.15  # share of group B in train and val
     test_minority_fraction: float = 0.5  # share of group B in test
-    texture_amplitude: float = 7.0  # std of the class texture, grey levels (before the group's contrast)
-    texture_length: int = 5  # length of the line the texture noise is smeared along, pixels
+    texture_amplitude: float = 30.0  # std of the class texture, grey levels (before the group's contrast)
+    texture_length: int = 9  # length of the line the texture noise is smeared along, pixels
     sensor_noise: float = 3.0  # std of isotropic pixel noise, grey levels (after the group's contrast)
     minority_contrast: float = 0.5
     minority_brightness: float = -50.0
@@ -106,7 +106,7 @@ def render_faces(
         ny, nx = at(0, ry * 0.15)
         dark += rng.uniform(10, 25) * _soft_ellipse(yy, xx, ny, nx, s * 0.05, s * 0.025, tilt, edge=1.5)
         img = img - dark * face
-        # the class: faint oriented fine texture on the skin only
+        # the class: oriented fine texture on the skin only
         angle = 180.0 * int(label) / cfg.num_classes
         texture = cfg.texture_amplitude * _oriented_noise(rng, s, angle, cfg.texture_length)
         img = img + texture * face

@@ -208,11 +208,9 @@ def ldp(images: torch.Tensor | np.ndarray, k: int = 3, border: Literal["edge", "
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     n, h, w = x.shape
     x = x.to(dtype)
-    if border == "edge":
-        # replicate padding by index (F.pad's replicate mode has no integer kernels)
-        ri = torch.arange(-1, h + 1, device=x.device).clamp(0, h - 1)
-        ci = torch.arange(-1, w + 1, device=x.device).clamp(0, w - 1)
-        p = x[:, ri][:, :, ci]
+    if border == "edge":  # replicate padding (F.pad's replicate mode has no integer kernels)
+        p = torch.cat([x[:, :1], x, x[:, -1:]], dim=1)
+        p = torch.cat([p[:, :, :1], p, p[:, :, -1:]], dim=2)
     else:
         p = F.pad(x, (1, 1, 1, 1), value=0)
     # the 8 neighbours in compass order E, NE, N, NW, W, SW, S, SE (row 0 is the top row)
@@ -250,8 +248,9 @@ def texture_map(images: torch.Tensor | np.ndarray, kind: TextureKind = "ldp", *,
 
 def bit_planes(codes: torch.Tensor, bits: int = _P) -> torch.Tensor:
     """``[N, H, W]`` integer codes -> ``[N, bits, H, W]`` float 0/1 planes (bit ``i`` in plane ``i``)."""
-    c = codes.to(torch.int32).unsqueeze(1)
-    shifts = torch.arange(bits, dtype=torch.int32, device=codes.device).view(1, bits, 1, 1)
+    dtype = torch.uint8 if codes.dtype == torch.uint8 and bits <= 8 else torch.int64
+    c = codes.to(dtype).unsqueeze(1)
+    shifts = torch.arange(bits, dtype=dtype, device=codes.device).view(1, bits, 1, 1)
     return ((c >> shifts) & 1).to(torch.float32)
 
 

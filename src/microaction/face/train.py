@@ -92,7 +92,7 @@ class FaceAuxConfig:
 
 @dataclass
 class FaceOptimConfig:
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05

@@ -63,6 +63,7 @@ from microaction.data.store import DEFAULT_REGIONS
 from microaction.models.common import (
     ClassifierHeads,
     CrossAttention,
+    Dropout,
     Mlp,
     TransformerLayer,
     init_linear_layernorm,
@@ -203,7 +204,7 @@ class BMoE(nn.Module):
             TransformerLayer(d, n_heads, mlp_ratio, dropout=dropout) for _ in range(cls_layers)
         )
         self.norm = nn.LayerNorm(d)
-        self.pre_logits = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(dropout))
+        self.pre_logits = nn.Sequential(nn.Linear(d, d), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d, num_classes=num_classes, num_body=num_body)
 
         for name, child in self.named_children():

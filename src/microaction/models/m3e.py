@@ -42,13 +42,14 @@ from torch import nn
 from microaction.data.store import DEFAULT_REGIONS
 from microaction.models.common import (
     ClassifierHeads,
+    Dropout,
     TransformerLayer,
     init_linear_layernorm,
     masked_mean,
     masked_softmax,
 )
 from microaction.models.registry import register_model
-from microaction.models.sgp import SGPBlock, sgp_window
+from microaction.models.sgp import SGPBlock, SGPParams, sgp_core, sgp_window
 
 __all__ = ["EXPERT_KWARGS", "M3E", "M3EClassifier", "M3EOutput", "StackedM3E"]
 
@@ -122,7 +123,7 @@ class M3E(nn.Module):
         self.in_norm = nn.LayerNorm(in_dim)
         self.in_proj = nn.Linear(in_dim, d_model)
         self.pos = nn.Parameter(torch.zeros(max_len, d_model))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.attn_layers = nn.ModuleList(
             TransformerLayer(d_model, n_heads, mlp_ratio, dropout=dropout) for _ in range(n_attn)
         )
@@ -210,7 +211,7 @@ class StackedMlp(nn.Module):
         self.fc1 = StackedLinear(G, dim, hidden)
         self.act = nn.GELU()
         self.fc2 = StackedLinear(G, hidden, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
@@ -222,7 +223,7 @@ class StackedAttention(nn.Module):
         self.n_heads = n_heads
         self.qkv = StackedLinear(G, dim, 3 * dim)
         self.proj = StackedLinear(G, dim, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """``x [G, B, T, C]``, ``key_mask [B, T]``."""
@@ -264,9 +265,7 @@ class StackedSGP(nn.Module):
         self.convkw = _WB(weight=(G, C, 1, W), bias=(G, C))
         self.global_fc = _WB(weight=(G, C, 1, 1), bias=(G, C))
         self.mlp = nn.Sequential(
-            _WB(weight=(G, hidden, C, 1), bias=(G, hidden)),
-            nn.GELU(),
-            _WB(weight=(G, C, hidden, 1), bias=(G, C)),
+            _WB(weight=(G, hidden, C, 1), bias=(G, hidden)), nn.GELU(), _WB(weight=(G, C, hidden, 1), bias=(G, C))
         )
         with torch.no_grad():
             self.ln.weight.fill_(1.0)
@@ -284,43 +283,35 @@ class StackedSGP(nn.Module):
     def _mlp(self, i: int) -> _WB:
         return cast(_WB, self.mlp[i])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``x [G, B, T, C]`` with padded steps zero, ``mask [B, T]`` bool → same shape, pads zero."""
-        G, B, T, C = x.shape
-        mf = mask.to(x.dtype).view(1, B, T, 1)
-        h = F.layer_norm(x, (C,), eps=1e-5)
-        h = torch.addcmul(self.ln.bias.view(G, 1, 1, C), h, self.ln.weight.view(G, 1, 1, C)) * mf
-        n = mf.sum(2).clamp_min(1.0)  # [1, B, 1]
-        phi = torch.relu(
-            torch.addcmul(self.global_fc.bias.unsqueeze(1), h.sum(2) / n, self.global_fc.weight.view(G, 1, C))
-        )
-        # psi and (convw + convkw) as one depthwise convolution with two outputs per channel
-        W, ks = self.window, self.kernel_size
-        pad = (W - ks) // 2
-        w_psi = F.pad(self.psi.weight, (pad, pad))
-        w_win = F.pad(self.convw.weight, (pad, pad)) + self.convkw.weight
-        weight = torch.stack([w_psi, w_win], dim=2).reshape(G * C * 2, 1, W)
-        bias = torch.stack([self.psi.bias, self.convw.bias + self.convkw.bias], dim=2).reshape(G * C * 2)
-        hT = h.permute(1, 0, 3, 2).reshape(B, G * C, T)
-        conv = F.conv1d(hT, weight, bias, padding=W // 2, groups=G * C).view(B, G, C, 2, T)
-        hT = hT.view(B, G, C, T)
-        fc = torch.addcmul(self.fc.bias.view(1, G, C, 1), hT, self.fc.weight.view(1, G, C, 1))
-        u = fc * phi.permute(1, 0, 2).unsqueeze(-1) + conv[:, :, :, 1] * conv[:, :, :, 0] + hT
-        y = (x + u.permute(1, 0, 3, 2)) * mf  # [G, B, T, C]
-        # GroupNorm(16) over valid steps, then the 1x1-conv MLP as batched matmuls
-        yg = y.view(G, B, T, 16, C // 16)
-        cnt = n.view(1, B, 1, 1, 1) * (C // 16)
-        mean = yg.sum(dim=(2, 4), keepdim=True) / cnt
-        d = (yg - mean) * mf.unsqueeze(-1)
-        var = (d * d).sum(dim=(2, 4), keepdim=True) / cnt
-        z = ((yg - mean) * torch.rsqrt(var + 1e-5)).view(G, B, T, C)
-        z = torch.addcmul(self.gn.bias.view(G, 1, 1, C), z, self.gn.weight.view(G, 1, 1, C))
+    def _mlp_forward(self, z: torch.Tensor) -> torch.Tensor:
+        G, B, T, C = z.shape
         w0, b0 = self._mlp(0).weight.squeeze(-1), self._mlp(0).bias
         w2, b2 = self._mlp(2).weight.squeeze(-1), self._mlp(2).bias
-        z = z.view(G, B * T, C)
-        z = F.gelu(torch.baddbmm(b0.unsqueeze(1), z, w0.transpose(1, 2)))
-        z = torch.baddbmm(b2.unsqueeze(1), z, w2.transpose(1, 2)).view(G, B, T, C)
-        return (y + z) * mf
+        z = F.gelu(torch.baddbmm(b0.unsqueeze(1), z.reshape(G, B * T, C), w0.transpose(1, 2)))
+        return torch.baddbmm(b2.unsqueeze(1), z, w2.transpose(1, 2)).view(G, B, T, -1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x [G, B, T, C]`` with padded steps zero, ``mask [B, T]`` bool → same shape, pads zero."""
+        G, C = self.G, self.C
+        params = SGPParams(
+            self.ln.weight.view(G, C),
+            self.ln.bias.view(G, C),
+            self.psi.weight.view(G, C, -1),
+            self.psi.bias,
+            self.fc.weight.view(G, C),
+            self.fc.bias,
+            self.convw.weight.view(G, C, -1),
+            self.convw.bias,
+            self.convkw.weight.view(G, C, -1),
+            self.convkw.bias,
+            self.global_fc.weight.view(G, C),
+            self.global_fc.bias,
+            self.gn.weight,
+            self.gn.bias,
+            None,
+            None,
+        )
+        return sgp_core(x, mask, params, self._mlp_forward)
 
 
 class StackedM3E(nn.Module):
@@ -351,7 +342,7 @@ class StackedM3E(nn.Module):
         self.in_proj = StackedLinear(G, in_dim, d_model)
         self.pos = nn.Parameter(torch.zeros(G, max_len, d_model))
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.attn_layers = nn.ModuleList(
             StackedTransformerLayer(G, d_model, n_heads, mlp_ratio, dropout) for _ in range(n_attn)
         )
@@ -467,7 +458,7 @@ class M3EClassifier(nn.Module):
             max_len=max_len,
             pool=pool,
         )
-        self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout))
+        self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d_model, num_classes=num_classes, num_body=num_body)
         init_linear_layernorm(self.pre_logits)
         init_linear_layernorm(self.heads)
