@@ -23,6 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIPS = Path(os.environ.get("MAR_SHARED", REPO.parent / "shared")) / "data" / "ma52" / "demo_clips"
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads (less sensitive than wall time to other load)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def bench_parse_only(ex, jobs) -> tuple[int, float]:
     frames = 0
     t0 = time.perf_counter()
@@ -66,14 +74,22 @@ def main(argv: list[str] | None = None) -> int:
         jobs = jobs[:2]
         sampling["num_frames"] = 30
     cases = {"parse+motion": ["motion"], "parse+pose": ["pose"], "parse+motion+pose": ["motion", "pose"]}
+    load = os.getloadavg()[0]
     # warm-up (imports, graph creation) on the first clip
     Extractor(ExtractParams(encoders=["pose"], **sampling)).extract(jobs[0].path)
     rows = {}
+    c0 = cpu_seconds()
     n, dt = bench_parse_only(Extractor(ExtractParams(encoders=["pose"], **sampling)), jobs)
-    rows["parse only"] = {"frames": n, "seconds": dt, "fps": n / dt}
+    rows["parse only"] = {
+        "frames": n,
+        "seconds": dt,
+        "fps": n / dt,
+        "cpu_ms_per_frame": 1000 * (cpu_seconds() - c0) / n,
+    }
     for name, encs in cases.items():
+        c0 = cpu_seconds()
         n, dt = bench_pipeline(Extractor(ExtractParams(encoders=encs, **sampling)), jobs)
-        rows[name] = {"frames": n, "seconds": dt, "fps": n / dt}
+        rows[name] = {"frames": n, "seconds": dt, "fps": n / dt, "cpu_ms_per_frame": 1000 * (cpu_seconds() - c0) / n}
     base = rows["parse only"]["fps"]
     for r in rows.values():
         r["vs_parse_only"] = r["fps"] / base
@@ -81,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"extraction on {len(jobs)} MA-52 clips ({a.clips}), decode at max side {a.max_side}, {os.cpu_count()} CPUs")
-    print(f"{'case':20s} {'frames':>7s} {'seconds':>8s} {'frames/s':>9s} {'vs parse':>9s}")
+    print(f"load average before the run: {load:.1f} (other processes slow wall-clock figures down)")
+    print(f"{'case':20s} {'frames':>7s} {'seconds':>8s} {'frames/s':>9s} {'vs parse':>9s} {'CPU ms/frame':>13s}")
     for name, r in rows.items():
-        print(f"{name:20s} {r['frames']:7d} {r['seconds']:8.2f} {r['fps']:9.1f} {100 * r['vs_parse_only']:8.0f}%")
+        print(
+            f"{name:20s} {r['frames']:7d} {r['seconds']:8.2f} {r['fps']:9.1f} {100 * r['vs_parse_only']:8.0f}%"
+            f" {r['cpu_ms_per_frame']:13.1f}"
+        )
     return 0
 
 
