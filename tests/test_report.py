@@ -29,7 +29,7 @@ from microaction.report.tables import metrics_table
 
 def _train_and_eval(root: Path, data: dict[str, Path], name: str, model: str, seed: int) -> Path:
     cfg = {
-        "data": {"store": str(data["store"]), "taxonomy": "ma52", "manifest": str(data["manifest"]), "num_steps": 8},
+        "data": {"store": str(data["store"]), "taxonomy": "ma52", "manifest": str(data["manifest"]), "num_steps": 4},
         "model": {"name": model, "preset": "tiny"},
         "run": {"name": name, "out_dir": str(root / "runs"), "seed": seed, "epochs": 2, "batch_size": 32,
                 "device": "cpu", "progress": False},
@@ -47,7 +47,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Three runs trained for real: B-MoE tiny with seeds 0 and 1, Micro-DualNet tiny."""
     root = tmp_path_factory.mktemp("e2e")
     # 52 classes; 40 val clips, so 12 classes have none (their per-class means are null)
-    data = make_random_dataset(root / "data", num_classes=52, num_body=7, splits={"train": 104, "val": 40},
+    data = make_random_dataset(root / "data", num_classes=52, num_body=7, splits={"train": 52, "val": 40},
                                lengths=(6, 10), seed=0)  # fmt: skip
     # the same clips under MA-52's label set: class ids kept, body groups from the taxonomy
     with open(data["manifest"], encoding="utf-8") as f:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from microaction.report.overlay import weight_color, write_overlay
+from microaction.report.overlay import relative_weight, weight_color, write_overlay
 
 REGIONS = ["head", "body", "upper_limbs", "lower_limbs"]
 # xyxy pixel boxes in the 1080x1296 clip (person seated, full body), person box last
@@ -28,6 +28,13 @@ def _near(img: np.ndarray, rgb: tuple[int, int, int], tol: int = 60) -> np.ndarr
     return np.abs(img.astype(np.int32) - np.array(rgb)).max(axis=-1) < tol
 
 
+def test_relative_weight_scale() -> None:
+    # the uniform share is the middle of the scale: an even router shows no favourite
+    assert relative_weight(np.full(4, 0.25)) == pytest.approx([0.5] * 4)
+    assert relative_weight(np.array([0.7, 0.2, 0.1, 0.0])) == pytest.approx([1.0, 0.4, 0.2, 0.0])
+    assert weight_color(0.0) == (40, 90, 255) and weight_color(1.0) == (255, 40, 20)
+
+
 def test_overlay_on_real_clip(ma52_dir: Path, tmp_path: Path) -> None:
     clip = ma52_dir / "demo_clips" / "B1_nodding.mp4"
     src = _frames(clip)
@@ -42,17 +49,19 @@ def test_overlay_on_real_clip(ma52_dir: Path, tmp_path: Path) -> None:
     assert len(out) == len(src) and out[0].shape == src[0].shape
     mid = out[len(out) // 2]
     Image.fromarray(mid).save(tmp_path / "mid.png")
-    x0, y0, _x1, y1 = BOXES[0].astype(int)
+    x0, _y0, _x1, y1 = BOXES[0].astype(int)
     # head (strongest: red, thick): its left edge is red in the overlay and not in the source
-    edge = mid[y0 + 20 : y1 - 20, x0 - 3 : x0 + 4]
+    ym = y1 - 70  # the lower part of the edge: clear of the legend (top left) and labels
+    edge = mid[ym : y1 - 20, x0 - 3 : x0 + 4]
     assert _near(edge, weight_color(1.0)).mean() > 0.5
-    assert _near(src[len(out) // 2][y0 + 20 : y1 - 20, x0 - 3 : x0 + 4], weight_color(1.0)).mean() < 0.05
+    assert _near(src[len(out) // 2][ym : y1 - 20, x0 - 3 : x0 + 4], weight_color(1.0)).mean() < 0.05
     # lower limbs (weakest: blue, thin): its right edge is blue
     lx1, ly0, ly1 = int(BOXES[3, 2]), int(BOXES[3, 1]), int(BOXES[3, 3])
-    assert _near(mid[ly0 + 60 : ly1 - 200, lx1 - 2 : lx1 + 3], weight_color(0.05 / 0.7)).mean() > 0.3
+    weak = weight_color(relative_weight(routing)[3])
+    assert _near(mid[ly0 + 60 : ly1 - 200, lx1 - 2 : lx1 + 3], weak).mean() > 0.3
     # thickness follows weight: the head's edge is wider than the lower limbs' edge
-    row_h = _near(mid[(y0 + y1) // 2, x0 - 15 : x0 + 15], weight_color(1.0)).sum()
-    row_l = _near(mid[(ly0 + ly1) // 2, lx1 - 15 : lx1 + 15], weight_color(0.05 / 0.7)).sum()
+    row_h = _near(mid[y1 - 45, x0 - 15 : x0 + 15], weight_color(1.0)).sum()
+    row_l = _near(mid[(ly0 + ly1) // 2, lx1 - 15 : lx1 + 15], weak).sum()
     assert row_h >= 2 * row_l > 0
     # caption band at the bottom is darkened; the legend at the top left too
     assert mid[-60:, :300].mean() < src[len(out) // 2][-60:, :300].mean() * 0.7

@@ -159,8 +159,9 @@ def _run_figures(
         notes.append("metrics.json has no epochs yet: no training curves.")
     ev = run.eval_for(split)
     if ev is None:
-        want = f"eval_{split}.json" if split else "no eval_<split>.json"
-        notes.append(f"{want} in {run.path}: run <code>mar eval {html.escape(str(run.path))}</code> for confusion "
+        want = f"eval_{split}.json" if split else "eval_<split>.json"
+        where = html.escape(str(run.path))
+        notes.append(f"No {want} in {where}: run <code>mar eval {where}</code> for confusion "
                      "matrices, per-class F1 and routing maps; the table shows the best epoch's validation metrics.")  # fmt: skip
         return figs, notes
     body_of = run.body_of_class

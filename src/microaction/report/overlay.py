@@ -1,9 +1,11 @@
 """Per-video explanation: the clip with its region boxes drawn by routing weight and the top
 predictions in a caption (``mar predict VIDEO --overlay OUT.mp4 [--overlay-gif]``).
 
-Colour and thickness of a region's box both follow its routing weight relative to the strongest
-region of that frame (blue = weakest … red = strongest; thin … thick); the legend (top left) gives
-each region's colour and absolute weight with a bar. The whole-person box (the last row of
+Colour and thickness of a region's box both follow its routing weight against the uniform share
+``1/R`` (``relative_weight``: blue = 0, green = ``1/R``, red = ``2/R`` or more; thin … thick), so
+a router that spreads its weight evenly shows no false favourite; the legend (top left) gives each
+region's colour, absolute weight and a bar, and the colour key; it sits in the corner that hides
+least of the region boxes. The whole-person box (the last row of
 ``boxes``) is drawn thin and grey; a region with zero routing weight (masked as not visible) gets
 no box, only its legend row. Decoding and H.264 encoding use PyAV; the GIF (downscaled,
 subsampled in time) uses Pillow. Text is drawn with OpenCV's Hershey font (ASCII).
@@ -12,12 +14,13 @@ subsampled in time) uses Pillow. Text is drawn with OpenCV's Hershey font (ASCII
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["weight_color", "write_overlay"]
+__all__ = ["relative_weight", "weight_color", "write_overlay"]
 
 # blue → cyan → yellow → red, RGB
 _ANCHORS = np.array([[40, 90, 255], [0, 210, 255], [255, 230, 0], [255, 40, 20]], dtype=np.float64)
@@ -52,23 +55,88 @@ def _count_frames(path: Path) -> int:
         return sum(1 for _ in c.decode(s))
 
 
+def relative_weight(weights: np.ndarray) -> np.ndarray:
+    """Colour/thickness scale of routing weights: ``w · R / 2`` clipped to [0, 1], so 0 is the
+    bottom, the uniform share ``1/R`` the middle and ``2/R`` or more the top."""
+    w = np.asarray(weights, dtype=np.float64)
+    return np.clip(w * len(w) / 2.0, 0.0, 1.0)
+
+
+def _place_label(
+    taken: list[tuple[int, int, int, int]], box: tuple[int, int, int, int], tw: int, th_: int, pad: int, w: int, h: int
+) -> tuple[int, int]:
+    """Top-left of a label for ``box``: above it or inside its top, left or right, first free spot."""
+    x0, y0, x1, y1 = box
+    cands = [(x0, y0 - th_ - pad), (x0 + pad, y0 + pad), (x1 - tw, y0 - th_ - pad), (x1 - tw - pad, y0 + pad),
+             (x0 + pad, y1 - th_ - pad)]  # fmt: skip
+    cands = [(min(max(x, 0), w - tw), min(max(y, 0), h - th_)) for x, y in cands]
+    for x, y in cands:
+        if all(x + tw <= a or x >= c or y + th_ <= b or y >= d for a, b, c, d in taken):
+            return x, y
+    return cands[0]
+
+
+@dataclass
+class _Layout:
+    """Sizes and places fixed for a whole video: text scale, legend box and corner, caption band."""
+
+    unit: float
+    fs: float
+    th: int
+    lpad: int
+    row_h: int
+    sw: int
+    name_w: int
+    bar_w: int
+    lw: int
+    lh: int
+    ox: int
+    oy: int
+    ch: int
+
+
+def _layout(w: int, h: int, boxes: np.ndarray, names: Sequence[str], has_weights: bool, n_caption: int) -> _Layout:
+    """Legend in the corner that covers least of the region boxes (``boxes`` ``[T, R+1, 4]``)."""
+    import cv2
+
+    unit = max(min(h, w) / 720.0, 0.5)
+    fs, th = 0.6 * unit, max(1, round(1.5 * unit))
+    lpad, row_h, sw, bar_w = int(10 * unit), int(28 * unit), int(18 * unit), int(90 * unit)
+    name_w = max((cv2.getTextSize(_ascii(n), cv2.FONT_HERSHEY_SIMPLEX, fs, th)[0][0] for n in names), default=0)
+    lw = lpad * 4 + sw + name_w + int(60 * unit) + bar_w
+    lh = lpad * 2 + row_h * (len(names) + (3 if has_weights else 1))
+    ch = lpad * 2 + int(32 * unit) * n_caption if n_caption else 0
+    with np.errstate(invalid="ignore"):
+        regions = np.nanmean(boxes[:, : len(names)], axis=0) if np.isfinite(boxes).any() else np.zeros((0, 4))
+    regions = regions[np.isfinite(regions).all(axis=1)]
+
+    def covered(x: int, y: int) -> float:
+        ix = np.clip(np.minimum(regions[:, 2], x + lw) - np.maximum(regions[:, 0], x), 0, None)
+        iy = np.clip(np.minimum(regions[:, 3], y + lh) - np.maximum(regions[:, 1], y), 0, None)
+        return float((ix * iy).sum())
+
+    corners = [(0, 0), (max(w - lw, 0), 0), (0, max(h - ch - lh, 0)), (max(w - lw, 0), max(h - ch - lh, 0))]
+    ox, oy = min(corners, key=lambda c: covered(*c))  # first (top left) on ties
+    return _Layout(unit, fs, th, lpad, row_h, sw, name_w, bar_w, lw, lh, ox, oy, ch)
+
+
 def _draw(
     frame: np.ndarray,
     boxes: np.ndarray,
     names: Sequence[str],
     weights: np.ndarray | None,
     caption: Sequence[str],
+    lay: _Layout,
 ) -> np.ndarray:
     import cv2
 
     img = np.ascontiguousarray(frame)
     h, w = img.shape[:2]
-    unit = max(min(h, w) / 720.0, 0.5)
+    unit, fs, th = lay.unit, lay.fs, lay.th
     font = cv2.FONT_HERSHEY_SIMPLEX
-    fs = 0.6 * unit
-    th = max(1, round(1.5 * unit))
+    white = (255, 255, 255)
     r = len(names)
-    rel = weights / max(float(weights.max()), 1e-9) if weights is not None else np.ones(r)
+    rel = relative_weight(weights) if weights is not None else np.full(r, 0.5)
     # whole-person box, thin grey
     if boxes.shape[0] > r and np.isfinite(boxes[r]).all():
         x0, y0, x1, y1 = (round(v) for v in boxes[r])
@@ -85,42 +153,49 @@ def _draw(
         thick = max(1, round((1 + 9 * rel[j]) * unit))
         x0, y0, x1, y1 = (round(v) for v in b)
         cv2.rectangle(img, (x0, y0), (x1, y1), color, thick, cv2.LINE_AA)
-        drawn.append((j, x0, y0, thick, color))
-    for j, x0, y0, thick, color in drawn:
+        drawn.append((j, (x0, y0, x1, y1), color))
+    ox, oy = lay.ox, lay.oy
+    taken: list[tuple[int, int, int, int]] = [(ox, oy, ox + lay.lw, oy + lay.lh), (0, h - lay.ch, w, h)]
+    pad = max(2, int(4 * unit))
+    for j, box, color in reversed(drawn):  # the strongest region gets the first choice of place
         label = _ascii(names[j])
-        (tw, tht), _ = cv2.getTextSize(label, font, fs, th)
-        ty = max(y0 - thick - 4, tht + 2)
-        cv2.rectangle(img, (x0, ty - tht - 4), (x0 + tw + 6, ty + 4), (0, 0, 0), -1)
-        cv2.putText(img, label, (x0 + 3, ty), font, fs, color, th, cv2.LINE_AA)
-    # legend, top left: swatch, name, weight, bar
-    pad = int(10 * unit)
-    row_h = int(28 * unit)
-    name_w = max((cv2.getTextSize(_ascii(n), font, fs, th)[0][0] for n in names), default=0)
-    bar_w = int(90 * unit)
-    lw = pad * 4 + int(18 * unit) + name_w + int(60 * unit) + bar_w
-    lh = pad * 2 + row_h * (r + 1)
-    _shade(img, 0, 0, min(lw, w), min(lh, h))
-    cv2.putText(img, "routing weight", (pad, pad + int(18 * unit)), font, fs, (255, 255, 255), th, cv2.LINE_AA)
+        (tw, tht), base = cv2.getTextSize(label, font, fs, th)
+        lw_, lh_ = tw + 2 * pad, tht + base + 2 * pad
+        x, y = _place_label(taken, box, lw_, lh_, pad, w, h)
+        taken.append((x, y, x + lw_, y + lh_))
+        cv2.rectangle(img, (x, y), (x + lw_, y + lh_), (0, 0, 0), -1)
+        cv2.putText(img, label, (x + pad, y + pad + tht), font, fs, color, th, cv2.LINE_AA)
+    # legend: swatch, name, weight, bar; then the colour key
+    lp, sw, row_h = lay.lpad, lay.sw, lay.row_h
+    _shade(img, ox, oy, min(ox + lay.lw, w), min(oy + lay.lh, h))
+    cv2.putText(img, "routing weight", (ox + lp, oy + lp + int(18 * unit)), font, fs, white, th, cv2.LINE_AA)
     for j, n in enumerate(names):
-        y = pad + row_h * (j + 1)
+        y = oy + lp + row_h * (j + 1)
         color = weight_color(rel[j])
-        sw = int(18 * unit)
-        cv2.rectangle(img, (pad, y + 4), (pad + sw, y + 4 + sw), color, -1)
-        cv2.putText(img, _ascii(n), (pad * 2 + sw, y + sw), font, fs, (255, 255, 255), th, cv2.LINE_AA)
+        cv2.rectangle(img, (ox + lp, y + 4), (ox + lp + sw, y + 4 + sw), color, -1)
+        cv2.putText(img, _ascii(n), (ox + lp * 2 + sw, y + sw), font, fs, white, th, cv2.LINE_AA)
         if weights is not None:
-            x = pad * 3 + sw + name_w
-            cv2.putText(img, f"{weights[j]:.2f}", (x, y + sw), font, fs, (255, 255, 255), th, cv2.LINE_AA)
+            x = ox + lp * 3 + sw + lay.name_w
+            cv2.putText(img, f"{weights[j]:.2f}", (x, y + sw), font, fs, white, th, cv2.LINE_AA)
             bx = x + int(60 * unit)
-            cv2.rectangle(img, (bx, y + 6), (bx + int(bar_w * float(weights[j])), y + sw + 2), color, -1)
-            cv2.rectangle(img, (bx, y + 6), (bx + bar_w, y + sw + 2), (160, 160, 160), 1)
+            cv2.rectangle(img, (bx, y + 6), (bx + int(lay.bar_w * float(weights[j])), y + sw + 2), color, -1)
+            cv2.rectangle(img, (bx, y + 6), (bx + lay.bar_w, y + sw + 2), (160, 160, 160), 1)
+    if weights is not None:  # colour key: 0 … uniform share 1/R … 2/R and more
+        y = oy + lp + row_h * (r + 1) + 4
+        kx0, kx1 = ox + lp, ox + lay.lw - lp
+        for x in range(kx0, kx1):
+            cv2.line(img, (x, y), (x, y + sw // 2), weight_color((x - kx0) / max(kx1 - kx0 - 1, 1)), 1)
+        ty = y + sw // 2 + int(22 * unit)
+        for txt, frac in (("0", 0.0), (f"1/{r}", 0.5), (f"2/{r}+", 1.0)):
+            tw = cv2.getTextSize(txt, font, fs * 0.85, th)[0][0]
+            tx = min(max(int(kx0 + frac * (kx1 - kx0) - tw / 2), kx0), kx1 - tw)
+            cv2.putText(img, txt, (tx, ty), font, fs * 0.85, white, th, cv2.LINE_AA)
     # caption band, bottom
     if caption:
-        lines = [_ascii(s) for s in caption]
-        ch = pad * 2 + int(32 * unit) * len(lines)
-        _shade(img, 0, h - ch, w, h)
-        for i, s in enumerate(lines):
-            y = h - ch + pad + int(32 * unit) * (i + 1) - int(8 * unit)
-            cv2.putText(img, s, (pad * 2, y), font, fs * 1.25, (255, 255, 255), th + 1, cv2.LINE_AA)
+        _shade(img, 0, h - lay.ch, w, h)
+        for i, s in enumerate(caption):
+            y = h - lay.ch + lp + int(32 * unit) * (i + 1) - int(8 * unit)
+            cv2.putText(img, _ascii(s), (lp * 2, y), font, fs * 1.25, white, th + 1, cv2.LINE_AA)
     return img
 
 
@@ -179,6 +254,7 @@ def write_overlay(
         rate = vs.average_rate or vs.guessed_rate or Fraction(25)
         step = max(1, round(float(rate) / gif_fps))
         enc = stream = None
+        lay: _Layout | None = None
         if want_mp4:
             enc = av.open(str(out_path), "w")
         try:
@@ -188,7 +264,9 @@ def write_overlay(
                 img = frame.to_ndarray(format="rgb24")
                 h, w = img.shape[:2]
                 weights = _per_frame(rw, n_frames, f) if rw is not None else None
-                drawn = _draw(img, _per_frame(bx, n_frames, f), names, weights, caption_lines)
+                if lay is None:
+                    lay = _layout(w, h, bx, names, rw is not None, len(caption_lines))
+                drawn = _draw(img, _per_frame(bx, n_frames, f), names, weights, caption_lines, lay)
                 if enc is not None:
                     if stream is None:
                         stream = _h264_stream(enc, rate, w + w % 2, h + h % 2)
