@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -27,7 +28,14 @@ from microaction.taxonomy import load_taxonomy
 
 
 def test_weights_round_trip(tmp_path: Path) -> None:
-    kwargs = {"num_classes": 52, "num_body": 7, "regions": ["head", "body"], "region_dim": 8, "global_dim": 6, "hidden": 16}
+    kwargs = {
+        "num_classes": 52,
+        "num_body": 7,
+        "regions": ["head", "body"],
+        "region_dim": 8,
+        "global_dim": 6,
+        "hidden": 16,
+    }
     model = create_model("mean_mlp", **kwargs)
     meta = {"model": "mean_mlp", "model_kwargs": kwargs, "taxonomy": load_taxonomy("ma52").to_dict(), "num_steps": 16}
     save_weights(tmp_path / "w.safetensors", model.state_dict(), meta)
@@ -35,8 +43,12 @@ def test_weights_round_trip(tmp_path: Path) -> None:
     assert back == meta and read_meta(tmp_path / "w.safetensors") == meta
     rebuilt = build_model(back)
     rebuilt.load_state_dict(state)
-    batch = {"regions": torch.randn(3, 2, 5, 8), "global": torch.randn(3, 5, 6), "mask": torch.ones(3, 5, dtype=torch.bool),
-             "region_valid": torch.ones(3, 2, dtype=torch.bool)}  # fmt: skip
+    batch = {
+        "regions": torch.randn(3, 2, 5, 8),
+        "global": torch.randn(3, 5, 6),
+        "mask": torch.ones(3, 5, dtype=torch.bool),
+        "region_valid": torch.ones(3, 2, dtype=torch.bool),
+    }
     model.eval(), rebuilt.eval()
     assert torch.equal(model(batch)["action"], rebuilt(batch)["action"])
 
@@ -70,12 +82,14 @@ def test_state_and_rng_round_trip(tmp_path: Path) -> None:
     assert torch.equal(expect[0], got[0]) and np.array_equal(expect[1], got[1]) and expect[2] == got[2]
     opt2 = torch.optim.AdamW(model.parameters())
     opt2.load_state_dict(st["optimizer"])
-    assert st["epoch"] == 3 and torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert st["epoch"] == 3 and torch.equal(
+        opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
 
 
 def test_lr_schedule() -> None:
     lrs = [lr_at(s, 100, 10, 1.0, min_ratio=0.01) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # cosine decreases after the warm-up
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))  # cosine decreases after the warm-up
     assert lrs[-1] == pytest.approx(0.01, abs=1e-3)
     assert lr_at(50, 100, 0, 0.5, schedule="constant") == 0.5

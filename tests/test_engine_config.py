@@ -57,7 +57,9 @@ def test_bad_override(tmp_path: Path) -> None:
         load_experiment(_write(tmp_path, MINIMAL), ["run.epochs"])
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith("face_")))
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith("face_"))
+)
 def test_shipped_configs_load(path: str) -> None:
     cfg = load_experiment(REPO / "configs" / path)
     entry = model_entry(cfg.model.name)

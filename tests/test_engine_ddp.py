@@ -30,17 +30,39 @@ def _free_port() -> int:
 def test_two_processes_match_one(tmp_path: Path) -> None:
     ds = make_random_dataset(tmp_path / "data", splits={"train": 48, "val": 20}, seed=5)
     cfg = {
-        "data": {"store": str(ds["store"]), "taxonomy": str(ds["taxonomy"]), "manifest": str(ds["manifest"]),
-                 "num_steps": 8, "flip_prob": 0.5, "feature_noise": 0.05},
+        "data": {
+            "store": str(ds["store"]),
+            "taxonomy": str(ds["taxonomy"]),
+            "manifest": str(ds["manifest"]),
+            "num_steps": 8,
+            "flip_prob": 0.5,
+            "feature_noise": 0.05,
+        },
         "model": {"name": "mean_mlp", "preset": "tiny", "kwargs": {"dropout": 0.0}},  # dropout differs per process
         "optim": {"lr": 3e-3, "warmup_epochs": 1, "ema": True},
-        "run": {"name": "ddp", "out_dir": str(tmp_path), "epochs": 2, "batch_size": 12, "progress": False, "threads": 1},
-    }  # fmt: skip
+        "run": {
+            "name": "ddp",
+            "out_dir": str(tmp_path),
+            "epochs": 2,
+            "batch_size": 12,
+            "progress": False,
+            "threads": 1,
+        },
+    }
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "microaction.cli", "train", str(path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "microaction.cli",
+        "train",
+        str(path),
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     log = (tmp_path / "ddp" / "log.txt").read_text()

@@ -26,13 +26,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _config(ds: dict[str, Any], out: Path, name: str) -> Path:
     cfg = {
-        "data": {"store": str(ds["store"]), "taxonomy": str(ds["taxonomy"]), "manifest": str(ds["manifest"]),
-                 "num_steps": 8, "flip_prob": 0.5, "region_drop_prob": 0.2, "feature_noise": 0.05},
+        "data": {
+            "store": str(ds["store"]),
+            "taxonomy": str(ds["taxonomy"]),
+            "manifest": str(ds["manifest"]),
+            "num_steps": 8,
+            "flip_prob": 0.5,
+            "region_drop_prob": 0.2,
+            "feature_noise": 0.05,
+        },
         "model": {"name": "mean_mlp", "preset": "tiny", "kwargs": {"dropout": 0.2}},
         "optim": {"lr": 3e-3, "warmup_epochs": 1, "ema": True, "ema_decay": 0.9, "accumulate": 2},
-        "run": {"name": name, "out_dir": str(out), "epochs": 5, "batch_size": 8, "progress": False, "threads": 1,
-                "save_every_steps": 1},
-    }  # fmt: skip
+        "run": {
+            "name": name,
+            "out_dir": str(out),
+            "epochs": 5,
+            "batch_size": 8,
+            "progress": False,
+            "threads": 1,
+            "save_every_steps": 1,
+        },
+    }
     path = out / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -46,8 +60,12 @@ def test_sigkill_then_resume_is_exact(tmp_path: Path) -> None:
     ds = make_random_dataset(tmp_path / "data", splits={"train": 48, "val": 24}, seed=3)
     cfg = _config(ds, tmp_path, "killed")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "microaction.cli", "train", str(cfg)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microaction.cli", "train", str(cfg)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     state_file = tmp_path / "killed" / "last_state.pt"
     target = random.randint(1, 12)  # of 15 optimizer steps (5 epochs x 3)
     deadline = time.monotonic() + 120

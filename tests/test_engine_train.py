@@ -22,14 +22,21 @@ from microaction.engine.yamlconfig import ConfigError
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("engine")
-    d = make_random_dataset(root, num_classes=10, num_body=5, splits={"train": 80, "val": 40, "test": 20}, hidden=("test",))
+    d = make_random_dataset(
+        root, num_classes=10, num_body=5, splits={"train": 80, "val": 40, "test": 20}, hidden=("test",)
+    )
     d["root"] = root
     return d
 
 
 def write_config(ds: dict[str, Any], path: Path, name: str, **sections: dict[str, Any]) -> Path:
     cfg: dict[str, Any] = {
-        "data": {"store": str(ds["store"]), "taxonomy": str(ds["taxonomy"]), "manifest": str(ds["manifest"]), "num_steps": 8},
+        "data": {
+            "store": str(ds["store"]),
+            "taxonomy": str(ds["taxonomy"]),
+            "manifest": str(ds["manifest"]),
+            "num_steps": 8,
+        },
         "model": {"name": "mean_mlp", "preset": "tiny"},
         "optim": {"lr": 3e-3, "warmup_epochs": 0.5},
         "run": {"name": name, "out_dir": str(path), "epochs": 2, "batch_size": 16, "progress": False, "threads": 1},
@@ -68,8 +75,22 @@ def test_cli_round_trip(ds: dict[str, Any], tmp_path: Path, capsys: pytest.Captu
 
     capsys.readouterr()
     out = tmp_path / "pred.json"
-    assert mar(["predict", str(run), str(ds["store"]), "--keys", "videos__val_0000", "videos__val_0001",
-                "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert (
+        mar(
+            [
+                "predict",
+                str(run),
+                str(ds["store"]),
+                "--keys",
+                "videos__val_0000",
+                "videos__val_0001",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     preds = json.loads(out.read_text())
     assert [p["key"] for p in preds] == ["videos__val_0000", "videos__val_0001"]
     assert len(preds[0]["actions"]) == 5 and len(preds[0]["bodies"]) == 5
@@ -93,14 +114,19 @@ def test_python_api_and_checkpoint_round_trip(ds: dict[str, Any], tmp_path: Path
     assert [a[0] for a in from_store.actions] == [a[0] for a in from_arrays.actions]
     assert from_store.actions[0][2] == pytest.approx(from_arrays.actions[0][2], abs=1e-6)
     rep = evaluate_run(run_dir, "val", progress=False)
-    assert rep["metrics"]["f1_mean"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["best"]["value"])
+    assert rep["metrics"]["f1_mean"] == pytest.approx(
+        json.loads((run_dir / "metrics.json").read_text())["best"]["value"]
+    )
 
 
 def test_determinism_twice(ds: dict[str, Any], tmp_path: Path) -> None:
-    extra = {"data": {"flip_prob": 0.5, "region_drop_prob": 0.2, "feature_noise": 0.1},
-             "optim": {"ema": True, "accumulate": 2}, "model": {"kwargs": {"dropout": 0.3}}}  # fmt: skip
+    extra = {
+        "data": {"flip_prob": 0.5, "region_drop_prob": 0.2, "feature_noise": 0.1},
+        "optim": {"ema": True, "accumulate": 2},
+        "model": {"kwargs": {"dropout": 0.3}},
+    }
     a = train(write_config(ds, tmp_path, "a", **extra))
-    b = train(write_config(ds, tmp_path, "b", **extra))
+    b = train(write_config(ds, tmp_path, "b", **extra), ["run.workers=2"])  # worker processes change nothing
     wa, wb = load_file(str(a / "last.safetensors")), load_file(str(b / "last.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
@@ -133,14 +159,18 @@ def test_refusals(ds: dict[str, Any], tmp_path: Path) -> None:
 def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
     small = {"d_model": 16, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 16}
     cfg = write_config(
-        ds, tmp_path, "bm",
+        ds,
+        tmp_path,
+        "bm",
         model={"name": "bmoe", "preset": None, "kwargs": small},
         stages={"pretrain_epochs": 1, "freeze_experts_epochs": 1},
         run={"epochs": 1, "batch_size": 40},
-    )  # fmt: skip
+    )
     run_dir = train(cfg)
     stage1 = load_file(str(run_dir / "pretrain.safetensors"))
-    assert any(k.startswith("models.region__head.encoder.") for k in stage1) and any(k.startswith("models.global.") for k in stage1)
+    assert any(k.startswith("models.region__head.encoder.") for k in stage1) and any(
+        k.startswith("models.global.") for k in stage1
+    )
     final = load_file(str(run_dir / "last.safetensors"))
     # experts were frozen for the whole (single) stage-2 epoch: they still hold the stage-1 weights
     loaded = load_run(run_dir, "last")
@@ -150,7 +180,25 @@ def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
     assert any(not k.startswith(("experts.", "global_encoder.")) for k in final)
     m = json.loads((run_dir / "metrics.json").read_text())
     assert [(e["stage"], e["epoch"]) for e in m["epochs"]] == [("pretrain", 1), ("main", 1)]
-    assert set(m["epochs"][0]["train_parts"]) == {"region:head", "region:body", "region:upper_limbs", "region:lower_limbs", "global"}
+    assert set(m["epochs"][0]["train_parts"]) == {
+        "region:head",
+        "region:body",
+        "region:upper_limbs",
+        "region:lower_limbs",
+        "global",
+    }
     rep = evaluate_run(run_dir, "val", progress=False)
     routing = [r for r in rep["routing_per_class"] if r is not None]
     assert len(routing) == 10 and all(abs(sum(r) - 1) < 1e-4 for r in routing)
+
+
+def test_early_stopping_and_bf16(ds: dict[str, Any], tmp_path: Path) -> None:
+    cfg = write_config(
+        ds, tmp_path, "es", optim={"lr": 1e-9, "warmup_epochs": 0}, run={"epochs": 6, "early_stopping": 1}
+    )
+    run_dir = train(cfg)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert len(m["epochs"]) == 2 and m["best"]["epoch"] == 1  # no better val metric in epoch 2: stop
+    assert "early stopping" in (run_dir / "log.txt").read_text()
+    bf = train(write_config(ds, tmp_path, "bf16", run={"epochs": 1, "precision": "bf16"}))
+    assert json.loads((bf / "metrics.json").read_text())["epochs"][0]["val"]["f1_mean"] > 0

@@ -16,7 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("face") / "synth"
-    assert main(["face", "synth", "--out", str(out), "--set", "n_train=48", "--set", "n_val=16", "--set", "n_test=16"]) == 0
+    assert (
+        main(["face", "synth", "--out", str(out), "--set", "n_train=48", "--set", "n_val=16", "--set", "n_test=16"])
+        == 0
+    )
     return out
 
 

@@ -35,7 +35,10 @@ def test_csv_reader_and_split(tmp_path: Path) -> None:
     ml.write_text("path,label\nimg/0.png,0;2\nimg/1.png,\n")
     ml_items = read_face_csv(ml, task="multilabel", num_classes=3)
     assert [it.label for it in ml_items] == [(0, 2), ()]
-    assert load_face_split(ml_items, img_size=8, task="multilabel", num_classes=3).labels.tolist() == [[1, 0, 1], [0, 0, 0]]
+    assert load_face_split(ml_items, img_size=8, task="multilabel", num_classes=3).labels.tolist() == [
+        [1, 0, 1],
+        [0, 0, 0],
+    ]
 
 
 @pytest.mark.parametrize(

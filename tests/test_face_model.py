@@ -65,7 +65,9 @@ def test_losses_and_backward(target: str, loss: str) -> None:
 def test_texture_loss_shapes_and_reuse_with_another_encoder() -> None:
     grey, x = _batch(2, 32)
     enc = FaceViT(num_outputs=2, img_size=32, patch_size=8, dim=32, depth=1, heads=2)
-    aux = TextureMAELoss(encoder_dim=32, grid=enc.grid, patch_size=8, target="ldp", decoder_dim=32, decoder_depth=1, decoder_heads=2)
+    aux = TextureMAELoss(
+        encoder_dim=32, grid=enc.grid, patch_size=8, target="ldp", decoder_dim=32, decoder_depth=1, decoder_heads=2
+    )
     out = aux(enc, x, grey, generator=torch.Generator().manual_seed(1))
     assert out["mask"].shape == (2, 16) and out["ids_masked"].shape == (2, 12)
     assert out["pred"].shape == (2, 12, 8 * 8 * 8) == out["target"].shape

@@ -19,16 +19,20 @@ MODELS = ("bmoe", "m3e_global")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output folder (data, store, runs, report); default runs/demo")
+    p.add_argument("--out", default="runs/demo", help="output folder (synth, store, runs, report); default runs/demo")
     p.add_argument("--quick", action="store_true", help="tiny dataset, few epochs: a smoke test in under a minute")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated data and of training")
     p.add_argument("--workers", type=int, default=None, help="processes for generation and extraction (default: CPUs)")
     p.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma list of demo configs to train (default {','.join(MODELS)})")
-    p.add_argument("--configs", default=None, help="folder of demo_<model>.yaml configs (default: the repository's configs/)")
+    p.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma list of demo configs to train (default {','.join(MODELS)})"
+    )
+    p.add_argument(
+        "--configs", default=None, help="folder of demo_<model>.yaml configs (default: the repository's configs/)"
+    )
 
 
-def _configs_dir(arg: str | None) -> Path:
+def configs_dir(arg: str | None) -> Path:
     if arg:
         return Path(arg)
     here = Path(__file__).resolve()
@@ -44,17 +48,71 @@ def _clean(out: Path) -> None:
 
     if out.exists() and any(out.iterdir()) and not (out / "demo.json").is_file():
         raise ValueError(f"{out} exists and is not a demo folder (no demo.json): give another --out")
-    for sub in ("data", "store", "runs", "report"):
+    for sub in ("synth", "store", "runs", "report"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
+
+
+def _mar(name: str, argv: list[str], timings: dict[str, float]) -> None:
+    import time
+
+    from microaction.cli import main as mar
+
+    print(f"\n== {name}: mar {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    rc = mar(argv)
+    timings[name] = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"step {name!r} failed (exit {rc})")
+
+
+def prepare_data(
+    out: Path, preset: str, seed: int, workers: int, timings: dict[str, float], *, render: bool = True
+) -> tuple[Path, Path]:
+    """Generate a synthetic dataset into ``out/synth`` and extract it into ``out/store``."""
+    data, store = out / "synth", out / "store"
+    argv = ["synth", "--out", str(data), "--preset", preset, "--seed", str(seed), "--workers", str(workers)]
+    _mar("synth", argv + (["--render"] if render else []), timings)
+    _mar("extract", ["extract", "--videos", str(data / "manifest.csv"), "--out", str(store), "--parser", "groundtruth",
+                     "--encoder", "pose", "--workers", str(workers)], timings)  # fmt: skip
+    return data, store
+
+
+def train_and_eval(
+    model: str,
+    cfg_dir: Path,
+    data: Path,
+    store: Path,
+    runs: Path,
+    timings: dict[str, float],
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    name: str | None = None,
+    extra: list[str] | None = None,
+) -> tuple[Path, dict]:
+    """``mar train configs/demo_<model>.yaml`` on ``store`` then ``mar eval --split test``;
+    returns the run folder and the test metrics."""
+    import json
+
+    name = name or model
+    # one torch thread: the demo models are small, and two threads on a busy 2-core machine
+    # spend most of their time waiting for each other
+    sets = [f"data.store={store}", f"data.manifest={data / 'manifest.csv'}", f"run.out_dir={runs}", f"run.name={name}",
+            f"run.seed={seed}", "run.threads=1", *(extra or [])]  # fmt: skip
+    if epochs is not None:
+        sets.append(f"run.epochs={epochs}")
+    argv = ["train", str(cfg_dir / f"demo_{model}.yaml"), "--overwrite"]
+    for s in sets:
+        argv += ["--set", s]
+    _mar(f"train {name}", argv, timings)
+    _mar(f"eval {name}", ["eval", str(runs / name), "--split", "test"], timings)
+    return runs / name, json.loads((runs / name / "eval_test.json").read_text())["metrics"]
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     import os
-    import time
-
-    from microaction.cli import main as mar
 
     out = Path(args.out)
     _clean(out)
@@ -62,62 +120,45 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or min(os.cpu_count() or 1, 8)
     preset = "tiny" if args.quick else "demo"
     epochs = args.epochs if args.epochs is not None else (4 if args.quick else None)
-    cfg_dir = _configs_dir(args.configs)
+    cfg_dir = configs_dir(args.configs)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
         if not (cfg_dir / f"demo_{m}.yaml").is_file():
             raise FileNotFoundError(f"no config {cfg_dir / f'demo_{m}.yaml'} (use --configs DIR)")
     (out / "demo.json").write_text(json.dumps({"preset": preset, "seed": args.seed, "models": models}) + "\n")
     timings: dict[str, float] = {}
-
-    def step(name: str, argv: list[str]) -> None:
-        print(f"\n== {name}: mar {' '.join(argv)}", flush=True)
-        t0 = time.perf_counter()
-        rc = mar(argv)
-        timings[name] = time.perf_counter() - t0
-        if rc != 0:
-            raise RuntimeError(f"step {name!r} failed (exit {rc})")
-
-    data, store, runs = out / "data", out / "store", out / "runs"
-    step("synth", ["synth", "--out", str(data), "--preset", preset, "--seed", str(args.seed), "--render", "--workers", str(workers)])
-    step("extract", ["extract", "--videos", str(data / "manifest.csv"), "--out", str(store), "--parser", "groundtruth",
-                     "--encoder", "pose", "--workers", str(workers)])  # fmt: skip
-    run_dirs = []
+    data, store = prepare_data(out, preset, args.seed, workers, timings)
+    results = []
     for m in models:
-        sets = [f"data.store={store}", f"data.manifest={data / 'manifest.csv'}", f"run.out_dir={runs}", f"run.name={m}",
-                f"run.seed={args.seed}"]  # fmt: skip
-        if epochs is not None:
-            sets.append(f"run.epochs={epochs}")
-        argv = ["train", str(cfg_dir / f"demo_{m}.yaml"), "--overwrite"]
-        for s in sets:
-            argv += ["--set", s]
-        step(f"train {m}", argv)
-        step(f"eval {m}", ["eval", str(runs / m), "--split", "test"])
-        run_dirs.append(runs / m)
+        rd, metrics = train_and_eval(m, cfg_dir, data, store, out / "runs", timings, seed=args.seed, epochs=epochs)
+        results.append((m, rd, metrics, timings[f"train {m}"] + timings[f"eval {m}"]))
     report = None
     try:
+        import time
+
         from microaction.report import build_report
 
         t0 = time.perf_counter()
-        report = build_report(run_dirs, out / "report", title="mar demo: synthetic micro-action benchmark")
+        report = build_report(
+            [r[1] for r in results], out / "report", title="mar demo: synthetic micro-action benchmark"
+        )
         timings["report"] = time.perf_counter() - t0
-    except ImportError as e:  # the report module is optional for the demo's numbers
+    except ImportError as e:  # the numbers do not need the report
         print(f"(no report: {e})")
 
-    rows = []
-    for m, rd in zip(models, run_dirs):
-        ev = json.loads((rd / "eval_test.json").read_text())["metrics"]
-        secs = timings[f"train {m}"] + timings[f"eval {m}"]
-        rows.append((m, ev["action_top1"], ev["f1_mean"], secs))
     print(f"\nsynthetic benchmark ({preset} preset, seed {args.seed}), test split:")
     print(f"{'model':<14} {'action top-1':>12} {'F1_mean':>8} {'time':>8}")
-    for m, top1, f1, secs in rows:
-        print(f"{m:<14} {100 * top1:>11.1f}% {100 * f1:>7.1f}% {secs:>7.1f}s")
-    total = sum(timings.values())
-    print(f"steps: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + f"; total {total:.0f}s")
+    for m, _, met, secs in results:
+        print(f"{m:<14} {100 * met['action_top1']:>11.1f}% {100 * met['f1_mean']:>7.1f}% {secs:>7.1f}s")
+    print("steps: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + f"; total {sum(timings.values()):.0f}s")
     if report is not None:
         print(f"report: {report}")
-    summary = {"preset": preset, "seed": args.seed, "timings": timings,
-               "results": [{"model": m, "action_top1": a, "f1_mean": f, "seconds": s} for m, a, f, s in rows]}  # fmt: skip
+    summary = {
+        "preset": preset,
+        "seed": args.seed,
+        "models": models,
+        "timings": timings,
+        "results": [{"model": m, "run": str(rd), "metrics": met, "seconds": s} for m, rd, met, s in results],
+    }
     (out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 0

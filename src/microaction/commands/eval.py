@@ -20,8 +20,16 @@ def run(args: argparse.Namespace) -> int:
     from microaction.engine.evaluate import evaluate_run
     from microaction.metrics import format_metrics
 
-    report = evaluate_run(args.run_dir, args.split, store=args.store, checkpoint=args.checkpoint, out=args.out,
-                          batch_size=args.batch_size, device=args.device, progress=not args.quiet)  # fmt: skip
+    report = evaluate_run(
+        args.run_dir,
+        args.split,
+        store=args.store,
+        checkpoint=args.checkpoint,
+        out=args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.quiet,
+    )
     if "submission" in report:
         print(f"{args.split}: labels are hidden; wrote the submission {report['submission']} ({report['clips']} clips)")
         return 0

@@ -126,7 +126,7 @@ def compare_table(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     for exp, rs in by_exp.items():
         row = {
             "aux_target": rs[0].get("aux_target"),
-            "seeds": sorted(r.get("seed") for r in rs),
+            "seeds": sorted(int(r.get("seed") or 0) for r in rs),
             "runs": [r["run"] for r in rs],
         }
         cells = []

@@ -36,9 +36,14 @@ def _write(path: str, preds: list) -> None:
             w = csv.writer(f)
             w.writerow(header)
             for p in preds:
-                w.writerow([p.key] + [n for _, n, _ in p.actions] + [f"{s:.6f}" for _, _, s in p.actions]
-                           + [n for _, n, _ in p.bodies] + [f"{s:.6f}" for _, _, s in p.bodies]
-                           + [f"{(p.routing or {}).get(r, 0.0):.6f}" for r in regions])  # fmt: skip
+                w.writerow(
+                    [p.key]
+                    + [n for _, n, _ in p.actions]
+                    + [f"{s:.6f}" for _, _, s in p.actions]
+                    + [n for _, n, _ in p.bodies]
+                    + [f"{s:.6f}" for _, _, s in p.bodies]
+                    + [f"{(p.routing or {}).get(r, 0.0):.6f}" for r in regions]
+                )
     else:
         out.write_text(json.dumps([p.to_dict() for p in preds], indent=1), encoding="utf-8")
 
@@ -92,7 +97,14 @@ def _overlays(args: argparse.Namespace, preds: list, predictor: object) -> None:
             caption.append(f"body: {p.bodies[0][1]} {100 * p.bodies[0][2]:.0f}%")
         regions = list(predictor.run.regions)  # type: ignore[attr-defined]
         routing = np.asarray([p.routing[r] for r in regions]) if p.routing else None
-        files = write_overlay(p.video, out, boxes=np.asarray(p.boxes), region_names=regions, routing=routing,
-                              caption_lines=caption, gif=args.overlay_gif)  # fmt: skip
+        files = write_overlay(
+            p.video,
+            out,
+            boxes=np.asarray(p.boxes),
+            region_names=regions,
+            routing=routing,
+            caption_lines=caption,
+            gif=args.overlay_gif,
+        )
         if not args.quiet:
             print("overlay: " + ", ".join(str(f) for f in files))

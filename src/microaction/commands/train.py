@@ -7,8 +7,14 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="experiment YAML (configs/*.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder where it stopped (exact resume)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an existing run folder")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

@@ -26,6 +26,7 @@ the same global order and takes its own slice of each global batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,7 +53,9 @@ __all__ = [
 Key = tuple[int, int, int]  # (sample index, epoch, position in the epoch); epoch -1: evaluation (no randomness)
 
 
-def sample_steps(length: int, num_steps: int, mode: str = "uniform", rng: np.random.Generator | None = None) -> np.ndarray:
+def sample_steps(
+    length: int, num_steps: int, mode: str = "uniform", rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Indices (sorted, into ``[0, length)``) of the steps that make a ``num_steps`` input.
 
     ``length <= num_steps``: every step once (the caller pads). Otherwise the clip is cut into
@@ -63,7 +66,7 @@ def sample_steps(length: int, num_steps: int, mode: str = "uniform", rng: np.ran
         raise ValueError("a clip needs at least one feature step")
     if length <= num_steps:
         return np.arange(length, dtype=np.int64)
-    edges = np.linspace(0.0, float(length), num_steps + 1)
+    edges = np.arange(num_steps + 1, dtype=np.float64) * (length / num_steps)
     if mode == "uniform":
         pos = (edges[:-1] + edges[1:]) / 2.0
     elif mode == "jitter":
@@ -121,10 +124,8 @@ class _NpyRows:
 
     def __del__(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
 
 
 class _PackedIndex:
@@ -155,9 +156,8 @@ def check_store(store: FeatureStore, expected: dict[str, Any], *, source: str) -
             have = [e.get("name") for e in have]
         if k in ("region_dim", "global_dim") and want is not None:
             want = int(want)
-        if k == "fps" and want is not None and have is not None:
-            if abs(float(want) - float(have)) < 1e-6:
-                continue
+        if k == "fps" and want is not None and have is not None and abs(float(want) - float(have)) < 1e-6:
+            continue
         if have != want:
             diffs.append(f"{k}: the store has {have!r}, expected {want!r}")
     if diffs:
@@ -244,14 +244,14 @@ class ClipDataset(torch.utils.data.Dataset):
             self.multi_hot = np.zeros((len(self.samples), taxonomy.num_classes), dtype=np.float32)
             for i, s in enumerate(self.samples):
                 self.multi_hot[i, list(s.labels)] = 1.0
-        self._packed: _PackedIndex | None | bool = None  # None: not looked yet; False: no packed arrays
+        self._packed: _PackedIndex | bool | None = None  # None: not looked yet; False: no packed arrays
 
     # -- reading -------------------------------------------------------------------------------
     def _packed_index(self) -> _PackedIndex | None:
         if self._packed is None:
             root = self.store.root
             self._packed = _PackedIndex(root) if (root / "packed" / "keys.json").is_file() else False
-        return self._packed or None
+        return self._packed if isinstance(self._packed, _PackedIndex) else None
 
     def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -280,11 +280,13 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, keys: Sequence[int | Key]) -> dict[str, torch.Tensor]:
         B, R, T = len(keys), self.R, self.num_steps
-        regions = np.zeros((B, R, T, self.D), dtype=np.float32)
-        glob = np.zeros((B, T, self.Dg), dtype=np.float32)
+        # gathered as float16 (the store's type); one vectorised conversion to float32 at the end
+        regions = np.zeros((B, R, T, self.D), dtype=np.float16)
+        glob = np.zeros((B, T, self.Dg), dtype=np.float16)
         mask = np.zeros((B, T), dtype=bool)
         valid = np.zeros((B, R), dtype=bool)
         index = np.zeros(B, dtype=np.int64)
+        rngs: list[np.random.Generator | None] = []
         for j, key in enumerate(keys):
             i, epoch, pos = (int(key), -1, -1) if isinstance(key, int | np.integer) else key
             rng = np.random.default_rng((self.seed, epoch, pos)) if epoch >= 0 else None
@@ -295,12 +297,19 @@ class ClipDataset(torch.utils.data.Dataset):
             mask[j, :n] = True
             valid[j] = rv
             index[j] = i
-            if rng is not None:
-                self._augment(rng, regions[j], glob[j], mask[j], valid[j])
-        regions *= valid[:, :, None, None]  # invisible regions carry zeros whatever the store holds
+            rngs.append(rng)
+        regions_t = torch.from_numpy(regions).float()
+        glob_t = torch.from_numpy(glob).float()
+        if any(r is not None for r in rngs):
+            reg_np, glob_np = regions_t.numpy(), glob_t.numpy()
+            for j, rng in enumerate(rngs):
+                if rng is not None:
+                    self._augment(rng, reg_np[j], glob_np[j], mask[j], valid[j])
+        if not valid.all():  # invisible regions carry zeros whatever the store holds
+            regions_t[torch.from_numpy(~valid)] = 0.0
         out = {
-            "regions": torch.from_numpy(regions),
-            "global": torch.from_numpy(glob),
+            "regions": regions_t,
+            "global": glob_t,
             "mask": torch.from_numpy(mask),
             "region_valid": torch.from_numpy(valid),
             "action": torch.from_numpy(self.action[index]),

@@ -100,7 +100,7 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def get_rng_state() -> dict[str, Any]:
     """Global RNG states (torch CPU and CUDA, numpy, Python) as weights-only-loadable data."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_state = random.getstate()
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),

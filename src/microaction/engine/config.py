@@ -67,7 +67,9 @@ class DataConfig:
         if not self.manifest and not self.annotations:
             raise ConfigError(f"{where}: data needs a manifest (one file with a split column) or annotations per split")
         if self.manifest and self.annotations:
-            raise ConfigError(f"{where}: give data.manifest (one file with a split column) or data.annotations, not both")
+            raise ConfigError(
+                f"{where}: give data.manifest (one file with a split column) or data.annotations, not both"
+            )
         for name in ("flip_prob", "region_drop_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{where}: data.{name} must be in [0, 1]")

@@ -59,7 +59,9 @@ def infer(
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=info.rank, world=info.world)
     parts: dict[str, list[np.ndarray]] = {}
     multi = dataset.taxonomy.multi_label
-    bar = tqdm(make_loader(dataset, sampler, workers=workers), total=len(sampler), desc=desc, leave=False, disable=not progress)
+    bar = tqdm(
+        make_loader(dataset, sampler, workers=workers), total=len(sampler), desc=desc, leave=False, disable=not progress
+    )
     for batch in bar:
         index = batch.pop("index")
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -67,7 +69,9 @@ def infer(
             out = model(inputs)
         action = out["action"].float()
         parts.setdefault("index", []).append(index.numpy())
-        parts.setdefault("action", []).append((torch.sigmoid(action) if multi else torch.softmax(action, -1)).cpu().numpy())
+        parts.setdefault("action", []).append(
+            (torch.sigmoid(action) if multi else torch.softmax(action, -1)).cpu().numpy()
+        )
         if "body" in out:
             parts.setdefault("body", []).append(torch.softmax(out["body"].float(), -1).cpu().numpy())
         for k in EXPLAIN_KEYS:

@@ -73,7 +73,9 @@ def extract_video_features(path: str | os.PathLike[str], manifest: StoreManifest
     try:
         from microaction.extract import extract_video  # type: ignore[attr-defined]
     except ImportError as e:
-        raise RuntimeError(f"video input needs the extraction library (microaction.extract.extract_video): {e}") from None
+        raise RuntimeError(
+            f"video input needs the extraction library (microaction.extract.extract_video): {e}"
+        ) from None
     res = extract_video(path, manifest)
     if isinstance(res, dict):
         return res
@@ -85,7 +87,9 @@ def extract_video_features(path: str | os.PathLike[str], manifest: StoreManifest
 class Predictor:
     """A trained model ready to predict (see the module docstring)."""
 
-    def __init__(self, run: LoadedRun, *, device: str | torch.device = "cpu", batch_size: int = 64, top: int = 5) -> None:
+    def __init__(
+        self, run: LoadedRun, *, device: str | torch.device = "cpu", batch_size: int = 64, top: int = 5
+    ) -> None:
         self.run = run
         self.device = torch.device(device)
         self.model = run.model.to(self.device).eval()
@@ -168,7 +172,9 @@ class Predictor:
         out = self.model({k: v.to(self.device) for k, v in batch.items()})
         arrays: dict[str, np.ndarray] = {}
         logits = out["action"].float()
-        arrays["action"] = (torch.sigmoid(logits) if self.taxonomy.multi_label else torch.softmax(logits, -1)).cpu().numpy()
+        arrays["action"] = (
+            (torch.sigmoid(logits) if self.taxonomy.multi_label else torch.softmax(logits, -1)).cpu().numpy()
+        )
         if "body" in out:
             arrays["body"] = torch.softmax(out["body"].float(), -1).cpu().numpy()
         for k in ("routing", "path_weights", "saliency"):

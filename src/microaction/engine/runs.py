@@ -35,7 +35,7 @@ def find_checkpoint(run_dir: Path, which: str = "best") -> Path:
     """``best`` (falls back to ``last``), ``last``, or a path to a ``.safetensors`` file."""
     if which.endswith(".safetensors"):
         return Path(which)
-    for name in ([which] if which != "best" else ["best", "last"]):
+    for name in [which] if which != "best" else ["best", "last"]:
         p = run_dir / f"{name}.safetensors"
         if p.is_file():
             return p
@@ -75,7 +75,9 @@ class LoadedRun:
         return store
 
 
-def load_run(run_dir: str | os.PathLike[str], checkpoint: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
+def load_run(
+    run_dir: str | os.PathLike[str], checkpoint: str = "best", device: str | torch.device = "cpu"
+) -> LoadedRun:
     """Load a run folder (or a bare ``.safetensors`` checkpoint) for evaluation / prediction."""
     import yaml
 
@@ -91,7 +93,9 @@ def load_run(run_dir: str | os.PathLike[str], checkpoint: str = "best", device: 
     model = build_model(meta)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{ckpt}: weights do not fit model {meta['model']!r} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            f"{ckpt}: weights do not fit model {meta['model']!r} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model.to(device).eval()
     cfg = None
     cpath = run_dir_ / "config.yaml"

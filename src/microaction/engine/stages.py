@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["Stage1Ensemble", "make_loss", "plan_stages"]
 
 
-def make_loss(cfg: ExperimentConfig, taxonomy: Taxonomy, train_labels: np.ndarray, *, features_dim: int | None = None) -> Any:
+def make_loss(
+    cfg: ExperimentConfig, taxonomy: Taxonomy, train_labels: np.ndarray, *, features_dim: int | None = None
+) -> Any:
     """The loss object ``loss(outputs, batch) -> (total, parts)`` for ``cfg.loss``: the models'
     ``LossComputer`` (an ``nn.Module``; its L_emb projection trains with the model), or
     ``PlainLoss`` (BCE) for multi-label taxonomies."""
@@ -43,8 +45,14 @@ def make_loss(cfg: ExperimentConfig, taxonomy: Taxonomy, train_labels: np.ndarra
         if lc.emb_weight > 0 or lc.class_weights != "none" or lc.logit_adjust_tau:
             raise ConfigError("multi-label taxonomies support only the plain loss (BCE)")
         return PlainLoss(multi_label=True, aux_weights=lc.aux_weights)
-    from microaction.models.losses import LossComputer
+    from microaction.models.losses import LossComputer, load_label_embeddings
 
+    emb = None
+    if lc.emb_weight > 0:
+        # loading the text model (when its cache is cold) draws from the global RNG; keep that
+        # from shifting the seeded initialisation of everything after it
+        with torch.random.fork_rng(devices=[]):
+            emb = load_label_embeddings(lc.label_embeddings, list(taxonomy.names))
     counts = list(taxonomy.train_counts)
     if not counts or len(counts) != taxonomy.num_classes:  # a label set without counts: count the training clips
         counts = np.bincount(train_labels[train_labels >= 0], minlength=taxonomy.num_classes).tolist()
@@ -57,7 +65,7 @@ def make_loss(cfg: ExperimentConfig, taxonomy: Taxonomy, train_labels: np.ndarra
         logit_adjust_tau=lc.logit_adjust_tau,
         train_counts=counts,
         emb_weight=lc.emb_weight,
-        label_embeddings=lc.label_embeddings if lc.emb_weight > 0 else None,
+        label_embeddings=emb,
         emb_distance=lc.emb_distance,
         feature_dim=features_dim,
         router_entropy_weight=lc.router_entropy_weight,
@@ -154,7 +162,8 @@ def plan_stages(exp: Experiment) -> list[Stage]:
     probe = build_main()
     if not hasattr(probe, "stage1_streams"):
         raise ConfigError(f"stages.pretrain_epochs > 0 needs a two-stage model (bmoe*), not {cfg.model.name!r}")
-    stream_kwargs = {s: {**probe.stage1_kwargs(s), **cfg.stages.pretrain_kwargs} for s in probe.stage1_streams()}
+    streams: list[str] = probe.stage1_streams()  # type: ignore[operator]
+    stream_kwargs = {s: {**probe.stage1_kwargs(s), **cfg.stages.pretrain_kwargs} for s in streams}  # type: ignore[operator]
     del probe
     regions = list(exp.store.manifest.regions)
     stage1_meta = {**exp.base_meta(), "model": "stage1", "streams": stream_kwargs}
@@ -165,10 +174,14 @@ def plan_stages(exp: Experiment) -> list[Stage]:
     def stage1_loss(model: nn.Module) -> Any:
         ens: Stage1Ensemble = model  # type: ignore[assignment]
         return Stage1Loss(
-            {s: make_loss(cfg, tax, labels, features_dim=features_dim(ens.models[_key(s)], exp) if need_dim else None)
-             for s in stream_kwargs},
+            {
+                s: make_loss(
+                    cfg, tax, labels, features_dim=features_dim(ens.models[_key(s)], exp) if need_dim else None
+                )
+                for s in stream_kwargs
+            },
             regions,
-        )  # fmt: skip
+        )
 
     def save_stage1(model: nn.Module) -> None:
         from microaction.engine.checkpoint import save_weights
@@ -196,8 +209,16 @@ def plan_stages(exp: Experiment) -> list[Stage]:
     lr1 = cfg.stages.pretrain_lr or cfg.optim.lr
     return [
         Stage("pretrain", cfg.stages.pretrain_epochs, lr1, build_stage1, stage1_loss, stage1_meta, on_done=save_stage1),
-        Stage("main", cfg.run.epochs, cfg.optim.lr, build_stage2, main_loss, meta, freeze=experts,
-              freeze_epochs=cfg.stages.freeze_experts_epochs),  # fmt: skip
+        Stage(
+            "main",
+            cfg.run.epochs,
+            cfg.optim.lr,
+            build_stage2,
+            main_loss,
+            meta,
+            freeze=experts,
+            freeze_epochs=cfg.stages.freeze_experts_epochs,
+        ),
     ]
 
 

@@ -22,7 +22,9 @@ from microaction.data.store import DEFAULT_REGIONS, FeatureStore, StoreManifest,
 __all__ = ["make_packed_store", "make_random_dataset", "random_manifest", "write_tiny_taxonomy"]
 
 
-def write_tiny_taxonomy(path: Path, num_classes: int = 6, num_body: int = 3, regions: tuple[str, ...] = DEFAULT_REGIONS) -> Path:
+def write_tiny_taxonomy(
+    path: Path, num_classes: int = 6, num_body: int = 3, regions: tuple[str, ...] = DEFAULT_REGIONS
+) -> Path:
     """A label set YAML with ``num_classes`` classes spread over ``num_body`` body groups."""
     body_names = [f"group{b}" for b in range(num_body)]
     doc = {
@@ -37,7 +39,9 @@ def write_tiny_taxonomy(path: Path, num_classes: int = 6, num_body: int = 3, reg
     return path
 
 
-def random_manifest(regions: tuple[str, ...] = DEFAULT_REGIONS, region_dim: int = 16, global_dim: int = 16) -> StoreManifest:
+def random_manifest(
+    regions: tuple[str, ...] = DEFAULT_REGIONS, region_dim: int = 16, global_dim: int = 16
+) -> StoreManifest:
     return StoreManifest(
         regions=list(regions),
         region_dim=region_dim,
@@ -83,8 +87,7 @@ def make_random_dataset(
     manifest = random_manifest(regions, region_dim, global_dim)
     store = FeatureStore.create(root / "store", manifest)
     rows = []
-    k = 0
-    for split, n in splits.items():
+    for k, (split, n) in enumerate(splits.items()):
         for i in range(n):
             label = (i + k) % num_classes
             body = label % num_body
@@ -99,10 +102,15 @@ def make_random_dataset(
             video = f"videos/{split}_{i:04d}.mp4"
             key = video_key(video)
             boxes = np.tile(np.array([[10.0, 10.0, 50.0, 60.0]], dtype=np.float32), (R + 1, 1))
-            store.write(key, regions=reg, global_=glo, region_valid=valid,
-                        timestamps=np.arange(L, dtype=np.float32) / 30.0, extras={"boxes": boxes})  # fmt: skip
+            store.write(
+                key,
+                regions=reg,
+                global_=glo,
+                region_valid=valid,
+                timestamps=np.arange(L, dtype=np.float32) / 30.0,
+                extras={"boxes": boxes},
+            )
             rows.append((video, label, body, split) if split not in hidden else (video, "", "", split))
-        k += 1
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["video", "label", "body", "split"])

@@ -26,7 +26,6 @@ import copy
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -56,11 +54,18 @@ from microaction.engine.runs import read_split
 from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["RESUMABLE_OVERRIDES", "RUN_FILES", "lr_at", "train"]
+__all__ = ["RESUMABLE_OVERRIDES", "RUN_FILES", "RunExistsError", "lr_at", "train"]
 
 STATE_FORMAT = 1
-RUN_FILES = ("config.yaml", "log.txt", "metrics.json", "best.safetensors", "last.safetensors", "last_state.pt",
-             "pretrain.safetensors")  # fmt: skip
+RUN_FILES = (
+    "config.yaml",
+    "log.txt",
+    "metrics.json",
+    "best.safetensors",
+    "last.safetensors",
+    "last_state.pt",
+    "pretrain.safetensors",
+)
 # settings that may change when resuming without changing the result
 RESUMABLE_OVERRIDES = ("run.workers", "run.progress", "run.eval_batch_size", "run.threads")
 
@@ -69,7 +74,13 @@ RESUMABLE_OVERRIDES = ("run.workers", "run.progress", "run.eval_batch_size", "ru
 # small pieces
 
 
-def lr_at(step: int, total: int, warmup: int, base: float, *, schedule: str = "cosine", min_ratio: float = 0.0) -> float:
+class RunExistsError(FileExistsError, RuntimeError):
+    """The run folder already holds a run (resume it, rename, or overwrite)."""
+
+
+def lr_at(
+    step: int, total: int, warmup: int, base: float, *, schedule: str = "cosine", min_ratio: float = 0.0
+) -> float:
     """Learning rate of optimizer step ``step`` (0-based): linear warm-up, then cosine (or constant)."""
     if warmup > 0 and step < warmup:
         return base * (step + 1) / warmup
@@ -82,7 +93,8 @@ def lr_at(step: int, total: int, warmup: int, base: float, *, schedule: str = "c
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay for biases, norms and other 1-D parameters (embeddings of shape [1, ...] too)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -146,12 +158,20 @@ class PlainLoss:
     plus the model's ``aux_losses`` weighted by ``aux_weights``. BCE for multi-label taxonomies.
     Used when ``microaction.models.losses`` is not available."""
 
-    def __init__(self, *, body_weight: float = 0.5, label_smoothing: float = 0.0, multi_label: bool = False,
-                 aux_weights: dict[str, float] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        body_weight: float = 0.5,
+        label_smoothing: float = 0.0,
+        multi_label: bool = False,
+        aux_weights: dict[str, float] | None = None,
+    ) -> None:
         self.body_weight, self.label_smoothing, self.multi_label = body_weight, label_smoothing, multi_label
         self.aux_weights = dict(aux_weights or {})
 
-    def __call__(self, outputs: dict[str, Any], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(
+        self, outputs: dict[str, Any], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         F = nn.functional
         logits = outputs["action"].float()
         if self.multi_label:
@@ -161,8 +181,9 @@ class PlainLoss:
         total = action
         parts = {"action": float(action.detach())}
         if "body" in outputs and self.body_weight > 0 and (batch["body"] >= 0).any():
-            body = F.cross_entropy(outputs["body"].float(), batch["body"], ignore_index=-1,
-                                   label_smoothing=self.label_smoothing)  # fmt: skip
+            body = F.cross_entropy(
+                outputs["body"].float(), batch["body"], ignore_index=-1, label_smoothing=self.label_smoothing
+            )
             total = total + self.body_weight * body
             parts["body"] = float(body.detach())
         for k, v in (outputs.get("aux_losses") or {}).items():
@@ -181,12 +202,19 @@ def model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: FeatureStore)
     kwargs: dict[str, Any] = {}
     if cfg.model.preset is not None:
         if cfg.model.preset not in entry.presets:
-            raise ConfigError(f"model {cfg.model.name!r} has no preset {cfg.model.preset!r}; presets: {sorted(entry.presets)}")
+            raise ConfigError(
+                f"model {cfg.model.name!r} has no preset {cfg.model.preset!r}; presets: {sorted(entry.presets)}"
+            )
         kwargs.update(entry.presets[cfg.model.preset])
     kwargs.update(cfg.model.kwargs)
     m = store.manifest
-    kwargs.update(num_classes=taxonomy.num_classes, num_body=taxonomy.num_body, regions=list(m.regions),
-                  region_dim=int(m.region_dim), global_dim=int(m.global_dim))  # fmt: skip
+    kwargs.update(
+        num_classes=taxonomy.num_classes,
+        num_body=taxonomy.num_body,
+        regions=list(m.regions),
+        region_dim=int(m.region_dim),
+        global_dim=int(m.global_dim),
+    )
     return kwargs
 
 
@@ -245,14 +273,25 @@ class Experiment:
         val_samples, miss_v = select_samples(self.store, val_samples, allow_missing=d.allow_missing, source="val")
         self.warnings = []
         if miss_t or miss_v:
-            self.warnings.append(f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped")
+            self.warnings.append(
+                f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped"
+            )
         self.train_ds = ClipDataset(
-            self.store, train_samples, self.taxonomy, num_steps=d.num_steps, sampling=d.train_sampling,
-            seed=cfg.run.seed, flip_prob=d.flip_prob, region_drop_prob=d.region_drop_prob,
+            self.store,
+            train_samples,
+            self.taxonomy,
+            num_steps=d.num_steps,
+            sampling=d.train_sampling,
+            seed=cfg.run.seed,
+            flip_prob=d.flip_prob,
+            region_drop_prob=d.region_drop_prob,
             feature_noise=d.feature_noise,
-        )  # fmt: skip
-        self.val_ds = ClipDataset(self.store, val_samples, self.taxonomy, num_steps=d.num_steps,
-                                  sampling=d.eval_sampling) if val_samples else None  # fmt: skip
+        )
+        self.val_ds = (
+            ClipDataset(self.store, val_samples, self.taxonomy, num_steps=d.num_steps, sampling=d.eval_sampling)
+            if val_samples
+            else None
+        )
 
     def base_meta(self) -> dict[str, Any]:
         return {
@@ -270,15 +309,25 @@ class Experiment:
             if self.taxonomy.multi_label:
                 raise ConfigError("run.balanced_sampler needs a single-label taxonomy")
             weights = class_weights(self.train_ds.action, self.taxonomy.num_classes)
-        return TrainBatchSampler(len(self.train_ds), r.batch_size, seed=r.seed, weights=weights,
-                                 rank=self.info.rank, world=self.info.world)  # fmt: skip
+        return TrainBatchSampler(
+            len(self.train_ds), r.batch_size, seed=r.seed, weights=weights, rank=self.info.rank, world=self.info.world
+        )
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         if self.val_ds is None:
             return {}
         r = self.cfg.run
-        out = infer(model, self.val_ds, device=self.device, batch_size=r.eval_batch_size, precision=r.precision,
-                    workers=r.workers, info=self.info, progress=r.progress and self.info.is_main, desc="val")  # fmt: skip
+        out = infer(
+            model,
+            self.val_ds,
+            device=self.device,
+            batch_size=r.eval_batch_size,
+            precision=r.precision,
+            workers=r.workers,
+            info=self.info,
+            progress=r.progress and self.info.is_main,
+            desc="val",
+        )
         return score_outputs(self.taxonomy, self.val_ds, out) or {}
 
 
@@ -287,8 +336,21 @@ class Experiment:
 
 
 def fresh_state(stage: str, *, store: str, history: str = "[]") -> dict[str, Any]:
-    return {"stage": stage, "epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_count": 0, "parts_sum": {},
-            "seconds": 0.0, "patience": 0, "history": history, "best": "null", "store": store, "done": False}  # fmt: skip
+    return {
+        "stage": stage,
+        "epoch": 0,
+        "batch": 0,
+        "step": 0,
+        "loss_sum": 0.0,
+        "loss_count": 0,
+        "parts_sum": {},
+        "seconds": 0.0,
+        "patience": 0,
+        "history": history,
+        "best": "null",
+        "store": store,
+        "done": False,
+    }
 
 
 def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str, Any]:
@@ -301,8 +363,9 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
     loss_module = step_module.loss if isinstance(step_module.loss, nn.Module) else None
     if info.rank > 0:
         torch.manual_seed(r.seed + 1_000_003 * info.rank)  # different dropout per process; rank 0 = single process
-    opt = torch.optim.AdamW(param_groups(step_module, o.weight_decay), lr=stage.lr, betas=(o.betas[0], o.betas[1]),
-                            eps=o.eps)  # fmt: skip
+    opt = torch.optim.AdamW(
+        param_groups(step_module, o.weight_decay), lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps
+    )
     ema = EMA(model, o.ema_decay) if o.ema else None
     frozen = {id(p) for p in stage.freeze(model)} if stage.freeze is not None and stage.freeze_epochs > 0 else set()
 
@@ -331,16 +394,23 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
     total = steps_per_epoch * stage.epochs
     warmup = round(o.warmup_epochs * steps_per_epoch)
     if state["epoch"] == 0 and state["batch"] == 0:
-        log(f"[{stage.name}] {stage.epochs} epochs × {nb} batches of {r.batch_size} "
+        log(
+            f"[{stage.name}] {stage.epochs} epochs × {nb} batches of {r.batch_size} "
             f"({len(exp.train_ds)} train / {len(exp.val_ds) if exp.val_ds else 0} val clips), "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters")  # fmt: skip
+            f"{sum(p.numel() for p in model.parameters()):,} parameters"
+        )
 
     def snapshot() -> dict[str, Any]:
         """The resumable state now (collective under DDP: every process calls it)."""
         rngs = dist_.gather_objects(info, get_rng_state())
         out = {k: v for k, v in state.items() if k not in ("model", "loss", "optimizer", "rng", "ema")}
-        out.update(model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                   optimizer=opt.state_dict(), rng=rngs, world=info.world, format=STATE_FORMAT)  # fmt: skip
+        out.update(
+            model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            optimizer=opt.state_dict(),
+            rng=rngs,
+            world=info.world,
+            format=STATE_FORMAT,
+        )
         if loss_module is not None:
             out["loss"] = {k: v.detach().cpu().clone() for k, v in loss_module.state_dict().items()}
         if ema is not None:
@@ -356,9 +426,16 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
         step_module.train()
         freeze_now = epoch < stage.freeze_epochs and bool(frozen)
         t0 = time.perf_counter() - state["seconds"]
-        bar = tqdm(make_loader(exp.train_ds, sampler, workers=r.workers), total=nb, initial=start, unit="batch",
-                   desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False,
-                   disable=not (r.progress and info.is_main), mininterval=0.5)  # fmt: skip
+        bar = tqdm(
+            make_loader(exp.train_ds, sampler, workers=r.workers),
+            total=nb,
+            initial=start,
+            unit="batch",
+            desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
+            leave=False,
+            disable=not (r.progress and info.is_main),
+            mininterval=0.5,
+        )
         clips, t_bar = 0, time.perf_counter()
         for b, batch in enumerate(bar, start=start):
             batch = _to(batch, device)
@@ -382,8 +459,9 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
                         if id(p) in frozen:
                             p.grad = None
                 if o.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_([p for p in step_module.parameters() if p.grad is not None],
-                                                   o.clip_grad)  # fmt: skip
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in step_module.parameters() if p.grad is not None], o.clip_grad
+                    )
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if ema is not None:
@@ -396,8 +474,11 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
                     if info.is_main:
                         save_state(exp.run_dir / "last_state.pt", snap)
             if info.is_main and r.progress:
-                bar.set_postfix(loss=f"{state['loss_sum'] / max(1, state['loss_count']):.4f}",
-                                clips_s=f"{clips / max(1e-9, time.perf_counter() - t_bar):.0f}", refresh=False)  # fmt: skip
+                bar.set_postfix(
+                    loss=f"{state['loss_sum'] / max(1, state['loss_count']):.4f}",
+                    clips_s=f"{clips / max(1e-9, time.perf_counter() - t_bar):.0f}",
+                    refresh=False,
+                )
         bar.close()
 
         # -- end of epoch: losses over all processes, validation, checkpoints, state, metrics --
@@ -408,8 +489,15 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
         val = exp.validate(weights())
         value = val.get(exp.primary) if val else None
         seconds = time.perf_counter() - t0
-        entry = {"epoch": epoch + 1, "stage": stage.name, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
-                 "train_parts": parts_mean, "val": val, "seconds": round(seconds, 3)}  # fmt: skip
+        entry = {
+            "epoch": epoch + 1,
+            "stage": stage.name,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": train_loss,
+            "train_parts": parts_mean,
+            "val": val,
+            "seconds": round(seconds, 3),
+        }
         history = json.loads(state.get("history", "[]"))
         history.append(entry)
         best = json.loads(state.get("best", "null"))
@@ -421,8 +509,16 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
         elif stage.name == "main":
             state["patience"] += 1
         stop = stage.name == "main" and r.early_stopping > 0 and state["patience"] >= r.early_stopping
-        state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0, parts_sum={}, seconds=0.0,
-                     history=json.dumps(history), best=json.dumps(best))  # fmt: skip
+        state.update(
+            epoch=epoch + 1,
+            batch=0,
+            loss_sum=0.0,
+            loss_count=0,
+            parts_sum={},
+            seconds=0.0,
+            history=json.dumps(history),
+            best=json.dumps(best),
+        )
         if stop:
             state["epoch"] = stage.epochs
         snap = snapshot()
@@ -435,9 +531,13 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
             save_state(exp.run_dir / "last_state.pt", snap)
             write_metrics(exp.run_dir, snap)
             shown = f" val {exp.primary} {100 * value:.2f}" if value is not None else ""
-            best_s = f" (best {100 * best['value']:.2f} @ {best['epoch']})" if best and best.get("value") is not None else ""
-            log(f"[{stage.name}] epoch {epoch + 1}/{stage.epochs} lr {entry['lr']:.2e} loss {train_loss:.4f}"
-                f"{shown}{best_s} {seconds:.1f}s")  # fmt: skip
+            best_s = (
+                f" (best {100 * best['value']:.2f} @ {best['epoch']})" if best and best.get("value") is not None else ""
+            )
+            log(
+                f"[{stage.name}] epoch {epoch + 1}/{stage.epochs} lr {entry['lr']:.2e} loss {train_loss:.4f}"
+                f"{shown}{best_s} {seconds:.1f}s"
+            )
         if stop:
             log(f"[{stage.name}] early stopping: no better val {exp.primary} for {r.early_stopping} epochs")
             break
@@ -465,7 +565,7 @@ def write_metrics(run_dir: Path, state: dict[str, Any]) -> None:
 def _check_run_dir(run_dir: Path, overwrite: bool) -> list[str]:
     existing = [n for n in RUN_FILES if (run_dir / n).exists()]
     if existing and not overwrite:
-        raise FileExistsError(
+        raise RunExistsError(
             f"{run_dir} already holds a run ({', '.join(existing)}): resume it with "
             f"`mar train --resume {run_dir}`, pick another name (--set run.name=...), or pass --overwrite"
         )
@@ -494,7 +594,9 @@ def _resume_config(run_dir: Path, overrides: list[str]) -> ExperimentConfig:
         raise FileNotFoundError(f"{run_dir}: no config.yaml, not a run folder written by mar train")
     bad = [o for o in overrides if o.split("=", 1)[0].strip() not in RESUMABLE_OVERRIDES]
     if bad:
-        raise ConfigError(f"--set {bad[0]!r}: a resumed run keeps its config; only {', '.join(RESUMABLE_OVERRIDES)} may change")
+        raise ConfigError(
+            f"--set {bad[0]!r}: a resumed run keeps its config; only {', '.join(RESUMABLE_OVERRIDES)} may change"
+        )
     data = yaml.safe_load(cpath.read_text(encoding="utf-8"))
     apply_overrides(data, overrides)
     cfg = experiment_from_dict(data, where=str(cpath))
@@ -526,7 +628,7 @@ def train(
             apply_overrides(data, overrides)
             cfg = experiment_from_dict(data)
     elif config_path is not None:
-        cfg = load_experiment(config_path, overrides)
+        cfg = load_experiment(Path(config_path), overrides)
     else:
         raise ValueError("train() needs a config path, a config object or a run folder to resume")
     threads = torch.get_num_threads()
@@ -540,7 +642,9 @@ def train(
             if (run_dir / "last_state.pt").is_file():
                 state = load_state(run_dir / "last_state.pt")
                 if state.get("format") != STATE_FORMAT:
-                    raise RuntimeError(f"{run_dir}/last_state.pt: state format {state.get('format')} is not {STATE_FORMAT}")
+                    raise RuntimeError(
+                        f"{run_dir}/last_state.pt: state format {state.get('format')} is not {STATE_FORMAT}"
+                    )
                 if state.get("world", 1) != info.world:
                     raise RuntimeError(
                         f"{run_dir} was trained with {state.get('world')} process(es); resume it with the same number"
@@ -556,8 +660,10 @@ def train(
         store_sig = json.dumps(exp.store.manifest.signature(), sort_keys=True)
         if state is not None and state.get("store") != store_sig:
             raise StoreMismatch(f"{cfg.data.store}: the feature store differs from the one {run_dir} was started with")
-        exp.log(("resuming" if state else "starting") + f" {run_dir} (seed {cfg.run.seed}, device {device}, "
-                f"{info.world} process(es), precision {cfg.run.precision})")  # fmt: skip
+        exp.log(
+            ("resuming" if state else "starting") + f" {run_dir} (seed {cfg.run.seed}, device {device}, "
+            f"{info.world} process(es), precision {cfg.run.precision})"
+        )
         _run_all(exp, state, store_sig)
         return run_dir
     finally:

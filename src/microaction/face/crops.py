@@ -86,9 +86,9 @@ def iter_frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, np.nda
     except av.error.FFmpegError as e:  # type: ignore[attr-defined]
         raise ValueError(f"{path}: cannot open video ({e})") from None
     with container:
-        for i, frame in enumerate(container.decode(video=0)):
+        for i, video_frame in enumerate(container.decode(video=0)):
             if i % stride == 0:
-                yield i, frame.to_ndarray(format="rgb24")
+                yield i, video_frame.to_ndarray(format="rgb24")
 
 
 class FaceCropper:
@@ -111,7 +111,9 @@ class FaceCropper:
         self.size, self.scale, self.refine, self.hold = int(size), float(scale), refine, int(hold)
         fd = mp.solutions.face_detection
         selections = {"auto": (1, 0), "full": (1,), "short": (0,)}[model]
-        self._detectors = [fd.FaceDetection(model_selection=s, min_detection_confidence=min_confidence) for s in selections]
+        self._detectors = [
+            fd.FaceDetection(model_selection=s, min_detection_confidence=min_confidence) for s in selections
+        ]
         self._mesh = None
         if refine:
             self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -156,8 +158,8 @@ class FaceCropper:
         angle = math.degrees(math.atan2(dy, dx))
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         side = self.scale * max(box[2] - box[0], box[3] - box[1], 1.0)
-        m = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, self.size / side)
-        m[:, 2] += (self.size / 2 - cx, self.size / 2 - cy)
+        m = np.asarray(cv2.getRotationMatrix2D((float(cx), float(cy)), angle, self.size / side), dtype=np.float64)
+        m[:, 2] += np.array([self.size / 2 - cx, self.size / 2 - cy])
         return m, angle
 
     def _warp(self, rgb: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -222,7 +224,9 @@ class FaceCropper:
         t, s = len(rows), self.size
         nan2 = np.full((2, 2), np.nan)
         return FaceTrack(
-            crops=np.stack([r.get("crop", np.zeros((s, s, 3), np.uint8)) for r in rows]) if rows else np.zeros((0, s, s, 3), np.uint8),
+            crops=np.stack([r.get("crop", np.zeros((s, s, 3), np.uint8)) for r in rows])
+            if rows
+            else np.zeros((0, s, s, 3), np.uint8),
             valid=np.array([r["valid"] for r in rows], dtype=bool),
             detected=np.array([r["detected"] for r in rows], dtype=bool),
             boxes=np.array([r.get("box", np.full(4, np.nan)) for r in rows]).reshape(t, 4),

@@ -121,11 +121,11 @@ def _load_image(path: Path, size: int, channels: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+        with Image.open(path) as f:
+            im = f.convert("L" if channels == 1 else "RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
     except OSError as e:
         raise ValueError(f"{path}: cannot read image ({e})") from None
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)

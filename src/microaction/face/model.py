@@ -38,8 +38,8 @@ from torch import nn
 from microaction.face.texture import bit_planes, code_count, ldp_code_index, texture_map, to_grey
 
 __all__ = [
-    "PRESETS",
     "LSSAT",
+    "PRESETS",
     "FaceViT",
     "PatchEncoder",
     "TextureMAELoss",
@@ -88,7 +88,12 @@ def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
 
 
 def random_masking(
-    batch: int, length: int, ratio: float, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    batch: int,
+    length: int,
+    ratio: float,
+    *,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """MAE's per-sample random masking: ``ids_keep [B, n_keep]``, ``mask [B, L]`` (1 = masked, in the
     original patch order) and ``ids_restore [B, L]``. At least one patch is kept and one masked."""
@@ -161,6 +166,8 @@ class PatchEncoder(Protocol):
 class FaceViT(nn.Module):
     """ViT encoder over face images with a primary head (``num_outputs`` logits)."""
 
+    pos_embed: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -224,6 +231,8 @@ class TextureMAELoss(nn.Module):
     """MAE-style auxiliary loss: mask patches, encode the visible ones with a (shared) encoder and
     reconstruct the texture map (or pixels) of the masked ones with a light decoder."""
 
+    pos_embed: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -250,7 +259,8 @@ class TextureMAELoss(nn.Module):
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask ratio must be in (0, 1), got {mask_ratio}")
         self.target, self.loss_kind, self.mask_ratio = target, loss, mask_ratio
-        self.grid, self.patch_size, self.ldp_k, self.norm_pix = tuple(grid), patch_size, ldp_k, norm_pix
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.patch_size, self.ldp_k, self.norm_pix = patch_size, ldp_k, norm_pix
         pp = patch_size * patch_size
         if target == "pixel":
             self.out_per_pixel = in_chans
@@ -267,7 +277,9 @@ class TextureMAELoss(nn.Module):
         self.apply(_init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def decode(self, tokens: torch.Tensor, ids_restore: torch.Tensor, ids_out: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(
+        self, tokens: torch.Tensor, ids_restore: torch.Tensor, ids_out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Visible tokens ``[B, n_keep, D]`` -> predictions ``[B, L, p*p*out]`` for every patch, or
         ``[B, n, p*p*out]`` for the patches ``ids_out [B, n]`` only (the prediction layer is the
         costly part for texture targets, so the loss asks for the masked patches only)."""
@@ -328,7 +340,9 @@ class TextureMAELoss(nn.Module):
         ``mask [B, L]`` (1 = masked, in patch order)."""
         length = self.grid[0] * self.grid[1]
         if tuple(encoder.grid) != self.grid or encoder.patch_size != self.patch_size:
-            raise ValueError(f"encoder grid {encoder.grid}/patch {encoder.patch_size} != loss {self.grid}/{self.patch_size}")
+            raise ValueError(
+                f"encoder grid {encoder.grid}/patch {encoder.patch_size} != loss {self.grid}/{self.patch_size}"
+            )
         target = self.targets(images, grey)
         ids_keep, mask, ids_restore = random_masking(
             images.shape[0], length, self.mask_ratio, device=images.device, generator=generator

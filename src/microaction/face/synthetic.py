@@ -37,15 +37,15 @@ GROUPS = ("A", "B")
 class SynthFaceConfig:
     size: int = 64
     num_classes: int = 4
-    n_train: int = 2000
+    n_train: int = 1000
     n_val: int = 600
     n_test: int = 1000
     minority_fraction: float = 0.15  # share of group B in train and val
     test_minority_fraction: float = 0.5  # share of group B in test
     texture_amplitude: float = 30.0  # std of the class texture, grey levels (before the group's contrast)
     texture_length: int = 9  # length of the line the texture noise is smeared along, pixels
-    sensor_noise: float = 3.0  # std of isotropic pixel noise, grey levels (after the group's contrast)
-    minority_contrast: float = 0.5
+    sensor_noise: float = 4.0  # std of isotropic pixel noise, grey levels (after the group's contrast)
+    minority_contrast: float = 0.3
     minority_brightness: float = -50.0
     seed: int = 0
 
@@ -72,9 +72,7 @@ def _oriented_noise(rng: np.random.Generator, size: int, angle_deg: float, lengt
     return out / np.sqrt(length)
 
 
-def render_faces(
-    labels: np.ndarray, groups: np.ndarray, cfg: SynthFaceConfig, rng: np.random.Generator
-) -> np.ndarray:
+def render_faces(labels: np.ndarray, groups: np.ndarray, cfg: SynthFaceConfig, rng: np.random.Generator) -> np.ndarray:
     """uint8 ``[N, size, size]`` face-like images for class ``labels`` and group ids ``groups`` (0 = A, 1 = B)."""
     s = cfg.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
@@ -90,9 +88,11 @@ def render_faces(
         img = bg * (1 - face) + skin * face
         ca, sa = np.cos(tilt), np.sin(tilt)
 
-        def at(du: float, dv: float, _cy: float = cy, _cx: float = cx) -> tuple[float, float]:
+        def at(
+            du: float, dv: float, cy: float = cy, cx: float = cx, sa: float = sa, ca: float = ca
+        ) -> tuple[float, float]:
             # a point of the face frame (du right, dv down) in image coordinates
-            return _cy + du * sa + dv * ca, _cx + du * ca - dv * sa
+            return cy + du * sa + dv * ca, cx + du * ca - dv * sa
 
         eye_dx, eye_dy = rx * rng.uniform(0.36, 0.44), -ry * rng.uniform(0.12, 0.22)
         dark = np.zeros_like(img)
@@ -102,7 +102,9 @@ def render_faces(
             by, bx = at(side * eye_dx, eye_dy - s * 0.09)
             dark += rng.uniform(25, 45) * _soft_ellipse(yy, xx, by, bx, s * 0.02, s * 0.08, tilt, edge=0.8)
         my, mx = at(rng.uniform(-1.5, 1.5), ry * rng.uniform(0.45, 0.55))
-        dark += rng.uniform(40, 70) * _soft_ellipse(yy, xx, my, mx, s * 0.03, s * rng.uniform(0.09, 0.13), tilt, edge=0.8)
+        dark += rng.uniform(40, 70) * _soft_ellipse(
+            yy, xx, my, mx, s * 0.03, s * rng.uniform(0.09, 0.13), tilt, edge=0.8
+        )
         ny, nx = at(0, ry * 0.15)
         dark += rng.uniform(10, 25) * _soft_ellipse(yy, xx, ny, nx, s * 0.05, s * 0.025, tilt, edge=1.5)
         img = img - dark * face
@@ -118,7 +120,9 @@ def render_faces(
     return out
 
 
-def _split_labels(n: int, minority: float, cfg: SynthFaceConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _split_labels(
+    n: int, minority: float, cfg: SynthFaceConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     labels = np.arange(n) % cfg.num_classes  # balanced classes
     n_b = round(n * minority)
     groups = np.zeros(n, dtype=np.int64)

@@ -92,7 +92,7 @@ class FaceAuxConfig:
 
 @dataclass
 class FaceOptimConfig:
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -133,7 +133,11 @@ def load_face_config(path: str | Path, overrides: list[str] | None = None) -> Fa
 def _validate(cfg: FaceTrainConfig, where: str) -> None:
     checks = [
         (cfg.data.task in ("multiclass", "multilabel", "binary"), "data.task", "multiclass, multilabel, binary"),
-        (cfg.aux.target in ("none", "pixel", "ldp", "lbp", "lbp_uniform"), "aux.target", "none, pixel, ldp, lbp, lbp_uniform"),
+        (
+            cfg.aux.target in ("none", "pixel", "ldp", "lbp", "lbp_uniform"),
+            "aux.target",
+            "none, pixel, ldp, lbp, lbp_uniform",
+        ),
         (cfg.aux.loss in ("bits", "code"), "aux.loss", "bits, code"),
         (cfg.model.preset in PRESETS, "model.preset", ", ".join(PRESETS)),
         (cfg.model.pool in ("mean", "cls"), "model.pool", "mean, cls"),
@@ -173,7 +177,8 @@ def _prepare_data(cfg: FaceTrainConfig, log: Callable[[str], None]) -> _Data:
     image_root = d.image_root or root
     csvs = {"train": d.train_csv, "val": d.val_csv, **({"test": d.test_csv} if d.test_csv else {})}
     items = {
-        s: read_face_csv(root / c, image_root=image_root, task=d.task, num_classes=d.num_classes) for s, c in csvs.items()
+        s: read_face_csv(root / c, image_root=image_root, task=d.task, num_classes=d.num_classes)
+        for s, c in csvs.items()
     }
     if d.task == "binary":
         num_classes, num_outputs = 2, 1
@@ -225,7 +230,9 @@ def _augment(x: torch.Tensor, aug: FaceAugmentConfig, g: torch.Generator) -> tor
 
 
 @torch.no_grad()
-def predict_split(model: LSSAT, split: FaceSplit, *, batch_size: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
+def predict_split(
+    model: LSSAT, split: FaceSplit, *, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Logits ``[N, K]`` for a split."""
     model.eval()
     out = []
@@ -372,7 +379,9 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None]) -> Path:
     )
     kwargs = model_kwargs_of(cfg, data.num_outputs)
     model = build_lssat(**{"preset": cfg.model.preset, **kwargs}).to(device)
-    log(f"model: lssat {cfg.model.preset} ({count_parameters(model) / 1e6:.2f} M parameters), aux={kwargs['aux_target']}")
+    log(
+        f"model: lssat {cfg.model.preset} ({count_parameters(model) / 1e6:.2f} M parameters), aux={kwargs['aux_target']}"
+    )
     meta = {
         "model": "lssat",
         "model_kwargs": kwargs,
@@ -465,7 +474,9 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None]) -> Path:
             continue
         result = evaluate_run(run, split=split, device=str(device), data=data)
         m = result["metrics"]
-        log(f"best epoch on {split}: acc {m['accuracy']:.4f} worst-group {m['worst_group_accuracy']:.4f} gap {m['accuracy_gap']:.4f}")
+        log(
+            f"best epoch on {split}: acc {m['accuracy']:.4f} worst-group {m['worst_group_accuracy']:.4f} gap {m['accuracy_gap']:.4f}"
+        )
     return run
 
 

@@ -214,7 +214,7 @@ class StackedMlp(nn.Module):
         self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return self.drop(self.fc2(self.act(self.fc1(x))))
 
 
 class StackedAttention(nn.Module):

@@ -44,6 +44,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float, *, crf: int = 23) -> N
     import av
 
     _T, H, W, _ = frames.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.mp4")
     with av.open(str(tmp), "w") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))

@@ -1,0 +1,39 @@
+"""``mar demo --quick``: the whole chain (synth → extract → train → eval → report) end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from microaction.cli import main
+
+
+def test_demo_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "model" in printed and "F1_mean" in printed
+    summary = json.loads((out / "demo.json").read_text())
+    assert [r["model"] for r in summary["results"]] == ["bmoe", "m3e_global"]
+    for r in summary["results"]:
+        m = r["metrics"]
+        assert 0.0 <= m["f1_mean"] <= 1.0 and 0.0 <= m["action_top1"] <= 1.0
+        assert r["model"] in printed
+        ev = json.loads((Path(r["run"]) / "eval_test.json").read_text())
+        assert ev["split"] == "test" and len(ev["class_names"]) == 52
+    # the rendered videos went through the store: one item per clip of the manifest
+    n_clips = sum(json.loads((out / "synth" / "dataset.json").read_text())["clips"].values())
+    assert len(list((out / "synth" / "videos").glob("*.mp4"))) == n_clips
+    assert len(list((out / "store" / "items").glob("*.npz"))) == n_clips
+    assert (out / "report" / "report.html").is_file()
+    # B-MoE's routing over the four regions is in its evaluation (the faithfulness benchmark reads it)
+    ev = json.loads((out / "runs" / "bmoe" / "eval_test.json").read_text())
+    assert ev["routing_per_class"] is not None and len(ev["routing_per_class"][0]) == 4
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 1
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
