@@ -152,7 +152,8 @@ def _run_figures(
         figs.append(ReportFigure(run.name, kind, plots.save(fig, d / f"{kind}.png"), caption))
 
     if run.epochs:
-        add("curves", plots.training_curves(run.epochs, f"{run.name}: training", _best_epoch(run)),
+        best = f"best ({run.best.get('stage', '')} epoch {run.best.get('epoch')})".replace("( ", "(")
+        add("curves", plots.training_curves(run.epochs, f"{run.name}: training", _best_epoch(run), best),
             "Training loss and validation metrics per epoch (×100); dotted line: the best epoch kept as "
             "best.safetensors.")  # fmt: skip
     else:

@@ -51,8 +51,11 @@ def _label_width_in(names: Sequence[str], pt: float = _LABEL_PT) -> float:
     return 0.3 + longest * pt * 0.55 / 72  # average glyph width ≈ 0.55 em
 
 
-def training_curves(epochs: list[dict[str, Any]], title: str = "", best_epoch: int | None = None) -> Figure:
-    """Loss (left) and validation metrics ×100 (right) per epoch of ``metrics.json``."""
+def training_curves(
+    epochs: list[dict[str, Any]], title: str = "", best_epoch: int | None = None, best_label: str = "best"
+) -> Figure:
+    """Loss (left) and validation metrics ×100 (right) per epoch of ``metrics.json``; the x axis
+    counts epochs over all stages; ``best_epoch`` is a 1-based position on it."""
     fig = Figure(figsize=(11, 3.8), dpi=DPI, layout="constrained")
     ax_loss, ax_val = fig.subplots(1, 2)
     x = np.arange(1, len(epochs) + 1)
@@ -82,7 +85,7 @@ def training_curves(epochs: list[dict[str, Any]], title: str = "", best_epoch: i
     val_loss = np.array([float((e.get("val") or {}).get("loss", np.nan)) for e in epochs])
     if np.isfinite(val_loss).any():
         ax_loss.plot(x, val_loss, "s--", ms=3, label="val loss")
-    ax_loss.set_xlabel("epoch")
+    ax_loss.set_xlabel("epoch (all stages)" if len(set(stages)) > 1 else "epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.grid(alpha=0.3)
     if ax_loss.lines:
@@ -97,8 +100,8 @@ def training_curves(epochs: list[dict[str, Any]], title: str = "", best_epoch: i
         y = np.array([float((e.get("val") or {}).get(k, np.nan)) * 100 for e in epochs])
         ax_val.plot(x, y, "o-", ms=3, label=k)
     if best_epoch is not None and 1 <= best_epoch <= len(epochs):
-        ax_val.axvline(best_epoch, color="k", ls=":", lw=1, label=f"best (epoch {best_epoch})")
-    ax_val.set_xlabel("epoch")
+        ax_val.axvline(best_epoch, color="k", ls=":", lw=1, label=best_label)
+    ax_val.set_xlabel(ax_loss.get_xlabel())
     ax_val.set_ylabel("validation metric (×100)")
     ax_val.grid(alpha=0.3)
     if ax_val.lines:
