@@ -171,11 +171,14 @@ def test_incomplete_run_folders(real_runs: list[Path], tmp_path: Path) -> None:
         load_run(bad)
 
 
-def _chromium() -> str | None:
+@pytest.fixture(scope="session")  # session: set up (and skipped) before the module's training fixtures
+def chromium() -> str:
+    """The headless browser (``MAR_CHROMIUM`` or the usual names); skips when there is none."""
     for name in (os.environ.get("MAR_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    pytest.skip("Chromium is not installed (`make chromium` installs it with apt-get; it needs root)")
 
 
 _PROBE = """<script>
@@ -191,10 +194,7 @@ window.addEventListener('load', () => {
 </script>"""
 
 
-def test_chromium_renders_report_images(report: tuple[Path, list[Path]], tmp_path: Path) -> None:
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("Chromium is not installed (`make chromium` installs it with apt-get; it needs root)")
+def test_chromium_renders_report_images(chromium: str, report: tuple[Path, list[Path]], tmp_path: Path) -> None:
     out, _ = report
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
