@@ -85,3 +85,23 @@ def test_overlay_per_frame_and_errors(ma52_dir: Path, tmp_path: Path) -> None:
         write_overlay(clip, tmp_path / "x.mp4", boxes=BOXES, region_names=REGIONS, routing=np.ones(3))
     with pytest.raises(FileNotFoundError):
         write_overlay(tmp_path / "none.mp4", tmp_path / "x.mp4", boxes=BOXES, region_names=REGIONS, routing=None)
+
+
+def test_small_video_is_upscaled(tmp_path: Path) -> None:
+    clip = tmp_path / "small.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264" if "libx264" in av.codecs_available else "h264", rate=10)
+        s.width, s.height, s.pix_fmt = 96, 120, "yuv420p"
+        for i in range(12):
+            img = np.full((120, 96, 3), 90 + 5 * i, dtype=np.uint8)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    boxes = np.array([[30, 10, 66, 46], [25, 40, 70, 80], [15, 40, 80, 90], [20, 70, 75, 118], [10, 5, 86, 118]], float)
+    (out,) = write_overlay(clip, tmp_path / "ov.mp4", boxes=boxes, region_names=REGIONS,
+                           routing=np.array([0.1, 0.1, 0.7, 0.1]), caption_lines=["waving 40%"])  # fmt: skip
+    frames = _frames(out)
+    assert len(frames) == 12 and frames[0].shape == (600, 480, 3)  # shorter side 96 -> 480, x5
+    x0, y1 = 15 * 5, 90 * 5  # upper limbs (strongest): left edge, scaled with the frame
+    assert _near(frames[6][y1 - 60 : y1 - 10, x0 - 2 : x0 + 3], weight_color(1.0)).mean() > 0.5

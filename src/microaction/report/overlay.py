@@ -25,6 +25,7 @@ __all__ = ["relative_weight", "weight_color", "write_overlay"]
 # blue → cyan → yellow → red, RGB
 _ANCHORS = np.array([[40, 90, 255], [0, 210, 255], [255, 230, 0], [255, 40, 20]], dtype=np.float64)
 _PERSON_RGB = (200, 200, 200)
+MIN_SIDE = 480  # videos with a shorter side are upscaled to it before drawing
 
 
 def weight_color(rel: float) -> tuple[int, int, int]:
@@ -218,11 +219,12 @@ def write_overlay(
 ) -> list[Path]:
     """Write the explained video; returns the files written.
 
-    ``boxes``: ``[R+1, 4]`` (clip-stable) or ``[T, R+1, 4]`` (per time step) xyxy pixel boxes of
-    the ``R`` regions plus the whole person last; NaN rows are skipped. ``routing``: ``[R]`` or
-    ``[T, R]`` routing weights (None: all regions drawn alike). Per-time arrays are matched to
-    video frames by nearest relative position. ``out_path`` ending in ``.gif`` writes only a GIF;
-    otherwise an H.264 MP4 is written there and, with ``gif=True``, a GIF beside it (same stem).
+        ``boxes``: ``[R+1, 4]`` (clip-stable) or ``[T, R+1, 4]`` (per time step) xyxy pixel boxes of
+        the ``R`` regions plus the whole person last; NaN rows are skipped. ``routing``: ``[R]`` or
+        ``[T, R]`` routing weights (None: all regions drawn alike). Per-time arrays are matched to
+        video frames by nearest relative position. Videos whose shorter side is under ``MIN_SIDE`` are
+    drawn (and written) upscaled to it, boxes scaled alike. ``out_path`` ending in ``.gif`` writes only a GIF;
+        otherwise an H.264 MP4 is written there and, with ``gif=True``, a GIF beside it (same stem).
     """
     import av
 
@@ -261,12 +263,18 @@ def write_overlay(
             for f, frame in enumerate(src.decode(vs)):
                 if enc is None and f % step:
                     continue  # GIF only: frames it skips are not drawn
-                img = frame.to_ndarray(format="rgb24")
+                img: np.ndarray = frame.to_ndarray(format="rgb24")
+                scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
+                if scale > 1:  # small videos are drawn upscaled, so the text stays legible
+                    import cv2
+
+                    size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+                    img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
                 h, w = img.shape[:2]
                 weights = _per_frame(rw, n_frames, f) if rw is not None else None
                 if lay is None:
-                    lay = _layout(w, h, bx, names, rw is not None, len(caption_lines))
-                drawn = _draw(img, _per_frame(bx, n_frames, f), names, weights, caption_lines, lay)
+                    lay = _layout(w, h, bx * scale, names, rw is not None, len(caption_lines))
+                drawn = _draw(img, _per_frame(bx, n_frames, f) * scale, names, weights, caption_lines, lay)
                 if enc is not None:
                     if stream is None:
                         stream = _h264_stream(enc, rate, w + w % 2, h + h % 2)
