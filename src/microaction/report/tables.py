@@ -9,6 +9,8 @@ metrics derived from the top action when the model also has a body head) are lis
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,16 +68,10 @@ def run_metrics(run: RunData, split: str | None) -> MetricRow:
 
 
 def _seed_label(group: list[RunData]) -> str:
-    names = [r.name for r in group]
-    prefix = names[0]
-    for n in names[1:]:
-        while not n.startswith(prefix):
-            prefix = prefix[:-1]
-    prefix = prefix.rstrip("_-. ")
-    if prefix.lower().endswith(("seed", "_s", "-s")):
-        prefix = prefix[: -len("seed")] if prefix.lower().endswith("seed") else prefix[:-2]
-        prefix = prefix.rstrip("_-. ")
-    return prefix or f"{group[0].model_name}"
+    """The runs' common name without a trailing seed marker ("bmoe_s0", "bmoe_s1" -> "bmoe")."""
+    prefix = os.path.commonprefix([r.name for r in group])  # noqa: RUF071 (character-wise on purpose)
+    prefix = re.sub(r"([_\-. ]+(seed|s))?[_\-. ]*$", "", prefix, flags=re.IGNORECASE)
+    return prefix or group[0].model_name
 
 
 def metrics_table(runs: list[RunData], split: str | None = None) -> Table:
