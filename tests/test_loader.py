@@ -148,3 +148,18 @@ def test_store_checks(ds: dict[str, Path]) -> None:
         select_samples(store, extra)
     kept, missing = select_samples(store, extra, allow_missing=True)
     assert len(kept) == 32 and missing == ["videos__nope"]
+
+
+def test_prefetch_thread_keeps_order_and_raises(ds: dict[str, Path]) -> None:
+    from microaction.data.loader import make_loader
+
+    d = _dataset(ds)
+    s = TrainBatchSampler(len(d), 4, seed=0)
+    s.set_epoch(1)
+    threaded = [b["index"].tolist() for b in make_loader(d, s, workers=0)]
+    inline = [b["index"].tolist() for b in make_loader(d, s, workers=0, prefetch=0)]
+    assert threaded == inline == [[i for i, _, _ in b] for b in s]
+    d.keys[5] = "no_such_clip"
+    with pytest.raises(StoreError, match="no_such_clip"):
+        for _ in make_loader(d, EvalBatchSampler(len(d), 4)):
+            pass

@@ -42,6 +42,7 @@ from microaction.taxonomy import Taxonomy
 __all__ = [
     "ClipDataset",
     "EvalBatchSampler",
+    "PrefetchLoader",
     "TrainBatchSampler",
     "check_store",
     "make_loader",
@@ -425,9 +426,70 @@ def _collated(batch: Any) -> Any:
     return batch  # ClipDataset.__getitems__ returns a collated batch already
 
 
-def make_loader(dataset: ClipDataset, batch_sampler: Any, *, workers: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader that leaves the global torch RNG alone (so resuming cannot shift it)."""
-    return torch.utils.data.DataLoader(
+class PrefetchLoader:
+    """Batches of a DataLoader made by a background thread of this process, ``depth`` ahead.
+
+    Loading is mostly system calls and numpy / torch copies that release the GIL, so a thread
+    overlaps it with the model's step without the inter-process transfer of worker processes
+    (which costs more than the loading itself at these batch sizes, and much more on a busy
+    machine). The order of batches is the DataLoader's; exceptions reach the consumer.
+    """
+
+    _END = object()
+
+    def __init__(self, loader: torch.utils.data.DataLoader, depth: int = 2) -> None:
+        self.loader, self.depth = loader, depth
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        import queue
+        import threading
+
+        q: queue.Queue[Any] = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def fill() -> None:
+            try:
+                for batch in self.loader:
+                    if not put(batch):
+                        return
+                put(self._END)
+            except BaseException as e:  # handed to the consumer
+                put(e)
+
+        thread = threading.Thread(target=fill, name="microaction-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is self._END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+
+def make_loader(dataset: ClipDataset, batch_sampler: Any, *, workers: int = 0, prefetch: int = 2) -> Any:
+    """An iterable of batches that leaves the global torch RNG alone (so resuming cannot shift it).
+
+    ``workers`` > 0: DataLoader worker processes; 0: a prefetching thread of this process
+    (``prefetch`` batches ahead; 0: load in line).
+    """
+    loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batch_sampler,
         collate_fn=_collated,
@@ -436,3 +498,6 @@ def make_loader(dataset: ClipDataset, batch_sampler: Any, *, workers: int = 0) -
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
+    if workers == 0 and prefetch > 0:
+        return PrefetchLoader(loader, prefetch)
+    return loader

@@ -178,7 +178,7 @@ class RunConfig:
     epochs: int = 30
     batch_size: int = 32  # global: summed over processes under torchrun
     eval_batch_size: int = 64
-    workers: int = 0  # DataLoader worker processes
+    workers: int = 0  # 0: load in a prefetching thread (fastest for feature stores); N: DataLoader processes
     early_stopping: int = 0  # stop after this many epochs without a better validation metric; 0 = off
     balanced_sampler: bool = False  # draw training clips with probability ∝ 1 / class frequency
     save_every_steps: int = 0  # also save a resumable state every N optimizer steps (0: each epoch only)

@@ -60,7 +60,11 @@ def infer(
     parts: dict[str, list[np.ndarray]] = {}
     multi = dataset.taxonomy.multi_label
     bar = tqdm(
-        make_loader(dataset, sampler, workers=workers), total=len(sampler), desc=desc, leave=False, disable=not progress
+        make_loader(dataset, sampler, workers=workers),
+        total=len(sampler),
+        desc=desc,
+        leave=False,
+        disable=None if progress else True,
     )
     for batch in bar:
         index = batch.pop("index")
@@ -130,8 +134,9 @@ def evaluate_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run on ``split``; writes ``eval_<split>.json`` (or, for hidden labels, the
-    submission zip ``submission_<split>.zip``) into the run folder or ``out``. Returns the report
-    (for hidden labels: ``{"split", "run", "submission": path}``)."""
+    submission zip ``submission_<split>.zip``; ``predictions_<split>.csv`` for label sets without
+    a body level) into the run folder or ``out``. Returns the report (for hidden labels:
+    ``{"split", "run", "submission": path, "clips"}``)."""
     from microaction import metrics
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device=device)
@@ -159,9 +164,15 @@ def evaluate_run(
     hidden = not tax.multi_label and bool((labels < 0).all())
     if hidden:
         videos = [ds.samples[i].video for i in outputs["index"]]
-        path = metrics.write_submission(
-            out_dir / f"submission_{split}.zip", videos, outputs["action"], tax, outputs.get("body")
-        )
+        if tax.has_body:  # the MA-52 Codabench format
+            path = metrics.write_submission(
+                out_dir / f"submission_{split}.zip", videos, outputs["action"], tax, outputs.get("body")
+            )
+        else:  # no body level: the top-5 actions per clip
+            top = metrics.topk(outputs["action"], min(5, tax.num_classes))
+            rows = [["vid"] + [f"action_pred_{i + 1}" for i in range(top.shape[1])]]
+            rows += [[v, *(str(int(a)) for a in t)] for v, t in zip(videos, top)]
+            path = metrics.write_prediction_csv(out_dir / f"predictions_{split}.csv", rows)
         return {"split": split, "run": str(loaded.run_dir), "submission": str(path), "clips": len(videos)}
     report = build_report(loaded, split, ds, outputs)
     report["missing_clips"] = len(missing)

@@ -433,7 +433,7 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
             unit="batch",
             desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
             leave=False,
-            disable=not (r.progress and info.is_main),
+            disable=None if (r.progress and info.is_main) else True,  # None: off when stderr is not a terminal
             mininterval=0.5,
         )
         clips, t_bar = 0, time.perf_counter()

@@ -359,9 +359,11 @@ def train_face(cfg: FaceTrainConfig, *, echo: bool = True) -> Path:
         if echo:
             print(line, flush=True)
 
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, run, log)
     finally:
+        torch.set_num_threads(threads)  # cfg.threads is for this run only
         log_file.close()
 
 

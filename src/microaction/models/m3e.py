@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -170,6 +170,67 @@ class _WB(nn.Module):
         self.bias = nn.Parameter(torch.empty(bias))
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype active for ``device_type``, or None."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        enabled = torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+    if not enabled:
+        return None
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+
+
+class _StackedLinearFn(torch.autograd.Function):
+    """``y = x @ Wᵀ + b`` for G stacked weights ``W [G, out, in]``, ``x [G, N, in]``.
+
+    Autograd's own ``baddbmm`` backward computes the gradient of ``Wᵀ`` and then copies it into
+    ``W``'s layout, and expands the bias gradient; here ``∂W = ∂yᵀ @ x`` comes out in ``W``'s layout
+    and ``∂b = Σ_n ∂y`` directly. Honours autocast like ``baddbmm`` (matmuls in the autocast dtype,
+    gradients returned in the inputs' dtypes).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        dt = _autocast_dtype(x.device.type)
+        if dt is not None:
+            x, weight = x.to(dt), weight.to(dt)
+            bias = None if bias is None else bias.to(dt)
+        with torch.autocast(x.device.type, enabled=False):
+            if bias is None:
+                y = torch.bmm(x, weight.transpose(1, 2))
+            else:
+                y = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        gy = gy.to(x.dtype)
+        gx = gw = gb = None
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:
+                gx = torch.bmm(gy, weight).to(ctx.dtypes[0])
+            if ctx.needs_input_grad[1]:
+                gw = torch.bmm(gy.transpose(1, 2), x).to(ctx.dtypes[1])
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                gb = gy.sum(1, dtype=torch.float32).to(ctx.dtypes[2])
+        return gx, gw, gb
+
+
+def stacked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """G linear maps at once: ``x [G, ..., in]``, ``weight [G, out, in]``, ``bias [G, out]`` or None."""
+    G = x.shape[0]
+    y = _StackedLinearFn.apply(x.reshape(G, -1, x.shape[-1]), weight, bias)
+    return y.view(*x.shape[:-1], y.shape[-1])
+
+
 class StackedLinear(nn.Module):
     """G linear maps: ``weight [G, out, in]``, ``bias [G, out]``; ``x [G, ..., in]``."""
 
@@ -180,13 +241,7 @@ class StackedLinear(nn.Module):
         nn.init.trunc_normal_(self.weight, std=0.02, a=-0.04, b=0.04)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        G = x.shape[0]
-        x2 = x.reshape(G, -1, x.shape[-1])
-        if self.bias is None:
-            y = torch.bmm(x2, self.weight.transpose(1, 2))
-        else:
-            y = torch.baddbmm(self.bias.unsqueeze(1), x2, self.weight.transpose(1, 2))
-        return y.view(*x.shape[:-1], y.shape[-1])
+        return stacked_linear(x, self.weight, self.bias)
 
 
 class StackedLayerNorm(nn.Module):
@@ -284,11 +339,9 @@ class StackedSGP(nn.Module):
         return cast(_WB, self.mlp[i])
 
     def _mlp_forward(self, z: torch.Tensor) -> torch.Tensor:
-        G, B, T, C = z.shape
-        w0, b0 = self._mlp(0).weight.squeeze(-1), self._mlp(0).bias
-        w2, b2 = self._mlp(2).weight.squeeze(-1), self._mlp(2).bias
-        z = F.gelu(torch.baddbmm(b0.unsqueeze(1), z.reshape(G, B * T, C), w0.transpose(1, 2)))
-        return torch.baddbmm(b2.unsqueeze(1), z, w2.transpose(1, 2)).view(G, B, T, -1)
+        fc1, fc2 = self._mlp(0), self._mlp(2)
+        z = F.gelu(stacked_linear(z, fc1.weight.squeeze(-1), fc1.bias))
+        return stacked_linear(z, fc2.weight.squeeze(-1), fc2.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x [G, B, T, C]`` with padded steps zero, ``mask [B, T]`` bool → same shape, pads zero."""
