@@ -15,6 +15,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--overlay", metavar="OUT", help="explained video: OUT.mp4 for one video, a folder for several")
     p.add_argument("--overlay-gif", action="store_true", help="also write a GIF beside each overlay video")
+    p.add_argument(
+        "--parser",
+        choices=["mediapipe", "sapiens", "keypoints", "groundtruth"],
+        help="video input: use this body parser instead of the one the training store recorded "
+        "(e.g. mediapipe for a run trained on the synthetic benchmark's ground-truth keypoints)",
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -60,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--overlay needs video input (a feature store holds no pixels)")
         preds = predictor.predict_store(src, args.keys, progress=not args.quiet)
     elif src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES:
-        preds = [predictor.predict_video(src)]
+        preds = [predictor.predict_video(src, parser=args.parser)]
     elif src.is_dir():
         videos = find_videos(src)
         if not videos:
             raise FileNotFoundError(f"{src}: neither a feature store (no manifest.json) nor a folder with videos")
-        preds = list(predictor.predict_videos(videos))
+        preds = list(predictor.predict_videos(videos, parser=args.parser))
     else:
         raise FileNotFoundError(f"{src}: not a feature store, a video ({', '.join(VIDEO_SUFFIXES)}) or a folder")
     if not args.quiet:

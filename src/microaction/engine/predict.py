@@ -63,8 +63,13 @@ class Prediction:
         return "\n".join(lines)
 
 
-def extract_video_features(path: str | os.PathLike[str], manifest: StoreManifest) -> dict[str, np.ndarray]:
+def extract_video_features(
+    path: str | os.PathLike[str], manifest: StoreManifest, *, parser: str | None = None
+) -> dict[str, np.ndarray]:
     """Features of one video with exactly the extraction parameters of ``manifest``.
+
+    ``parser`` swaps only the body parser (e.g. ``mediapipe`` for a run trained on the synthetic
+    benchmark's ground-truth keypoints, to apply it to real video); every other parameter stays.
 
     Returns ``regions`` [R, T, D], ``global`` [T, Dg], ``region_valid`` [R] and the extras the
     extraction gives (``boxes`` [R+1, 4], ``keypoints``, ...). Uses the extraction library
@@ -76,7 +81,16 @@ def extract_video_features(path: str | os.PathLike[str], manifest: StoreManifest
         raise RuntimeError(
             f"video input needs the extraction library (microaction.extract.extract_video): {e}"
         ) from None
-    res = extract_video(path, manifest)
+    params: Any = manifest
+    if parser is not None:
+        import dataclasses
+
+        from microaction.extract.pipeline import params_from_manifest
+
+        params = params_from_manifest(manifest)
+        if parser != params.parser:
+            params = dataclasses.replace(params, parser=parser, parser_options={})
+    res = extract_video(path, params)
     if isinstance(res, dict):
         return res
     out = {"regions": res.regions, "global": res.global_, "region_valid": res.region_valid}
@@ -182,21 +196,24 @@ class Predictor:
                 arrays[k] = out[k].float().cpu().numpy()
         return self._prediction(key, arrays, 0)
 
-    def predict_video(self, path: str | os.PathLike[str]) -> Prediction:
-        """Extract a video's features with the checkpoint's parameters, then predict."""
+    def predict_video(self, path: str | os.PathLike[str], *, parser: str | None = None) -> Prediction:
+        """Extract a video's features with the checkpoint's parameters (``parser`` overrides the
+        body parser only), then predict."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video")
-        feats = extract_video_features(path, self.run.manifest)
+        feats = extract_video_features(path, self.run.manifest, parser=parser)
         pred = self.predict_arrays(feats["regions"], feats["global"], feats.get("region_valid"), key=path.name)
         pred.video = str(path)
         if "boxes" in feats:
             pred.boxes = np.asarray(feats["boxes"], dtype=np.float64).tolist()
         return pred
 
-    def predict_videos(self, paths: Sequence[str | os.PathLike[str]]) -> Iterator[Prediction]:
+    def predict_videos(
+        self, paths: Sequence[str | os.PathLike[str]], *, parser: str | None = None
+    ) -> Iterator[Prediction]:
         for p in paths:
-            yield self.predict_video(p)
+            yield self.predict_video(p, parser=parser)
 
 
 def find_videos(folder: str | os.PathLike[str]) -> list[Path]:
