@@ -219,3 +219,44 @@ def test_paper_preset_dimensions():
     assert isinstance(experts, StackedM3E) and experts.in_proj.weight.shape == (4, 512, 1408)
     n = sum(p.numel() for p in model.parameters())
     assert 40e6 < n < 100e6
+
+
+def test_stacked_linear_gradients_and_autocast():
+    from microaction.models.m3e import stacked_linear
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(stacked_linear, (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: stacked_linear(x, w, None), (x, w))
+    torch.testing.assert_close(stacked_linear(x, w, b), torch.einsum("gni,goi->gno", x, w) + b[:, None])
+    xf, wf, bf = (t.detach().float().requires_grad_() for t in (x, w, b))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = stacked_linear(xf, wf, bf)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert xf.grad is not None and wf.grad is not None and bf.grad is not None
+    assert xf.grad.dtype == wf.grad.dtype == bf.grad.dtype == torch.float32
+
+
+def test_fast_dropout():
+    from microaction.models.common import Dropout, fast_dropout
+
+    x = torch.ones(200, 1000)
+    assert fast_dropout(x, 0.1, False) is x
+    torch.manual_seed(0)
+    a = fast_dropout(x, 0.1, True)
+    torch.manual_seed(0)
+    b = fast_dropout(x, 0.1, True)
+    assert torch.equal(a, b)
+    dropped = (a == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.005
+    assert a.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted scaling keeps the mean
+    assert torch.all(fast_dropout(x, 1.0, True) == 0)
+    odd = torch.randn(7, 11, requires_grad=True)  # sizes not divisible by 3
+    out = Dropout(0.5).train()(odd)
+    out.sum().backward()
+    assert odd.grad is not None and set(odd.grad.unique().tolist()) <= {0.0, 2.0}
+    with pytest.raises(ValueError):
+        Dropout(1.5)

@@ -273,3 +273,17 @@ def test_drop_path_scale_and_stochastic_depth():
     # some samples dropped both residual branches: their output equals the input exactly
     dropped = [(c[i] == x[i]).all().item() for i in range(8)]
     assert any(dropped) and not all(dropped)
+
+
+@pytest.mark.parametrize("T", [9, 80])  # banded-matrix path and grouped-conv fallback
+def test_depthwise_banded_equals_conv1d(T):
+    from microaction.models.sgp import depthwise_banded
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, T, 3, generator=g, dtype=torch.float64)  # [G, C, T, N]
+    w = torch.randn(2, 5, 7, generator=g, dtype=torch.float64)
+    out = depthwise_banded(x, w)
+    ref = torch.nn.functional.conv1d(
+        x.permute(3, 0, 1, 2).reshape(3, 10, T), w.reshape(10, 1, 7), padding=3, groups=10
+    ).view(3, 2, 5, T)
+    torch.testing.assert_close(out, ref.permute(1, 2, 3, 0))

@@ -83,7 +83,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     bits = words.view(torch.int16).view(k, 4)[:, lo].reshape(-1)[:n].view(x.shape)
     drop = round(p * 65536)
     keep = bits >= drop - 32768
-    return torch.where(keep, x * (65536.0 / (65536 - drop)), x.new_zeros(()))
+    return x * keep * (65536.0 / (65536 - drop))
 
 
 class Dropout(nn.Module):

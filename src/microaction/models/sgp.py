@@ -140,10 +140,10 @@ def depthwise_banded(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     W = weight.shape[-1]
     if T <= BANDED_MAX_T:
         ar = torch.arange(T, device=x.device)
-        idx = ar[None, :] - ar[:, None] + W // 2  # [t, s]: tap of input s for output t
-        band = (idx >= 0) & (idx < W)
-        M = weight[..., idx.clamp(0, W - 1)] * band.to(weight.dtype)  # [G, C, T, T]
-        return torch.matmul(M.reshape(G * C, T, T), x.reshape(G * C, T, N)).view(G, C, T, N)
+        tap = ar[None, :] - ar[:, None] + W // 2  # [t, s]: the tap that reads input s for output t
+        shifts = (tap[None] == torch.arange(W, device=x.device)[:, None, None]).to(weight.dtype)  # [W, T, T]
+        M = torch.mm(weight.reshape(G * C, W), shifts.view(W, T * T))  # [G·C, T·T] banded matrices
+        return torch.bmm(M.view(G * C, T, T), x.reshape(G * C, T, N)).view(G, C, T, N)
     xx = x.permute(3, 0, 1, 2).reshape(N, G * C, T)
     out = F.conv1d(xx, weight.reshape(G * C, 1, W), padding=W // 2, groups=G * C)
     return out.view(N, G, C, T).permute(1, 2, 3, 0)
@@ -198,10 +198,10 @@ def sgp_core(
     cg = C // gn_groups
     yg = y.view(G, B, T, gn_groups, cg)
     cnt = n.view(1, B, 1, 1, 1) * cg
+    # padded steps of y are zero, so plain sums are sums over valid steps
     mean = yg.sum(dim=(2, 4), keepdim=True) / cnt
-    d = (yg - mean) * mf.unsqueeze(-1)
-    var = (d * d).sum(dim=(2, 4), keepdim=True) / cnt
-    z = (d * torch.rsqrt(var + gn_eps)).view(G, B, T, C)
+    var = ((yg * yg).sum(dim=(2, 4), keepdim=True) / cnt - mean * mean).clamp_min(0.0)
+    z = ((yg - mean) * torch.rsqrt(var + gn_eps)).view(G, B, T, C)  # padded outputs are zeroed below
     z = mlp(torch.addcmul(p.gn_b.view(G, 1, 1, C), z, p.gn_w.view(G, 1, 1, C)))
     if p.scale_mlp is not None:
         z = _drop_samples(z * p.scale_mlp.view(G, 1, 1, C), drop_prob, training, (G, B, 1, 1))

@@ -16,7 +16,7 @@ without a fast small oscillation).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -159,8 +159,8 @@ def turning_head(c: Ctx) -> None:
 def nodding(c: Ctx) -> None:
     """Head pitch oscillation downwards, 1.5-3 nods at 1.5-2.5 Hz, 4-9°."""
     f = c.u(1.5, 2.5)
-    c.b = min(c.b, c.a + c.u(1.5, 3.0) / f + 0.1)
-    c.tr.head[:, 0] += (0.5 - 0.5 * np.cos(2 * np.pi * f * (c.t - c.a))) * c.bump(0.15) * c.amp(0.07, 0.16)
+    nods = replace(c, b=min(c.b, c.a + c.u(1.5, 3.0) / f + 0.1))  # whole nods only
+    c.tr.head[:, 0] += (0.5 - 0.5 * np.cos(2 * np.pi * f * (c.t - c.a))) * nods.bump(0.15) * c.amp(0.07, 0.16)
 
 
 def shaking_head(c: Ctx) -> None:
