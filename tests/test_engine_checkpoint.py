@@ -22,7 +22,7 @@ from microaction.engine.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from microaction.engine.trainer import lr_at
+from microaction.engine.optim import lr_at
 from microaction.models import create_model
 from microaction.taxonomy import load_taxonomy
 

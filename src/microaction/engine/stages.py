@@ -32,19 +32,38 @@ if TYPE_CHECKING:
 __all__ = ["Stage1Ensemble", "make_loss", "plan_stages"]
 
 
+class MultiLabelLoss:
+    """BCE on the action head for multi-label taxonomies (MPII-GI), plus the model's
+    ``aux_losses`` weighted by ``aux_weights``; single-label runs use ``models.losses.LossComputer``."""
+
+    def __init__(self, *, aux_weights: dict[str, float] | None = None) -> None:
+        self.aux_weights = dict(aux_weights or {})
+
+    def __call__(
+        self, outputs: dict[str, Any], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        action = nn.functional.binary_cross_entropy_with_logits(outputs["action"].float(), batch["labels"].float())
+        total = action
+        parts = {"action": float(action.detach())}
+        for k, v in (outputs.get("aux_losses") or {}).items():
+            w = self.aux_weights.get(k, 1.0)
+            if w:
+                total = total + w * v
+                parts[k] = float(v.detach())
+        return total, parts
+
+
 def make_loss(
     cfg: ExperimentConfig, taxonomy: Taxonomy, train_labels: np.ndarray, *, features_dim: int | None = None
 ) -> Any:
     """The loss object ``loss(outputs, batch) -> (total, parts)`` for ``cfg.loss``: the models'
     ``LossComputer`` (an ``nn.Module``; its L_emb projection trains with the model), or
-    ``PlainLoss`` (BCE) for multi-label taxonomies."""
-    from microaction.engine.trainer import PlainLoss
-
+    ``MultiLabelLoss`` (BCE) for multi-label taxonomies."""
     lc = cfg.loss
     if taxonomy.multi_label:
         if lc.emb_weight > 0 or lc.class_weights != "none" or lc.logit_adjust_tau:
             raise ConfigError("multi-label taxonomies support only the plain loss (BCE)")
-        return PlainLoss(multi_label=True, aux_weights=lc.aux_weights)
+        return MultiLabelLoss(aux_weights=lc.aux_weights)
     from microaction.models.losses import LossComputer, load_label_embeddings
 
     emb = None

@@ -22,7 +22,6 @@ global batch), gradients are averaged by DDP, and only rank 0 writes.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -50,11 +49,12 @@ from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
 from microaction.engine.config import ExperimentConfig, config_to_yaml, experiment_from_dict, load_experiment
 from microaction.engine.evaluate import infer, score_outputs
+from microaction.engine.optim import EMA, lr_at, param_groups
 from microaction.engine.runs import read_split
 from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["RESUMABLE_OVERRIDES", "RUN_FILES", "RunExistsError", "lr_at", "train"]
+__all__ = ["RESUMABLE_OVERRIDES", "RUN_FILES", "RunExistsError", "train"]
 
 STATE_FORMAT = 1
 RUN_FILES = (
@@ -76,52 +76,6 @@ RESUMABLE_OVERRIDES = ("run.workers", "run.progress", "run.eval_batch_size", "ru
 
 class RunExistsError(FileExistsError, RuntimeError):
     """The run folder already holds a run (resume it, rename, or overwrite)."""
-
-
-def lr_at(
-    step: int, total: int, warmup: int, base: float, *, schedule: str = "cosine", min_ratio: float = 0.0
-) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warm-up, then cosine (or constant)."""
-    if warmup > 0 and step < warmup:
-        return base * (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
-        return base
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    lo = base * min_ratio
-    return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay for biases, norms and other 1-D parameters (embeddings of shape [1, ...] too)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for _, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or p.shape[0] == 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-class EMA:
-    """Exponential moving average of a model's weights (decay warmed up as (1 + n) / (10 + n))."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.decay = decay
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        src = model.state_dict()
-        for k, v in self.model.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(src[k].detach(), alpha=1 - d)
-            else:
-                v.copy_(src[k])
 
 
 class RunLog:
@@ -151,47 +105,6 @@ class TrainStep(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         total, parts = self.loss(self.model(batch), batch)
         return total, {k: v for k, v in parts.items() if k != "total"}
-
-
-class PlainLoss:
-    """Cross-entropy on the action head (+ ``body_weight`` × CE on the body head when there is one),
-    plus the model's ``aux_losses`` weighted by ``aux_weights``. BCE for multi-label taxonomies.
-    Used when ``microaction.models.losses`` is not available."""
-
-    def __init__(
-        self,
-        *,
-        body_weight: float = 0.5,
-        label_smoothing: float = 0.0,
-        multi_label: bool = False,
-        aux_weights: dict[str, float] | None = None,
-    ) -> None:
-        self.body_weight, self.label_smoothing, self.multi_label = body_weight, label_smoothing, multi_label
-        self.aux_weights = dict(aux_weights or {})
-
-    def __call__(
-        self, outputs: dict[str, Any], batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        F = nn.functional
-        logits = outputs["action"].float()
-        if self.multi_label:
-            action = F.binary_cross_entropy_with_logits(logits, batch["labels"].float())
-        else:
-            action = F.cross_entropy(logits, batch["action"], ignore_index=-1, label_smoothing=self.label_smoothing)
-        total = action
-        parts = {"action": float(action.detach())}
-        if "body" in outputs and self.body_weight > 0 and (batch["body"] >= 0).any():
-            body = F.cross_entropy(
-                outputs["body"].float(), batch["body"], ignore_index=-1, label_smoothing=self.label_smoothing
-            )
-            total = total + self.body_weight * body
-            parts["body"] = float(body.detach())
-        for k, v in (outputs.get("aux_losses") or {}).items():
-            w = self.aux_weights.get(k, 1.0)
-            if w:
-                total = total + w * v
-                parts[k] = float(v.detach())
-        return total, parts
 
 
 def model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: FeatureStore) -> dict[str, Any]:
