@@ -239,6 +239,13 @@ def test_skeleton_csv(tmp_path: Path) -> None:
     assert read_skeleton_csv(p).shape == (3, 35, 3)
     p.write_text(",".join(["1"] * 104))
     with pytest.raises(AnnotationError, match=r"0001_skeleton.csv:1: 104 values, expected 105"):
+        read_skeleton_csv(p, joints=35)
+    with pytest.raises(AnnotationError, match=r"0001_skeleton.csv:1: 104 values is not joints"):
+        read_skeleton_csv(p)  # the joint count is taken from the first frame
+    p.write_text(",".join(["1"] * 412) + "\n" + ",".join(["1"] * 411))
+    assert read_skeleton_csv(p).shape == (2, 137, 3)  # OpenPose's 137 joints; 3J + 1 = frame index first
+    p.write_text(",".join(["1"] * 411) + "\n" + ",".join(["1"] * 410))
+    with pytest.raises(AnnotationError, match=r":2: 410 values, expected 411"):
         read_skeleton_csv(p)
     p.write_text("1,2,3\n1,nan,3\n")
     with pytest.raises(AnnotationError, match=r":2: non-finite"):

@@ -43,7 +43,6 @@ from microaction.data.store import video_key
 from microaction.taxonomy import Taxonomy, TaxonomyError, check_names
 
 __all__ = [
-    "IMIGUE_JOINTS",
     "UNKNOWN",
     "AnnotationError",
     "Sample",
@@ -334,8 +333,6 @@ def resolve_videos(root: str | os.PathLike[str], samples: Sequence[Sample]) -> l
 # ---------------------------------------------------------------------------------------------
 # iMiGUE / MiGA
 
-IMIGUE_JOINTS = 35  # joints per frame in the skeleton CSVs, each (x, y, confidence)
-
 
 def read_imigue_labels(
     path: str | os.PathLike[str],
@@ -394,21 +391,30 @@ def read_imigue_dir(root: str | os.PathLike[str], taxonomy: Taxonomy, *, split: 
     return out
 
 
-def read_skeleton_csv(path: str | os.PathLike[str], joints: int = IMIGUE_JOINTS) -> np.ndarray:
+def read_skeleton_csv(path: str | os.PathLike[str], joints: int | None = None) -> np.ndarray:
     """Read a skeleton CSV: one frame per line, ``joints`` x (x, y, confidence) values, optionally
-    led by a frame index column and a header line. Returns ``[T, joints, 3]`` float32."""
+    led by a frame index column and a header line. Returns ``[T, joints, 3]`` float32.
+
+    ``joints=None`` takes the count from the first frame (a width of 3J + 1 means a leading frame
+    index). The MiGA/iMiGUE files seen in public tooling have 137 joints (OpenPose BODY_25 +
+    face-70 + two hands-21); the extraction's keypoints parser maps known layouts onto MediaPipe's.
+    """
     path = Path(path)
-    width = 3 * joints
+    width = 3 * joints if joints is not None else None
     frames: list[list[float]] = []
     for no, line in _lines(_read_text(path)):
         where = f"{path}:{no}"
         cells = line.split(",")
         if not frames and not _is_number(cells[0]):
             continue  # header
+        if width is None:
+            width = len(cells) - (len(cells) % 3 == 1)
+            if width == 0 or width % 3:
+                raise AnnotationError(f"{where}: {len(cells)} values is not joints x (x, y, confidence)")
         if len(cells) == width + 1:
             cells = cells[1:]  # leading frame index
         if len(cells) != width:
-            raise AnnotationError(f"{where}: {len(cells)} values, expected {width} ({joints} joints x 3)")
+            raise AnnotationError(f"{where}: {len(cells)} values, expected {width} ({width // 3} joints x 3)")
         try:
             row = [float(c) for c in cells]
         except ValueError:
@@ -417,9 +423,9 @@ def read_skeleton_csv(path: str | os.PathLike[str], joints: int = IMIGUE_JOINTS)
         if not all(math.isfinite(v) for v in row):
             raise AnnotationError(f"{where}: non-finite value (NaN or out of float range)")
         frames.append(row)
-    if not frames:
+    if not frames or width is None:
         raise AnnotationError(f"{path}: no skeleton frames")
-    return np.asarray(frames, dtype=np.float32).reshape(len(frames), joints, 3)
+    return np.asarray(frames, dtype=np.float32).reshape(len(frames), width // 3, 3)
 
 
 def _is_number(text: str) -> bool:

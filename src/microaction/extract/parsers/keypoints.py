@@ -18,7 +18,6 @@ landmarks a format lacks get confidence 0.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -125,29 +124,12 @@ def _read_openpose_dir(d: Path) -> np.ndarray:
 
 
 def _read_skeleton_csv(p: Path) -> np.ndarray:
-    rows: list[list[float]] = []
-    with open(p, newline="", encoding="utf-8-sig") as f:
-        for n, row in enumerate(csv.reader(f)):
-            cells = [c.strip() for c in row if c.strip() != ""]
-            if not cells:
-                continue
-            try:
-                rows.append([float(c) for c in cells])
-            except ValueError:
-                if n == 0:
-                    continue  # header
-                raise ParseError(f"{p}:{n + 1}: non-numeric value in a skeleton row") from None
-    if not rows:
-        raise ParseError(f"{p}: no skeleton rows")
-    widths = {len(r) for r in rows}
-    if len(widths) != 1:
-        raise ParseError(f"{p}: rows of different lengths {sorted(widths)}")
-    a = np.asarray(rows, dtype=np.float32)
-    if a.shape[1] % 3 == 1:
-        a = a[:, 1:]  # leading frame number
-    if a.shape[1] % 3:
-        raise ParseError(f"{p}: {a.shape[1]} columns is not joints × (x, y, confidence)")
-    return to_mediapipe(a.reshape(len(a), -1, 3))
+    from microaction.data.annotations import AnnotationError, read_skeleton_csv
+
+    try:
+        return to_mediapipe(read_skeleton_csv(p))
+    except AnnotationError as e:
+        raise ParseError(str(e)) from None
 
 
 def load_keypoints(path: str | os.PathLike[str]) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
