@@ -31,13 +31,14 @@ def faithfulness(ev: dict) -> dict:
     routing = ev.get("routing_per_class")
     if routing is None:
         raise SystemExit("this run's evaluation has no routing_per_class (not a mixture model?)")
-    routing = np.asarray(routing, dtype=np.float64)
     regions = list(ev["regions"])
     rows = []
     for c in range(tax.num_classes):
-        w = routing[c]
-        if not np.all(np.isfinite(w)) or w.sum() <= 0:
+        if routing[c] is None:
             continue  # no test clip of this class
+        w = np.asarray(routing[c], dtype=np.float64)
+        if not np.all(np.isfinite(w)) or w.sum() <= 0:
+            continue
         gt = tax.regions_of_body(int(tax.body_of(c)))
         top = regions[int(np.argmax(w))]
         rows.append({"class": tax.names[c], "body": tax.body_names[int(tax.body_of(c))], "top": top,

@@ -26,7 +26,12 @@ Choices the paper leaves open, made here: the input is layer-normalised before t
 each attention layer is a full pre-LN transformer layer (MLP ratio 4); SGP blocks keep the length
 (stride 1, window k = 1.5, depthwise init std 0.1, GELU MLP 4d) so the sequence can be fused per
 time step; pooling defaults to the masked mean (``pool="attn"`` learns a softmax over valid steps,
-``"mean+attn"`` averages the two); dropout 0.1 on residual branches at paper scale.
+``"mean+attn"`` averages the two); dropout 0.1 on residual branches at paper scale (not on the
+4×-wide MLP hidden; ``common.fast_dropout`` draws the masks).
+
+Speed (CPU): the stacked linear layers use ``stacked_linear`` (a batched matmul whose backward
+writes the weight gradient in the weight's own layout, no transposed copies); the SGP blocks run
+``sgp.sgp_core`` channels-last with the depthwise convolutions as banded matrix products.
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ Choices TriDet leaves to its configs, made here:
   an unpadded clip), the global mean and the GroupNorm statistics use valid steps only, and padded
   outputs are zeroed. The parameters are the same, so a TriDet checkpoint loads into either path.
   With ``"max"`` downsampling padded steps are ignored by the pooling; ``"avg"`` is padding
-  invariant when valid lengths are multiples of the stride.
+  invariant when valid lengths are multiples of the stride. The masked path runs ``sgp_core``
+  (channels-last; psi and convw + convkw as banded matrix products for T ≤ 64), which B-MoE's
+  stacked experts share; the TriDet path stays literal (``nn.Conv1d`` calls).
 """
 
 from __future__ import annotations
