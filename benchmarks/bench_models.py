@@ -17,6 +17,7 @@ Prints:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -180,6 +181,19 @@ def demo_batched_vs_loop(
     return te["loop"] / te["batched"], ts["loop"] / ts["batched"], te, ts
 
 
+def load_note() -> str:
+    """The machine's load: timings on a shared machine are only comparable within one run."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return "load average: unknown"
+    cores = os.cpu_count() or 1
+    note = f"load average {load:.1f} on {cores} cores"
+    if load > cores and torch.get_num_threads() > 1:
+        note += " (busy: multi-threaded timings suffer from preempted threads; --threads 1 is steadier)"
+    return note
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes, few repetitions (smoke run)")
@@ -199,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         D, B, mm_n = 1408, 64, 2048
     kw = {"num_classes": C, "num_body": CB, "regions": REGIONS, "region_dim": D, "global_dim": D, **paper}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'QUICK smoke run' if quick else 'full run'}")
+    print(load_note())
     rows: list[tuple[str, str, str]] = []
 
     # 1-3: paper dims, fp32 and bf16 steps and the matmul reference, interleaved
@@ -243,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append((f"batched experts vs loop, d={d} (experts / step)", f"{ratio_e:.2f}x / {ratio_s:.2f}x", ">= 2x"))
 
+    print(load_note())
     print()
     w = max(len(r[0]) for r in rows)
     for name, value, goal in rows:

@@ -189,13 +189,25 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
         return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
+def _gmm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a [G, n, k] @ b [G, k, m] (+ bias [G, m])`` as G ``mm``/``addmm`` calls into one output:
+    on CPU ``bmm`` runs these shapes ~20 % slower than plain matrix products."""
+    out = torch.empty(a.shape[0], a.shape[1], b.shape[2], dtype=a.dtype, device=a.device)
+    for g in range(a.shape[0]):
+        if bias is None:
+            torch.mm(a[g], b[g], out=out[g])
+        else:
+            torch.addmm(bias[g], a[g], b[g], out=out[g])
+    return out
+
+
 class _StackedLinearFn(torch.autograd.Function):
     """``y = x @ Wᵀ + b`` for G stacked weights ``W [G, out, in]``, ``x [G, N, in]``.
 
     Autograd's own ``baddbmm`` backward computes the gradient of ``Wᵀ`` and then copies it into
     ``W``'s layout, and expands the bias gradient; here ``∂W = ∂yᵀ @ x`` comes out in ``W``'s layout
-    and ``∂b = Σ_n ∂y`` directly. Honours autocast like ``baddbmm`` (matmuls in the autocast dtype,
-    gradients returned in the inputs' dtypes).
+    and ``∂b = Σ_n ∂y`` directly, and every product is a plain ``mm`` per expert. Honours autocast
+    like ``baddbmm`` (products in the autocast dtype, gradients returned in the inputs' dtypes).
     """
 
     @staticmethod
@@ -206,10 +218,7 @@ class _StackedLinearFn(torch.autograd.Function):
             x, weight = x.to(dt), weight.to(dt)
             bias = None if bias is None else bias.to(dt)
         with torch.autocast(x.device.type, enabled=False):
-            if bias is None:
-                y = torch.bmm(x, weight.transpose(1, 2))
-            else:
-                y = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            y = _gmm(x, weight.transpose(1, 2), bias)
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return y
@@ -221,9 +230,9 @@ class _StackedLinearFn(torch.autograd.Function):
         gx = gw = gb = None
         with torch.autocast(x.device.type, enabled=False):
             if ctx.needs_input_grad[0]:
-                gx = torch.bmm(gy, weight).to(ctx.dtypes[0])
+                gx = _gmm(gy, weight).to(ctx.dtypes[0])
             if ctx.needs_input_grad[1]:
-                gw = torch.bmm(gy.transpose(1, 2), x).to(ctx.dtypes[1])
+                gw = _gmm(gy.transpose(1, 2), x).to(ctx.dtypes[1])
             if ctx.has_bias and ctx.needs_input_grad[2]:
                 gb = gy.sum(1, dtype=torch.float32).to(ctx.dtypes[2])
         return gx, gw, gb
