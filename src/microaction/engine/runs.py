@@ -7,6 +7,7 @@ stage 1), and from ``mar eval`` ``eval_<split>.json`` (see docs/architecture.md)
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,26 @@ from typing import Any
 import torch
 
 from microaction.data.annotations import Sample, read_annotations
-from microaction.data.store import FeatureStore, StoreManifest
+from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
+from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import CheckpointError, build_model, load_weights
-from microaction.engine.config import DataConfig, ExperimentConfig, experiment_from_dict
+from microaction.engine.config import DataConfig, ExperimentConfig, config_to_yaml, experiment_from_dict
+from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy
 
-__all__ = ["LoadedRun", "find_checkpoint", "load_run", "read_split"]
+__all__ = [
+    "RESUMABLE_OVERRIDES",
+    "RUN_FILES",
+    "LoadedRun",
+    "RunExistsError",
+    "check_run_dir",
+    "find_checkpoint",
+    "load_run",
+    "prepare_run_dir",
+    "read_split",
+    "resume_config",
+    "write_metrics",
+]
 
 
 def read_split(data: DataConfig, taxonomy: Taxonomy, split: str) -> list[Sample]:
@@ -110,3 +125,71 @@ def load_run(
         config=cfg,
         checkpoint=ckpt,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the run folder as mar train writes it
+
+RUN_FILES = (
+    "config.yaml",
+    "log.txt",
+    "metrics.json",
+    "best.safetensors",
+    "last.safetensors",
+    "last_state.pt",
+    "pretrain.safetensors",
+)
+# settings that may change when resuming without changing the result
+RESUMABLE_OVERRIDES = ("run.workers", "run.progress", "run.eval_batch_size", "run.threads")
+
+
+class RunExistsError(FileExistsError, RuntimeError):
+    """The run folder already holds a run (resume it, rename, or overwrite)."""
+
+
+def write_metrics(run_dir: Path, state: dict[str, Any]) -> None:
+    doc = {"epochs": json.loads(state.get("history", "[]")), "best": json.loads(state.get("best", "null"))}
+    atomic_write_bytes(run_dir / "metrics.json", json.dumps(doc, indent=1).encode())
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> list[str]:
+    existing = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if existing and not overwrite:
+        raise RunExistsError(
+            f"{run_dir} already holds a run ({', '.join(existing)}): resume it with "
+            f"`mar train --resume {run_dir}`, pick another name (--set run.name=...), or pass --overwrite"
+        )
+    return existing
+
+
+def prepare_run_dir(cfg: ExperimentConfig, info: dist_.DistInfo, overwrite: bool) -> Path:
+    run_dir = cfg.run_dir
+    if info.is_main:
+        existing = check_run_dir(run_dir, overwrite)
+        for n in existing:
+            (run_dir / n).unlink()
+        for p in run_dir.glob("eval_*.json"):
+            p.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.yaml", config_to_yaml(cfg).encode())
+    dist_.barrier(info)
+    return run_dir
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> ExperimentConfig:
+    import yaml
+
+    cpath = run_dir / "config.yaml"
+    if not cpath.is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml, not a run folder written by mar train")
+    bad = [o for o in overrides if o.split("=", 1)[0].strip() not in RESUMABLE_OVERRIDES]
+    if bad:
+        raise ConfigError(
+            f"--set {bad[0]!r}: a resumed run keeps its config; only {', '.join(RESUMABLE_OVERRIDES)} may change"
+        )
+    data = yaml.safe_load(cpath.read_text(encoding="utf-8"))
+    apply_overrides(data, overrides)
+    cfg = experiment_from_dict(data, where=str(cpath))
+    if Path(cfg.run.out_dir) / cfg.run.name != run_dir:  # the folder was moved: follow it
+        cfg.run.out_dir, cfg.run.name = str(run_dir.parent), run_dir.name
+    return cfg

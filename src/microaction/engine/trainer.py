@@ -44,38 +44,23 @@ from microaction.data.loader import (
     make_loader,
     select_samples,
 )
-from microaction.data.store import FeatureStore, StoreMismatch, atomic_write_bytes
+from microaction.data.store import FeatureStore, StoreMismatch
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
-from microaction.engine.config import ExperimentConfig, config_to_yaml, experiment_from_dict, load_experiment
+from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
 from microaction.engine.evaluate import infer, score_outputs
 from microaction.engine.optim import EMA, lr_at, param_groups
-from microaction.engine.runs import read_split
+from microaction.engine.runs import check_run_dir, prepare_run_dir, read_split, resume_config, write_metrics
 from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["RESUMABLE_OVERRIDES", "RUN_FILES", "RunExistsError", "train"]
+__all__ = ["train"]
 
 STATE_FORMAT = 1
-RUN_FILES = (
-    "config.yaml",
-    "log.txt",
-    "metrics.json",
-    "best.safetensors",
-    "last.safetensors",
-    "last_state.pt",
-    "pretrain.safetensors",
-)
-# settings that may change when resuming without changing the result
-RESUMABLE_OVERRIDES = ("run.workers", "run.progress", "run.eval_batch_size", "run.threads")
 
 
 # ---------------------------------------------------------------------------------------------
 # small pieces
-
-
-class RunExistsError(FileExistsError, RuntimeError):
-    """The run folder already holds a run (resume it, rename, or overwrite)."""
 
 
 class RunLog:
@@ -466,56 +451,8 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
     return final
 
 
-def write_metrics(run_dir: Path, state: dict[str, Any]) -> None:
-    doc = {"epochs": json.loads(state.get("history", "[]")), "best": json.loads(state.get("best", "null"))}
-    atomic_write_bytes(run_dir / "metrics.json", json.dumps(doc, indent=1).encode())
-
-
 # ---------------------------------------------------------------------------------------------
 # the entry point
-
-
-def _check_run_dir(run_dir: Path, overwrite: bool) -> list[str]:
-    existing = [n for n in RUN_FILES if (run_dir / n).exists()]
-    if existing and not overwrite:
-        raise RunExistsError(
-            f"{run_dir} already holds a run ({', '.join(existing)}): resume it with "
-            f"`mar train --resume {run_dir}`, pick another name (--set run.name=...), or pass --overwrite"
-        )
-    return existing
-
-
-def _prepare_run_dir(cfg: ExperimentConfig, info: dist_.DistInfo, overwrite: bool) -> Path:
-    run_dir = cfg.run_dir
-    if info.is_main:
-        existing = _check_run_dir(run_dir, overwrite)
-        for n in existing:
-            (run_dir / n).unlink()
-        for p in run_dir.glob("eval_*.json"):
-            p.unlink()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.yaml", config_to_yaml(cfg).encode())
-    dist_.barrier(info)
-    return run_dir
-
-
-def _resume_config(run_dir: Path, overrides: list[str]) -> ExperimentConfig:
-    import yaml
-
-    cpath = run_dir / "config.yaml"
-    if not cpath.is_file():
-        raise FileNotFoundError(f"{run_dir}: no config.yaml, not a run folder written by mar train")
-    bad = [o for o in overrides if o.split("=", 1)[0].strip() not in RESUMABLE_OVERRIDES]
-    if bad:
-        raise ConfigError(
-            f"--set {bad[0]!r}: a resumed run keeps its config; only {', '.join(RESUMABLE_OVERRIDES)} may change"
-        )
-    data = yaml.safe_load(cpath.read_text(encoding="utf-8"))
-    apply_overrides(data, overrides)
-    cfg = experiment_from_dict(data, where=str(cpath))
-    if Path(cfg.run.out_dir) / cfg.run.name != run_dir:  # the folder was moved: follow it
-        cfg.run.out_dir, cfg.run.name = str(run_dir.parent), run_dir.name
-    return cfg
 
 
 def train(
@@ -533,7 +470,7 @@ def train(
     """
     overrides = list(overrides or [])
     if resume is not None:
-        cfg = _resume_config(Path(resume), overrides)
+        cfg = resume_config(Path(resume), overrides)
     elif config is not None:
         cfg = config
         if overrides:
@@ -564,10 +501,10 @@ def train(
                     )
         else:
             run_dir = cfg.run_dir
-            _check_run_dir(run_dir, overwrite)
+            check_run_dir(run_dir, overwrite)
         exp = Experiment(cfg, run_dir, info, device)  # reads and checks the data before anything is written
         if resume is None:
-            _prepare_run_dir(cfg, info, overwrite)
+            prepare_run_dir(cfg, info, overwrite)
         for w in exp.warnings:
             exp.log(w)
         store_sig = json.dumps(exp.store.manifest.signature(), sort_keys=True)
