@@ -223,6 +223,16 @@ def f1_vs_frequency(
     return fig
 
 
+def _class_rows(
+    class_names: Sequence[str], body_of_class: Sequence[int] | None, c: int
+) -> tuple[np.ndarray, list[tuple[int, int, int]], list[str], float, float]:
+    """Row layout shared by the class × region heatmaps: class order grouped by body group, row
+    labels, label column width and group-bracket width (inches)."""
+    order, spans = _group_order(body_of_class, c)
+    labels = [f"{i} {class_names[i]}" if i < len(class_names) else str(i) for i in order]
+    return order, spans, labels, _label_width_in(labels), 1.2 if spans else 0.2
+
+
 def _group_order(body_of_class: Sequence[int] | None, n: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """Row order grouped by body group and the (group, first row, last row) spans."""
     if not body_of_class or len(body_of_class) != n:
@@ -252,12 +262,9 @@ def routing_heatmap(
     w = np.asarray(routing, dtype=np.float64)
     c, r = w.shape
     regions = list(regions) or [f"region {j}" for j in range(r)]
-    order, spans = _group_order(body_of_class, c)
-    labels = [f"{i} {class_names[i]}" if i < len(class_names) else str(i) for i in order]
-    lab_in = _label_width_in(labels)
+    order, spans, labels, lab_in, grp_in = _class_rows(class_names, body_of_class, c)
     cell_w = 0.75
     h = max(c * _CELL_IN, 2.0) + 1.6
-    grp_in = 1.2 if spans else 0.2
     wid = lab_in + r * cell_w + grp_in + 1.3
     fig = Figure(figsize=(wid, h), dpi=DPI)
     ax = fig.add_axes((lab_in / wid, 0.9 / h, r * cell_w / wid, (h - 1.6) / h))
@@ -334,12 +341,9 @@ def path_preference(
     with np.errstate(invalid="ignore", divide="ignore"):
         st = pw[..., 0] / (pw[..., 0] + pw[..., 1])
     entities = list(entities) or [f"entity {j}" for j in range(k)]
-    order, spans = _group_order(body_of_class, c)
-    labels = [f"{i} {class_names[i]}" if i < len(class_names) else str(i) for i in order]
-    lab_in = _label_width_in(labels)
+    order, spans, labels, lab_in, grp_in = _class_rows(class_names, body_of_class, c)
     cell_w = 0.75
     h = max(c * _CELL_IN, 2.0) + 2.4
-    grp_in = 1.2 if spans else 0.2
     wid = lab_in + k * cell_w + grp_in + 1.4
     fig = Figure(figsize=(wid, h), dpi=DPI)
     top_h = 0.8  # the per-entity mean strip
