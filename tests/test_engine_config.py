@@ -64,6 +64,12 @@ def test_shipped_configs_load(path: str) -> None:
     cfg = load_experiment(REPO / "configs" / path)
     entry = model_entry(cfg.model.name)
     assert cfg.model.preset is None or cfg.model.preset in entry.presets
+    import inspect
+
+    params = inspect.signature(entry.cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = set(cfg.model.kwargs) - set(params)
+        assert not unknown, f"model.kwargs the model does not take: {unknown}"
     if cfg.stages.pretrain_epochs > 0:
         assert hasattr(entry.cls, "stage1_streams"), "the two-stage recipe needs a B-MoE model"
 

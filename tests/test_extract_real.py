@@ -20,7 +20,8 @@ from microaction.extract.runner import collect_jobs, run_extraction
 from microaction.extract.skeleton import LANDMARKS, REGION_SETS
 
 NUM_FRAMES = 12  # evenly spaced frames per clip: keeps the suite fast
-PARAMS = dict(num_frames=NUM_FRAMES)
+FACE = 32
+PARAMS = dict(num_frames=NUM_FRAMES, face_size=FACE)
 REGIONS = list(REGION_SETS["bmoe4"])
 
 
@@ -53,6 +54,19 @@ def test_all_clips_extract(real_store: dict[str, Path]) -> None:
         assert np.all(np.diff(it.timestamps) > 0)
         assert it.extras["boxes"].shape == (5, 4) and it.extras["keypoints"].shape == (NUM_FRAMES, 33, 3)
         assert np.abs(it.global_).sum() > 0
+
+
+def test_head_box_face_crops(real_store: dict[str, Path]) -> None:
+    for name in ("ma52", "imigue"):
+        store = FeatureStore.open(real_store[name])
+        assert store.manifest.params["extract"]["face_size"] == FACE and "face" in store.manifest.params["extras"]
+        for it in store:
+            face, valid = it.extras["face"], it.extras["face_valid"]
+            assert face.shape == (it.length, FACE, FACE) and face.dtype == np.uint8
+            assert valid.shape == (it.length,) and valid.all(), it.key  # the head is in every clip
+            assert face.std() > 10, it.key  # a real picture, not a blank fill
+            # neighbouring steps see nearly the same head (a fixed box over the clip)
+            assert np.abs(np.diff(face.astype(np.int16), axis=0)).mean() < 0.5 * face.std(), it.key
 
 
 def test_ma52_regions_visible_imigue_legs_invisible(real_store: dict[str, Path]) -> None:

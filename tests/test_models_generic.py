@@ -15,6 +15,9 @@ from microaction.models.registry import UnknownModelError
 B, R, T, D_R, D_G, C, C_BODY = 4, 4, 11, 24, 20, 7, 3
 REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
 ATOL = 1e-5
+FACE = 16  # side of the face crops of the "+face" variants
+# variants checked like registered models: "<name>+face" = the model with its head-texture branch
+VARIANT_KWARGS = {"face": {"face_size": FACE, "face_patch": 8, "face_dim": 32, "face_depth": 1, "texture_frames": 8}}
 
 
 def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]:
@@ -34,6 +37,8 @@ def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]
     # padded steps and invisible regions hold garbage, as a careless loader might leave
     regions = torch.where((valid[:, :, None] & mask[:, None, :]).unsqueeze(-1), regions, 7.0)
     glob = torch.where(mask.unsqueeze(-1), glob, -5.0)
+    face_valid = torch.rand(B, T, generator=g) < 0.8
+    face_valid[0, 0] = True
     return {
         "regions": regions,
         "global": glob,
@@ -41,14 +46,23 @@ def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]
         "region_valid": valid,
         "action": torch.randint(0, C, (B,), generator=g),
         "body": torch.randint(0, C_BODY, (B,), generator=g),
+        # head-box crops (used by the "+face" variants, ignored by the others)
+        "face": torch.randint(0, 256, (B, T, FACE, FACE), generator=g, dtype=torch.uint8),
+        "face_valid": face_valid,
     }
 
 
-def build(name: str, seed: int = 0) -> torch.nn.Module:
+def build(name: str, seed: int = 0, **kwargs: Any) -> torch.nn.Module:
+    base, *variants = name.split("+")
+    for v in variants:
+        kwargs = {**VARIANT_KWARGS[v], **kwargs}
+    kwargs = {"num_classes": C, "num_body": C_BODY, "regions": REGIONS, "region_dim": D_R, "global_dim": D_G, **kwargs}
     torch.manual_seed(seed)
-    return create_model(
-        name, preset="tiny", num_classes=C, num_body=C_BODY, regions=REGIONS, region_dim=D_R, global_dim=D_G
-    )
+    model = create_model(base, preset="tiny", **kwargs)
+    if "face" in variants:
+        # the face projection starts at zero (no effect): give it weights so the face path is tested
+        torch.nn.init.normal_(model.head_texture.proj.weight, std=0.5)
+    return model
 
 
 def per_sample(out: dict[str, Any], n: int) -> dict[str, torch.Tensor]:
@@ -65,6 +79,7 @@ def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 
 
 MODELS = list_models()
+VARIANTS = [*MODELS, "bmoe+face", "bmoe_concat+face"]
 
 
 def test_registry_lists_builtins_and_names_unknown():
@@ -81,7 +96,7 @@ def test_presets_exist(name):
     assert entry.summary
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_output_shapes(name):
     model = build(name).eval()
     batch = make_batch()
@@ -108,19 +123,16 @@ def test_output_shapes(name):
         assert torch.isfinite(v).all(), k
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_no_body_head(name):
-    torch.manual_seed(0)
-    model = create_model(
-        name, preset="tiny", num_classes=C, num_body=0, regions=REGIONS, region_dim=D_R, global_dim=D_G
-    )
+    model = build(name, num_body=0)
     with torch.no_grad():
         out = model.eval()(make_batch())
     assert out["action"].shape == (B, C)
     assert "body" not in out
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_backward_reaches_every_parameter(name):
     model = build(name).train()
     batch = make_batch()
@@ -140,7 +152,7 @@ def test_backward_reaches_every_parameter(name):
     assert not dead, f"{name}: no gradient reaches {dead}"
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_deterministic_under_seed(name):
     batch = make_batch()
     outs = []
@@ -154,7 +166,7 @@ def test_deterministic_under_seed(name):
         assert torch.equal(v, aux(outs[1])[k]), k
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_safetensors_round_trip(name, tmp_path):
     model = build(name, seed=1).eval()
     path = tmp_path / "model.safetensors"
@@ -168,7 +180,24 @@ def test_safetensors_round_trip(name, tmp_path):
         assert torch.equal(v, b[k]), k
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [v for v in VARIANTS if "+face" in v])
+def test_face_crops_reach_the_output(name):
+    """The invariance checks below mean something for the face variants: valid crops do matter."""
+    model = build(name).eval()
+    batch = make_batch()
+    other = dict(batch, face=255 - batch["face"])
+    with torch.no_grad():
+        a, b = model(batch), model(other)
+    assert not torch.allclose(a["action"][0], b["action"][0], atol=1e-4)
+    base = name.split("+")[0]
+    fresh = create_model(
+        base, preset="tiny", num_classes=C, regions=REGIONS, region_dim=D_R, global_dim=D_G, **VARIANT_KWARGS["face"]
+    )  # as created, the face branch has no effect yet (zero projection): it starts as the model without it
+    with torch.no_grad():
+        close(fresh.eval()(batch)["action"], fresh(other)["action"], "zero projection")
+
+
+@pytest.mark.parametrize("name", VARIANTS)
 def test_padding_invariance(name):
     model = build(name).eval()
     batch = make_batch()
@@ -178,6 +207,10 @@ def test_padding_invariance(name):
     padded["regions"] = torch.cat([batch["regions"], 1e3 * torch.randn(B, R, extra, D_R, generator=g)], 2)
     padded["global"] = torch.cat([batch["global"], 1e3 * torch.randn(B, extra, D_G, generator=g)], 1)
     padded["mask"] = torch.cat([batch["mask"], torch.zeros(B, extra, dtype=torch.bool)], 1)
+    # crops at padded steps are garbage and even claim to be valid: the mask must win
+    junk = torch.randint(0, 256, (B, extra, FACE, FACE), generator=g, dtype=torch.uint8)
+    padded["face"] = torch.cat([batch["face"], junk], 1)
+    padded["face_valid"] = torch.cat([batch["face_valid"], torch.ones(B, extra, dtype=torch.bool)], 1)
     with torch.no_grad():
         a, b = model(batch), model(padded)
     for k, v in per_sample(a, B).items():
@@ -191,7 +224,7 @@ def test_padding_invariance(name):
         close(v, aux(b)[k], f"aux {k}")
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_invisible_region_invariance(name):
     model = build(name).eval()
     batch = make_batch()
@@ -201,6 +234,11 @@ def test_invisible_region_invariance(name):
     invisible = ~batch["region_valid"]
     assert invisible.any()
     noisy["regions"] = torch.where(invisible[:, :, None, None], noise, batch["regions"])
+    # the face crops of a clip whose head is invisible do not count either
+    head_hidden = invisible[:, REGIONS.index("head")]
+    assert head_hidden.any()
+    junk = torch.randint(0, 256, batch["face"].shape, generator=g, dtype=torch.uint8)
+    noisy["face"] = torch.where(head_hidden[:, None, None, None], junk, batch["face"])
     with torch.no_grad():
         a, b = model(batch), model(noisy)
     for k, v in per_sample(a, B).items():
@@ -209,7 +247,7 @@ def test_invisible_region_invariance(name):
         close(v, aux(b)[k], f"aux {k}")
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_batch_of_one_equals_row_of_batch(name):
     model = build(name).eval()
     batch = make_batch()

@@ -55,15 +55,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._module.run(args) or 0)
+        rc = int(args._module.run(args) or 0)
     except KeyboardInterrupt:
         print("mar: interrupted", file=sys.stderr)
-        return 130
+        rc = 130
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         if os.environ.get("MAR_DEBUG"):
             raise
         print(f"mar {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        rc = 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker whose work is done (files closed, process group destroyed) leaves
+        # without interpreter teardown: gloo's and the runtime's background threads can abort
+        # the process there (SIGABRT after a finished run, seen on a loaded machine).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-size", type=int, help="motion encoder crop side (default 64)")
     p.add_argument("--no-mask", action="store_true", help="do not blank pixels outside each region's mask")
     p.add_argument("--flip", action="store_true", help="extract the horizontally mirrored videos")
+    p.add_argument(
+        "--face-size",
+        type=int,
+        default=0,
+        help="also store grey head-box crops of this side at every feature step (for B-MoE's texture branch)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for sapiens / videomae (cuda, cpu)")
     p.add_argument("--shard", help="i/N: this process's share of the videos (SLURM arrays, several machines)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
@@ -63,6 +69,7 @@ def params_from_args(args: argparse.Namespace):
         max_side=args.max_side,
         masked=not args.no_mask,
         flip=args.flip,
+        face_size=args.face_size,
         checkpoint=args.checkpoint,
         device=args.device,
         parser_options=popts,

@@ -7,7 +7,9 @@ region-visibility flags, the labels, and (training only) augmentation. It fetche
 (``__getitems__``) and returns them collated as tensors (the batch contract in
 ``docs/architecture.md``): ``regions`` [B, R, T, D], ``global`` [B, T, Dg], ``mask`` [B, T],
 ``region_valid`` [B, R], ``action`` [B], ``body`` [B], ``index`` [B] (+ ``labels`` [B, C] multi-hot
-for multi-label taxonomies).
+for multi-label taxonomies; + ``face`` [B, T, S, S] uint8 and ``face_valid`` [B, T] with
+``face_size=S``, from a store extracted with that ``face_size``: the head-box crops at the same
+sampled steps, mirrored with the clip when it is flipped).
 
 Reading: a packed store (``mar pack``) is read with positioned reads (``os.pread``) of exactly the
 rows a clip needs from its ``packed/*.npy`` arrays. A read-only memory map would do the same I/O,
@@ -48,6 +50,7 @@ __all__ = [
     "make_loader",
     "sample_steps",
     "select_samples",
+    "store_face_size",
     "store_keys",
 ]
 
@@ -169,6 +172,12 @@ def check_store(store: FeatureStore, expected: dict[str, Any], *, source: str) -
         )
 
 
+def store_face_size(store: FeatureStore) -> int:
+    """Side of the head-box face crops the store holds (its extraction's ``face_size``; 0: none)."""
+    extract = store.manifest.params.get("extract")
+    return int(extract.get("face_size", 0) or 0) if isinstance(extract, dict) else 0
+
+
 def store_keys(store: FeatureStore) -> list[str]:
     """Keys of every clip the store can serve: extracted items and packed clips, sorted."""
     have = set(store.keys())
@@ -212,6 +221,7 @@ class ClipDataset(torch.utils.data.Dataset):
         region_drop_prob: float = 0.0,
         feature_noise: float = 0.0,
         keys: Sequence[str] | None = None,
+        face_size: int = 0,
     ) -> None:
         self.store = store
         self.samples = list(samples)
@@ -246,6 +256,15 @@ class ClipDataset(torch.utils.data.Dataset):
             for i, s in enumerate(self.samples):
                 self.multi_hot[i, list(s.labels)] = 1.0
         self._packed: _PackedIndex | bool | None = None  # None: not looked yet; False: no packed arrays
+        self.face_size = int(face_size)
+        if self.face_size:
+            have = store_face_size(store)
+            if have != self.face_size:
+                raise StoreMismatch(
+                    f"feature store {store.root} holds "
+                    + (f"{have}-pixel face crops" if have else "no face crops")
+                    + f", the model needs {self.face_size}-pixel ones (mar extract --face-size {self.face_size})"
+                )
 
     # -- reading -------------------------------------------------------------------------------
     def _packed_index(self) -> _PackedIndex | None:
@@ -257,8 +276,8 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-    def _read(self, key: str, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(regions [R, n, D] f16, global [n, Dg] f16, region_valid [R]) at the sampled steps (n <= T)."""
+    def _read(self, key: str, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(regions [R, n, D] f16, global [n, Dg] f16, region_valid [R], the sampled steps [n]) (n <= T)."""
         mode = self.sampling if rng is not None else "uniform"
         packed = self._packed_index()
         if packed is not None and key in packed.index:
@@ -267,10 +286,10 @@ class ClipDataset(torch.utils.data.Dataset):
             idx = sample_steps(b - a, self.num_steps, mode, rng)
             reg = packed.regions.take(a, idx).transpose(1, 0, 2)
             glo = packed.global_.take(a, idx)
-            return reg, glo, packed.region_valid[i]
+            return reg, glo, packed.region_valid[i], idx
         item = self.store.read(key)
         idx = sample_steps(item.length, self.num_steps, mode, rng)
-        return item.regions[:, idx], item.global_[idx], item.region_valid
+        return item.regions[:, idx], item.global_[idx], item.region_valid, idx
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -287,12 +306,18 @@ class ClipDataset(torch.utils.data.Dataset):
         mask = np.zeros((B, T), dtype=bool)
         valid = np.zeros((B, R), dtype=bool)
         index = np.zeros(B, dtype=np.int64)
+        S = self.face_size
+        face = np.zeros((B, T, S, S), dtype=np.uint8) if S else None
+        face_valid = np.zeros((B, T), dtype=bool)
         rngs: list[np.random.Generator | None] = []
         for j, key in enumerate(keys):
             i, epoch, pos = (int(key), -1, -1) if isinstance(key, int | np.integer) else key
             rng = np.random.default_rng((self.seed, epoch, pos)) if epoch >= 0 else None
-            reg, glo, rv = self._read(self.keys[i], rng)
+            reg, glo, rv, idx = self._read(self.keys[i], rng)
             n = glo.shape[0]
+            if face is not None:
+                ex = self.store.read_extras(self.keys[i], ("face", "face_valid"))
+                face[j, :n], face_valid[j, :n] = ex["face"][idx], ex["face_valid"][idx]
             regions[j, :, :n] = reg
             glob[j, :n] = glo
             mask[j, :n] = True
@@ -305,7 +330,7 @@ class ClipDataset(torch.utils.data.Dataset):
             reg_np, glob_np = regions_t.numpy(), glob_t.numpy()
             for j, rng in enumerate(rngs):
                 if rng is not None:
-                    self._augment(rng, reg_np[j], glob_np[j], mask[j], valid[j])
+                    self._augment(rng, reg_np[j], glob_np[j], mask[j], valid[j], None if face is None else face[j])
         if not valid.all():  # invisible regions carry zeros whatever the store holds
             regions_t[torch.from_numpy(~valid)] = 0.0
         out = {
@@ -319,12 +344,21 @@ class ClipDataset(torch.utils.data.Dataset):
         }
         if self.multi_hot is not None:
             out["labels"] = torch.from_numpy(self.multi_hot[index])
+        if face is not None:
+            out["face"] = torch.from_numpy(face)
+            out["face_valid"] = torch.from_numpy(face_valid)
         return out
 
     def _augment(
-        self, rng: np.random.Generator, regions: np.ndarray, glob: np.ndarray, mask: np.ndarray, valid: np.ndarray
+        self,
+        rng: np.random.Generator,
+        regions: np.ndarray,
+        glob: np.ndarray,
+        mask: np.ndarray,
+        valid: np.ndarray,
+        face: np.ndarray | None = None,
     ) -> None:
-        """In place, one clip: horizontal flip (region swap), region drop, feature noise.
+        """In place, one clip: horizontal flip (region swap, face crops mirrored), region drop, feature noise.
 
         Random numbers are drawn in a fixed order whatever is enabled, so switching one option
         does not change the draws of the others.
@@ -334,6 +368,8 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.flip_prob > 0 and u_flip < self.flip_prob:
             regions[:] = regions[self.flip_perm]
             valid[:] = valid[self.flip_perm]
+            if face is not None:
+                face[:] = face[:, :, ::-1]
         if self.region_drop_prob > 0 and valid.any():
             drop = valid & (u_drop < self.region_drop_prob)
             if drop.sum() >= valid.sum():  # keep at least one visible region

@@ -41,6 +41,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 DEFAULT_REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+FACE_REGION = "head"  # the region whose box the face crops (extraction's ``face_size``) are cut from
 
 
 class StoreError(RuntimeError):
@@ -289,7 +290,7 @@ class FeatureStore:
         packed = self._packed_index()
         if packed is not None and key in packed["index"]:
             item = self._read_packed(key, packed)
-            item.extras = self._read_extras(key)  # extras are not packed: they stay in the item file
+            item.extras = self.read_extras(key)  # extras are not packed: they stay in the item file
             return item
         path = self._item_path(key)
         if not self.is_done(key):
@@ -301,13 +302,21 @@ class FeatureStore:
         except (OSError, ValueError, KeyError) as e:
             raise StoreError(f"{path}: unreadable item ({e})") from None
 
-    def _read_extras(self, key: str) -> dict[str, np.ndarray]:
+    def read_extras(self, key: str, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """A clip's extra arrays (all, or only ``names``, each of which must be there), without
+        reading its features; works on packed stores too (extras stay in the item files)."""
         path = self._item_path(key)
         if not path.is_file():
+            if names:
+                raise StoreError(f"{self.root}: no item file for {key!r} (its extras {list(names)} are needed)")
             return {}
         try:
             with np.load(path, allow_pickle=False) as z:
-                return {k[len("extra_") :]: z[k] for k in z.files if k.startswith("extra_")}
+                have = [k[len("extra_") :] for k in z.files if k.startswith("extra_")]
+                missing = [n for n in names or () if n not in have]
+                if missing:
+                    raise StoreError(f"{path}: no extra arrays {missing} (it has {have})")
+                return {n: z[f"extra_{n}"] for n in (names if names is not None else have)}
         except (OSError, ValueError) as e:
             raise StoreError(f"{path}: unreadable item ({e})") from None
 

@@ -80,5 +80,11 @@ def broadcast_object(info: DistInfo, obj: Any) -> Any:
 
 
 def cleanup(info: DistInfo) -> None:
+    """Tear the process group down together: every process waits for the others first, and
+    objects that still hold the group (a DDP wrapper in a reference cycle) are freed before it goes."""
     if info.enabled and dist.is_initialized():
+        import gc
+
+        dist.barrier()
+        gc.collect()
         dist.destroy_process_group()

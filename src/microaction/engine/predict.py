@@ -148,7 +148,14 @@ class Predictor:
         keys = list(keys) if keys is not None else store_keys(fs)
         if not keys:
             raise StoreError(f"{fs.root}: no extracted clips")
-        ds = ClipDataset(fs, [Sample(k) for k in keys], self.taxonomy, num_steps=self.run.num_steps, keys=keys)
+        ds = ClipDataset(
+            fs,
+            [Sample(k) for k in keys],
+            self.taxonomy,
+            num_steps=self.run.num_steps,
+            keys=keys,
+            face_size=self.run.face_size,
+        )
         out = infer(self.model, ds, device=self.device, batch_size=self.batch_size, progress=progress, desc="predict")
         return [self._prediction(keys[i], out, j) for j, i in enumerate(out["index"])]
 
@@ -160,8 +167,11 @@ class Predictor:
         region_valid: np.ndarray | None = None,
         *,
         key: str = "clip",
+        face: np.ndarray | None = None,
+        face_valid: np.ndarray | None = None,
     ) -> Prediction:
-        """Prediction for one clip's features: ``regions`` [R, L, D], ``global`` [L, Dg]."""
+        """Prediction for one clip's features: ``regions`` [R, L, D], ``global`` [L, Dg] (+ the head-box
+        crops ``face`` [L, S, S] uint8 / ``face_valid`` [L] for a model with a face branch)."""
         m = self.run.manifest
         regions, global_ = np.asarray(regions, np.float32), np.asarray(global_, np.float32)
         R, L, D = regions.shape
@@ -183,6 +193,18 @@ class Predictor:
         batch["regions"][0, :, :n] = torch.from_numpy(regions[:, idx]) * batch["region_valid"][0, :, None, None]
         batch["global"][0, :n] = torch.from_numpy(global_[idx])
         batch["mask"][0, :n] = True
+        S = self.run.face_size
+        if S:
+            if face is None or face.shape != (L, S, S):
+                got = "none" if face is None else str(tuple(face.shape))
+                raise StoreError(
+                    f"{key}: the model needs face crops [{L}, {S}, {S}] (extracted with face_size), got {got}"
+                )
+            fv = np.ones(L, bool) if face_valid is None else np.asarray(face_valid, bool)
+            batch["face"] = torch.zeros(1, T, S, S, dtype=torch.uint8)
+            batch["face"][0, :n] = torch.from_numpy(np.ascontiguousarray(face[idx], dtype=np.uint8))
+            batch["face_valid"] = torch.zeros(1, T, dtype=torch.bool)
+            batch["face_valid"][0, :n] = torch.from_numpy(fv[idx])
         out = self.model({k: v.to(self.device) for k, v in batch.items()})
         arrays: dict[str, np.ndarray] = {}
         logits = out["action"].float()
@@ -203,7 +225,14 @@ class Predictor:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such video")
         feats = extract_video_features(path, self.run.manifest, parser=parser)
-        pred = self.predict_arrays(feats["regions"], feats["global"], feats.get("region_valid"), key=path.name)
+        pred = self.predict_arrays(
+            feats["regions"],
+            feats["global"],
+            feats.get("region_valid"),
+            key=path.name,
+            face=feats.get("face"),
+            face_valid=feats.get("face_valid"),
+        )
         pred.video = str(path)
         if "boxes" in feats:
             pred.boxes = np.asarray(feats["boxes"], dtype=np.float64).tolist()

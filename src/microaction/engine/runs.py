@@ -77,6 +77,11 @@ class LoadedRun:
     def regions(self) -> list[str]:
         return list(self.manifest.regions)
 
+    @property
+    def face_size(self) -> int:
+        """Side of the face crops the model eats (0: none)."""
+        return int(self.meta.get("model_kwargs", {}).get("face_size", 0) or 0)
+
     def open_store(self, path: str | os.PathLike[str] | None = None) -> FeatureStore:
         """The run's feature store (or ``path``), refused when its parameters differ from training's."""
         from microaction.data.loader import check_store

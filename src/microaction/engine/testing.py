@@ -40,8 +40,11 @@ def write_tiny_taxonomy(
 
 
 def random_manifest(
-    regions: tuple[str, ...] = DEFAULT_REGIONS, region_dim: int = 16, global_dim: int = 16
+    regions: tuple[str, ...] = DEFAULT_REGIONS, region_dim: int = 16, global_dim: int = 16, face_size: int = 0
 ) -> StoreManifest:
+    params: dict[str, Any] = {"generator": "microaction.engine.testing"}
+    if face_size:
+        params["extract"] = {"face_size": face_size}  # what the loader reads to find face crops
     return StoreManifest(
         regions=list(regions),
         region_dim=region_dim,
@@ -49,7 +52,7 @@ def random_manifest(
         parser="random",
         encoders=[{"name": "random", "dim": region_dim, "window": 1, "stride": 1}],
         fps=30.0,
-        params={"generator": "microaction.engine.testing"},
+        params=params,
         tool_version="test",
     )
 
@@ -69,12 +72,16 @@ def make_random_dataset(
     seed: int = 0,
     pack: bool = False,
     hidden: tuple[str, ...] = (),
+    face_size: int = 0,
 ) -> dict[str, Any]:
     """Write ``root/store``, ``root/manifest.csv`` and ``root/taxonomy.yaml``; returns their paths.
 
     ``splits`` maps split name -> clip count (default train 96, val 48, test 24). Labels cycle
     through the classes, so every class is present in every split large enough. Splits named in
     ``hidden`` get empty labels in the manifest (like a benchmark's hidden test labels).
+    ``face_size`` > 0 adds head-box face crops as the extraction writes them (extras ``face``
+    [L, S, S] uint8: noise whose first pixel is the step index, and ``face_valid`` [L], about 90 %
+    true), so tests can check which step a crop came from.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -84,7 +91,7 @@ def make_random_dataset(
     R = len(regions)
     pattern = rng.standard_normal((num_classes, region_dim)).astype(np.float32)
     gpattern = rng.standard_normal((num_classes, global_dim)).astype(np.float32)
-    manifest = random_manifest(regions, region_dim, global_dim)
+    manifest = random_manifest(regions, region_dim, global_dim, face_size)
     store = FeatureStore.create(root / "store", manifest)
     rows = []
     for k, (split, n) in enumerate(splits.items()):
@@ -102,13 +109,18 @@ def make_random_dataset(
             video = f"videos/{split}_{i:04d}.mp4"
             key = video_key(video)
             boxes = np.tile(np.array([[10.0, 10.0, 50.0, 60.0]], dtype=np.float32), (R + 1, 1))
+            extras: dict[str, np.ndarray] = {"boxes": boxes}
+            if face_size:
+                face = rng.integers(0, 256, (L, face_size, face_size), dtype=np.uint8)
+                face[:, 0, 0] = np.arange(L) % 256
+                extras.update(face=face, face_valid=rng.random(L) < 0.9)
             store.write(
                 key,
                 regions=reg,
                 global_=glo,
                 region_valid=valid,
                 timestamps=np.arange(L, dtype=np.float32) / 30.0,
-                extras={"boxes": boxes},
+                extras=extras,
             )
             rows.append((video, label, body, split) if split not in hidden else (video, "", "", split))
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as f:

@@ -174,10 +174,12 @@ class Experiment:
             self.warnings.append(
                 f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped"
             )
+        face_size = int(model_kwargs(cfg, self.taxonomy, self.store).get("face_size", 0) or 0)
         self.train_ds = ClipDataset(
             self.store,
             train_samples,
             self.taxonomy,
+            face_size=face_size,
             num_steps=d.num_steps,
             sampling=d.train_sampling,
             seed=cfg.run.seed,
@@ -186,7 +188,14 @@ class Experiment:
             feature_noise=d.feature_noise,
         )
         self.val_ds = (
-            ClipDataset(self.store, val_samples, self.taxonomy, num_steps=d.num_steps, sampling=d.eval_sampling)
+            ClipDataset(
+                self.store,
+                val_samples,
+                self.taxonomy,
+                num_steps=d.num_steps,
+                sampling=d.eval_sampling,
+                face_size=face_size,
+            )
             if val_samples
             else None
         )

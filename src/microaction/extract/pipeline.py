@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from microaction.data.store import StoreManifest
+from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.parsers import Parser, ParseResult, make_parser
-from microaction.extract.regions import RegionLayout, crop_clips, region_layout
+from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout
 from microaction.extract.skeleton import resolve_regions
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 
-__all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "params_from_manifest"]
+__all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "face_crops", "params_from_manifest"]
 
 
 @dataclass
@@ -43,6 +43,7 @@ class ExtractParams:
     min_visible_fraction: float = 0.2
     masked: bool = True
     flip: bool = False
+    face_size: int = 0  # > 0: also store a grey crop of the head box (this side) at every feature step
     checkpoint: str | None = None  # videomae directory or sapiens TorchScript file
     device: str = "cpu"
     parser_options: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +60,10 @@ class ExtractParams:
         if len(set(self.encoders)) != len(self.encoders):
             raise ValueError(f"encoder listed twice: {self.encoders}")
         self.sampling(None, None)  # validate
+        if self.face_size < 0 or (self.face_size and self.face_size < 8):
+            raise ValueError(f"face_size must be 0 (off) or at least 8 pixels, got {self.face_size}")
+        if self.face_size and FACE_REGION not in self.regions:
+            raise ValueError(f"face_size needs the {FACE_REGION!r} region among the regions {self.regions}")
 
     def sampling(self, start: int | None, end: int | None) -> Sampling:
         return Sampling(self.stride, self.fps, self.num_frames, start, end, self.max_side)
@@ -129,7 +134,9 @@ class Extractor:
                 eopts.setdefault("checkpoint", params.checkpoint)
                 eopts.setdefault("device", params.device)
             self.encoders.append(make_encoder(name, **eopts))
-        self.needs_pixels = self.parser.needs_pixels or any(e.needs_pixels for e in self.encoders)
+        self.needs_pixels = (
+            self.parser.needs_pixels or any(e.needs_pixels for e in self.encoders) or params.face_size > 0
+        )
         self.slices: list[tuple[int, int, int, int]] = []
         a = g = 0
         for e in self.encoders:
@@ -161,6 +168,15 @@ class Extractor:
                 "extras": {
                     "boxes": "[R+1, 4] xyxy native pixels, whole person last",
                     "keypoints": "[T, 33, 3] native pixels",
+                    **(
+                        {
+                            "face": f"[T', {self.params.face_size}, {self.params.face_size}] uint8 grey head-box crops "
+                            "at the feature steps",
+                            "face_valid": "[T'] bool: the head was seen in that crop's frame",
+                        }
+                        if self.params.face_size
+                        else {}
+                    ),
                 },
             },
             tool_version=__version__,
@@ -220,6 +236,9 @@ class Extractor:
             "keypoints": parse.rescaled((native[0], native[1])).keypoints.astype(np.float32),
             "frame_indices": indices.astype(np.int64),
         }
+        if self.params.face_size:
+            assert frames is not None
+            extras["face"], extras["face_valid"] = face_crops(frames, timestamps, ref, layout, self.params.face_size)
         info = {
             "frames": len(timestamps),
             "steps": int(T_),
@@ -311,6 +330,31 @@ class Extractor:
 
     def close(self) -> None:
         self.parser.close()
+
+
+def face_crops(
+    frames: np.ndarray, timestamps: np.ndarray, steps: np.ndarray, layout: RegionLayout, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grey crops of the head box ``[len(steps), size, size]`` uint8 (unmasked: the texture around
+    the face matters too), one per feature step from the frame nearest in time, and whether the
+    head was seen in that frame ``[len(steps)]``. The box is the clip's (fixed) head box, so a
+    small head movement shows as movement inside the crop, as in the region clips."""
+    import cv2
+
+    h = layout.regions.index(FACE_REGION)
+    pos = np.clip(np.searchsorted(timestamps, steps), 1, len(timestamps) - 1) if len(timestamps) > 1 else None
+    if pos is None:
+        nearest = np.zeros(len(steps), dtype=np.int64)
+    else:  # the nearer of the two neighbours
+        nearest = np.where(np.abs(timestamps[pos - 1] - steps) <= np.abs(timestamps[pos] - steps), pos - 1, pos)
+    out = np.empty((len(steps), size, size), dtype=np.uint8)
+    cache: dict[int, np.ndarray] = {}
+    for j, t in enumerate(nearest.tolist()):
+        if t not in cache:
+            cache[t] = cv2.cvtColor(crop_frame(frames[t], layout.boxes[h], size), cv2.COLOR_RGB2GRAY)
+        out[j] = cache[t]
+    valid = layout.visible[nearest, h] & bool(layout.valid[h])
+    return out, valid.astype(bool)
 
 
 _CACHE: dict[str, Extractor] = {}

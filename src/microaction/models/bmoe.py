@@ -20,6 +20,11 @@ Outputs: ``action``, ``body`` (num_body > 0), ``features`` [B, d], ``routing`` [
 ``routing="concat"``), ``saliency`` [B, T]. Padded steps and invisible regions are zeroed on
 entry, excluded from every softmax / attention, and get routing 0, so they cannot change outputs.
 
+Head texture branch (``face_size > 0``; ``models.head_texture``): the batch also carries head-box
+face crops ``face [B, T, S, S]`` / ``face_valid [B, T]``; a small ViT encodes them, a zero-initialised
+projection adds them to the head region's input, and in training L-SSAT's texture-MAE loss on
+the crops comes back as ``aux_losses["texture"]`` (weighted by ``loss.aux_weights.texture``).
+
 Registered: ``bmoe`` (soft routing), ``bmoe_uniform`` (routing fixed to uniform over the visible
 regions), ``bmoe_concat`` (no routing: the region sequences, each with a region embedding, are
 concatenated into R·T fusion queries). ``expert_impl="loop"`` runs the region experts as a Python
@@ -59,7 +64,8 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from microaction.data.store import DEFAULT_REGIONS
+from microaction.data.store import DEFAULT_REGIONS, FACE_REGION
+from microaction.face.model import AuxTarget
 from microaction.models.common import (
     ClassifierHeads,
     CrossAttention,
@@ -71,6 +77,7 @@ from microaction.models.common import (
     nonempty_mask,
     scaled_dot_logits,
 )
+from microaction.models.head_texture import HeadTexture
 from microaction.models.m3e import EXPERT_KWARGS, M3E, StackedM3E
 from microaction.models.registry import register_model
 
@@ -134,6 +141,13 @@ class BMoE(nn.Module):
         fusion_layers: int = 1,
         cls_layers: int = 1,
         expert_impl: str = "batched",
+        face_size: int = 0,
+        face_patch: int = 8,
+        face_dim: int = 64,
+        face_depth: int = 2,
+        texture_target: str = "ldp",
+        texture_mask_ratio: float = 0.75,
+        texture_frames: int = 32,
     ) -> None:
         super().__init__()
         if routing not in ROUTINGS:
@@ -214,6 +228,24 @@ class BMoE(nn.Module):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
 
+        self.head_texture: HeadTexture | None = None
+        self.face_index = -1
+        if face_size:
+            if FACE_REGION not in self.regions:
+                raise ValueError(f"face_size needs a {FACE_REGION!r} region; regions: {self.regions}")
+            self.face_index = self.regions.index(FACE_REGION)
+            self.head_texture = HeadTexture(
+                out_dim=region_dim,
+                img_size=face_size,
+                patch_size=face_patch,
+                dim=face_dim,
+                depth=face_depth,
+                heads=max(1, face_dim // 32),
+                target=cast(AuxTarget, texture_target),
+                mask_ratio=texture_mask_ratio,
+                max_frames=texture_frames,
+            )
+
     # -- encoders ---------------------------------------------------------------------------
     def _run_experts(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens ``[B, R, d]``."""
@@ -253,6 +285,17 @@ class BMoE(nn.Module):
         valid = batch["region_valid"].bool()
         zero = regions.new_zeros(())
         x = torch.where((valid[:, :, None] & mask[:, None, :]).unsqueeze(-1), regions, zero)
+        texture_loss = None
+        if self.head_texture is not None:
+            if "face" not in batch:
+                raise ValueError(
+                    "this model was built with face_size > 0: batches need 'face' crops "
+                    "(a store extracted with mar extract --face-size)"
+                )
+            h = self.face_index
+            fvalid = batch["face_valid"].bool() & mask & valid[:, h, None]
+            face_feats, texture_loss = self.head_texture(batch["face"], fvalid)
+            x = torch.cat([x[:, :h], (x[:, h] + face_feats.to(x.dtype)).unsqueeze(1), x[:, h + 1 :]], 1)
         seq, tokens = self._run_experts(x, mask)
         gseq = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask).seq
 
@@ -279,6 +322,8 @@ class BMoE(nn.Module):
         for layer in self.cls_layers:
             tok = layer(tok, tmask)
         out["features"] = self.pre_logits(self.norm(tok[:, 0]))
+        if texture_loss is not None:
+            out["aux_losses"] = {"texture": texture_loss}  # type: ignore[assignment]
         return out
 
     def forward_head(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
