@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from safetensors import safe_open
@@ -69,3 +70,51 @@ def test_config_errors(tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["face", "train", config, "--set", "optim.lrr=1"]) == 1
     assert "unknown key 'lrr'" in capsys.readouterr().err
     assert main(["face", "eval", str(tmp_path / "missing")]) == 1
+
+
+def _weights(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_interrupted_run_resumes_exactly(
+    tiny_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import microaction.face.train as face_train
+
+    args = [
+        "face", "train", str(REPO / "configs" / "face_ldp_mae.yaml"), "--quiet",
+        "--set", f"data.root={tiny_set}", "--set", "optim.epochs=3", "--set", "optim.batch_size=16",
+        "--set", "data.img_size=32", "--set", "optim.warmup_epochs=1",
+    ]  # fmt: skip
+    whole = tmp_path / "whole"
+    assert main([*args, "--set", f"run_dir={whole}"]) == 0
+
+    # the same run, killed by an error in the validation of epoch 2
+    broken = tmp_path / "broken"
+    real = face_train.evaluate_split
+    calls = {"n": 0}
+
+    def failing(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return real(*a, **k)
+
+    monkeypatch.setattr(face_train, "evaluate_split", failing)
+    assert main([*args, "--set", f"run_dir={broken}"]) == 1
+    monkeypatch.setattr(face_train, "evaluate_split", real)
+    assert len(json.loads((broken / "metrics.json").read_text())["epochs"]) == 1
+
+    # starting it again is refused (nothing is lost), resuming goes on
+    assert main([*args, "--set", f"run_dir={broken}"]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(["face", "train", "--resume", str(broken), "--quiet"]) == 0
+    a, b = _weights(whole / "last.safetensors"), _weights(broken / "last.safetensors")
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (whole, broken))
+    assert [e["train_loss"] for e in ma["epochs"]] == [e["train_loss"] for e in mb["epochs"]]
+    assert ma["best"] == mb["best"] and (broken / "eval_test.json").is_file()
+    assert "resuming after epoch 1" in (broken / "log.txt").read_text()
+    assert main([*args, "--set", f"run_dir={broken}", "--overwrite"]) == 0  # starts again

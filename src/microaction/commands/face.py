@@ -35,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     t = sub.add_parser("train", help="train an L-SSAT face model from a YAML config")
-    t.add_argument("config", help="YAML config (configs/face_*.yaml)")
+    t.add_argument("config", nargs="?", help="YAML config (configs/face_*.yaml)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
+    t.add_argument("--overwrite", action="store_true", help="start an existing run folder again")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (a.b=c)")
     t.add_argument("--quiet", action="store_true", help="log to the run folder only")
 
@@ -82,10 +84,19 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from microaction.face.train import load_face_config, train_face
+    from microaction.face.train import load_face_config, load_run_config, train_face
 
-    cfg = load_face_config(args.config, args.set)
-    run = train_face(cfg, echo=not args.quiet)
+    if (args.config is None) == (args.resume is None):
+        raise ValueError("give a config file, or --resume RUN_DIR (its config.yaml is used)")
+    if args.resume is not None:
+        if args.set:
+            raise ValueError("--resume continues the run's own config; --set cannot change it")
+        cfg = load_run_config(args.resume)
+    else:
+        cfg = load_face_config(args.config, args.set)
+    run = train_face(
+        cfg, echo=not args.quiet, resume=args.resume is not None, overwrite=args.overwrite, run_dir=args.resume
+    )
     print(f"run folder: {run}")
     return 0
 
@@ -152,7 +163,7 @@ def _compare(args: argparse.Namespace) -> int:
                 run = run_dir_of(cfg)
                 if not (run / f"eval_{args.split}.json").is_file():
                     print(f"training {config} seed {seed} -> {run}", flush=True)
-                    train_face(cfg, echo=False)
+                    train_face(cfg, echo=False, resume=True)  # an interrupted run goes on where it stopped
                 runs.append(run)
     if not runs:
         raise ValueError("nothing to compare: give run folders or --configs")

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import yaml
 
+from microaction.engine.runs import RunExistsError
 from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
 from microaction.face.data import FaceSplit, load_face_split, read_face_csv
 from microaction.face.fairness import group_report
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate_split",
     "load_face_checkpoint",
     "load_face_config",
+    "load_run_config",
     "train_face",
 ]
 
@@ -344,13 +346,50 @@ def run_dir_of(cfg: FaceTrainConfig) -> Path:
     return Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out_dir) / f"{cfg.name}_seed{cfg.seed}"
 
 
-def train_face(cfg: FaceTrainConfig, *, echo: bool = True) -> Path:
-    """Train ``cfg`` into its run folder; returns the folder."""
+STATE_FORMAT = 1
+_RUN_FILES = ("log.txt", "metrics.json", "last.safetensors", "best.safetensors", "last_state.pt")
+
+
+def load_run_config(run: str | Path) -> FaceTrainConfig:
+    """The resolved config a face run folder was trained with."""
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: not a face run folder (no config.yaml)")
+    return from_dict(FaceTrainConfig, yaml.safe_load(path.read_text()) or {}, where=str(path))
+
+
+def train_face(
+    cfg: FaceTrainConfig,
+    *,
+    echo: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+    run_dir: str | Path | None = None,
+) -> Path:
+    """Train ``cfg`` into its run folder (``run_dir``, default ``run_dir_of(cfg)``); returns the folder.
+
+    A folder holding a run already is refused unless ``resume`` (continue from its
+    ``last_state.pt``; a folder without one starts afresh) or ``overwrite`` (start again)."""
     _validate(cfg, "config")
-    run = run_dir_of(cfg)
+    run = Path(run_dir) if run_dir is not None else run_dir_of(cfg)
+    existing = [n for n in _RUN_FILES if (run / n).exists()]
+    state: dict[str, Any] | None = None
+    if resume and (run / "last_state.pt").is_file():
+        state = _load_state(run / "last_state.pt")
+        saved = load_run_config(run)
+        if to_dict(saved) != to_dict(cfg):
+            raise ConfigError(f"{run}: the config differs from the one this run was started with (config.yaml)")
+    elif existing and not overwrite and not resume:
+        raise RunExistsError(
+            f"{run} holds a run already ({', '.join(existing)}): resume it (mar face train --resume {run}), "
+            "or pass --overwrite"
+        )
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log_file = (run / "log.txt").open("w", encoding="utf-8")
+    if state is None:
+        for n in existing:
+            (run / n).unlink()
+        (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    log_file = (run / "log.txt").open("a" if state is not None else "w", encoding="utf-8")
 
     def log(msg: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
@@ -361,13 +400,29 @@ def train_face(cfg: FaceTrainConfig, *, echo: bool = True) -> Path:
 
     threads = torch.get_num_threads()
     try:
-        return _train(cfg, run, log)
+        return _train(cfg, run, log, state)
     finally:
         torch.set_num_threads(threads)  # cfg.threads is for this run only
         log_file.close()
 
 
-def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None]) -> Path:
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = dict(torch.load(str(path), map_location="cpu", weights_only=True))
+    except Exception as e:
+        raise RuntimeError(f"{path}: unreadable training state ({e})") from None
+    if state.get("format") != STATE_FORMAT:
+        raise RuntimeError(f"{path}: state format {state.get('format')} is not {STATE_FORMAT}")
+    return state
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, str(tmp))
+    tmp.replace(path)  # a crash while writing leaves the previous state whole
+
+
+def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None], state: dict[str, Any] | None = None) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -409,8 +464,17 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None]) -> Path:
     g = torch.Generator().manual_seed(cfg.seed)
     g_mask = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     history: dict[str, Any] = {"epochs": [], "best": None}
-    best_value, step = -1.0, 0
-    for epoch in range(1, o.epochs + 1):
+    best_value, step, first = -1.0, 0, 1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["rng_data"])
+        g_mask.set_state(state["rng_mask"])
+        torch.set_rng_state(state["rng_torch"])
+        history, best_value = json.loads(state["history"]), float(state["best_value"])
+        step, first = int(state["step"]), int(state["epoch"]) + 1
+        log(f"resuming after epoch {state['epoch']} (step {step})")
+    for epoch in range(first, o.epochs + 1):
         if step >= total:
             break
         t0 = time.time()
@@ -465,6 +529,21 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None]) -> Path:
             history["best"] = {"epoch": epoch, "metric": cfg.select_metric, "value": value, "val": val_flat}
             _save(model, run / "best.safetensors", meta_epoch)
         (run / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
+        _save_state(
+            run / "last_state.pt",
+            {
+                "format": STATE_FORMAT,
+                "epoch": epoch,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng_data": g.get_state(),
+                "rng_mask": g_mask.get_state(),
+                "rng_torch": torch.get_rng_state(),
+                "history": json.dumps(history),
+                "best_value": best_value,
+            },
+        )
         tex = f" texture {record['train_texture']:.4f}" if record["train_texture"] is not None else ""
         log(
             f"epoch {epoch}/{o.epochs} loss {record['train_loss']:.4f} (primary {record['train_primary']:.4f}{tex}) "
@@ -492,10 +571,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on a split of its config's data; writes ``eval_<split>.json``."""
     run = Path(run)
-    cfg_path = run / "config.yaml"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{run}: not a face run folder (no config.yaml)")
-    cfg = from_dict(FaceTrainConfig, yaml.safe_load(cfg_path.read_text()) or {}, where=str(cfg_path))
+    cfg = load_run_config(run)
     dev = _resolve_device(device)
     model, meta = load_face_checkpoint(run / f"{checkpoint}.safetensors", dev)
     if data is None:
