@@ -165,6 +165,7 @@ def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
         model={"name": "bmoe", "preset": None, "kwargs": small},
         stages={"pretrain_epochs": 1, "freeze_experts_epochs": 1},
         run={"epochs": 1, "batch_size": 40},
+        loss={"routing_weight": 1.0},  # stage 2 only: the stage-1 stream models have no router
     )
     run_dir = train(cfg)
     stage1 = load_file(str(run_dir / "pretrain.safetensors"))
@@ -187,6 +188,7 @@ def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
         "region:lower_limbs",
         "global",
     }
+    assert m["epochs"][1]["train_parts"]["routing"] > 0
     rep = evaluate_run(run_dir, "val", progress=False)
     routing = [r for r in rep["routing_per_class"] if r is not None]
     assert len(routing) == 10 and all(abs(sum(r) - 1) < 1e-4 for r in routing)

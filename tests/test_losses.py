@@ -193,6 +193,40 @@ def test_router_regularisers_off_by_default_and_by_hand():
     assert parts["load_balance"] == pytest.approx(1.0)
 
 
+def test_routing_supervision_by_hand():
+    from microaction.engine.stages import routing_targets
+
+    tax = load_taxonomy("ma52")
+    regions = ["head", "body", "upper_limbs", "lower_limbs"]
+    t = routing_targets(tax, regions)
+    assert t.shape == (7, 4)
+    assert t[tax.body_names.index("head_hand")].tolist() == [1, 0, 1, 0]
+    assert t[tax.body_names.index("lower_limb")].tolist() == [0, 0, 0, 1]
+    lc = LossComputer(num_classes=52, num_body=7, lambda_body=0.0, routing_weight=0.5, routing_targets=t)
+    w = torch.tensor([[0.4, 0.1, 0.4, 0.1], [0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25], [0.1, 0.2, 0.3, 0.4]])
+    batch = {
+        "action": torch.tensor([0, 1, 2, 3]),
+        "body": torch.tensor([tax.body_names.index(n) for n in ("head_hand", "head_hand", "lower_limb", "body")]),
+        "region_valid": torch.tensor([[True] * 4, [True, True, False, True], [True] * 4, [True] * 4]),
+    }
+    batch["body"][3] = -1  # unknown body group: does not count
+    out = {"action": torch.zeros(4, 52), "routing": w}
+    total, parts = lc(out, batch)
+    # sample 0: half on head, half on upper limbs; sample 1: upper limbs hidden -> all on head
+    want = (-(0.5 * math.log(0.4) + 0.5 * math.log(0.4)) - math.log(0.7) - math.log(0.25)) / 3
+    assert parts["routing"] == pytest.approx(want, rel=1e-5)
+    assert total.item() == pytest.approx(math.log(52) + 0.5 * want, rel=1e-5)
+    # the gradient moves the routing logits towards the body group's regions
+    logits = torch.zeros(1, 4, requires_grad=True)
+    one = {"action": torch.tensor([0]), "body": torch.tensor([tax.body_names.index("lower_limb")])}
+    lc({"action": torch.zeros(1, 52), "routing": torch.softmax(logits, 1)}, one)[0].backward()
+    assert logits.grad is not None and logits.grad[0].argmin().item() == 3
+    with pytest.raises(ValueError, match="needs routing_targets"):
+        LossComputer(num_classes=52, num_body=7, routing_weight=0.5)
+    with pytest.raises(ValueError, match="body groups mapped to regions"):
+        routing_targets(load_taxonomy("imigue"), regions)  # iMiGUE has no body level
+
+
 def test_aux_losses_are_weighted():
     out, b = outputs(), labels()
     mac = torch.tensor(2.0, requires_grad=True)

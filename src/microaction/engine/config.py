@@ -134,6 +134,7 @@ class LossConfig:
     label_embeddings: str = "minilm"  # minilm (offline MiniLM of the label names) or a .npy [C, E] file
     router_entropy_weight: float = 0.0  # routing entropy regulariser (mixture models; 0: off)
     load_balance_weight: float = 0.0  # routing load-balance regulariser (0: off)
+    routing_weight: float = 0.0  # body-part routing supervision: routing vs the body group's regions (0: off)
     aux_weights: dict[str, float] = field(default_factory=dict)  # weights of a model's own aux_losses
     aux_default_weight: float = 1.0  # weight of aux losses not named in aux_weights
 

@@ -16,6 +16,7 @@ Two-stage recipe (``stages.pretrain_epochs`` > 0, models with ``stage1_streams``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,8 +54,30 @@ class MultiLabelLoss:
         return total, parts
 
 
+def routing_targets(taxonomy: Taxonomy, regions: Sequence[str]) -> np.ndarray:
+    """``[num_body, R]``: for each body group, 1 on the regions it moves (the label set's
+    ``body_regions``), so routing can be supervised towards them."""
+    if not taxonomy.has_body or not taxonomy.body_regions:
+        raise ConfigError(
+            f"loss.routing_weight needs a label set with body groups mapped to regions ({taxonomy.name} has none)"
+        )
+    t = np.zeros((taxonomy.num_body, len(regions)), dtype=np.float32)
+    for b in range(taxonomy.num_body):
+        for r in taxonomy.regions_of_body(b):
+            if r in regions:
+                t[b, list(regions).index(r)] = 1.0
+    if not t.any():
+        raise ConfigError(f"loss.routing_weight: no body group of {taxonomy.name} maps to the regions {list(regions)}")
+    return t
+
+
 def make_loss(
-    cfg: ExperimentConfig, taxonomy: Taxonomy, train_labels: np.ndarray, *, features_dim: int | None = None
+    cfg: ExperimentConfig,
+    taxonomy: Taxonomy,
+    train_labels: np.ndarray,
+    *,
+    features_dim: int | None = None,
+    regions: Sequence[str] = (),
 ) -> Any:
     """The loss object ``loss(outputs, batch) -> (total, parts)`` for ``cfg.loss``: the models'
     ``LossComputer`` (an ``nn.Module``; its L_emb projection trains with the model), or
@@ -89,6 +112,9 @@ def make_loss(
         feature_dim=features_dim,
         router_entropy_weight=lc.router_entropy_weight,
         load_balance_weight=lc.load_balance_weight,
+        # stage-1 stream models have no router: their losses are built without regions
+        routing_weight=lc.routing_weight if regions else 0.0,
+        routing_targets=routing_targets(taxonomy, regions) if lc.routing_weight > 0 and regions else None,
         aux_weights=lc.aux_weights,
         aux_default_weight=lc.aux_default_weight,
     )
@@ -173,7 +199,9 @@ def plan_stages(exp: Experiment) -> list[Stage]:
         return create_model(cfg.model.name, **kwargs)
 
     def main_loss(model: nn.Module) -> Any:
-        return make_loss(cfg, tax, labels, features_dim=features_dim(model, exp) if need_dim else None)
+        return make_loss(
+            cfg, tax, labels, features_dim=features_dim(model, exp) if need_dim else None, regions=kwargs["regions"]
+        )
 
     if cfg.stages.pretrain_epochs <= 0:
         return [Stage("main", cfg.run.epochs, cfg.optim.lr, build_main, main_loss, meta)]

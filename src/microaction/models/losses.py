@@ -29,6 +29,13 @@ Parts of the total (labels ``-1`` are unknown and ignored everywhere):
   entropy, divided by log R; a positive weight sharpens routing. ``load_balance``
   (``load_balance_weight``, 0 = off): ``R · Σ_r p̄_r²`` with ``p̄`` the batch-mean routing (1 when
   balanced, R when one region takes all); a positive weight spreads the load.
+- ``routing`` (weight ``routing_weight``, 0 = off; needs ``routing_targets [C_body, R]``): body-part
+  routing supervision, the cross-entropy ``-Σ_r t_r log w_r`` between the routing ``w`` and the
+  uniform distribution ``t`` over the visible regions the sample's body group moves (the label set's
+  ``body_regions``, e.g. MA-52's head-hand group → head + upper limbs). Samples whose body group is
+  unknown or maps to no visible region do not count. Without it a learned router may collapse onto
+  one expert (docs/synthetic.md); with it the routing is trained to be the body-part explanation it
+  is read as.
 - ``aux/<name>``: every ``outputs["aux_losses"][name]`` (unweighted in the model), times
   ``aux_weights.get(name, aux_default_weight)`` (e.g. Micro-DualNet's ``{"mac": 0.1}``).
 """
@@ -226,6 +233,8 @@ class LossComputer(nn.Module):
         feature_dim: int | None = None,
         router_entropy_weight: float = 0.0,
         load_balance_weight: float = 0.0,
+        routing_weight: float = 0.0,
+        routing_targets: torch.Tensor | np.ndarray | None = None,
         aux_weights: Mapping[str, float] | None = None,
         aux_default_weight: float = 1.0,
         cache_dir: str | Path | None = None,
@@ -241,6 +250,17 @@ class LossComputer(nn.Module):
         self.emb_weight = float(emb_weight)
         self.router_entropy_weight = float(router_entropy_weight)
         self.load_balance_weight = float(load_balance_weight)
+        self.routing_weight = float(routing_weight)
+        self.routing_targets: torch.Tensor | None
+        if self.routing_weight > 0:
+            if routing_targets is None:
+                raise ValueError("routing_weight > 0 needs routing_targets [num_body, R] (body group -> regions)")
+            t = torch.as_tensor(np.asarray(routing_targets, dtype=np.float32))
+            if t.dim() != 2 or t.shape[0] != num_body or bool((t < 0).any()):
+                raise ValueError(f"routing_targets must be [num_body={num_body}, R] non-negative, got {tuple(t.shape)}")
+            self.register_buffer("routing_targets", t, persistent=False)
+        else:
+            self.routing_targets = None
         self.aux_weights = dict(aux_weights or {})
         self.aux_default_weight = float(aux_default_weight)
         if emb_distance not in ("cosine", "mse"):
@@ -288,6 +308,23 @@ class LossComputer(nn.Module):
         else:
             self.label_emb = None
 
+    def _routing_loss(self, routing: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        assert self.routing_targets is not None
+        body = batch["body"].long().to(routing.device)
+        known = body >= 0
+        t = self.routing_targets.to(routing.device)[body.clamp_min(0)]  # [B, R]
+        if t.shape[1] != routing.shape[1]:
+            raise ValueError(f"routing_targets cover {t.shape[1]} regions, the model routes over {routing.shape[1]}")
+        valid = batch.get("region_valid")
+        if valid is not None:
+            t = t * valid.to(routing.device).to(t.dtype)
+        mass = t.sum(1)
+        keep = known & (mass > 0)
+        if not bool(keep.any()):
+            return None
+        t = t[keep] / mass[keep, None]
+        return -(t * routing[keep].clamp_min(1e-8).log()).sum(1).mean()
+
     @classmethod
     def from_taxonomy(cls, taxonomy: Any, **kwargs: Any) -> LossComputer:
         """Class count, body count, train counts and label names taken from a ``Taxonomy``."""
@@ -333,6 +370,12 @@ class LossComputer(nn.Module):
                     R_eff, pbar = R, r.mean(0)
                 parts["load_balance"] = R_eff * (pbar * pbar).sum()
                 total = total + self.load_balance_weight * parts["load_balance"]
+
+        if routing is not None and self.routing_targets is not None and "body" in batch:
+            sup = self._routing_loss(routing.float(), batch)
+            if sup is not None:
+                parts["routing"] = sup
+                total = total + self.routing_weight * sup
 
         for name, value in (outputs.get("aux_losses") or {}).items():
             w = float(self.aux_weights.get(name, self.aux_default_weight))
