@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = ("bmoe", "m3e_global", "bmoe_uniform", "bmoe_concat", "mean_mlp")
+MODELS = ("bmoe", "bmoe_nosup", "m3e_global", "bmoe_uniform", "bmoe_concat", "mean_mlp")
 
 
 def main() -> int:

@@ -125,7 +125,7 @@ def _config(ds: dict[str, Any], out: Path, name: str, **model_kwargs: Any) -> Pa
             "preset": "tiny",
             "kwargs": {"face_size": S, "face_patch": 8, "face_dim": 32, "face_depth": 1, **model_kwargs},
         },
-        "loss": {"aux_weights": {"texture": 0.5}},
+        "loss": {"aux_weights": {"texture": 0.5}, "emb_weight": 0.1},  # L_emb: a probe forward pass needs faces too
         "optim": {"lr": 2e-3, "warmup_epochs": 0.5},
         "run": {"name": name, "out_dir": str(out), "epochs": 2, "batch_size": 16, "progress": False, "threads": 1},
     }

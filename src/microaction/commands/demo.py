@@ -67,14 +67,23 @@ def _mar(name: str, argv: list[str], timings: dict[str, float]) -> None:
 
 
 def prepare_data(
-    out: Path, preset: str, seed: int, workers: int, timings: dict[str, float], *, render: bool = True
+    out: Path,
+    preset: str,
+    seed: int,
+    workers: int,
+    timings: dict[str, float],
+    *,
+    render: bool = True,
+    face_size: int = 0,
 ) -> tuple[Path, Path]:
-    """Generate a synthetic dataset into ``out/synth`` and extract it into ``out/store``."""
-    data, store = out / "synth", out / "store"
+    """Generate a synthetic dataset into ``out/synth`` and extract it into ``out/store``
+    (``out/store_face<S>`` with head-box face crops of side ``face_size``, which needs ``render``)."""
+    data, store = out / "synth", out / (f"store_face{face_size}" if face_size else "store")
     argv = ["synth", "--out", str(data), "--preset", preset, "--seed", str(seed), "--workers", str(workers)]
     _mar("synth", argv + (["--render"] if render else []), timings)
+    face = ["--face-size", str(face_size)] if face_size else []
     _mar("extract", ["extract", "--videos", str(data / "manifest.csv"), "--out", str(store), "--parser", "groundtruth",
-                     "--encoder", "pose", "--workers", str(workers)], timings)  # fmt: skip
+                     "--encoder", "pose", "--workers", str(workers), *face], timings)  # fmt: skip
     return data, store
 
 

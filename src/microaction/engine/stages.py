@@ -271,18 +271,14 @@ def plan_stages(exp: Experiment) -> list[Stage]:
 
 @torch.no_grad()
 def features_dim(model: nn.Module, exp: Experiment) -> int:
-    """Width of a model's pooled ``features`` output (for the L_emb projection), from one dummy clip."""
-    m = exp.store.manifest
-    T = exp.cfg.data.num_steps
-    batch = {
-        "regions": torch.zeros(1, len(m.regions), T, m.region_dim),
-        "global": torch.zeros(1, T, m.global_dim),
-        "mask": torch.ones(1, T, dtype=torch.bool),
-        "region_valid": torch.ones(1, len(m.regions), dtype=torch.bool),
-    }
+    """Width of a model's pooled ``features`` output (for the L_emb projection), from one training
+    clip (a real batch carries whatever the model needs: face crops too)."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in exp.train_ds.__getitems__([0]).items()}
     was = model.training
     model.eval()
-    out = model(batch)
+    with torch.no_grad():
+        out = model(batch)
     model.train(was)
     if "features" not in out:
         raise ConfigError("loss.emb_weight > 0 needs a model that outputs 'features'")
