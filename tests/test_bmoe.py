@@ -68,15 +68,30 @@ def test_expert_state_dict_round_trip():
         stacked.load_expert(0, wrong.state_dict())
 
 
-@pytest.mark.parametrize("routing", ["soft", "uniform", "concat"])
-def test_batched_experts_equal_the_loop(routing):
-    loop = bmoe(seed=1, expert_impl="loop", routing=routing)
-    fast = bmoe(seed=2, expert_impl="batched", routing=routing)
+FACE = {"face_size": 16, "face_patch": 8, "face_dim": 32, "face_depth": 1}
+
+
+@pytest.mark.parametrize("routing,face", [("soft", False), ("uniform", False), ("concat", False), ("soft", True)])
+def test_batched_experts_equal_the_loop(routing, face):
+    loop = bmoe(seed=1, expert_impl="loop", routing=routing, **(FACE if face else {}))
+    fast = bmoe(seed=2, expert_impl="batched", routing=routing, **(FACE if face else {}))
+    if face:  # the face features join the head expert in both: give them an effect to compare
+        torch.nn.init.normal_(loop.head_texture.proj.weight, std=0.5)
     shared = {k: v for k, v in loop.state_dict().items() if not k.startswith("experts.")}
     missing, unexpected = fast.load_state_dict(shared, strict=False)
     assert unexpected == [] and all(k.startswith("experts.") for k in missing)
     fast.load_experts({r: loop.expert_state_dict(r) for r in REGIONS})
     b = batch()
+    if face:
+        g = torch.Generator().manual_seed(4)
+        b["face"] = torch.randint(0, 256, (3, 9, 16, 16), generator=g, dtype=torch.uint8)
+        b["face_valid"] = torch.ones(3, 9, dtype=torch.bool)
+        with torch.no_grad():
+            plain = loop({k: v for k, v in b.items()})["action"]
+            loop.head_texture.proj.weight.zero_()
+            assert not torch.allclose(plain, loop(b)["action"], atol=1e-4)  # the faces do change the output
+        torch.nn.init.normal_(loop.head_texture.proj.weight, std=0.5)
+        fast.head_texture.load_state_dict(loop.head_texture.state_dict())
     with torch.no_grad():
         a, c = loop(b), fast(b)
     for k in a:

@@ -22,7 +22,8 @@ entry, excluded from every softmax / attention, and get routing 0, so they canno
 
 Head texture branch (``face_size > 0``; ``models.head_texture``): the batch also carries head-box
 face crops ``face [B, T, S, S]`` / ``face_valid [B, T]``; a small ViT encodes them, a zero-initialised
-projection adds them to the head region's input, and in training L-SSAT's texture-MAE loss on
+projection adds them to the head expert's projected input (its own width, before its temporal
+layers), and in training L-SSAT's texture-MAE loss on
 the crops comes back as ``aux_losses["texture"]`` (weighted by ``loss.aux_weights.texture``).
 
 Registered: ``bmoe`` (soft routing), ``bmoe_uniform`` (routing fixed to uniform over the visible
@@ -235,7 +236,7 @@ class BMoE(nn.Module):
                 raise ValueError(f"face_size needs a {FACE_REGION!r} region; regions: {self.regions}")
             self.face_index = self.regions.index(FACE_REGION)
             self.head_texture = HeadTexture(
-                out_dim=region_dim,
+                out_dim=d_model,  # joins the head expert after its input projection
                 img_size=face_size,
                 patch_size=face_patch,
                 dim=face_dim,
@@ -247,12 +248,22 @@ class BMoE(nn.Module):
             )
 
     # -- encoders ---------------------------------------------------------------------------
-    def _run_experts(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens ``[B, R, d]``."""
+    def _run_experts(
+        self, x: torch.Tensor, mask: torch.Tensor, extra: tuple[int, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens ``[B, R, d]``; ``extra = (r, [B, T, d])``
+        joins region ``r``'s expert after its input projection (the face branch)."""
         if isinstance(self.experts, StackedM3E):
-            out = self.experts(x.transpose(0, 1), mask)
+            stacked = None
+            if extra is not None:
+                r, e = extra
+                stacked = x.new_zeros((x.shape[1], *e.shape)).index_copy(0, torch.tensor([r], device=x.device), e[None])
+            out = self.experts(x.transpose(0, 1), mask, stacked)
             return out.seq.transpose(0, 1), out.pooled.transpose(0, 1)
-        outs = [expert(x[:, r], mask) for r, expert in enumerate(cast(nn.ModuleList, self.experts))]
+        outs = [
+            expert(x[:, r], mask, extra[1] if extra is not None and extra[0] == r else None)
+            for r, expert in enumerate(cast(nn.ModuleList, self.experts))
+        ]
         return torch.stack([o.seq for o in outs], 1), torch.stack([o.pooled for o in outs], 1)
 
     def route(self, tokens: torch.Tensor, gtok: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -285,7 +296,7 @@ class BMoE(nn.Module):
         valid = batch["region_valid"].bool()
         zero = regions.new_zeros(())
         x = torch.where((valid[:, :, None] & mask[:, None, :]).unsqueeze(-1), regions, zero)
-        texture_loss = None
+        texture_loss, extra = None, None
         if self.head_texture is not None:
             if "face" not in batch:
                 raise ValueError(
@@ -295,8 +306,8 @@ class BMoE(nn.Module):
             h = self.face_index
             fvalid = batch["face_valid"].bool() & mask & valid[:, h, None]
             face_feats, texture_loss = self.head_texture(batch["face"], fvalid)
-            x = torch.cat([x[:, :h], (x[:, h] + face_feats.to(x.dtype)).unsqueeze(1), x[:, h + 1 :]], 1)
-        seq, tokens = self._run_experts(x, mask)
+            extra = (h, face_feats)
+        seq, tokens = self._run_experts(x, mask, extra)
         gseq = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask).seq
 
         sal = masked_softmax(self.saliency(gseq).squeeze(-1), mask)  # [B, T]

@@ -141,13 +141,18 @@ class M3E(nn.Module):
         init_linear_layernorm(self)
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> M3EOutput:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None) -> M3EOutput:
+        """``x [B, T, D]``, ``mask [B, T]``; ``extra [B, T, d_model]`` is added to the projected input
+        (another input stream joining this one in the expert's own width, e.g. face features)."""
         T = x.shape[1]
         if T > self.pos.shape[0]:
             raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[0]}")
         m = mask.bool()
         x = torch.where(m.unsqueeze(-1), x, x.new_zeros(()))
-        h = self.drop(self.in_proj(self.in_norm(x)) + self.pos[:T])
+        h = self.in_proj(self.in_norm(x)) + self.pos[:T]
+        if extra is not None:
+            h = h + extra.to(h.dtype)
+        h = self.drop(h)
         for layer in self.attn_layers:
             h = layer(h, m)
         if len(self.sgp):
@@ -417,14 +422,18 @@ class StackedM3E(nn.Module):
         self.norm = StackedLayerNorm(G, d_model)
         self.pool_score = StackedLinear(G, d_model, 1, bias=False) if pool != "mean" else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> M3EOutput:
-        """``x [G, B, T, D]`` (padded steps already zero), ``mask [B, T]`` → stacked M3EOutput."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None) -> M3EOutput:
+        """``x [G, B, T, D]`` (padded steps already zero), ``mask [B, T]`` → stacked M3EOutput;
+        ``extra [G, B, T, d_model]`` is added to the projected inputs (as in ``M3E``)."""
         _, B, T, _ = x.shape
         if T > self.pos.shape[1]:
             raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[1]}")
         m = mask.bool()
         mf = m.to(x.dtype).view(1, B, T, 1)
-        h = self.drop(self.in_proj(self.in_norm(x)) + self.pos[:, None, :T])
+        h = self.in_proj(self.in_norm(x)) + self.pos[:, None, :T]
+        if extra is not None:
+            h = h + extra.to(h.dtype)
+        h = self.drop(h)
         for layer in self.attn_layers:
             h = layer(h, m)
         if len(self.sgp):
