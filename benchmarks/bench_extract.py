@@ -1,6 +1,7 @@
 """Extraction speed on the real MA-52 clips (1080×1296, 30 fps): frames/s for parse only
 (decode + MediaPipe + region masks), parse + motion encoder, parse + pose encoder, and the
-default parse + motion + pose, each run through the pipelined single-process runner path.
+default parse + motion + pose, each run through the pipelined single-process runner path, and the
+default plus head-box face crops (``face_size=32``, for B-MoE's head-texture branch).
 
     python benchmarks/bench_extract.py [--quick] [--clips DIR] [--json]
 
@@ -73,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         jobs = jobs[:2]
         sampling["num_frames"] = 30
-    cases = {"parse+motion": ["motion"], "parse+pose": ["pose"], "parse+motion+pose": ["motion", "pose"]}
+    cases: dict[str, tuple[list[str], dict[str, int]]] = {
+        "parse+motion": (["motion"], {}),
+        "parse+pose": (["pose"], {}),
+        "parse+motion+pose": (["motion", "pose"], {}),
+        "+ face crops (32 px)": (["motion", "pose"], {"face_size": 32}),
+    }
     load = os.getloadavg()[0]
     # warm-up (imports, graph creation) on the first clip
     Extractor(ExtractParams(encoders=["pose"], **sampling)).extract(jobs[0].path)
@@ -86,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         "fps": n / dt,
         "cpu_ms_per_frame": 1000 * (cpu_seconds() - c0) / n,
     }
-    for name, encs in cases.items():
+    for name, (encs, extra) in cases.items():
         c0 = cpu_seconds()
-        n, dt = bench_pipeline(Extractor(ExtractParams(encoders=encs, **sampling)), jobs)
+        n, dt = bench_pipeline(Extractor(ExtractParams(encoders=encs, **sampling, **extra)), jobs)
         rows[name] = {"frames": n, "seconds": dt, "fps": n / dt, "cpu_ms_per_frame": 1000 * (cpu_seconds() - c0) / n}
     base = rows["parse only"]["fps"]
     for r in rows.values():
