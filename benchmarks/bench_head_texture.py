@@ -17,8 +17,8 @@ groups, and the training seconds per epoch (``metrics.json``) against ``bmoe``.
     python benchmarks/bench_head_texture.py [--quick] [--seeds 0 1 2] [--epochs N] [--with-pixel]
                                             [--out DIR] [--data DIR] [--store DIR]
 
-Finished runs whose settings match are reused (``--rerun`` trains them again), so an interrupted
-comparison goes on where it stopped. ``--quick``: the tiny preset, one seed, 2 epochs (1 of
+Finished runs whose config, overrides and ``microaction`` sources match are reused (``--rerun``
+trains them again), so an interrupted comparison goes on where it stopped. ``--quick``: the tiny preset, one seed, 2 epochs (1 of
 stage-1 pre-training): a check that the script runs, not a measurement. Timings are wall-clock
 seconds on whatever else the machine is doing.
 """
@@ -139,6 +139,19 @@ def epoch_stats(run_dir: Path) -> tuple[float, float, float, list[float]]:
     return mean(main), mean(pre), float(sum(e["seconds"] for e in history)), texture[:1] + texture[-1:]
 
 
+def source_digest() -> str:
+    """Hash of the installed ``microaction`` sources: a finished run is reused only under the same code."""
+    import hashlib
+
+    import microaction
+
+    h = hashlib.sha1()
+    root = Path(microaction.__file__).parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def train_variant(
     v: Variant, seed: int, cfg_dir: Path, data: Path, store: Path, runs: Path, args: argparse.Namespace
 ) -> RunResult:
@@ -154,7 +167,8 @@ def train_variant(
     if args.pretrain_epochs is not None:
         overrides.append(f"stages.pretrain_epochs={args.pretrain_epochs}")
     marker = run_dir / "bench_run.json"
-    want = {"config": v.config, "overrides": overrides}
+    want = {"config": v.config, "config_text": (cfg_dir / v.config).read_text(), "overrides": overrides,
+            "source": source_digest()}  # fmt: skip
     done = marker.is_file() and json.loads(marker.read_text()) == want and (run_dir / "eval_test.json").is_file()
     if done and not args.rerun:
         print(f"\n== reusing {run_dir} ({v.name}, seed {seed})", flush=True)
