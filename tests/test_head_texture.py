@@ -171,3 +171,25 @@ def test_training_refuses_a_store_without_faces(tmp_path: Path, capsys: pytest.C
     assert mar(["train", str(_config(d, tmp_path, "noface"))]) == 1
     assert "no face crops" in capsys.readouterr().err
     assert not (tmp_path / "noface").exists()  # refused before anything was written
+
+
+def test_face_branch_under_bf16_autocast() -> None:
+    import torch
+
+    from microaction.models import create_model
+
+    kw = {"face_size": S, "face_patch": 8, "face_dim": 32, "face_depth": 1}
+    m = create_model("bmoe", preset="tiny", num_classes=5, num_body=2, region_dim=12, global_dim=10, **kw)
+    B, T = 2, 5
+    batch = {
+        "regions": torch.randn(B, 4, T, 12),
+        "global": torch.randn(B, T, 10),
+        "mask": torch.ones(B, T, dtype=torch.bool),
+        "region_valid": torch.ones(B, 4, dtype=torch.bool),
+        "face": torch.randint(0, 256, (B, T, S, S), dtype=torch.uint8),
+        "face_valid": torch.ones(B, T, dtype=torch.bool),
+    }
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(batch)
+    (out["action"].float().sum() + out["aux_losses"]["texture"]).backward()
+    assert m.head_texture.encoder.patch_embed.weight.grad is not None

@@ -257,7 +257,7 @@ class BMoE(nn.Module):
             stacked = None
             if extra is not None:
                 r, e = extra
-                stacked = x.new_zeros((x.shape[1], *e.shape)).index_copy(0, torch.tensor([r], device=x.device), e[None])
+                stacked = e.new_zeros((x.shape[1], *e.shape)).index_copy(0, torch.tensor([r], device=x.device), e[None])
             out = self.experts(x.transpose(0, 1), mask, stacked)
             return out.seq.transpose(0, 1), out.pooled.transpose(0, 1)
         outs = [
