@@ -17,10 +17,11 @@ groups, and the training seconds per epoch (``metrics.json``) against ``bmoe``.
     python benchmarks/bench_head_texture.py [--quick] [--seeds 0 1 2] [--epochs N] [--with-pixel]
                                             [--out DIR] [--data DIR] [--store DIR]
 
-Finished runs whose config, overrides and ``microaction`` sources match are reused (``--rerun``
-trains them again), so an interrupted comparison goes on where it stopped. ``--quick``: the tiny preset, one seed, 2 epochs (1 of
-stage-1 pre-training): a check that the script runs, not a measurement. Timings are wall-clock
-seconds on whatever else the machine is doing.
+``--variants NAME ...`` trains a subset. Finished runs whose config, overrides and ``microaction``
+sources match are reused (``--rerun`` trains them again), so an interrupted comparison goes on
+where it stopped. ``--quick``: the tiny preset, one seed, 2 epochs (1 of stage-1 pre-training): a
+check that the script runs, not a measurement. Timings are wall-clock seconds on whatever else the
+machine is doing.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def tables(results: list[RunResult], variants: list[Variant], seeds: list[int]) 
         "| variant | F1_mean | action top-1 | F1 head | F1 head_hand | s/epoch | × bmoe | s/epoch stage 1 |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    base = [r.sec_main for r in results if r.variant == variants[0].name]
+    base = [r.sec_main for r in results if r.variant == VARIANTS[0].name]  # nan when bmoe was not run
     base_sec = float(np.mean(base)) if base else math.nan
     for v in variants:
         rs = [r for r in results if r.variant == v.name]
@@ -246,6 +247,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override the configs' run.epochs (quick: 2)")
     ap.add_argument("--pretrain-epochs", type=int, default=None, help="override stages.pretrain_epochs (quick: 1)")
     ap.add_argument("--with-pixel", action="store_true", help="also train bmoe+face+pixel (texture_target=pixel)")
+    ap.add_argument("--variants", nargs="+", default=None, help="train only these variants (names as in the table)")
     ap.add_argument("--out", default=None, help="output folder (default runs/bench_head_texture[_quick])")
     ap.add_argument("--data", default=None, help="synthetic dataset, generated unless it exists (default OUT/synth)")
     ap.add_argument(
@@ -269,6 +271,12 @@ def main() -> int:
     out = Path(args.out or ("runs/bench_head_texture_quick" if args.quick else "runs/bench_head_texture"))
     cfg_dir = configs_dir(None)
     variants = [*VARIANTS, *([PIXEL] if args.with_pixel else [])]
+    if args.variants:
+        known = {v.name: v for v in (*VARIANTS, PIXEL)}
+        unknown = [n for n in args.variants if n not in known]
+        if unknown:
+            ap.error(f"unknown variant {unknown[0]!r} (known: {', '.join(known)})")
+        variants = [v for v in known.values() if v.name in args.variants]
 
     t_start = time.perf_counter()
     data, store, timings = prepare(args, out, preset)

@@ -150,3 +150,24 @@ def test_structured_csvs_with_missing_columns_and_huge_numbers(scratch: Path, ro
         scratch / "9_label.csv",
         "\n".join(",".join(r[:3]) for r in rows).encode(),
     )
+
+
+def test_corrupt_array_headers_are_refused_before_allocating(scratch: Path) -> None:
+    """A byte flip can turn numpy's empty-array prelude into a request for billions of elements
+    (an object array would even be filled): refused, naming the file, without allocating."""
+    import pickletools
+
+    base = np.zeros((1, 4, 17, 2), np.float32)
+    raw = pickle.dumps({"annotations": [{"frame_dir": "a", "label": 2, "keypoint": base}]}, protocol=2)
+    ops = list(pickletools.genops(raw))
+    # numpy's prelude: _reconstruct(ndarray, (0,), b'b'); put a huge length in place of the 0
+    pos = next(p for op, arg, p in ops if op.name == "BININT1" and arg == 0)
+    huge = raw[:pos] + b"J" + (2**31 - 1).to_bytes(4, "little") + raw[pos + 2 :]
+    path = scratch / "huge.pkl"
+    path.write_bytes(huge)
+    with pytest.raises(AnnotationError, match=r"huge\.pkl.*cannot come from"):
+        load_pose_pickle(path)
+    objects = pickle.dumps({"annotations": [{"keypoint": np.array([None, 1], dtype=object)}]}, protocol=2)
+    path.write_bytes(objects)
+    with pytest.raises(AnnotationError, match=r"huge\.pkl.*object-dtype"):
+        load_pose_pickle(path)

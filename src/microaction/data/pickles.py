@@ -55,7 +55,7 @@ class ForbiddenPickle(AnnotationError):
 class _Restricted(pickle.Unpickler):
     def __init__(self, data: bytes, source: str) -> None:
         super().__init__(io.BytesIO(data))
-        self._source = source
+        self._source, self._size = source, len(data)
 
     def find_class(self, module: str, name: str) -> Any:
         # protocol 0-2 files name Python 2 modules (__builtin__.set); map them as pickle does
@@ -65,7 +65,11 @@ class _Restricted(pickle.Unpickler):
         for pkg in _NUMPY_PACKAGES:
             sub = module[len(pkg) + 1 :]
             if module.startswith(pkg + ".") and (sub, name) in _NUMPY_NAMES:
+                if name == "_reconstruct":
+                    return self._reconstruct
                 return _numpy_attr(sub, name)
+        if (module, name) == ("numpy", "dtype"):
+            return _plain_dtype
         if (module, name) in _ALLOWED:
             return getattr(importlib.import_module(module), name)
         raise ForbiddenPickle(
@@ -73,8 +77,30 @@ class _Restricted(pickle.Unpickler):
             "pose pickles may hold only numpy arrays, dtypes and plain containers"
         )
 
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
+        # numpy pickles an array as an empty one plus its bytes; a corrupt file can ask for a huge
+        # shape here, which would be allocated before anything else fails
+        import numpy as np
+
+        dt = _plain_dtype(dtype)
+        n = int(np.prod(np.asarray(shape, dtype=np.int64))) if np.ndim(shape) else int(shape)
+        if n < 0 or n * max(1, dt.itemsize) > self._size:
+            raise ValueError(f"an array of {n} elements cannot come from a {self._size}-byte file")
+        return _numpy_attr("multiarray", "_reconstruct")(subtype, shape, dtype)
+
     def persistent_load(self, pid: Any) -> Any:
         raise ForbiddenPickle(f"{self._source}: refused to load: the pickle uses persistent ids")
+
+
+def _plain_dtype(*args: Any) -> Any:
+    """``numpy.dtype`` without object dtypes: pose data never needs them, and an object array of a
+    corrupt shape is filled (memory touched) as it is made."""
+    import numpy as np
+
+    dt = np.dtype(*args)
+    if dt.hasobject:
+        raise ValueError("object-dtype numpy arrays are not admitted in pose pickles")
+    return dt
 
 
 def _numpy_attr(submodule: str, name: str) -> Any:
