@@ -92,6 +92,9 @@ class _Restricted(pickle.Unpickler):
         raise ForbiddenPickle(f"{self._source}: refused to load: the pickle uses persistent ids")
 
 
+# Known limit: numpy trusts the state a pickle BUILDs into a dtype (sizes, alignment). A corrupt
+# state there can make numpy allocate wildly or crash; only trusted pose pickles should be loaded
+# until that state is checked too.
 def _plain_dtype(*args: Any) -> Any:
     """``numpy.dtype`` without object dtypes: pose data never needs them, and an object array of a
     corrupt shape is filled (memory touched) as it is made."""
