@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from microaction.face.texture import lbp, ldp, ldp_reference
+from microaction.models.texture import lbp, ldp, ldp_reference
 
 
 def timed(fn: Callable[[], Any], reps: int, sync: bool = False) -> float:

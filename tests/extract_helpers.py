@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from microaction.extract.skeleton import LANDMARKS, MASK_REGIONS, REGION_SEGMENTS
+from microaction.skeleton import LANDMARKS, MASK_REGIONS, REGION_SEGMENTS
 
 # a seated person facing the camera, in a 96 x 80 (H x W) image
 _POSE = {

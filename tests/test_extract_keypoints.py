@@ -15,7 +15,7 @@ from microaction.extract.parsers import interpolate_gaps, make_parser
 from microaction.extract.parsers.keypoints import load_keypoints
 from microaction.extract.pipeline import Extractor, ExtractParams
 from microaction.extract.runner import Job, collect_jobs, parse_shard, run_extraction, shard_jobs
-from microaction.extract.skeleton import LANDMARKS, REGION_LANDMARKS
+from microaction.skeleton import LANDMARKS, REGION_LANDMARKS
 
 POSE_ONLY = dict(parser="groundtruth", encoders=["pose"])
 

@@ -17,7 +17,7 @@ import pytest
 from microaction.data.store import FeatureStore
 from microaction.extract.pipeline import ExtractParams, extract_video, params_from_manifest
 from microaction.extract.runner import collect_jobs, run_extraction
-from microaction.extract.skeleton import LANDMARKS, REGION_SETS
+from microaction.skeleton import LANDMARKS, REGION_SETS
 
 NUM_FRAMES = 12  # evenly spaced frames per clip: keeps the suite fast
 FACE = 32

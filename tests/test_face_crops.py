@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from microaction.face.crops import FaceCropper, crop_faces_from_file, iter_frames, save_crops
-from microaction.face.texture import texture_targets
+from microaction.models.texture import texture_targets
 
 pytest.importorskip("mediapipe")
 

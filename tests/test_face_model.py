@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from microaction.face.model import (
+from microaction.models.face_vit import (
     PRESETS,
     FaceViT,
     TextureMAELoss,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from microaction.face.texture import (
+from microaction.models.texture import (
     KIRSCH_MASKS,
     LDP_CODES,
     bit_planes,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from microaction.extract.skeleton import ENTITY_SETS
 from microaction.models import create_model
 from microaction.models.micro_dualnet import MicroDualNet, mac_loss
+from microaction.skeleton import ENTITY_SETS
 
 ENTITIES = list(ENTITY_SETS["ma52"])
 B, T, DR, DG = 4, 8, 12, 10

@@ -13,7 +13,7 @@ from microaction.data.annotations import read_manifest_csv
 from microaction.data.synth import MOTIONS, PRESETS, generate_clip, generate_dataset, plan, read_clip, split_counts
 from microaction.data.synth.generate import ClipSpec, Preset
 from microaction.data.synth.nuisances import Nuisance
-from microaction.extract.skeleton import REGION_LANDMARKS, landmark_index
+from microaction.skeleton import REGION_LANDMARKS, landmark_index
 from microaction.taxonomy import load_taxonomy
 
 TAX = load_taxonomy("ma52")

@@ -234,7 +234,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.feature_noise = float(feature_noise)
         m = store.manifest
         self.R, self.D, self.Dg = len(m.regions), int(m.region_dim), int(m.global_dim)
-        from microaction.extract.skeleton import flip_names
+        from microaction.skeleton import flip_names
 
         self.flip_perm = np.asarray(flip_names(list(m.regions)), dtype=np.int64)
         self.keys = list(keys) if keys is not None else [s.key for s in self.samples]  # store keys

@@ -13,7 +13,7 @@ import numpy as np
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extraction
 from microaction.extract.regions import GLOBAL, crop_clips
-from microaction.extract.skeleton import BONES
+from microaction.skeleton import BONES
 
 __all__ = ["COLORS", "write_debug_crops"]
 

@@ -23,8 +23,8 @@ from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.parsers import Parser, ParseResult, make_parser
 from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout
-from microaction.extract.skeleton import resolve_regions
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
+from microaction.skeleton import resolve_regions
 
 __all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "face_crops", "params_from_manifest"]
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from microaction.extract.parsers.base import VISIBLE, ParseResult
-from microaction.extract.skeleton import LANDMARKS, MASK_PARENT, REGION_LANDMARKS, REGION_MARGIN
+from microaction.skeleton import LANDMARKS, MASK_PARENT, REGION_LANDMARKS, REGION_MARGIN
 
 __all__ = ["FILL", "GLOBAL", "RegionLayout", "crop_clips", "crop_frame", "region_layout"]
 

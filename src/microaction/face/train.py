@@ -38,8 +38,8 @@ from microaction.engine.runs import RunExistsError
 from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
 from microaction.face.data import FaceSplit, load_face_split, read_face_csv
 from microaction.face.fairness import group_report
-from microaction.face.model import LSSAT, PRESETS, build_lssat, count_parameters
-from microaction.face.texture import to_grey
+from microaction.models.face_vit import LSSAT, PRESETS, build_lssat, count_parameters
+from microaction.models.texture import to_grey
 
 __all__ = [
     "FaceTrainConfig",

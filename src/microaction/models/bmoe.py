@@ -66,7 +66,6 @@ import torch
 from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS, FACE_REGION
-from microaction.face.model import AuxTarget
 from microaction.models.common import (
     ClassifierHeads,
     CrossAttention,
@@ -78,6 +77,7 @@ from microaction.models.common import (
     nonempty_mask,
     scaled_dot_logits,
 )
+from microaction.models.face_vit import AuxTarget
 from microaction.models.head_texture import HeadTexture
 from microaction.models.m3e import EXPERT_KWARGS, M3E, StackedM3E
 from microaction.models.registry import register_model

@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from microaction.face.model import AuxTarget, FaceViT, TextureMAELoss
+from microaction.models.face_vit import AuxTarget, FaceViT, TextureMAELoss
 
 __all__ = ["HeadTexture"]
 

@@ -122,7 +122,7 @@ def _entities(ev: EvalData, run: RunData, k: int) -> list[str]:
         return ev.entities
     if len(ev.regions) == k:
         return ev.regions
-    from microaction.extract.skeleton import ENTITY_SETS
+    from microaction.skeleton import ENTITY_SETS
 
     tax = (run.taxonomy or {}).get("name")
     if isinstance(tax, str) and len(ENTITY_SETS.get(tax, ())) == k:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from microaction.data.synth.skeleton3d import Tracks
-from microaction.extract.skeleton import REGION_LANDMARKS
+from microaction.skeleton import REGION_LANDMARKS
 
 __all__ = ["Nuisance", "add_idle", "observe", "sample_timing", "smooth_noise"]
 

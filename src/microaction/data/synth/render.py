@@ -20,7 +20,7 @@ import numpy as np
 
 from microaction.data.synth.camera import Camera
 from microaction.data.synth.skeleton3d import Body, Pose
-from microaction.extract.skeleton import MASK_REGIONS, landmark_index
+from microaction.skeleton import MASK_REGIONS, landmark_index
 
 __all__ = ["MASK_REGIONS", "Style", "render_clip", "sample_style"]
 

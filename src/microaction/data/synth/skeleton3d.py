@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from microaction.extract.skeleton import NUM_LANDMARKS, landmark_index
+from microaction.skeleton import NUM_LANDMARKS, landmark_index
 
 __all__ = ["Body", "Pose", "Reach", "Tracks", "pose", "rotation", "sample_body", "sample_rest"]
 

@@ -17,7 +17,7 @@ import numpy as np
 from microaction.extract.encoders.base import Encoded, Encoder, EncoderInput, pool, window_times, windows
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.regions import _torso_scale
-from microaction.extract.skeleton import ALL_ANGLES, LANDMARKS, NUM_LANDMARKS, REGION_ANGLES, REGION_LANDMARKS
+from microaction.skeleton import ALL_ANGLES, LANDMARKS, NUM_LANDMARKS, REGION_ANGLES, REGION_LANDMARKS
 
 __all__ = ["PoseEncoder", "kinematics"]
 

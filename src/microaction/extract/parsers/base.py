@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from microaction.extract.skeleton import MASK_REGIONS, NUM_LANDMARKS, REGION_SEGMENTS
+from microaction.skeleton import MASK_REGIONS, NUM_LANDMARKS, REGION_SEGMENTS
 
 __all__ = [
     "VISIBLE",
@@ -81,7 +81,7 @@ class ParseResult:
 
     def flipped(self) -> ParseResult:
         """The parse of the horizontally mirrored clip (left and right landmarks swapped)."""
-        from microaction.extract.skeleton import flip_keypoints
+        from microaction.skeleton import flip_keypoints
 
         kp = flip_keypoints(self.keypoints, self.image_size[1])
         rm = None if self.region_masks is None else np.ascontiguousarray(self.region_masks[:, :, ::-1])

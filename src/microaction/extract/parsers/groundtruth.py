@@ -15,7 +15,7 @@ import numpy as np
 
 from microaction.extract.parsers.base import ParseError, Parser, ParseResult
 from microaction.extract.parsers.keypoints import load_keypoints
-from microaction.extract.skeleton import MASK_REGIONS
+from microaction.skeleton import MASK_REGIONS
 
 __all__ = ["GroundTruthParser"]
 

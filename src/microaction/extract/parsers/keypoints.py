@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from microaction.extract.parsers.base import ParseError, Parser, ParseResult, interpolate_gaps
-from microaction.extract.skeleton import LANDMARKS, NUM_LANDMARKS
+from microaction.skeleton import LANDMARKS, NUM_LANDMARKS
 
 __all__ = ["TO_MEDIAPIPE", "KeypointsParser", "load_keypoints", "to_mediapipe"]
 

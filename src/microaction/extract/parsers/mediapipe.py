@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from microaction.extract.parsers.base import Parser, ParseResult, interpolate_gaps, landmark_region_masks
-from microaction.extract.skeleton import NUM_LANDMARKS
+from microaction.skeleton import NUM_LANDMARKS
 
 __all__ = ["MediaPipeParser", "MediaPipeSession"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from microaction.extract.parsers.base import ParseError, Parser, ParseResult
-from microaction.extract.skeleton import MASK_REGIONS, NUM_LANDMARKS
+from microaction.skeleton import MASK_REGIONS, NUM_LANDMARKS
 
 __all__ = ["INPUT_SIZE", "SAPIENS_CLASSES", "SAPIENS_REGION", "SapiensParser", "class_to_label"]
 

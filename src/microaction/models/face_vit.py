@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from microaction.face.texture import bit_planes, code_count, ldp_code_index, texture_map, to_grey
+from microaction.models.texture import bit_planes, code_count, ldp_code_index, texture_map, to_grey
 
 __all__ = [
     "LSSAT",
