@@ -2,9 +2,9 @@
 
 For face crops of ``--size`` × ``--size`` (112 by default) it prints faces/s for
 
-* LBP (P = 8, R = 1, "default" and "uniform"): ``microaction.face.texture.lbp`` on a batch vs
+* LBP (P = 8, R = 1, "default" and "uniform"): ``microaction.models.texture.lbp`` on a batch vs
   ``skimage.feature.local_binary_pattern`` one image at a time (the codes are identical; checked);
-* LDP (k = 3): ``microaction.face.texture.ldp`` on a batch vs ``ldp_reference`` (numpy, one image
+* LDP (k = 3): ``microaction.models.texture.ldp`` on a batch vs ``ldp_reference`` (numpy, one image
   at a time; scikit-image has no LDP);
 
 on the CPU with torch's thread count and with one thread, and on the GPU when there is one.

@@ -2,7 +2,7 @@
 
 ``extract_video(path, params)`` (params: ``ExtractParams`` or a store's ``StoreManifest``) is the
 library entry point; ``run_extraction`` drives a whole run (``mar extract``). Imported lazily so
-that ``microaction.extract.skeleton`` stays light.
+that importing a submodule stays light.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ previous one for up to ``hold`` frames (``detected`` False, ``valid`` True); aft
 frame is ``valid`` False and its crop is zeros.
 
 ``crop_faces_from_file(path)`` → ``FaceTrack``; ``texture_targets(track.crops[track.valid])``
-(``microaction.face.texture``) turns the crops into texture-MAE targets.
+(``microaction.models.texture``) turns the crops into texture-MAE targets.
 """
 
 from __future__ import annotations

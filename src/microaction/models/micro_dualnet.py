@@ -4,7 +4,7 @@ adaptive routing and the Mutual Action Consistency (MAC) loss (arXiv 2604.21011,
 The paper has no public code. What it states, implemented here:
 
 * Entities are anatomically grounded body parts (on MA-52: head, face, left hand, right hand, torso,
-  lower body; on iMiGUE the lower body is dropped: ``extract.skeleton.ENTITY_SETS``). Each is
+  lower body; on iMiGUE the lower body is dropped: ``microaction.skeleton.ENTITY_SETS``). Each is
   encoded per frame to ``D`` (256) with learnable position embeddings.
 * ST path: ``X_ST = Temporal-T(Spatial-T(X) + MLP_s(X))``; TS path:
   ``X_TS = Spatial-T(Temporal-T(X) + MLP_t(X))``. The spatial transformer attends across the K

@@ -12,7 +12,7 @@ kinematics for arms (wrist target → elbow) and legs (ankle target → knee). H
 points attached to other body parts (the nose, the chest, the other forearm, a thigh), resolved
 after those parts are posed, so a hand touching the nose follows the head.
 
-Landmark names, bones and regions come from :mod:`microaction.extract.skeleton`; nothing here
+Landmark names, bones and regions come from :mod:`microaction.skeleton`; nothing here
 redefines them.
 """
 
