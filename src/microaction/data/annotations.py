@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from microaction.data.errors import AnnotationError
 from microaction.data.store import video_key
 from microaction.taxonomy import Taxonomy, TaxonomyError, check_names
 
@@ -65,10 +66,6 @@ __all__ = [
 _HERE = Path(__file__).resolve().parent
 
 UNKNOWN = -1  # label of a clip whose label is hidden (benchmark test splits) or not given
-
-
-class AnnotationError(ValueError):
-    """An annotation file that cannot be read; the message names the file and line."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from microaction.data.annotations import AnnotationError
+from microaction.data.errors import AnnotationError
 
 __all__ = ["ForbiddenPickle", "load_pose_pickle", "safe_loads"]
 

@@ -28,7 +28,7 @@ from microaction.engine.yamlconfig import ConfigError
 from microaction.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
-    from microaction.engine.trainer import Experiment, Stage
+    from microaction.engine.experiment import Experiment, Stage
 
 __all__ = ["Stage1Ensemble", "make_loss", "plan_stages"]
 
@@ -185,7 +185,7 @@ class Stage1Loss(nn.Module):
 def plan_stages(exp: Experiment) -> list[Stage]:
     """The stages of ``exp``'s config, in order. Models and losses are made by factories that the
     training loop calls right after seeding, so their initial weights depend on the seed only."""
-    from microaction.engine.trainer import Stage, model_kwargs
+    from microaction.engine.experiment import Stage, model_kwargs
     from microaction.models import create_model
 
     cfg, tax = exp.cfg, exp.taxonomy

@@ -3,7 +3,9 @@
 Only models are registered; everything else in the package is plain Python. Every registered
 model takes the shared keyword arguments ``num_classes``, ``num_body`` (0: no body head),
 ``regions`` (names of the region streams), ``region_dim`` and ``global_dim``, plus its own.
-A registered ``tiny`` preset gives small sizes for tests and the CPU demo.
+A registered ``tiny`` preset gives small sizes for tests and the CPU demo. The built-in families
+are registered by the package's ``__init__``, which Python runs before this module whatever the
+import path, so the registry never imports the families (they import it).
 """
 
 from __future__ import annotations
@@ -48,18 +50,11 @@ def register_model(name: str, *, presets: dict[str, dict[str, Any]] | None = Non
     return deco
 
 
-def _ensure_loaded() -> None:
-    # importing the package registers every built-in model family
-    import microaction.models  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def model_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise UnknownModelError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
