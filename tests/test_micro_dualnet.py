@@ -144,13 +144,14 @@ def test_mac_rejects_bad_shapes():
         mac_loss(torch.randn(2, 4), torch.randn(2, 4), torch.ones(2, 3, dtype=torch.bool))
 
 
-def test_mac_presence_depends_on_mode_and_batch_size():
+def test_mac_is_a_training_objective_only():
     m = make_model()
     m.eval()
     with torch.no_grad():
-        assert "mac" in m(make_batch())["aux_losses"]
+        assert "mac" not in m(make_batch())["aux_losses"]
         assert "mac" not in m(make_batch(b=1))["aux_losses"]
     m.train()
+    assert m(make_batch())["aux_losses"]["mac"].item() > 0.0
     assert m(make_batch(b=1))["aux_losses"]["mac"].item() == 0.0
     assert "mac" not in make_model(mac=False)(make_batch())["aux_losses"]
     assert "mac" not in make_model(paths="st")(make_batch())["aux_losses"]
@@ -230,6 +231,8 @@ def test_ablation_switches_change_the_computation():
             assert not missing, missing
             got = other(batch)
             assert not torch.allclose(got["action"], base["action"], atol=1e-4), kw
+    ref = make_model(dropout=0.0).train()  # MAC is computed in training mode only
+    with torch.no_grad():
         pooled = ref(batch)["aux_losses"]["mac"]
         ref.mac_per_frame = True
         assert not torch.allclose(ref(batch)["aux_losses"]["mac"], pooled)
@@ -254,7 +257,7 @@ def test_bad_options_are_refused():
 
 @pytest.mark.parametrize("kw", [{}, {"paths": "st"}, {"paths": "ts"}, {"mac_per_frame": True}])
 def test_invisible_entities_and_padding_do_not_leak(kw):
-    m = make_model(**kw).eval()
+    m = make_model(dropout=0.0, **kw).train()  # training mode: MAC is computed too (no dropout: deterministic)
     batch = make_batch()
     other = {k: v.clone() for k, v in batch.items()}
     other["regions"][B - 1, 2] = 50 * torch.randn(T, DR)  # invisible entity
@@ -269,7 +272,7 @@ def test_invisible_entities_and_padding_do_not_leak(kw):
     for key in ("action", "body", "features", "path_weights"):
         assert torch.allclose(a[key], b[key], atol=1e-5), key
         assert torch.allclose(a[key], c[key], atol=1e-5), key
-    if "mac" in a["aux_losses"]:
+    if kw.get("paths") is None:
         assert torch.allclose(a["aux_losses"]["mac"], b["aux_losses"]["mac"], atol=1e-5)
         assert torch.allclose(a["aux_losses"]["mac"], c["aux_losses"]["mac"], atol=1e-5)
 
@@ -284,7 +287,7 @@ def test_no_visible_entity_and_empty_clip_stay_finite():
     for key in ("action", "body", "features", "path_weights"):
         assert torch.isfinite(out[key]).all(), key
     assert torch.equal(out["path_weights"][0], torch.full((len(ENTITIES), 2), 0.5))
-    assert torch.isfinite(out["aux_losses"]["mac"])
+    assert torch.isfinite(make_model(dropout=0.0).train()(batch)["aux_losses"]["mac"])
 
 
 # ------------------------------------------------------------------------------------------ learning
@@ -318,3 +321,81 @@ def test_tiny_model_fits_a_small_batch():
     finally:
         torch.set_num_threads(threads)
     assert loss.item() < 0.3 * first
+
+
+# ------------------------------------------------------------------------------ loss weights and validation
+
+
+def _loss_for(aux_weights: dict[str, float], body_weight: float = 0.5):
+    from microaction.engine.config import experiment_from_dict
+    from microaction.engine.stages import make_loss
+    from microaction.taxonomy import load_taxonomy
+
+    cfg = experiment_from_dict(
+        {
+            "data": {"store": "unused", "manifest": "unused.csv"},
+            "model": {"name": "micro_dualnet", "preset": "tiny"},
+            "loss": {"aux_weights": aux_weights, "body_weight": body_weight},
+        }
+    )
+    tax = load_taxonomy("ma52")
+    return make_loss(cfg, tax, torch.arange(tax.num_classes).numpy(), regions=ENTITIES), tax
+
+
+def _dualnet_for(tax, **kw) -> MicroDualNet:
+    torch.manual_seed(0)
+    m = create_model(
+        "micro_dualnet",
+        preset="tiny",
+        num_classes=tax.num_classes,
+        num_body=tax.num_body,
+        regions=ENTITIES,
+        region_dim=DR,
+        global_dim=DG,
+        **kw,
+    )
+    assert isinstance(m, MicroDualNet)
+    return m
+
+
+def _labelled(tax, b: int = B, seed: int = 0) -> dict[str, torch.Tensor]:
+    batch = make_batch(seed, b=b)
+    g = torch.Generator().manual_seed(seed + 1)
+    action = torch.randint(0, tax.num_classes, (b,), generator=g)
+    batch.update(action=action, body=torch.as_tensor(tax.body_map)[action].long(), index=torch.arange(b))
+    return batch
+
+
+def test_mac_weight_defaults_to_the_papers_lambda():
+    loss, tax = _loss_for({})
+    assert loss.aux_weights == {"mac": 0.1}
+    m = _dualnet_for(tax, dropout=0.0).train()
+    batch = _labelled(tax)
+    out = m(batch)
+    total, parts = loss(out, batch)
+    assert parts["aux/mac"] > 0
+    expected = parts["action"] + 0.5 * parts["body"] + 0.1 * parts["aux/mac"]
+    assert abs(float(total) - expected) < 1e-4, (float(total), parts)
+    # a config that names the weight wins, 0 included
+    assert _loss_for({"mac": 0.0})[0].aux_weights == {"mac": 0.0}
+    assert _loss_for({"mac": 1.0})[0].aux_weights == {"mac": 1.0}
+
+
+def test_validation_loss_does_not_depend_on_batch_size():
+    """Eval-mode outputs carry no batch-level term: the loss over a split is the same in batches
+    of 1 and of N (sample-weighted mean of the batch losses)."""
+    loss, tax = _loss_for({})
+    m = _dualnet_for(tax).eval()
+    data = _labelled(tax, b=6, seed=3)
+
+    def split_loss(bs: int) -> float:
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for i in range(0, 6, bs):
+                part = {k: v[i : i + bs] for k, v in data.items()}
+                value, _ = loss(m(part), part)
+                total, n = total + float(value) * len(part["index"]), n + len(part["index"])
+        return total / n
+
+    one, six, three = split_loss(1), split_loss(6), split_loss(3)
+    assert abs(one - six) < 1e-5 and abs(three - six) < 1e-5, (one, three, six)

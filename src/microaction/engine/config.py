@@ -136,7 +136,8 @@ class LossConfig:
     load_balance_weight: float = 0.0  # routing load-balance regulariser (0: off)
     routing_weight: float = 0.0  # body-part routing supervision: routing vs the body group's regions (0: off)
     aux_weights: dict[str, float] = field(default_factory=dict)  # weights of a model's own aux_losses
-    aux_default_weight: float = 1.0  # weight of aux losses not named in aux_weights
+    # weight of aux losses named neither here nor in the model's aux_loss_weights (micro_dualnet: mac 0.1)
+    aux_default_weight: float = 1.0
 
     def validate(self, where: str) -> None:
         if self.class_weights not in ("none", "inverse", "sqrt_inverse", "effective"):

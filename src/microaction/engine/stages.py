@@ -71,6 +71,14 @@ def routing_targets(taxonomy: Taxonomy, regions: Sequence[str]) -> np.ndarray:
     return t
 
 
+def default_aux_weights(model_name: str) -> dict[str, float]:
+    """The weights a model declares for its own ``aux_losses`` (``aux_loss_weights``, e.g.
+    Micro-DualNet's paper λ ``{"mac": 0.1}``); ``loss.aux_weights`` overrides them."""
+    from microaction.models import model_entry
+
+    return dict(getattr(model_entry(model_name).cls, "aux_loss_weights", {}))
+
+
 def make_loss(
     cfg: ExperimentConfig,
     taxonomy: Taxonomy,
@@ -83,10 +91,11 @@ def make_loss(
     ``LossComputer`` (an ``nn.Module``; its L_emb projection trains with the model), or
     ``MultiLabelLoss`` (BCE) for multi-label taxonomies."""
     lc = cfg.loss
+    aux_weights = {**default_aux_weights(cfg.model.name), **lc.aux_weights}
     if taxonomy.multi_label:
         if lc.emb_weight > 0 or lc.class_weights != "none" or lc.logit_adjust_tau:
             raise ConfigError("multi-label taxonomies support only the plain loss (BCE)")
-        return MultiLabelLoss(aux_weights=lc.aux_weights)
+        return MultiLabelLoss(aux_weights=aux_weights)
     from microaction.models.losses import LossComputer, load_label_embeddings
 
     emb = None
@@ -115,7 +124,7 @@ def make_loss(
         # stage-1 stream models have no router: their losses are built without regions
         routing_weight=lc.routing_weight if regions else 0.0,
         routing_targets=routing_targets(taxonomy, regions) if lc.routing_weight > 0 and regions else None,
-        aux_weights=lc.aux_weights,
+        aux_weights=aux_weights,
         aux_default_weight=lc.aux_default_weight,
     )
 

@@ -12,7 +12,8 @@ The paper has no public code. What it states, implemented here:
 * Entity-level routing: ``[α_ST, α_TS] = softmax(R_i([X_ST ; X_TS]) / τ)`` for entity ``i``,
   ``X_fused = α_ST·X_ST + α_TS·X_TS``.
 * MAC: entity-aware contrastive learning between the two paths' features before routing;
-  ``L = L_CE + 0.1·L_MAC`` (the 0.1 lives in the run config; ``aux_losses["mac"]`` is unweighted).
+  ``L = L_CE + 0.1·L_MAC`` (``aux_losses["mac"]`` is unweighted; the model's
+  ``aux_loss_weights = {"mac": 0.1}`` is the weight a run uses unless ``loss.aux_weights`` names one).
 * Classifier: fused entity features concatenated with the global feature, then an MLP.
 
 Choices where the paper is silent (ours):
@@ -46,10 +47,11 @@ Choices where the paper is silent (ours):
   entity is visible in at least two samples; with fewer the loss is an exact (graph-connected) 0.
   ``mac_per_frame=True`` contrasts per frame instead: anchor (b, k, t), negatives the same entity at
   the same frame index in the other samples where that frame is valid and the entity visible.
-* When MAC is computed: whenever both paths exist and ``mac`` is on, and the model is in training
-  mode *or* the batch has at least 2 samples (a batch of one in eval mode has no negatives and gets
-  no ``"mac"`` key; in training mode it gets a 0). Batch-level, it is the one output that depends on
-  the other samples of the batch.
+* When MAC is computed: whenever both paths exist, ``mac`` is on and the model is in training mode
+  (a batch without two samples sharing a visible entity gets a 0). Batch-level, it is the one
+  output that depends on the other samples of the batch, so it is a training objective only: in
+  eval mode there is no ``"mac"`` key, and a loss over eval-mode outputs (validation) is the same
+  whatever the batch size (``mac_loss`` stays callable on eval features).
 
 Ablation switches: ``paths="both"|"st"|"ts"`` (a single path builds only that path, has no router and
 no MAC, and reports path weights ``[1, 0]`` / ``[0, 1]``); ``fusion="routing"|"fixed"`` (``fixed``
@@ -60,7 +62,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -268,6 +270,9 @@ class EntityRouter(nn.Module):
 class MicroDualNet(nn.Module):
     """Micro-DualNet: ST / TS entity transformers, entity-level routing, MAC loss."""
 
+    # the paper's λ: L = L_CE + 0.1·L_MAC (a run's loss.aux_weights overrides it)
+    aux_loss_weights: ClassVar[dict[str, float]] = {"mac": 0.1}
+
     def __init__(
         self,
         *,
@@ -387,7 +392,7 @@ class MicroDualNet(nn.Module):
 
         out: dict[str, torch.Tensor] = {"features": feats, "path_weights": path_weights}
         aux: dict[str, torch.Tensor] = {}
-        if self.use_mac and x_st is not None and x_ts is not None and (self.training or B >= 2):
+        if self.use_mac and x_st is not None and x_ts is not None and self.training:
             if self.mac_per_frame:
                 aux["mac"] = mac_loss(
                     self.mac_st(x_st), self.mac_ts(x_ts), ev, frame_mask=mask, temperature=self.mac_temperature
