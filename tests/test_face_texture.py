@@ -18,6 +18,7 @@ from microaction.models.texture import (
     ldp,
     ldp_code_index,
     ldp_reference,
+    texture_map,
     texture_targets,
     to_grey,
 )
@@ -51,17 +52,22 @@ def _random_images(seed: int) -> list[np.ndarray]:
 def test_lbp_equals_skimage_exactly(method: str, seed: int) -> None:
     for img in _random_images(seed):
         ref = _sk_lbp(img, method)
-        got = lbp(img, method)
+        got = lbp(img, method, border="constant")
         assert got.dtype == torch.uint8 and got.shape == img.shape
         np.testing.assert_array_equal(got.numpy(), ref, err_msg=f"{method} {img.shape} {img.dtype}")
-        np.testing.assert_array_equal(lbp_reference(img, method), ref)
+        np.testing.assert_array_equal(lbp_reference(img, method, border="constant"), ref)
+        # the default replicates the border: same interior, its own reference
+        edge = lbp(img, method)
+        np.testing.assert_array_equal(edge.numpy(), lbp_reference(img, method), err_msg=f"edge {img.shape}")
+        if min(img.shape) > 2:
+            np.testing.assert_array_equal(edge[1:-1, 1:-1].numpy(), ref[1:-1, 1:-1])
 
 
 @pytest.mark.parametrize("method", ["default", "uniform"])
 def test_lbp_batched_equals_per_image(method: str) -> None:
     rng = np.random.default_rng(3)
     batch = rng.integers(0, 256, (6, 24, 20)).astype(np.uint8)
-    got = lbp(torch.from_numpy(batch), method)
+    got = lbp(torch.from_numpy(batch), method, border="constant")
     assert got.shape == (6, 24, 20)
     for i in range(6):
         np.testing.assert_array_equal(got[i].numpy(), _sk_lbp(batch[i], method))
@@ -72,12 +78,30 @@ def test_lbp_batched_equals_per_image(method: str) -> None:
 def test_lbp_is_monotonic_invariant() -> None:
     rng = np.random.default_rng(4)
     img = rng.integers(0, 120, (30, 30)).astype(np.uint8)
-    # an affine grey change inside the image leaves the interior codes unchanged (not the border ring,
-    # which compares against the zero padding, nor interpolated diagonals in general: check on axis-only)
+    # an affine grey change leaves the codes unchanged (not interpolated diagonals in general: check
+    # on axis-only bits); with the replicated border the outer ring too, with zero padding not
     a = lbp(img, "default")
     b = lbp((img.astype(np.int64) * 2 + 10).astype(np.uint8), "default")
     axis_bits = sum(1 << i for i in (0, 2, 4, 6))
-    np.testing.assert_array_equal((a[1:-1, 1:-1] & axis_bits).numpy(), (b[1:-1, 1:-1] & axis_bits).numpy())
+    np.testing.assert_array_equal((a & axis_bits).numpy(), (b & axis_bits).numpy())
+    a0 = lbp(img, "default", border="constant")
+    b0 = lbp((img.astype(np.int64) * 2 + 10).astype(np.uint8), "default", border="constant")
+    np.testing.assert_array_equal((a0[1:-1, 1:-1] & axis_bits).numpy(), (b0[1:-1, 1:-1] & axis_bits).numpy())
+
+
+def test_lbp_and_ldp_treat_the_border_alike() -> None:
+    """The texture targets replicate the border for both descriptors: a flat crop gets the flat
+    code everywhere, its outer ring included (zero padding would give the ring other codes)."""
+    flat = np.full((6, 7), 90, np.uint8)
+    for kind, flat_code in (("lbp", 255), ("lbp_uniform", 8), ("ldp", 7)):
+        codes = texture_map(flat, kind)
+        assert bool((codes == flat_code).all()), (kind, codes)
+    assert int(lbp(flat, border="constant")[0, 0]) != 255
+    assert int(ldp(flat, border="constant")[0, 0]) != 7
+    with pytest.raises(ValueError, match="border"):
+        lbp(flat, border="reflect")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="border"):
+        lbp_reference(flat, border="wrap")  # type: ignore[arg-type]
 
 
 def test_ldp_hand_checked_3x3() -> None:

@@ -5,15 +5,20 @@ array, uint8 / integer / float, and return a ``torch.uint8`` code map of the sam
 input's device. ``lbp_reference`` and ``ldp_reference`` are plain numpy versions of the same
 definitions for one image (what the tests and the benchmark compare against).
 
-LBP (``lbp``): 8 neighbours on a circle of radius 1, computed *exactly* like
-``skimage.feature.local_binary_pattern(image, 8, 1, method)``:
+Border, both descriptors (``border=``): ``"edge"`` (the default, and what the texture-MAE targets
+use) repeats the outermost pixels (replicate padding), so the outer ring of a crop gets targets of
+the same kind as its interior and no artificial step edge; ``"constant"`` reads pixels outside the
+image as 0 (scikit-image's constant mode, ``cval=0``). Face crops are themselves warped with a
+replicated border (``face.crops``), so "edge" continues them the way they were made.
+
+LBP (``lbp``): 8 neighbours on a circle of radius 1, computed like
+``skimage.feature.local_binary_pattern(image, 8, 1, method)`` (exactly, with ``border="constant"``;
+with ``"edge"`` only the outer ring differs):
 
 * neighbour ``i`` (``i = 0..7``) sits at row offset ``round(-sin(2πi/8), 5)`` and column offset
   ``round(cos(2πi/8), 5)``: 0 = right, then counter-clockwise (1 = up-right, 2 = up, ...,
   7 = down-right). The four diagonal neighbours are *bilinearly interpolated* at ±0.70711,
   not read from the 3 × 3 corners;
-* border: pixels outside the image read as 0 (scikit-image's constant mode, ``cval=0``), so the
-  outermost ring of pixels sees dark neighbours;
 * bit ``i`` is 1 when ``neighbour_i - centre >= 0`` (all arithmetic in float64, in the same
   operation order as scikit-image, so the codes are bit-identical, ties included);
 * ``"default"``: code = ``Σ bit_i · 2^i`` (0..255); ``"uniform"``: the number of set bits when the
@@ -27,8 +32,6 @@ responses ``|m_i|``. Choices the paper leaves open, made here:
 * exactly ``k`` bits are set at every pixel: equal ``|m_i|`` are ranked by direction index (the lower
   index wins), so a flat region gives bits 0..k-1 (code 7 for k = 3). With k = 3 there are
   C(8, 3) = 56 possible codes (``LDP_CODES``; ``ldp_code_index`` maps a code to 0..55);
-* border: ``border="edge"`` (default) repeats the outermost pixels (replicate padding), so the
-  border has no artificial step edge; ``border="constant"`` pads with 0 like the LBP above;
 * responses are computed as ``m_i = 8 · (n_{i-1} + n_i + n_{i+1}) - 3 · Σ n`` (the same sum as the
   mask, in integers: exact for uint8 / integer inputs, in int16 for uint8); float inputs keep their
   precision (float64 stays float64, others float32), and near-ties there can resolve differently
@@ -67,6 +70,7 @@ __all__ = [
 ]
 
 LbpMethod = Literal["default", "uniform"]
+Border = Literal["edge", "constant"]
 TextureKind = Literal["ldp", "lbp", "lbp_uniform"]
 
 _P = 8
@@ -148,17 +152,32 @@ def _as_batch(images: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
     return x, False
 
 
-def lbp(images: torch.Tensor | np.ndarray, method: LbpMethod = "default") -> torch.Tensor:
-    """LBP code maps (P = 8, R = 1) of grey ``images`` ``[N, H, W]`` or ``[H, W]``, identical to
-    ``skimage.feature.local_binary_pattern(img, 8, 1, method)``; returns uint8 of the same shape."""
+def _check_border(border: str, fn: str) -> None:
+    if border not in ("edge", "constant"):
+        raise ValueError(f"{fn}: unknown border {border!r} (known: edge, constant)")
+
+
+def _pad1(x: torch.Tensor, border: Border) -> torch.Tensor:
+    """``[N, H, W]`` padded by one pixel: replicated (``"edge"``) or zeros (``"constant"``)."""
+    if border == "constant":
+        return F.pad(x, (1, 1, 1, 1), value=0)
+    p = torch.cat([x[:, :1], x, x[:, -1:]], dim=1)  # F.pad's replicate mode has no integer kernels
+    return torch.cat([p[:, :, :1], p, p[:, :, -1:]], dim=2)
+
+
+def lbp(images: torch.Tensor | np.ndarray, method: LbpMethod = "default", border: Border = "edge") -> torch.Tensor:
+    """LBP code maps (P = 8, R = 1) of grey ``images`` ``[N, H, W]`` or ``[H, W]``; returns uint8 of
+    the same shape. With ``border="constant"`` identical to
+    ``skimage.feature.local_binary_pattern(img, 8, 1, method)``; ``"edge"`` replicates the border."""
     if method not in LBP_NUM_CODES:
         raise ValueError(f"lbp: unknown method {method!r} (known: default, uniform)")
+    _check_border(border, "lbp")
     x, single = _as_batch(images)
     # on finite images an on-axis neighbour (zero fractional offsets) interpolates to the pixel itself
     finite = not x.is_floating_point() or bool(torch.isfinite(x).all())
     x = x.to(torch.float64)
     n, h, w = x.shape
-    pad = F.pad(x, (1, 1, 1, 1), value=0.0)  # outside the image reads 0 (skimage mode 'C', cval 0)
+    pad = _pad1(x, border)  # "constant": outside reads 0 (skimage mode 'C', cval 0)
     rows = torch.arange(h, dtype=torch.float64, device=x.device)
     cols = torch.arange(w, dtype=torch.float64, device=x.device)
     bits = []
@@ -193,12 +212,11 @@ def lbp(images: torch.Tensor | np.ndarray, method: LbpMethod = "default") -> tor
     return out[0] if single else out
 
 
-def ldp(images: torch.Tensor | np.ndarray, k: int = 3, border: Literal["edge", "constant"] = "edge") -> torch.Tensor:
+def ldp(images: torch.Tensor | np.ndarray, k: int = 3, border: Border = "edge") -> torch.Tensor:
     """LDP code maps (Kirsch masks, top-``k`` absolute responses) of grey ``images`` ``[N, H, W]``
     or ``[H, W]``; returns uint8 of the same shape with exactly ``k`` bits set per pixel."""
     _check_k(k)
-    if border not in ("edge", "constant"):
-        raise ValueError(f"ldp: unknown border {border!r} (known: edge, constant)")
+    _check_border(border, "ldp")
     x, single = _as_batch(images)
     if x.dtype == torch.uint8:
         dtype = torch.int16  # every intermediate is within ±6120 for uint8: exact, and fast on CPU
@@ -207,12 +225,7 @@ def ldp(images: torch.Tensor | np.ndarray, k: int = 3, border: Literal["edge", "
     else:
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     n, h, w = x.shape
-    x = x.to(dtype)
-    if border == "edge":  # replicate padding (F.pad's replicate mode has no integer kernels)
-        p = torch.cat([x[:, :1], x, x[:, -1:]], dim=1)
-        p = torch.cat([p[:, :, :1], p, p[:, :, -1:]], dim=2)
-    else:
-        p = F.pad(x, (1, 1, 1, 1), value=0)
+    p = _pad1(x.to(dtype), border)
     # the 8 neighbours in compass order E, NE, N, NW, W, SW, S, SE (row 0 is the top row)
     nb = [p[:, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] for dr, dc in _COMPASS]
     total = nb[0].clone()
@@ -236,13 +249,14 @@ def ldp(images: torch.Tensor | np.ndarray, k: int = 3, border: Literal["edge", "
 
 
 def texture_map(images: torch.Tensor | np.ndarray, kind: TextureKind = "ldp", *, k: int = 3) -> torch.Tensor:
-    """Code map of ``kind``: "ldp" (``ldp(images, k)``), "lbp" (default LBP) or "lbp_uniform"."""
+    """Code map of ``kind``: "ldp" (``ldp(images, k)``), "lbp" (default LBP) or "lbp_uniform"; the
+    border is replicated for every kind (``border="edge"``)."""
     if kind == "ldp":
-        return ldp(images, k=k)
+        return ldp(images, k=k, border="edge")
     if kind == "lbp":
-        return lbp(images, "default")
+        return lbp(images, "default", border="edge")
     if kind == "lbp_uniform":
-        return lbp(images, "uniform")
+        return lbp(images, "uniform", border="edge")
     raise ValueError(f"unknown texture kind {kind!r} (known: ldp, lbp, lbp_uniform)")
 
 
@@ -301,8 +315,9 @@ def texture_targets(
 # numpy references (one image; readable transcriptions of the definitions above)
 
 
-def lbp_reference(image: np.ndarray, method: LbpMethod = "default") -> np.ndarray:
+def lbp_reference(image: np.ndarray, method: LbpMethod = "default", border: Border = "edge") -> np.ndarray:
     """numpy LBP (P = 8, R = 1) of one ``[H, W]`` image, same definition as ``lbp``; uint8."""
+    _check_border(border, "lbp")
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
         raise ValueError(f"expected one [H, W] image, got shape {img.shape}")
@@ -310,7 +325,8 @@ def lbp_reference(image: np.ndarray, method: LbpMethod = "default") -> np.ndarra
 
     def pixel(r: np.ndarray, c: np.ndarray) -> np.ndarray:
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-        return np.where(inside, img[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)], 0.0)
+        value = img[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)]  # the nearest pixel: "edge"
+        return value if border == "edge" else np.where(inside, value, 0.0)
 
     r, c = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     signs = []
@@ -332,7 +348,7 @@ def lbp_reference(image: np.ndarray, method: LbpMethod = "default") -> np.ndarra
     raise ValueError(f"lbp: unknown method {method!r} (known: default, uniform)")
 
 
-def ldp_reference(image: np.ndarray, k: int = 3, border: Literal["edge", "constant"] = "edge") -> np.ndarray:
+def ldp_reference(image: np.ndarray, k: int = 3, border: Border = "edge") -> np.ndarray:
     """numpy LDP of one ``[H, W]`` image, same definition as ``ldp``; uint8."""
     _check_k(k)
     img = np.asarray(image)
