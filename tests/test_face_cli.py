@@ -118,3 +118,40 @@ def test_interrupted_run_resumes_exactly(
     assert ma["best"] == mb["best"] and (broken / "eval_test.json").is_file()
     assert "resuming after epoch 1" in (broken / "log.txt").read_text()
     assert main([*args, "--set", f"run_dir={broken}", "--overwrite"]) == 0  # starts again
+
+
+def test_celeba_attributes_multilabel(tmp_path: Path) -> None:
+    """A CelebA-format folder (attribute and partition lists written here): multi-label training
+    selects on the macro AUC, and the evaluation reports per-attribute AUC and fairness."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"{i:06d}.jpg" for i in range(1, 25)]
+    rows = []
+    for i, n in enumerate(names):
+        Image.fromarray(rng.integers(0, 256, (20, 18), dtype=np.uint8)).save(root / "img_align_celeba" / n)
+        smiling, male, young = (1 if i % 2 else -1), (1 if i % 3 else -1), (1 if i % 4 < 2 else -1)
+        rows.append(f"{n} {smiling} {male} {young}")
+    (root / "list_attr_celeba.txt").write_text(f"{len(names)}\nSmiling Male Young\n" + "\n".join(rows) + "\n")
+    (root / "list_eval_partition.txt").write_text(
+        "".join(f"{n} {0 if i < 16 else (1 if i < 20 else 2)}\n" for i, n in enumerate(names))
+    )
+    args = [
+        "face", "train", str(REPO / "configs" / "face_primary.yaml"), "--quiet",
+        "--set", f"data.root={root}", "--set", "data.format=celeba", "--set", "data.task=multilabel",
+        "--set", "data.synthesize_if_missing=false", "--set", "data.attributes=[Smiling, Young]",
+        "--set", "data.group_attribute=Male", "--set", "select_metric=auc_macro",
+        "--set", "optim.epochs=1", "--set", "optim.batch_size=8", "--set", "data.img_size=32",
+        "--set", f"run_dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((tmp_path / "run" / "eval_test.json").read_text())
+    assert result["class_names"] == ["Smiling", "Young"] and result["group_names"] == ["Male", "not Male"]
+    assert 0.0 <= result["metrics"]["auc_macro"] <= 1.0
+    assert set(result["per_group"]["per_attribute"]) == {"Smiling", "Young"}
+    assert "max_equalized_odds_difference" in result["metrics"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["best"]["metric"] == "auc_macro"

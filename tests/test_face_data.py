@@ -96,3 +96,72 @@ def test_synthetic_classes_differ_only_in_texture() -> None:
     # group B is darker and flatter
     b = render_faces(labels[:20], np.ones(20, np.int64), cfg, np.random.default_rng(0)).astype(np.float64)
     assert b.mean() < imgs.mean() - 30 and b.std() < imgs.std()
+
+
+def _celeba(root: Path, attr: str | None = None, part: str | None = None, images: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "list_attr_celeba.txt").write_text(
+        attr
+        or "4\n"
+        "Smiling Male Young\n"
+        "000001.jpg  1 -1  1\n"
+        "000002.jpg -1  1  1\n"
+        "000003.jpg  1  1 -1\n"
+        "000004.jpg -1 -1 -1\n"
+    )
+    (root / "list_eval_partition.txt").write_text(part or "000001.jpg 0\n000002.jpg 0\n000003.jpg 1\n000004.jpg 2\n")
+    if images:
+        (root / "img_align_celeba").mkdir(exist_ok=True)
+        for i in range(1, 5):
+            Image.fromarray(np.full((12, 10, 3), 40 * i, np.uint8)).save(root / "img_align_celeba" / f"00000{i}.jpg")
+    return root
+
+
+def test_celeba_reader(tmp_path: Path) -> None:
+    from microaction.face.data import read_celeba
+
+    root = _celeba(tmp_path / "celeba")
+    splits, names = read_celeba(root, attributes=["Smiling", "Young"], group_attribute="Male")
+    assert names == ["Smiling", "Young"]
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [2, 1, 1]
+    assert [it.label for it in splits["train"]] == [(0, 1), (1,)]
+    assert [it.group for it in splits["train"]] == ["not Male", "Male"]
+    assert splits["test"][0].label == () and splits["test"][0].path.name == "000004.jpg"
+    every, all_names = read_celeba(root)
+    assert all_names == ["Smiling", "Male", "Young"] and every["val"][0].label == (0, 1)
+    assert every["val"][0].group == "all"
+    binary, _ = read_celeba(root, attributes=["Male"], task="binary")
+    assert [it.label for it in binary["train"]] == [0, 1]
+    split = load_face_split(splits["train"], img_size=8, task="multilabel", num_classes=2)
+    assert split.labels.tolist() == [[1.0, 1.0], [0.0, 1.0]] and split.group_names == ["Male", "not Male"]
+
+
+@pytest.mark.parametrize(
+    ("attr", "part", "kwargs", "match"),
+    [
+        ("4\nSmiling Male Young\n000001.jpg 1 -1\n", None, {}, r"list_attr_celeba.txt:3: 2 values for 3"),
+        ("1\nSmiling\n000001.jpg 0\n", "000001.jpg 0\n", {}, r"list_attr_celeba.txt:3: .*'0' is not 1 or -1"),
+        ("x\nSmiling\n", "", {}, r"list_attr_celeba.txt:1: expected the number of images"),
+        ("2\nSmiling\n000001.jpg 1\n", "000001.jpg 0\n", {}, r"announces 2 images, the file lists 1"),
+        (None, "000001.jpg 3\n", {}, r"list_eval_partition.txt:1: expected '<image> 0\|1\|2'"),
+        (None, "000009.jpg 0\n", {}, r"000009.jpg has no attributes"),
+        (None, None, {"attributes": ["Bald"]}, r"no attribute 'Bald'"),
+        (None, None, {"group_attribute": "Bald"}, r"no attribute 'Bald'"),
+        (None, None, {"task": "binary"}, r"exactly one attribute"),
+        (None, None, {"task": "multiclass"}, r"multilabel or binary"),
+    ],
+)
+def test_celeba_errors(tmp_path: Path, attr: str | None, part: str | None, kwargs: dict, match: str) -> None:
+    from microaction.face.data import read_celeba
+
+    root = _celeba(tmp_path / "c", attr, part, images=False)
+    with pytest.raises(ValueError, match=match):
+        read_celeba(root, check_files=False, **kwargs)
+
+
+def test_celeba_missing_image(tmp_path: Path) -> None:
+    from microaction.face.data import read_celeba
+
+    root = _celeba(tmp_path / "c", images=False)
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        read_celeba(root)

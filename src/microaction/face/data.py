@@ -6,7 +6,13 @@
 * ``group`` (optional): any string (a demographic or nuisance attribute) used by the fairness
   metrics; a missing column means one group ``"all"``.
 
-Other columns are ignored. Errors name the file and the line. Images are read with Pillow,
+Other columns are ignored. Errors name the file and the line.
+
+CelebA (``read_celeba``): ``list_attr_celeba.txt`` (a count line, a line of the 40 attribute
+names, then ``<image> ±1 ... ±1`` per image) and ``list_eval_partition.txt`` (``<image> 0|1|2``
+for train / val / test) become items of the ``multilabel`` task over the chosen attributes (the
+ids of the attributes marked ``1``), or of the ``binary`` task over one attribute; another
+attribute can be the fairness group (``"Male"`` / ``"not Male"``). Images are read with Pillow,
 converted to grey (``channels: 1``, PIL's ITU-R 601 luma) or RGB (``channels: 3``) and resized to
 ``img_size`` × ``img_size`` (bilinear) when their size differs: give aligned face crops
 (``microaction.face.crops``). A split is loaded into memory as uint8 (a 112 × 112 grey crop is
@@ -23,7 +29,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FaceItem", "FaceSplit", "load_face_split", "read_face_csv"]
+__all__ = [
+    "CELEBA_SPLITS",
+    "FaceItem",
+    "FaceSplit",
+    "load_face_split",
+    "read_celeba",
+    "read_celeba_attributes",
+    "read_celeba_partition",
+    "read_face_csv",
+]
 
 TASKS = ("multiclass", "multilabel", "binary")
 
@@ -115,6 +130,103 @@ def read_face_csv(
     if not items:
         raise ValueError(f"{csv_path}: no rows")
     return items
+
+
+CELEBA_SPLITS = {0: "train", 1: "val", 2: "test"}  # list_eval_partition.txt's codes
+
+
+def _celeba_lines(path: Path) -> list[tuple[int, list[str]]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    return [(i, line.split()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def read_celeba_attributes(path: str | Path) -> tuple[list[str], dict[str, list[int]]]:
+    """``list_attr_celeba.txt`` -> (attribute names, ``{image: [±1, ...]}``); errors name the line."""
+    path = Path(path)
+    lines = _celeba_lines(path)
+    if len(lines) < 2:
+        raise ValueError(f"{path}: expected a count line and a line of attribute names")
+    (n_line, count), (_, names) = lines[0], lines[1]
+    if len(count) != 1 or not count[0].isdigit():
+        raise ValueError(f"{path}:{n_line}: expected the number of images, got {' '.join(count)!r}")
+    values: dict[str, list[int]] = {}
+    for lineno, parts in lines[2:]:
+        where = f"{path}:{lineno}"
+        if len(parts) != len(names) + 1:
+            raise ValueError(f"{where}: {len(parts) - 1} values for {len(names)} attributes")
+        if parts[0] in values:
+            raise ValueError(f"{where}: image {parts[0]} listed twice")
+        bad = [v for v in parts[1:] if v not in ("1", "-1")]
+        if bad:
+            raise ValueError(f"{where}: attribute value {bad[0]!r} is not 1 or -1")
+        values[parts[0]] = [int(v) for v in parts[1:]]
+    if len(values) != int(count[0]):
+        raise ValueError(f"{path}: the first line announces {count[0]} images, the file lists {len(values)}")
+    return names, values
+
+
+def read_celeba_partition(path: str | Path) -> dict[str, str]:
+    """``list_eval_partition.txt`` -> ``{image: "train" | "val" | "test"}``; errors name the line."""
+    path = Path(path)
+    out: dict[str, str] = {}
+    for lineno, parts in _celeba_lines(path):
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise ValueError(f"{path}:{lineno}: expected '<image> 0|1|2', got {' '.join(parts)!r}")
+        out[parts[0]] = CELEBA_SPLITS[int(parts[1])]
+    return out
+
+
+def read_celeba(
+    root: str | Path,
+    *,
+    attributes: Sequence[str] | None = None,
+    group_attribute: str | None = None,
+    task: str = "multilabel",
+    image_root: str | Path | None = None,
+    attr_file: str = "list_attr_celeba.txt",
+    partition_file: str = "list_eval_partition.txt",
+    check_files: bool = True,
+) -> tuple[dict[str, list[FaceItem]], list[str]]:
+    """CelebA's attribute and partition lists under ``root`` -> (``{split: items}``, class names).
+
+    ``attributes``: the target attributes (default: all 40; ``task="binary"`` needs exactly one);
+    ``group_attribute``: the attribute whose value is each image's fairness group (``"Male"`` /
+    ``"not Male"``; default: one group ``"all"``). Images are ``image_root`` (default
+    ``root/img_align_celeba``) / the listed name."""
+    if task not in ("multilabel", "binary"):
+        raise ValueError(f"CelebA attributes make a multilabel or binary task, not {task!r}")
+    root = Path(root)
+    names, values = read_celeba_attributes(root / attr_file)
+    partition = read_celeba_partition(root / partition_file)
+    chosen = list(attributes) if attributes else list(names)
+    for a in chosen + ([group_attribute] if group_attribute else []):
+        if a not in names:
+            raise ValueError(f"{root / attr_file}: no attribute {a!r} (attributes: {', '.join(names)})")
+    if task == "binary" and len(chosen) != 1:
+        raise ValueError(f"a binary CelebA task needs exactly one attribute, got {len(chosen)}")
+    cols = [names.index(a) for a in chosen]
+    gcol = names.index(group_attribute) if group_attribute else None
+    images = Path(image_root) if image_root is not None else root / "img_align_celeba"
+    missing = sorted(set(partition) - set(values))
+    if missing:
+        raise ValueError(f"{root / partition_file}: image {missing[0]} has no attributes in {attr_file}")
+    splits: dict[str, list[FaceItem]] = {s: [] for s in CELEBA_SPLITS.values()}
+    for image, split in partition.items():
+        v = values[image]
+        label: int | tuple[int, ...] = (
+            int(v[cols[0]] == 1) if task == "binary" else tuple(k for k, c in enumerate(cols) if v[c] == 1)
+        )
+        group = "all" if gcol is None else (group_attribute if v[gcol] == 1 else f"not {group_attribute}")
+        path = images / image
+        if check_files and not path.is_file():
+            raise FileNotFoundError(f"{root / partition_file}: image not found: {path}")
+        splits[split].append(FaceItem(path, label, str(group)))
+    return splits, chosen
 
 
 def _load_image(path: Path, size: int, channels: int) -> np.ndarray:

@@ -36,8 +36,8 @@ import yaml
 
 from microaction.engine.runs import RunExistsError
 from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
-from microaction.face.data import FaceSplit, load_face_split, read_face_csv
-from microaction.face.fairness import group_report
+from microaction.face.data import FaceSplit, load_face_split, read_celeba, read_face_csv
+from microaction.face.fairness import attribute_report, auc_report, group_report
 from microaction.models.face_vit import LSSAT, PRESETS, build_lssat, count_parameters
 from microaction.models.texture import to_grey
 
@@ -65,6 +65,9 @@ class FaceDataConfig:
     img_size: int = 64
     channels: int = 1  # 1 grey, 3 RGB (texture targets always use the grey image)
     synthesize_if_missing: bool = False  # generate the synthetic face dataset into root when absent
+    format: str = "csv"  # csv (path,label[,group] files) | celeba (root/list_attr_celeba.txt + list_eval_partition.txt)
+    attributes: list[str] | None = None  # celeba: the target attributes (default: all 40)
+    group_attribute: str | None = None  # celeba: the attribute that is the fairness group (e.g. Male)
     synth: dict[str, Any] = field(default_factory=dict)  # SynthFaceConfig overrides for that
 
 
@@ -117,7 +120,7 @@ class FaceTrainConfig:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
     threads: int | None = None  # torch CPU threads (default: torch's)
-    select_metric: str = "accuracy"  # accuracy | worst_group_accuracy
+    select_metric: str = "accuracy"  # accuracy | worst_group_accuracy | auc (binary) | auc_macro (multilabel)
     eval_batch_size: int = 256
     data: FaceDataConfig = field(default_factory=FaceDataConfig)
     model: FaceModelConfig = field(default_factory=FaceModelConfig)
@@ -143,13 +146,19 @@ def _validate(cfg: FaceTrainConfig, where: str) -> None:
         (cfg.aux.loss in ("bits", "code"), "aux.loss", "bits, code"),
         (cfg.model.preset in PRESETS, "model.preset", ", ".join(PRESETS)),
         (cfg.model.pool in ("mean", "cls"), "model.pool", "mean, cls"),
-        (cfg.select_metric in ("accuracy", "worst_group_accuracy"), "select_metric", "accuracy, worst_group_accuracy"),
+        (cfg.select_metric in SELECT_METRICS, "select_metric", ", ".join(SELECT_METRICS)),
+        (cfg.data.format in ("csv", "celeba"), "data.format", "csv, celeba"),
         (cfg.device in ("cpu", "cuda", "auto") or cfg.device.startswith("cuda:"), "device", "cpu, cuda, auto"),
         (cfg.data.channels in (1, 3), "data.channels", "1, 3"),
     ]
     for ok, key, known in checks:
         if not ok:
             raise ConfigError(f"{where}: {key}: unknown value (known: {known})")
+    auc_task = {"auc": "binary", "auc_macro": "multilabel"}.get(cfg.select_metric)
+    if auc_task is not None and cfg.data.task != auc_task:
+        raise ConfigError(f"{where}: select_metric {cfg.select_metric} needs data.task {auc_task}")
+    if cfg.data.format == "celeba" and cfg.data.task == "multiclass":
+        raise ConfigError(f"{where}: CelebA attributes make a multilabel or binary task (data.task)")
     if cfg.data.img_size % cfg.model.patch_size:
         raise ConfigError(f"{where}: data.img_size {cfg.data.img_size} is not a multiple of model.patch_size")
 
@@ -177,12 +186,20 @@ def _prepare_data(cfg: FaceTrainConfig, log: Callable[[str], None]) -> _Data:
         log(f"generating the synthetic face dataset into {root} ({d.synth or 'defaults'})")
         generate_face_dataset(root, **d.synth)
     image_root = d.image_root or root
-    csvs = {"train": d.train_csv, "val": d.val_csv, **({"test": d.test_csv} if d.test_csv else {})}
-    items = {
-        s: read_face_csv(root / c, image_root=image_root, task=d.task, num_classes=d.num_classes)
-        for s, c in csvs.items()
-    }
-    if d.task == "binary":
+    attr_names: list[str] | None = None
+    if d.format == "celeba":
+        items, attr_names = read_celeba(
+            root, attributes=d.attributes, group_attribute=d.group_attribute, task=d.task, image_root=d.image_root
+        )
+    else:
+        csvs = {"train": d.train_csv, "val": d.val_csv, **({"test": d.test_csv} if d.test_csv else {})}
+        items = {
+            s: read_face_csv(root / c, image_root=image_root, task=d.task, num_classes=d.num_classes)
+            for s, c in csvs.items()
+        }
+    if attr_names is not None and d.task == "multilabel":
+        num_classes = num_outputs = len(attr_names)
+    elif d.task == "binary":
         num_classes, num_outputs = 2, 1
     elif d.num_classes is not None:
         num_classes = num_outputs = d.num_classes
@@ -191,6 +208,8 @@ def _prepare_data(cfg: FaceTrainConfig, log: Callable[[str], None]) -> _Data:
     else:
         num_classes = num_outputs = 1 + max(int(it.label) for v in items.values() for it in v)  # type: ignore[arg-type]
     class_names = d.class_names
+    if class_names is None and attr_names is not None:
+        class_names = attr_names if d.task == "multilabel" else [f"not {attr_names[0]}", attr_names[0]]
     if class_names is None and (root / "meta.json").is_file():
         class_names = json.loads((root / "meta.json").read_text()).get("class_names")
     if class_names is None or len(class_names) != num_classes:
@@ -253,14 +272,34 @@ def _predictions(logits: torch.Tensor, task: str) -> np.ndarray:
 
 
 def evaluate_split(
-    model: LSSAT, split: FaceSplit, task: str, *, batch_size: int = 256, device: str | torch.device = "cpu"
+    model: LSSAT,
+    split: FaceSplit,
+    task: str,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    class_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy and group-fairness metrics (``group_report``) of ``model`` on ``split``."""
+    """Accuracy and group-fairness metrics (``group_report``) of ``model`` on ``split``; binary tasks
+    add the AUC (overall and per group), multi-label tasks the per-attribute AUC and fairness."""
     logits = predict_split(model, split, batch_size=batch_size, device=device)
+    return face_metrics(logits, split, task, class_names=class_names)
+
+
+def face_metrics(
+    logits: torch.Tensor, split: FaceSplit, task: str, *, class_names: list[str] | None = None
+) -> dict[str, Any]:
+    """The metrics of ``evaluate_split`` from a split's logits ``[N, K]``."""
     pred = _predictions(logits, task)
     true = split.labels.long().numpy()
     groups = np.array([split.group_names[i] for i in split.groups.tolist()])
-    return group_report(true, pred, groups, binary=task == "binary")
+    report = group_report(true, pred, groups, binary=task == "binary")
+    if task == "binary":
+        report.update(auc_report(true, logits.reshape(-1).numpy(), groups))
+    elif task == "multilabel":
+        report.update(auc_report(true, logits.numpy(), groups, names=class_names))
+        report.update(attribute_report(true, pred, groups, names=class_names))
+    return report
 
 
 def _flat(report: dict[str, Any]) -> dict[str, float]:
@@ -347,6 +386,7 @@ def run_dir_of(cfg: FaceTrainConfig) -> Path:
 
 
 STATE_FORMAT = 1
+SELECT_METRICS = ("accuracy", "worst_group_accuracy", "auc", "auc_macro")
 _RUN_FILES = ("log.txt", "metrics.json", "last.safetensors", "best.safetensors", "last_state.pt")
 
 
@@ -506,7 +546,9 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None], state: d
                     sums[k] += float(out[k].detach())
             if not math.isfinite(float(out["loss"].detach())):
                 raise RuntimeError(f"loss is not finite at epoch {epoch}, step {step}")
-        val = evaluate_split(model, data.val, cfg.data.task, batch_size=cfg.eval_batch_size, device=device)
+        val = evaluate_split(
+            model, data.val, cfg.data.task, batch_size=cfg.eval_batch_size, device=device, class_names=data.class_names
+        )
         val_flat = _flat(val)
         record = {
             "epoch": epoch,
@@ -520,7 +562,7 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None], state: d
             "seconds": round(time.time() - t0, 2),
         }
         history["epochs"].append(record)
-        value = val_flat[cfg.select_metric]
+        value = val_flat.get(cfg.select_metric, -1.0)  # an AUC is undefined on a one-class val split
         meta_epoch = {**meta, "epoch": epoch}
         _save(model, run / "last.safetensors", meta_epoch)
         improved = value > best_value
@@ -579,7 +621,14 @@ def evaluate_run(
     splits = {"train": data.train, "val": data.val, "test": data.test}
     if split not in splits or splits[split] is None:
         raise ValueError(f"{run}: no {split!r} split in its config (known: {[k for k, v in splits.items() if v]})")
-    report = evaluate_split(model, splits[split], meta["task"], batch_size=cfg.eval_batch_size, device=dev)  # type: ignore[arg-type]
+    report = evaluate_split(
+        model,
+        splits[split],  # type: ignore[arg-type]
+        meta["task"],
+        batch_size=cfg.eval_batch_size,
+        device=dev,
+        class_names=meta.get("class_names"),
+    )
     result = {
         "split": split,
         "run": str(run),
