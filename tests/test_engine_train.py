@@ -204,3 +204,14 @@ def test_early_stopping_and_bf16(ds: dict[str, Any], tmp_path: Path) -> None:
     assert "early stopping" in (run_dir / "log.txt").read_text()
     bf = train(write_config(ds, tmp_path, "bf16", run={"epochs": 1, "precision": "bf16"}))
     assert json.loads((bf / "metrics.json").read_text())["epochs"][0]["val"]["f1_mean"] > 0
+
+
+def test_max_steps(ds: dict[str, Any], tmp_path: Path) -> None:
+    """run.max_steps ends training after that many optimizer steps, mid-epoch included: 80 clips in
+    batches of 16 are 5 steps an epoch, so 7 steps are one full epoch and two steps of the next."""
+    run_dir = train(write_config(ds, tmp_path, "capped", run={"epochs": 4, "max_steps": 7}))
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert [e["steps"] for e in m["epochs"]] == [5, 7]
+    assert (run_dir / "best.safetensors").is_file()
+    with pytest.raises(ConfigError, match="max_steps"):
+        train(write_config(ds, tmp_path, "bad", run={"max_steps": -1}))

@@ -42,7 +42,7 @@ def test_train_eval_compare(tiny_set: Path, tmp_path: Path, capsys: pytest.Captu
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 2 and metrics["epochs"][-1]["steps"] == 4
-    assert metrics["epochs"][0]["train_texture"] is not None and metrics["best"]["metric"] == "accuracy"
+    assert metrics["epochs"][0]["train_parts"]["texture"] > 0 and metrics["best"]["metric"] == "accuracy"
     with safe_open(str(run / "best.safetensors"), framework="pt") as f:
         meta = json.loads(f.metadata()["microaction"])
     assert meta["model"] == "lssat" and meta["model_kwargs"]["aux_target"] == "ldp"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from microaction.face.data import load_face_split, read_face_csv
@@ -102,12 +103,7 @@ def _celeba(root: Path, attr: str | None = None, part: str | None = None, images
     root.mkdir(parents=True, exist_ok=True)
     (root / "list_attr_celeba.txt").write_text(
         attr
-        or "4\n"
-        "Smiling Male Young\n"
-        "000001.jpg  1 -1  1\n"
-        "000002.jpg -1  1  1\n"
-        "000003.jpg  1  1 -1\n"
-        "000004.jpg -1 -1 -1\n"
+        or "4\nSmiling Male Young\n000001.jpg  1 -1  1\n000002.jpg -1  1  1\n000003.jpg  1  1 -1\n000004.jpg -1 -1 -1\n"
     )
     (root / "list_eval_partition.txt").write_text(part or "000001.jpg 0\n000002.jpg 0\n000003.jpg 1\n000004.jpg 2\n")
     if images:
@@ -165,3 +161,24 @@ def test_celeba_missing_image(tmp_path: Path) -> None:
     root = _celeba(tmp_path / "c", images=False)
     with pytest.raises(FileNotFoundError, match="image not found"):
         read_celeba(root)
+
+
+def test_face_images_augment_reproducibly(tmp_path: Path) -> None:
+    """Training keys (index, epoch, position) give the same augmented batch every time, another
+    epoch another one; plain keys and the grey channel are the images as stored."""
+    from microaction.face.config import FaceAugmentConfig
+    from microaction.face.data import FaceImages, FaceSplit
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 12, 12), dtype=torch.uint8, generator=g)
+    split = FaceSplit(images, torch.arange(4), torch.zeros(4, dtype=torch.long), ["all"], [str(i) for i in range(4)])
+    ds = FaceImages(split, augment=FaceAugmentConfig(shift=3, hflip=True), seed=5)
+    keys = [(2, 0, 0), (0, 0, 1), (3, 0, 2)]
+    a, b = ds.__getitems__(keys), ds.__getitems__(keys)
+    assert torch.equal(a["image"], b["image"]) and a["index"].tolist() == [2, 0, 3] and a["label"].tolist() == [2, 0, 3]
+    other = ds.__getitems__([(2, e, 0) for e in range(1, 9)])["image"]
+    assert any(not torch.equal(img, a["image"][0]) for img in other)
+    plain = ds.__getitems__([2, 0])
+    assert torch.equal(plain["image"], images[[2, 0]])
+    assert plain["grey"].shape == (2, 12, 12) and plain["grey"].dtype == torch.uint8
+    assert ds[(1, 0, 0)]["image"].shape == (3, 12, 12)

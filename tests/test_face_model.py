@@ -94,3 +94,23 @@ def test_heads_and_presets() -> None:
         build_lssat("micro", num_outputs=2, img_size=32, aux_target="lbp_uniform", aux_loss="bits")
     tiny = build_lssat("tiny", num_outputs=2, img_size=32, aux_target="none")
     assert tiny.encoder.dim == 192 and len(tiny.encoder.blocks) == 12
+
+
+def test_batch_forward_gives_the_texture_loss_in_training_only() -> None:
+    from microaction.models.face_vit import normalise_images
+
+    torch.manual_seed(0)
+    m = build_lssat("micro", num_outputs=3, img_size=32, patch_size=16, aux_target="ldp", decoder_dim=32)
+    g = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8, generator=g)
+    batch = {"image": image, "grey": image[:, 0]}
+    m.train()
+    out = m(batch)
+    assert out["aux_losses"]["texture"].item() > 0
+    out["aux_losses"]["texture"].backward()  # the loss trains the shared encoder
+    assert m.encoder.patch_embed.weight.grad is not None
+    m.eval()
+    with torch.no_grad():
+        plain = m(batch)
+        assert "aux_losses" not in plain
+        assert torch.equal(plain["logits"], m(normalise_images(image))["logits"])

@@ -84,7 +84,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from microaction.face.train import load_face_config, load_run_config, train_face
+    from microaction.face.config import load_face_config, load_run_config
+    from microaction.face.train import train_face
 
     if (args.config is None) == (args.resume is None):
         raise ValueError("give a config file, or --resume RUN_DIR (its config.yaml is used)")
@@ -155,7 +156,8 @@ def compare_table(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
 def _compare(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.run_dirs]
     if args.configs:
-        from microaction.face.train import load_face_config, run_dir_of, train_face
+        from microaction.face.config import load_face_config, run_dir_of
+        from microaction.face.train import train_face
 
         for config in args.configs:
             for seed in args.seeds:

@@ -186,10 +186,13 @@ class RunConfig:
     save_every_steps: int = 0  # also save a resumable state every N optimizer steps (0: each epoch only)
     threads: int = 0  # torch CPU threads; 0 = torch's default
     progress: bool = True  # tqdm progress bars
+    max_steps: int = 0  # stop after this many optimizer steps (0: no limit; for smoke tests)
 
     def validate(self, where: str) -> None:
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"{where}: run.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.max_steps < 0:
+            raise ConfigError(f"{where}: run.max_steps must be >= 0 (0: no limit)")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError(f"{where}: run.epochs, run.batch_size and run.eval_batch_size must be >= 1")
         if not self.name or "/" in self.name or self.name in (".", ".."):

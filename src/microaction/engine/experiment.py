@@ -1,5 +1,10 @@
 """The experiment of a run (``mar train``): its data, its stages' shape and its bookkeeping.
 
+``TrainTask`` is what the training loop (``engine.trainer.run_stages``) needs from a task: its
+settings (``cfg.run`` / ``cfg.optim``), run folder, process info, device, log, training and
+validation datasets, training sampler, validation and primary metric. Two tasks implement it:
+``Experiment`` (action recognition over a feature store) and ``face.task.FaceTask`` (L-SSAT).
+
 ``Experiment`` reads the config's taxonomy, feature store and splits into the train / val
 datasets, makes the training sampler and scores validation with the official metrics;
 ``Stage`` is one stage of a run as the loop (``engine.trainer``) runs it and ``engine.stages``
@@ -13,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -22,26 +27,27 @@ from tqdm import tqdm
 from microaction.data.loader import ClipDataset, TrainBatchSampler, check_store, class_weights, select_samples
 from microaction.data.store import FeatureStore
 from microaction.engine import distributed as dist_
-from microaction.engine.config import ExperimentConfig
+from microaction.engine.config import ExperimentConfig, OptimConfig, RunConfig
 from microaction.engine.evaluate import infer, score_outputs
 from microaction.engine.runs import read_split
 from microaction.engine.yamlconfig import ConfigError
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["Experiment", "RunLog", "Stage", "model_kwargs"]
+__all__ = ["Experiment", "LoopConfig", "RunLog", "Stage", "TrainTask", "model_kwargs"]
 
 
 class RunLog:
-    """``log.txt`` (appended) and the console; silent on ranks other than 0."""
+    """``log.txt`` (appended) and the console (unless ``echo`` is off); silent on ranks other than 0."""
 
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool, *, echo: bool = True) -> None:
+        self.path, self.enabled, self.echo = path, enabled, echo
 
     def __call__(self, msg: str) -> None:
         if not self.enabled:
             return
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
-        tqdm.write(line)
+        if self.echo:
+            tqdm.write(line)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
@@ -87,6 +93,49 @@ class Stage:
     freeze: Callable[[nn.Module], list[nn.Parameter]] | None = None  # parameters kept fixed ...
     freeze_epochs: int = 0  # ... for this many first epochs
     on_done: Callable[[nn.Module], None] | None = None  # called on rank 0 with the final weights
+
+
+class LoopConfig(Protocol):
+    """The settings the loop reads: ``run`` (seed, batch size, precision, saving, ...) and ``optim``."""
+
+    @property
+    def run(self) -> RunConfig: ...
+
+    @property
+    def optim(self) -> OptimConfig: ...
+
+
+class TrainTask(Protocol):
+    """What the training loop needs from a task (see the module docstring); ``primary`` is the
+    validation metric that picks the best epoch (higher is better)."""
+
+    @property
+    def cfg(self) -> LoopConfig: ...
+
+    @property
+    def run_dir(self) -> Path: ...
+
+    @property
+    def info(self) -> dist_.DistInfo: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def log(self) -> Callable[[str], None]: ...
+
+    @property
+    def primary(self) -> str: ...
+
+    @property
+    def train_ds(self) -> Any: ...  # len() and __getitems__(keys) -> a collated batch dict with "index"
+
+    @property
+    def val_ds(self) -> Any: ...  # None: no validation
+
+    def sampler(self) -> TrainBatchSampler: ...
+
+    def validate(self, model: nn.Module) -> dict[str, float]: ...
 
 
 class Experiment:

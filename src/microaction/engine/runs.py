@@ -34,6 +34,7 @@ __all__ = [
     "prepare_run_dir",
     "read_split",
     "resume_config",
+    "start_run_dir",
     "write_metrics",
 ]
 
@@ -157,26 +158,41 @@ def write_metrics(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(run_dir / "metrics.json", json.dumps(doc, indent=1).encode())
 
 
-def check_run_dir(run_dir: Path, overwrite: bool) -> list[str]:
+def check_run_dir(
+    run_dir: Path, overwrite: bool, *, command: str = "mar train", rename: str = "--set run.name=..."
+) -> list[str]:
+    """The run files already in ``run_dir``; refused (``RunExistsError``) unless ``overwrite``."""
     existing = [n for n in RUN_FILES if (run_dir / n).exists()]
     if existing and not overwrite:
         raise RunExistsError(
             f"{run_dir} already holds a run ({', '.join(existing)}): resume it with "
-            f"`mar train --resume {run_dir}`, pick another name (--set run.name=...), or pass --overwrite"
+            f"`{command} --resume {run_dir}`, pick another name ({rename}), or pass --overwrite"
         )
     return existing
 
 
 def prepare_run_dir(cfg: ExperimentConfig, info: dist_.DistInfo, overwrite: bool) -> Path:
-    run_dir = cfg.run_dir
+    return start_run_dir(cfg.run_dir, config_to_yaml(cfg), info, overwrite)
+
+
+def start_run_dir(
+    run_dir: Path,
+    config_yaml: str,
+    info: dist_.DistInfo,
+    overwrite: bool,
+    *,
+    command: str = "mar train",
+    rename: str = "--set run.name=...",
+) -> Path:
+    """Empty ``run_dir`` of an earlier run (only with ``overwrite``) and write its ``config.yaml``."""
     if info.is_main:
-        existing = check_run_dir(run_dir, overwrite)
+        existing = check_run_dir(run_dir, overwrite, command=command, rename=rename)
         for n in existing:
             (run_dir / n).unlink()
         for p in run_dir.glob("eval_*.json"):
             p.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.yaml", config_to_yaml(cfg).encode())
+        atomic_write_bytes(run_dir / "config.yaml", config_yaml.encode())
     dist_.barrier(info)
     return run_dir
 

@@ -16,6 +16,10 @@ choice of ``(seed, epoch, position)`` (``data.loader``), so ``train(resume=RUN_D
 kill at any instant replays the same batches and ends with the same weights, bit for bit on CPU.
 A state is saved every epoch and, with ``run.save_every_steps``, every N optimizer steps.
 
+The loop (``run_stages``) runs any ``engine.experiment.TrainTask``: ``train`` builds the action
+task (``Experiment``) from an experiment config; ``mar face train`` runs the L-SSAT face task
+(``face.train.FaceTask``) through the same loop. ``run.max_steps`` caps the optimizer steps.
+
 Under ``torchrun`` each process takes its share of every global batch (``run.batch_size`` is the
 global batch), gradients are averaged by DDP, and only rank 0 writes.
 """
@@ -40,12 +44,13 @@ from microaction.data.store import StoreMismatch
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
-from microaction.engine.experiment import Experiment, Stage
+from microaction.engine.experiment import Experiment, Stage, TrainTask
 from microaction.engine.optim import EMA, lr_at, param_groups
 from microaction.engine.runs import check_run_dir, prepare_run_dir, resume_config, write_metrics
+from microaction.engine.stages import plan_stages
 from microaction.engine.yamlconfig import apply_overrides
 
-__all__ = ["train"]
+__all__ = ["read_resume_state", "run_stages", "train"]
 
 STATE_FORMAT = 1
 
@@ -106,7 +111,7 @@ def fresh_state(stage: str, *, store: str, history: str = "[]") -> dict[str, Any
     }
 
 
-def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str, Any]:
+def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str, Any]:
     """Train ``stage`` from ``state`` (a saved state of this stage, or ``fresh_state``); returns the final state."""
     cfg, info, device, log = exp.cfg, exp.info, exp.device, exp.log
     r, o = cfg.run, cfg.optim
@@ -145,6 +150,8 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
     acc = o.accumulate
     steps_per_epoch = math.ceil(nb / acc)
     total = steps_per_epoch * stage.epochs
+    if r.max_steps:
+        total = min(total, r.max_steps)
     warmup = round(o.warmup_epochs * steps_per_epoch)
     if state["epoch"] == 0 and state["batch"] == 0:
         log(
@@ -152,6 +159,8 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
             f"({len(exp.train_ds)} train / {len(exp.val_ds) if exp.val_ds else 0} val clips), "
             f"{sum(p.numel() for p in model.parameters()):,} parameters"
         )
+    elif resumed:
+        log(f"[{stage.name}] resuming after epoch {state['epoch']} (batch {state['batch']}, step {state['step']})")
 
     def snapshot() -> dict[str, Any]:
         """The resumable state now (collective under DDP: every process calls it)."""
@@ -174,6 +183,8 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
         return ema.model if ema is not None else model
 
     for epoch in range(state["epoch"], stage.epochs):
+        if r.max_steps and state["step"] >= r.max_steps:
+            break
         start = state["batch"]
         sampler.set_epoch(epoch, start)
         step_module.train()
@@ -226,6 +237,8 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
                     snap = snapshot()
                     if info.is_main:
                         save_state(exp.run_dir / "last_state.pt", snap)
+                if r.max_steps and state["step"] >= r.max_steps:
+                    break
             if info.is_main and r.progress:
                 bar.set_postfix(
                     loss=f"{state['loss_sum'] / max(1, state['loss_count']):.4f}",
@@ -248,6 +261,7 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
             "lr": opt.param_groups[0]["lr"],
             "train_loss": train_loss,
             "train_parts": parts_mean,
+            "steps": state["step"],
             "val": val,
             "seconds": round(seconds, 3),
         }
@@ -344,16 +358,7 @@ def train(
         state: dict[str, Any] | None = None
         if resume is not None:
             run_dir = Path(resume)
-            if (run_dir / "last_state.pt").is_file():
-                state = load_state(run_dir / "last_state.pt")
-                if state.get("format") != STATE_FORMAT:
-                    raise RuntimeError(
-                        f"{run_dir}/last_state.pt: state format {state.get('format')} is not {STATE_FORMAT}"
-                    )
-                if state.get("world", 1) != info.world:
-                    raise RuntimeError(
-                        f"{run_dir} was trained with {state.get('world')} process(es); resume it with the same number"
-                    )
+            state = read_resume_state(run_dir, info)
         else:
             run_dir = cfg.run_dir
             check_run_dir(run_dir, overwrite)
@@ -369,26 +374,38 @@ def train(
             ("resuming" if state else "starting") + f" {run_dir} (seed {cfg.run.seed}, device {device}, "
             f"{info.world} process(es), precision {cfg.run.precision})"
         )
-        _run_all(exp, state, store_sig)
+        run_stages(exp, plan_stages(exp), state, store_sig)
         return run_dir
     finally:
         dist_.cleanup(info)
         torch.set_num_threads(threads)
 
 
-def _run_all(exp: Experiment, state: dict[str, Any] | None, store_sig: str) -> None:
-    """The stages in order; a resumed run re-enters the stage its state belongs to."""
-    from microaction.engine.stages import plan_stages
+def read_resume_state(run_dir: Path, info: dist_.DistInfo) -> dict[str, Any] | None:
+    """``run_dir/last_state.pt`` checked against this process set (``None`` when there is none)."""
+    if not (run_dir / "last_state.pt").is_file():
+        return None
+    state = load_state(run_dir / "last_state.pt")
+    if state.get("format") != STATE_FORMAT:
+        raise RuntimeError(f"{run_dir}/last_state.pt: state format {state.get('format')} is not {STATE_FORMAT}")
+    if state.get("world", 1) != info.world:
+        raise RuntimeError(
+            f"{run_dir} was trained with {state.get('world')} process(es); resume it with the same number"
+        )
+    return state
 
-    stages = plan_stages(exp)
+
+def run_stages(exp: TrainTask, stages: list[Stage], state: dict[str, Any] | None, signature: str) -> None:
+    """The stages in order; a resumed run re-enters the stage its state belongs to. ``signature``
+    names the data the run was started on (a resumed state must carry the same)."""
     names = [s.name for s in stages]
     if state is None:
-        state = fresh_state(names[0], store=store_sig)
+        state = fresh_state(names[0], store=signature)
     if state["stage"] not in names:
         raise RuntimeError(f"{exp.run_dir}: saved stage {state['stage']!r} is not one of this config's stages {names}")
     for i in range(names.index(state["stage"]), len(stages)):
         if state["stage"] != stages[i].name:
-            state = fresh_state(stages[i].name, store=store_sig, history=state.get("history", "[]"))
+            state = fresh_state(stages[i].name, store=signature, history=state.get("history", "[]"))
         if state.get("done") and i == len(stages) - 1:
             exp.log(f"{exp.run_dir} has finished already; nothing to do")
             return

@@ -22,18 +22,29 @@ converted to grey (``channels: 1``, PIL's ITU-R 601 luma) or RGB (``channels: 3`
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from microaction.engine.yamlconfig import ConfigError
+from microaction.models.texture import to_grey
+
+if TYPE_CHECKING:
+    from microaction.face.config import FaceAugmentConfig, FaceTrainConfig
+
 __all__ = [
     "CELEBA_SPLITS",
+    "FaceData",
+    "FaceImages",
     "FaceItem",
     "FaceSplit",
     "load_face_split",
+    "prepare_face_data",
     "read_celeba",
     "read_celeba_attributes",
     "read_celeba_partition",
@@ -271,3 +282,110 @@ def load_face_split(
         raise ValueError(f"group {unknown[0]!r} is not among the known groups {names}")
     groups = torch.tensor([index[it.group] for it in items], dtype=torch.long)
     return FaceSplit(torch.from_numpy(images), labels, groups, names, [str(it.path) for it in items])
+
+
+# --------------------------------------------------------------------------------------------
+# a config's splits, and the training dataset the engine's loop draws batches from
+
+
+@dataclass
+class FaceData:
+    """The splits of a face config, its class names, group names and number of model outputs."""
+
+    train: FaceSplit
+    val: FaceSplit
+    test: FaceSplit | None
+    class_names: list[str]
+    group_names: list[str]
+    num_outputs: int
+
+
+def prepare_face_data(cfg: FaceTrainConfig, log: Callable[[str], None]) -> FaceData:
+    d = cfg.data
+    root = Path(d.root)
+    if not (root / d.train_csv).is_file() and d.synthesize_if_missing:
+        from microaction.face.synthetic import generate_face_dataset
+
+        log(f"generating the synthetic face dataset into {root} ({d.synth or 'defaults'})")
+        generate_face_dataset(root, **d.synth)
+    image_root = d.image_root or root
+    attr_names: list[str] | None = None
+    if d.format == "celeba":
+        items, attr_names = read_celeba(
+            root, attributes=d.attributes, group_attribute=d.group_attribute, task=d.task, image_root=d.image_root
+        )
+    else:
+        csvs = {"train": d.train_csv, "val": d.val_csv, **({"test": d.test_csv} if d.test_csv else {})}
+        items = {
+            s: read_face_csv(root / c, image_root=image_root, task=d.task, num_classes=d.num_classes)
+            for s, c in csvs.items()
+        }
+    if attr_names is not None and d.task == "multilabel":
+        num_classes = num_outputs = len(attr_names)
+    elif d.task == "binary":
+        num_classes, num_outputs = 2, 1
+    elif d.num_classes is not None:
+        num_classes = num_outputs = d.num_classes
+    elif d.task == "multilabel":
+        raise ConfigError("data.num_classes is required for a multilabel task")
+    else:
+        num_classes = num_outputs = 1 + max(int(it.label) for v in items.values() for it in v)  # type: ignore[arg-type]
+    class_names = d.class_names
+    if class_names is None and attr_names is not None:
+        class_names = attr_names if d.task == "multilabel" else [f"not {attr_names[0]}", attr_names[0]]
+    if class_names is None and (root / "meta.json").is_file():
+        class_names = json.loads((root / "meta.json").read_text()).get("class_names")
+    if class_names is None or len(class_names) != num_classes:
+        class_names = [str(i) for i in range(num_classes)]
+    group_names = sorted({it.group for v in items.values() for it in v})
+    splits = {
+        s: load_face_split(
+            v, img_size=d.img_size, channels=d.channels, task=d.task, num_classes=num_outputs, group_names=group_names
+        )
+        for s, v in items.items()
+    }
+    return FaceData(splits["train"], splits["val"], splits.get("test"), list(class_names), group_names, num_outputs)
+
+
+class FaceImages:
+    """A split as the engine's training loop reads it: ``__getitems__(keys)`` with keys
+    ``(index, epoch, position)`` (``data.loader.TrainBatchSampler``) -> a batch ``{"image"`` uint8
+    ``[B, C, H, W]``, ``"grey"`` uint8 ``[B, H, W]`` (texture targets), ``"label"``, ``"index"}``.
+    Augmentation (random shift with reflect padding, optional horizontal flip) draws from a
+    generator seeded with ``(seed, epoch, position)``, so a resumed epoch replays its batches
+    exactly; plain integer keys give the images unchanged."""
+
+    def __init__(self, split: FaceSplit, *, augment: FaceAugmentConfig | None = None, seed: int = 0) -> None:
+        self.split, self.augment, self.seed = split, augment, seed
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def _augmented(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        assert self.augment is not None
+        _, h, w = img.shape
+        s = self.augment.shift
+        if s > 0:
+            oy, ox = (int(v) for v in rng.integers(0, 2 * s + 1, 2))
+            img = np.pad(img, ((0, 0), (s, s), (s, s)), mode="reflect")[:, oy : oy + h, ox : ox + w]
+        if self.augment.hflip and rng.random() < 0.5:
+            img = img[:, :, ::-1]
+        return img
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int, int]]) -> dict[str, torch.Tensor]:
+        index = [int(k) if isinstance(k, int | np.integer) else int(k[0]) for k in keys]
+        images = self.split.images[index].numpy()
+        if self.augment is not None:
+            out = []
+            for img, key in zip(images, keys):
+                if isinstance(key, int | np.integer) or key[1] < 0:
+                    out.append(img)
+                    continue
+                out.append(self._augmented(img, np.random.default_rng((self.seed, key[1], key[2]))))
+            images = np.stack(out)
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        grey = x[:, 0] if x.shape[1] == 1 else to_grey(x)
+        return {"image": x, "grey": grey, "label": self.split.labels[index], "index": torch.tensor(index)}
+
+    def __getitem__(self, key: int | tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([key]).items()}

@@ -164,8 +164,8 @@ def attribute_report(y_true: Any, y_pred: Any, groups: Any, names: Sequence[str]
     names = list(names) if names is not None else [str(k) for k in range(t.shape[1])]
     if len(names) != t.shape[1]:
         raise ValueError(f"{len(names)} attribute names for {t.shape[1]} attributes")
-    keep = ("accuracy", "worst_group_accuracy", "accuracy_gap", "per_group_accuracy", "tpr_gap", "fpr_gap")
-    keep += ("equalized_odds_difference",)
+    keep = ["accuracy", "worst_group_accuracy", "accuracy_gap", "per_group_accuracy", "tpr_gap", "fpr_gap"]
+    keep.append("equalized_odds_difference")
     per: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(names):
         rep = group_report(t[:, k], p[:, k], g, binary=True)

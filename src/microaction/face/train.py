@@ -1,264 +1,78 @@
-"""Training and evaluation of L-SSAT face models (``mar face train`` / ``mar face eval``).
+"""Training and evaluation of L-SSAT face models (``mar face train`` / ``mar face eval``): the face
+task of the one training loop.
 
-A small loop for images held in memory (the engine's loop is for feature sequences), with the
-same run-folder conventions (docs/architecture.md):
+``FaceTask`` is a task of ``engine.trainer.run_stages``, as ``mar train``'s ``Experiment`` is: its
+own model (``LSSAT``, whose batch forward returns the texture-MAE loss as
+``aux_losses["texture"]``), data (``face.data.FaceImages``: uint8 images; shifts and flips drawn
+from ``(seed, epoch, position)``), loss (``FaceLoss``: ``primary + λ · texture``) and metrics
+(accuracy, group fairness, AUC: ``evaluate_split``); the engine's loop, learning-rate schedule,
+checkpoints, exact resume, precision and run folder.
 
-``RUN/config.yaml`` (resolved), ``log.txt``, ``metrics.json`` (``{"epochs": [{epoch, stage, lr,
-train_loss, train_primary, train_texture, val: {...}, seconds}], "best": {...}}``),
-``best.safetensors`` / ``last.safetensors`` (weights only; metadata key ``microaction`` = JSON with
-``model`` = ``"lssat"``, ``model_kwargs``, ``task``, ``class_names``, ``group_names``,
-``img_size``, ``channels``, ``primary_metric``, ``epoch``), and at the end ``eval_val.json`` /
+The run folder is ``mar train``'s (docs/architecture.md): ``config.yaml`` (the resolved face
+config), ``log.txt``, ``metrics.json`` (``{"epochs": [{epoch, stage, lr, train_loss, train_parts:
+{primary, texture}, steps, val: {...}, seconds}], "best": {...}}``), ``best.safetensors`` /
+``last.safetensors`` (metadata key ``microaction`` = JSON with ``model`` = ``"lssat"``,
+``model_kwargs``, ``task``, ``class_names``, ``group_names``, ``img_size``, ``channels``,
+``primary_metric``, ``epoch``), ``last_state.pt``, and at the end ``eval_val.json`` /
 ``eval_test.json`` of the best checkpoint: ``{"split", "run", "checkpoint", "metrics": {accuracy,
 worst_group_accuracy, accuracy_gap, accuracy_std, ...}, "per_group": {...}, "class_names",
-"group_names"}``. Nothing pickled.
-
-Per step: augment the uint8 batch (random shift, optional horizontal flip), compute the grey
-image (texture targets are computed from it, exactly, on the fly), normalise the input to
-[-1, 1], ``loss = primary + λ · texture`` (the model's ``losses``), AdamW with a linear warm-up
-and cosine decay, gradient clipping. The best epoch is chosen on the validation split by
-``select_metric`` (``accuracy`` or ``worst_group_accuracy``).
+"group_names"}``. The best epoch is chosen on the validation split by ``select_metric``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
+from torch import nn
 
-from microaction.engine.runs import RunExistsError
-from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
-from microaction.face.data import FaceSplit, load_face_split, read_celeba, read_face_csv
+from microaction.data.loader import TrainBatchSampler
+from microaction.engine import distributed as dist_
+from microaction.engine.checkpoint import CheckpointError, load_weights
+from microaction.engine.experiment import RunLog, Stage
+from microaction.engine.runs import start_run_dir
+from microaction.engine.trainer import read_resume_state, run_stages
+from microaction.engine.yamlconfig import ConfigError, to_dict
+from microaction.face.config import (
+    FaceTrainConfig,
+    load_run_config,
+    loop_config,
+    model_kwargs_of,
+    run_dir_of,
+    validate_face_config,
+)
+from microaction.face.data import FaceData, FaceImages, FaceSplit, prepare_face_data
 from microaction.face.fairness import attribute_report, auc_report, group_report
-from microaction.models.face_vit import LSSAT, PRESETS, build_lssat, count_parameters
-from microaction.models.texture import to_grey
+from microaction.models.face_vit import LSSAT, build_lssat, count_parameters, normalise_images, primary_loss
 
 __all__ = [
-    "FaceTrainConfig",
+    "FaceLoss",
+    "FaceTask",
     "evaluate_run",
     "evaluate_split",
+    "face_metrics",
     "load_face_checkpoint",
-    "load_face_config",
-    "load_run_config",
+    "predict_split",
     "train_face",
 ]
 
 
-@dataclass
-class FaceDataConfig:
-    root: str = "runs/face_synth"  # folder with the CSVs (and, by default, the images)
-    train_csv: str = "train.csv"
-    val_csv: str = "val.csv"
-    test_csv: str | None = "test.csv"  # null: no test split
-    image_root: str | None = None  # image paths are relative to this (default: root)
-    task: str = "multiclass"  # multiclass | multilabel | binary
-    num_classes: int | None = None  # default: from the labels (multiclass); required for multilabel
-    class_names: list[str] | None = None  # default: root/meta.json's, else "0", "1", ...
-    img_size: int = 64
-    channels: int = 1  # 1 grey, 3 RGB (texture targets always use the grey image)
-    synthesize_if_missing: bool = False  # generate the synthetic face dataset into root when absent
-    format: str = "csv"  # csv (path,label[,group] files) | celeba (root/list_attr_celeba.txt + list_eval_partition.txt)
-    attributes: list[str] | None = None  # celeba: the target attributes (default: all 40)
-    group_attribute: str | None = None  # celeba: the attribute that is the fairness group (e.g. Male)
-    synth: dict[str, Any] = field(default_factory=dict)  # SynthFaceConfig overrides for that
-
-
-@dataclass
-class FaceModelConfig:
-    preset: str = "micro"  # micro | tiny | small | base
-    patch_size: int = 16
-    dim: int | None = None  # overrides of the preset
-    depth: int | None = None
-    heads: int | None = None
-    mlp_ratio: float = 4.0
-    pool: str = "mean"  # mean | cls
-    head_dropout: float = 0.0
-
-
-@dataclass
-class FaceAuxConfig:
-    target: str = "ldp"  # none | pixel | ldp | lbp | lbp_uniform
-    loss: str = "bits"  # bits (BCE on 8 bit-planes) | code (softmax over codes)
-    weight: float = 1.0  # λ in L = L_primary + λ L_texture
-    mask_ratio: float = 0.75
-    decoder_dim: int = 128
-    decoder_depth: int = 2
-    decoder_heads: int = 4
-    ldp_k: int = 3
-
-
-@dataclass
-class FaceOptimConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 2.0
-    grad_clip: float = 1.0
-    max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
-
-
-@dataclass
-class FaceAugmentConfig:
-    shift: int = 4  # random translation up to ± this many pixels (reflect padding)
-    hflip: bool = False  # off for the synthetic set: a mirror turns a 45° texture into 135°
-
-
-@dataclass
-class FaceTrainConfig:
-    name: str = "face"
-    out_dir: str = "runs"
-    run_dir: str | None = None  # default: out_dir/name_seed<seed>
-    seed: int = 0
-    device: str = "cpu"  # cpu | cuda | auto
-    threads: int | None = None  # torch CPU threads (default: torch's)
-    select_metric: str = "accuracy"  # accuracy | worst_group_accuracy | auc (binary) | auc_macro (multilabel)
-    eval_batch_size: int = 256
-    data: FaceDataConfig = field(default_factory=FaceDataConfig)
-    model: FaceModelConfig = field(default_factory=FaceModelConfig)
-    aux: FaceAuxConfig = field(default_factory=FaceAuxConfig)
-    optim: FaceOptimConfig = field(default_factory=FaceOptimConfig)
-    augment: FaceAugmentConfig = field(default_factory=FaceAugmentConfig)
-
-
-def load_face_config(path: str | Path, overrides: list[str] | None = None) -> FaceTrainConfig:
-    cfg = load_config(FaceTrainConfig, path, overrides)
-    _validate(cfg, str(path))
-    return cfg
-
-
-def _validate(cfg: FaceTrainConfig, where: str) -> None:
-    checks = [
-        (cfg.data.task in ("multiclass", "multilabel", "binary"), "data.task", "multiclass, multilabel, binary"),
-        (
-            cfg.aux.target in ("none", "pixel", "ldp", "lbp", "lbp_uniform"),
-            "aux.target",
-            "none, pixel, ldp, lbp, lbp_uniform",
-        ),
-        (cfg.aux.loss in ("bits", "code"), "aux.loss", "bits, code"),
-        (cfg.model.preset in PRESETS, "model.preset", ", ".join(PRESETS)),
-        (cfg.model.pool in ("mean", "cls"), "model.pool", "mean, cls"),
-        (cfg.select_metric in SELECT_METRICS, "select_metric", ", ".join(SELECT_METRICS)),
-        (cfg.data.format in ("csv", "celeba"), "data.format", "csv, celeba"),
-        (cfg.device in ("cpu", "cuda", "auto") or cfg.device.startswith("cuda:"), "device", "cpu, cuda, auto"),
-        (cfg.data.channels in (1, 3), "data.channels", "1, 3"),
-    ]
-    for ok, key, known in checks:
-        if not ok:
-            raise ConfigError(f"{where}: {key}: unknown value (known: {known})")
-    auc_task = {"auc": "binary", "auc_macro": "multilabel"}.get(cfg.select_metric)
-    if auc_task is not None and cfg.data.task != auc_task:
-        raise ConfigError(f"{where}: select_metric {cfg.select_metric} needs data.task {auc_task}")
-    if cfg.data.format == "celeba" and cfg.data.task == "multiclass":
-        raise ConfigError(f"{where}: CelebA attributes make a multilabel or binary task (data.task)")
-    if cfg.data.img_size % cfg.model.patch_size:
-        raise ConfigError(f"{where}: data.img_size {cfg.data.img_size} is not a multiple of model.patch_size")
-
-
 # --------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass
-class _Data:
-    train: FaceSplit
-    val: FaceSplit
-    test: FaceSplit | None
-    class_names: list[str]
-    group_names: list[str]
-    num_outputs: int
-
-
-def _prepare_data(cfg: FaceTrainConfig, log: Callable[[str], None]) -> _Data:
-    d = cfg.data
-    root = Path(d.root)
-    if not (root / d.train_csv).is_file() and d.synthesize_if_missing:
-        from microaction.face.synthetic import generate_face_dataset
-
-        log(f"generating the synthetic face dataset into {root} ({d.synth or 'defaults'})")
-        generate_face_dataset(root, **d.synth)
-    image_root = d.image_root or root
-    attr_names: list[str] | None = None
-    if d.format == "celeba":
-        items, attr_names = read_celeba(
-            root, attributes=d.attributes, group_attribute=d.group_attribute, task=d.task, image_root=d.image_root
-        )
-    else:
-        csvs = {"train": d.train_csv, "val": d.val_csv, **({"test": d.test_csv} if d.test_csv else {})}
-        items = {
-            s: read_face_csv(root / c, image_root=image_root, task=d.task, num_classes=d.num_classes)
-            for s, c in csvs.items()
-        }
-    if attr_names is not None and d.task == "multilabel":
-        num_classes = num_outputs = len(attr_names)
-    elif d.task == "binary":
-        num_classes, num_outputs = 2, 1
-    elif d.num_classes is not None:
-        num_classes = num_outputs = d.num_classes
-    elif d.task == "multilabel":
-        raise ConfigError("data.num_classes is required for a multilabel task")
-    else:
-        num_classes = num_outputs = 1 + max(int(it.label) for v in items.values() for it in v)  # type: ignore[arg-type]
-    class_names = d.class_names
-    if class_names is None and attr_names is not None:
-        class_names = attr_names if d.task == "multilabel" else [f"not {attr_names[0]}", attr_names[0]]
-    if class_names is None and (root / "meta.json").is_file():
-        class_names = json.loads((root / "meta.json").read_text()).get("class_names")
-    if class_names is None or len(class_names) != num_classes:
-        class_names = [str(i) for i in range(num_classes)]
-    group_names = sorted({it.group for v in items.values() for it in v})
-    splits = {
-        s: load_face_split(
-            v, img_size=d.img_size, channels=d.channels, task=d.task, num_classes=num_outputs, group_names=group_names
-        )
-        for s, v in items.items()
-    }
-    return _Data(splits["train"], splits["val"], splits.get("test"), list(class_names), group_names, num_outputs)
-
-
-def _normalise(images_u8: torch.Tensor) -> torch.Tensor:
-    return images_u8.float().div_(127.5).sub_(1.0)
-
-
-def _grey(images_u8: torch.Tensor) -> torch.Tensor:
-    return images_u8[:, 0] if images_u8.shape[1] == 1 else to_grey(images_u8)
-
-
-def _augment(x: torch.Tensor, aug: FaceAugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Random shift (reflect padding) and optional horizontal flip of a uint8 batch ``[B, C, H, W]``."""
-    b, _, h, w = x.shape
-    if aug.shift > 0:
-        s = aug.shift
-        padded = torch.nn.functional.pad(x.float(), (s, s, s, s), mode="reflect").to(torch.uint8)
-        offs = torch.randint(0, 2 * s + 1, (b, 2), generator=g)
-        x = torch.stack([padded[i, :, oy : oy + h, ox : ox + w] for i, (oy, ox) in enumerate(offs.tolist())])
-    if aug.hflip:
-        flip = torch.rand(b, generator=g) < 0.5
-        x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
-    return x
-
-
-# --------------------------------------------------------------------------------------------
-# evaluation
+# metrics
 
 
 @torch.no_grad()
 def predict_split(
-    model: LSSAT, split: FaceSplit, *, batch_size: int = 256, device: str | torch.device = "cpu"
+    model: nn.Module, split: FaceSplit, *, batch_size: int = 256, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
     """Logits ``[N, K]`` for a split."""
     model.eval()
     out = []
     for i in range(0, len(split), batch_size):
-        x = _normalise(split.images[i : i + batch_size]).to(device)
+        x = normalise_images(split.images[i : i + batch_size]).to(device)
         out.append(model(x)["logits"].float().cpu())
     return torch.cat(out)
 
@@ -272,7 +86,7 @@ def _predictions(logits: torch.Tensor, task: str) -> np.ndarray:
 
 
 def evaluate_split(
-    model: LSSAT,
+    model: nn.Module,
     split: FaceSplit,
     task: str,
     *,
@@ -307,95 +121,104 @@ def _flat(report: dict[str, Any]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# checkpoints
+# the task
 
 
-def _save(model: LSSAT, path: Path, meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
+class FaceLoss:
+    """``loss(outputs, batch) -> (total, parts)``: the primary loss of the task plus
+    ``aux_weight`` × the model's ``aux_losses["texture"]`` (L-SSAT's λ)."""
 
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"microaction": json.dumps(meta)})
-    tmp.replace(path)
+    def __init__(self, task: str, aux_weight: float) -> None:
+        self.task, self.aux_weight = task, float(aux_weight)
+
+    def __call__(
+        self, outputs: dict[str, Any], batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        primary = primary_loss(outputs["logits"].float(), batch["label"], self.task)  # type: ignore[arg-type]
+        total, parts = primary, {"primary": primary}
+        texture = (outputs.get("aux_losses") or {}).get("texture")
+        if texture is not None and self.aux_weight > 0:
+            total = total + self.aux_weight * texture
+            parts["texture"] = texture
+        value = float(total.detach())
+        if not np.isfinite(value):
+            raise RuntimeError(f"the face loss is not finite ({value}; parts {list(parts)})")
+        return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-def load_face_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[LSSAT, dict[str, Any]]:
-    """Model and metadata from a ``best``/``last.safetensors`` written by ``train_face``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+class FaceTask:
+    """The L-SSAT face task as the engine's training loop runs it (``engine.experiment.TrainTask``)."""
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("microaction")
-    if raw is None:
-        raise ValueError(f"{path}: not a microaction face checkpoint (no 'microaction' metadata)")
-    meta = json.loads(raw)
-    if meta.get("model") != "lssat":
-        raise ValueError(f"{path}: checkpoint of model {meta.get('model')!r}, expected 'lssat'")
-    model = LSSAT(**meta["model_kwargs"])
-    model.load_state_dict(load_file(str(path)))
-    return model.to(device).eval(), meta
+    def __init__(
+        self,
+        face: FaceTrainConfig,
+        data: FaceData,
+        run_dir: Path,
+        info: dist_.DistInfo,
+        device: torch.device,
+        log: RunLog,
+        *,
+        progress: bool = True,
+    ) -> None:
+        self.face, self.data = face, data
+        self.cfg = loop_config(face, progress=progress)
+        self.run_dir, self.info, self.device, self.log = run_dir, info, device, log
+        self.primary = face.select_metric
+        self.train_ds = FaceImages(data.train, augment=face.augment, seed=face.seed)
+        self.val_ds = data.val
+        self.model_kwargs = model_kwargs_of(face, data.num_outputs)
+
+    def sampler(self) -> TrainBatchSampler:
+        return TrainBatchSampler(
+            len(self.train_ds), self.cfg.run.batch_size, seed=self.face.seed, rank=self.info.rank, world=self.info.world
+        )
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        report = evaluate_split(
+            model,
+            self.data.val,
+            self.face.data.task,
+            batch_size=self.face.eval_batch_size,
+            device=self.device,
+            class_names=self.data.class_names,
+        )
+        return _flat(report)
+
+    def build_model(self) -> LSSAT:
+        return build_lssat(**{"preset": self.face.model.preset, **self.model_kwargs})
+
+    def stage(self) -> Stage:
+        """The one stage of a face run."""
+        meta = {
+            "model": "lssat",
+            "model_kwargs": self.model_kwargs,
+            "task": self.face.data.task,
+            "class_names": self.data.class_names,
+            "group_names": self.data.group_names,
+            "img_size": self.face.data.img_size,
+            "channels": self.face.data.channels,
+            "primary_metric": self.face.select_metric,
+            "experiment": self.face.name,
+            "seed": self.face.seed,
+        }
+        return Stage(
+            "main",
+            self.cfg.run.epochs,
+            self.cfg.optim.lr,
+            self.build_model,
+            lambda _model: FaceLoss(self.face.data.task, self.face.aux.weight),
+            meta,
+        )
+
+    def signature(self) -> str:
+        """The data a run was started on (a resumed run must find the same)."""
+        d = self.data
+        sizes = {"train": len(d.train), "val": len(d.val), "test": len(d.test) if d.test is not None else 0}
+        return json.dumps({"face_data": to_dict(self.face.data), "sizes": sizes}, sort_keys=True, default=str)
 
 
 # --------------------------------------------------------------------------------------------
-# training
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
-
-
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def model_kwargs_of(cfg: FaceTrainConfig, num_outputs: int) -> dict[str, Any]:
-    m, a = cfg.model, cfg.aux
-    size = {**PRESETS[m.preset], **{k: v for k, v in (("dim", m.dim), ("depth", m.depth), ("heads", m.heads)) if v}}
-    return {
-        "num_outputs": num_outputs,
-        "task": cfg.data.task,
-        "img_size": cfg.data.img_size,
-        "patch_size": m.patch_size,
-        "in_chans": cfg.data.channels,
-        **size,
-        "mlp_ratio": m.mlp_ratio,
-        "pool": m.pool,
-        "head_dropout": m.head_dropout,
-        "aux_target": a.target if a.weight > 0 else "none",
-        "aux_loss": a.loss,
-        "mask_ratio": a.mask_ratio,
-        "decoder_dim": a.decoder_dim,
-        "decoder_depth": a.decoder_depth,
-        "decoder_heads": a.decoder_heads,
-        "ldp_k": a.ldp_k,
-    }
-
-
-def run_dir_of(cfg: FaceTrainConfig) -> Path:
-    return Path(cfg.run_dir) if cfg.run_dir else Path(cfg.out_dir) / f"{cfg.name}_seed{cfg.seed}"
-
-
-STATE_FORMAT = 1
-SELECT_METRICS = ("accuracy", "worst_group_accuracy", "auc", "auc_macro")
-_RUN_FILES = ("log.txt", "metrics.json", "last.safetensors", "best.safetensors", "last_state.pt")
-
-
-def load_run_config(run: str | Path) -> FaceTrainConfig:
-    """The resolved config a face run folder was trained with."""
-    path = Path(run) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run}: not a face run folder (no config.yaml)")
-    return from_dict(FaceTrainConfig, yaml.safe_load(path.read_text()) or {}, where=str(path))
+# the front: mar face train / eval
 
 
 def train_face(
@@ -410,197 +233,70 @@ def train_face(
 
     A folder holding a run already is refused unless ``resume`` (continue from its
     ``last_state.pt``; a folder without one starts afresh) or ``overwrite`` (start again)."""
-    _validate(cfg, "config")
+    validate_face_config(cfg, "config")
     run = Path(run_dir) if run_dir is not None else run_dir_of(cfg)
-    existing = [n for n in _RUN_FILES if (run / n).exists()]
-    state: dict[str, Any] | None = None
-    if resume and (run / "last_state.pt").is_file():
-        state = _load_state(run / "last_state.pt")
-        saved = load_run_config(run)
-        if to_dict(saved) != to_dict(cfg):
-            raise ConfigError(f"{run}: the config differs from the one this run was started with (config.yaml)")
-    elif existing and not overwrite and not resume:
-        raise RunExistsError(
-            f"{run} holds a run already ({', '.join(existing)}): resume it (mar face train --resume {run}), "
-            "or pass --overwrite"
-        )
-    run.mkdir(parents=True, exist_ok=True)
-    if state is None:
-        for n in existing:
-            (run / n).unlink()
-        (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log_file = (run / "log.txt").open("a" if state is not None else "w", encoding="utf-8")
-
-    def log(msg: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        log_file.write(line + "\n")
-        log_file.flush()
-        if echo:
-            print(line, flush=True)
-
     threads = torch.get_num_threads()
-    try:
-        return _train(cfg, run, log, state)
-    finally:
-        torch.set_num_threads(threads)  # cfg.threads is for this run only
-        log_file.close()
-
-
-def _load_state(path: Path) -> dict[str, Any]:
-    try:
-        state = dict(torch.load(str(path), map_location="cpu", weights_only=True))
-    except Exception as e:
-        raise RuntimeError(f"{path}: unreadable training state ({e})") from None
-    if state.get("format") != STATE_FORMAT:
-        raise RuntimeError(f"{path}: state format {state.get('format')} is not {STATE_FORMAT}")
-    return state
-
-
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, str(tmp))
-    tmp.replace(path)  # a crash while writing leaves the previous state whole
-
-
-def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None], state: dict[str, Any] | None = None) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    device = _resolve_device(cfg.device)
-    data = _prepare_data(cfg, log)
-    log(
-        f"data: train {len(data.train)}, val {len(data.val)}, test {len(data.test) if data.test else 0}; "
-        f"{len(data.class_names)} classes, groups {data.group_names}"
-    )
-    kwargs = model_kwargs_of(cfg, data.num_outputs)
-    model = build_lssat(**{"preset": cfg.model.preset, **kwargs}).to(device)
-    log(
-        f"model: lssat {cfg.model.preset} ({count_parameters(model) / 1e6:.2f} M parameters), aux={kwargs['aux_target']}"
-    )
-    meta = {
-        "model": "lssat",
-        "model_kwargs": kwargs,
-        "task": cfg.data.task,
-        "class_names": data.class_names,
-        "group_names": data.group_names,
-        "img_size": cfg.data.img_size,
-        "channels": cfg.data.channels,
-        "primary_metric": cfg.select_metric,
-        "experiment": cfg.name,
-        "seed": cfg.seed,
-    }
-    o = cfg.optim
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "token" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "token" in n]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=o.lr
-    )
-    n = len(data.train)
-    steps_per_epoch = max(1, n // o.batch_size)  # drop the last incomplete batch
-    total = steps_per_epoch * o.epochs if o.max_steps is None else min(o.max_steps, steps_per_epoch * o.epochs)
-    warmup = max(1, round(o.warmup_epochs * steps_per_epoch))
-    g = torch.Generator().manual_seed(cfg.seed)
-    g_mask = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    history: dict[str, Any] = {"epochs": [], "best": None}
-    best_value, step, first = -1.0, 0, 1
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        g.set_state(state["rng_data"])
-        g_mask.set_state(state["rng_mask"])
-        torch.set_rng_state(state["rng_torch"])
-        history, best_value = json.loads(state["history"]), float(state["best_value"])
-        step, first = int(state["step"]), int(state["epoch"]) + 1
-        log(f"resuming after epoch {state['epoch']} (step {step})")
-    for epoch in range(first, o.epochs + 1):
-        if step >= total:
-            break
-        t0 = time.time()
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        sums = {"loss": 0.0, "primary": 0.0, "texture": 0.0}
-        count = 0
-        for b in range(steps_per_epoch):
-            if step >= total:
-                break
-            idx = perm[b * o.batch_size : (b + 1) * o.batch_size]
-            x_u8 = _augment(data.train.images[idx], cfg.augment, g)
-            grey = _grey(x_u8).to(device)
-            x = _normalise(x_u8).to(device)
-            y = data.train.labels[idx].to(device)
-            lr = _lr_at(step, total, warmup, o.lr)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            out = model.losses(x, y, grey=grey, aux_weight=cfg.aux.weight, generator=g_mask)
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            opt.step()
-            step += 1
-            count += 1
-            for k in sums:
-                if k in out:
-                    sums[k] += float(out[k].detach())
-            if not math.isfinite(float(out["loss"].detach())):
-                raise RuntimeError(f"loss is not finite at epoch {epoch}, step {step}")
-        val = evaluate_split(
-            model, data.val, cfg.data.task, batch_size=cfg.eval_batch_size, device=device, class_names=data.class_names
-        )
-        val_flat = _flat(val)
-        record = {
-            "epoch": epoch,
-            "stage": "train",
-            "lr": lr,
-            "train_loss": sums["loss"] / max(1, count),
-            "train_primary": sums["primary"] / max(1, count),
-            "train_texture": sums["texture"] / max(1, count) if model.aux is not None else None,
-            "steps": step,
-            "val": val_flat,
-            "seconds": round(time.time() - t0, 2),
-        }
-        history["epochs"].append(record)
-        value = val_flat.get(cfg.select_metric, -1.0)  # an AUC is undefined on a one-class val split
-        meta_epoch = {**meta, "epoch": epoch}
-        _save(model, run / "last.safetensors", meta_epoch)
-        improved = value > best_value
-        if improved:
-            best_value = value
-            history["best"] = {"epoch": epoch, "metric": cfg.select_metric, "value": value, "val": val_flat}
-            _save(model, run / "best.safetensors", meta_epoch)
-        (run / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
-        _save_state(
-            run / "last_state.pt",
-            {
-                "format": STATE_FORMAT,
-                "epoch": epoch,
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "rng_data": g.get_state(),
-                "rng_mask": g_mask.get_state(),
-                "rng_torch": torch.get_rng_state(),
-                "history": json.dumps(history),
-                "best_value": best_value,
-            },
-        )
-        tex = f" texture {record['train_texture']:.4f}" if record["train_texture"] is not None else ""
+    info, device = dist_.setup(cfg.device)
+    try:
+        state = read_resume_state(run, info) if resume else None
+        if state is not None and to_dict(load_run_config(run)) != to_dict(cfg):
+            raise ConfigError(f"{run}: the config differs from the one this run was started with (config.yaml)")
+        if state is None:
+            import yaml
+
+            start_run_dir(
+                run,
+                yaml.safe_dump(to_dict(cfg), sort_keys=False),
+                info,
+                overwrite or resume,
+                command="mar face train",
+                rename="--set name=... or run_dir=...",
+            )
+        log = RunLog(run / "log.txt", info.is_main, echo=echo)
+        data = prepare_face_data(cfg, log)
         log(
-            f"epoch {epoch}/{o.epochs} loss {record['train_loss']:.4f} (primary {record['train_primary']:.4f}{tex}) "
-            f"val acc {val_flat['accuracy']:.4f} worst {val_flat['worst_group_accuracy']:.4f} "
-            f"gap {val_flat['accuracy_gap']:.4f}{' *' if improved else ''} [{record['seconds']:.1f}s]"
+            f"data: train {len(data.train)}, val {len(data.val)}, test {len(data.test) if data.test else 0}; "
+            f"{len(data.class_names)} classes, groups {data.group_names}"
         )
-    for split in ("val", "test"):
-        if split == "test" and data.test is None:
-            continue
-        result = evaluate_run(run, split=split, device=str(device), data=data)
-        m = result["metrics"]
+        task = FaceTask(cfg, data, run, info, device, log, progress=echo)
+        if state is not None and state.get("store") != task.signature():
+            raise RuntimeError(f"{run}: the face data differs from the data this run was started with")
         log(
-            f"best epoch on {split}: acc {m['accuracy']:.4f} worst-group {m['worst_group_accuracy']:.4f} gap {m['accuracy_gap']:.4f}"
+            f"model: lssat {cfg.model.preset} ({count_parameters(task.build_model()) / 1e6:.2f} M parameters), "
+            f"aux={task.model_kwargs['aux_target']}; "
+            + ("resuming" if state else "starting")
+            + f" {run} (seed {cfg.seed}, device {device}, precision {cfg.precision})"
         )
-    return run
+        run_stages(task, [task.stage()], state, task.signature())
+        if info.is_main:
+            for split in ("val", "test"):
+                if split == "test" and data.test is None:
+                    continue
+                m = evaluate_run(run, split=split, device=str(device), data=data)["metrics"]
+                log(
+                    f"best epoch on {split}: acc {m['accuracy']:.4f} worst-group {m['worst_group_accuracy']:.4f} "
+                    f"gap {m['accuracy_gap']:.4f}"
+                )
+        dist_.barrier(info)
+        return run
+    finally:
+        dist_.cleanup(info)
+        torch.set_num_threads(threads)  # cfg.threads is for this run only
+
+
+def load_face_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[LSSAT, dict[str, Any]]:
+    """Model and metadata from a ``best``/``last.safetensors`` written by ``train_face``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    state, meta = load_weights(path)
+    if meta.get("model") != "lssat":
+        raise CheckpointError(f"{path}: checkpoint of model {meta.get('model')!r}, expected 'lssat'")
+    model = LSSAT(**meta["model_kwargs"])
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta
 
 
 def evaluate_run(
@@ -609,25 +305,21 @@ def evaluate_run(
     split: str = "test",
     checkpoint: str = "best",
     device: str = "cpu",
-    data: _Data | None = None,
+    data: FaceData | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on a split of its config's data; writes ``eval_<split>.json``."""
     run = Path(run)
     cfg = load_run_config(run)
-    dev = _resolve_device(device)
+    dev = dist_.resolve_device(device)
     model, meta = load_face_checkpoint(run / f"{checkpoint}.safetensors", dev)
     if data is None:
-        data = _prepare_data(cfg, lambda _m: None)
+        data = prepare_face_data(cfg, lambda _m: None)
     splits = {"train": data.train, "val": data.val, "test": data.test}
-    if split not in splits or splits[split] is None:
+    chosen = splits.get(split)
+    if chosen is None:
         raise ValueError(f"{run}: no {split!r} split in its config (known: {[k for k, v in splits.items() if v]})")
     report = evaluate_split(
-        model,
-        splits[split],  # type: ignore[arg-type]
-        meta["task"],
-        batch_size=cfg.eval_batch_size,
-        device=dev,
-        class_names=meta.get("class_names"),
+        model, chosen, meta["task"], batch_size=cfg.eval_batch_size, device=dev, class_names=meta.get("class_names")
     )
     result = {
         "split": split,

@@ -45,6 +45,7 @@ __all__ = [
     "TextureMAELoss",
     "build_lssat",
     "count_parameters",
+    "normalise_images",
     "patchify",
     "primary_loss",
     "random_masking",
@@ -355,6 +356,11 @@ class TextureMAELoss(nn.Module):
         return {"loss": loss, "pred": pred, "target": target, "ids_masked": ids_masked, "mask": mask}
 
 
+def normalise_images(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [-1, 1], what the face models eat."""
+    return images_u8.float().div(127.5).sub(1.0)
+
+
 def primary_loss(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> torch.Tensor:
     """Cross-entropy (multiclass, labels long ``[B]``), BCE (multilabel, labels 0/1 ``[B, K]``) or
     BCE on one logit (binary, labels 0/1 ``[B]``)."""
@@ -426,8 +432,19 @@ class LSSAT(nn.Module):
                 ldp_k=ldp_k,
             )
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.encoder(images)
+    def forward(self, x: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Images ``[B, C, H, W]`` scaled to [-1, 1] -> ``{"logits", "features"}``. Or a batch dict
+        (how the training loop calls it) with uint8 ``image`` ``[B, C, H, W]`` (scaled here) and
+        ``grey`` uint8 ``[B, H, W]`` (the texture targets' source): in training mode a model with an
+        auxiliary branch adds ``aux_losses = {"texture": unweighted loss}`` (masking draws from the
+        global torch RNG), as the action models do; the run weighs it (λ)."""
+        if not isinstance(x, dict):
+            return self.encoder(x)
+        images = normalise_images(x["image"])
+        out: dict[str, Any] = dict(self.encoder(images))
+        if self.training and self.aux is not None:
+            out["aux_losses"] = {"texture": self.aux(self.encoder, images, x.get("grey"))["loss"]}
+        return out
 
     def losses(
         self,
