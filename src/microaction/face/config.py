@@ -189,15 +189,11 @@ def loop_config(cfg: FaceTrainConfig, *, progress: bool = True) -> FaceLoop:
     """The engine's ``run`` / ``optim`` settings of a face config: AdamW with linear warm-up and
     cosine decay to 0, gradient clipping, one stage of ``optim.epochs`` epochs."""
     o = cfg.optim
+    shared = ("name", "out_dir", "seed", "device", "precision", "eval_batch_size")  # same meaning in both
     run = RunConfig(
-        name=cfg.name,
-        out_dir=cfg.out_dir,
-        seed=cfg.seed,
-        device=cfg.device,
-        precision=cfg.precision,
+        **{k: getattr(cfg, k) for k in shared},
         epochs=o.epochs,
         batch_size=o.batch_size,
-        eval_batch_size=cfg.eval_batch_size,
         threads=cfg.threads or 0,
         progress=progress,
         max_steps=o.max_steps or 0,
