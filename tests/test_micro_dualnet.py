@@ -375,7 +375,7 @@ def test_mac_weight_defaults_to_the_papers_lambda():
     total, parts = loss(out, batch)
     assert parts["aux/mac"] > 0
     expected = parts["action"] + 0.5 * parts["body"] + 0.1 * parts["aux/mac"]
-    assert abs(float(total) - expected) < 1e-4, (float(total), parts)
+    assert abs(total.item() - expected) < 1e-4, (total.item(), parts)
     # a config that names the weight wins, 0 included
     assert _loss_for({"mac": 0.0})[0].aux_weights == {"mac": 0.0}
     assert _loss_for({"mac": 1.0})[0].aux_weights == {"mac": 1.0}
