@@ -34,15 +34,29 @@ extension), class-aware when labels are given; the detectors' inference uses the
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import os
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-from microaction.data.segments import Detection, Segment
+from microaction.data.segments import (
+    Detection,
+    Segment,
+    SegmentTable,
+    is_detection_csv,
+    parse_detection_csv,
+    read_detections,
+    read_segments,
+)
+from microaction.taxonomy import Taxonomy
 
 __all__ = [
     "MMA52_TIOUS",
@@ -51,9 +65,12 @@ __all__ = [
     "average_precision_per_class",
     "detection_map",
     "interpolated_ap",
+    "is_detection_file",
     "map_keys",
     "nms",
     "online_f1",
+    "read_detection_submission",
+    "score_detection_file",
     "segment_iou",
     "soft_nms",
 ]
@@ -211,6 +228,78 @@ def online_f1(gt: Sequence[Segment], pred: Sequence[Detection | Segment], overla
     recall = correct / len(gt) if len(gt) else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "matched": float(correct)}
+
+
+# ---------------------------------------------------------------------------------------------
+# detection submission files (``mar score`` / ``mar submit``)
+
+
+def is_detection_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a prediction file holds detections: a ``.json`` detections file, or a CSV (or a
+    submission zip's ``prediction.csv``) whose header is ``,video_id,t_start,t_end,class,score``."""
+    from microaction.metrics import _prediction_text
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return True
+    text, _ = _prediction_text(path)
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:
+        return False
+    return is_detection_csv(header)
+
+
+def read_detection_submission(path: str | os.PathLike[str], taxonomy: Taxonomy | None = None) -> list[Detection]:
+    """Detections of a MAC submission CSV / zip (``prediction.csv`` at its root) or a ``.json``
+    detections file."""
+    from microaction.metrics import _prediction_text
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return read_detections(path, taxonomy).detections
+    text, source = _prediction_text(path)
+    return parse_detection_csv(text, source, taxonomy)
+
+
+@dataclass
+class DetectionScore:
+    """What ``score_detection_file`` returns: the metrics and what was scored."""
+
+    metrics: dict[str, float]
+    ground_truth: SegmentTable
+    num_predictions: int
+
+
+def score_detection_file(
+    pred: str | os.PathLike[str],
+    ann: str | os.PathLike[str],
+    taxonomy: Taxonomy,
+    *,
+    subset: str | None = None,
+    tious: Sequence[float] = MMA52_TIOUS,
+    classes: Literal["all", "present"] = "all",
+    fps: float | None = None,
+) -> DetectionScore:
+    """Score a detection submission against temporal annotations (any ``read_segments`` format),
+    over the videos of ``subset``. Predictions for videos the scored annotation does not list
+    are refused (a submission for another split is a mistake worth naming); videos without
+    predictions simply miss their ground truth."""
+    gt = read_segments(ann, taxonomy, split=subset, fps=fps)
+    videos = set(gt.videos())
+    if not videos:
+        what = f" of subset {subset!r}" if subset else ""
+        raise ValueError(f"{ann}: no videos{what} to score against")
+    dets = read_detection_submission(pred, taxonomy)
+    extra = sorted({d.video for d in dets} - videos)
+    if extra:
+        what = f"subset {subset!r} of " if subset else ""
+        raise ValueError(
+            f"{pred}: detections for {len(extra)} video(s) not in {what}{ann}, e.g. {extra[:3]}"
+            + ("" if subset else " (pass --subset?)")
+        )
+    metrics = detection_map(gt.segments, dets, taxonomy.num_classes, tious, classes=classes)
+    return DetectionScore(metrics, gt, len(dets))
 
 
 # ---------------------------------------------------------------------------------------------

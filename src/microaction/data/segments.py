@@ -54,6 +54,7 @@ __all__ = [
     "SegmentIssue",
     "SegmentTable",
     "is_detection_csv",
+    "parse_detection_csv",
     "read_detections",
     "read_segments",
     "write_detections",
@@ -451,7 +452,8 @@ def write_detections(
     return path
 
 
-def _read_submission(text: str, source: str, taxonomy: Taxonomy | None) -> list[Detection]:
+def parse_detection_csv(text: str, source: str, taxonomy: Taxonomy | None = None) -> list[Detection]:
+    """Detections of a MAC submission CSV's text; errors name ``source`` and the line."""
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -508,9 +510,9 @@ def read_detections(path: str | os.PathLike[str], taxonomy: Taxonomy | None = No
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise AnnotationError(f"{path}!{names[0]}: not UTF-8 text") from None
-        return DetectionFile(_read_submission(text, f"{path}!{names[0]}", taxonomy))
+        return DetectionFile(parse_detection_csv(text, f"{path}!{names[0]}", taxonomy))
     if suffix == ".csv":
-        return DetectionFile(_read_submission(_read_text(path), str(path), taxonomy))
+        return DetectionFile(parse_detection_csv(_read_text(path), str(path), taxonomy))
     if suffix != ".json":
         raise AnnotationError(f"{path}: detections are read from .json, .csv or .zip")
     try:
