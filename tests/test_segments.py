@@ -110,6 +110,8 @@ def test_mma52_csv_matches_the_json(tmp_path: Path) -> None:
     assert [s.split for s in t] == ["val"] * 3
     assert t.segments[0].start == pytest.approx(2.1) and t.segments[0].end == pytest.approx(337 / 30)
     assert t.segments[2].end == pytest.approx(176 / 29)
+    with pytest.raises(AnnotationError, match="holds the 'val' split, not 'test'"):
+        read_segments(p, MA52, split="test")
     bad = write(tmp_path / "x.csv", "id,video_id,start_frame,end_frame,class,total_frames,fps\n0,v,a,3,0,9,30\n")
     with pytest.raises(AnnotationError, match=r"x.csv:2: start_frame 'a' is not a number"):
         read_mma52_csv(bad, MA52)
@@ -137,6 +139,9 @@ def test_imigue_instance_csv(tmp_path: Path) -> None:
         ("0001", 31, 12.0, 13.5, "17"),  # raw 99 -> 31 (illustrative)
         ("0002", 16, 1.0, 2.0, "4"),
     ]
+    # splits come from iMiGUE's cross-subject split (videos 1 and 2 are train subjects)
+    assert {s.split for s in t} == {"train"} and t.splits == {"0001": "train", "0002": "train"}
+    assert len(read_segments(p, IMIGUE, fps=30, split="test")) == 0
     bad = write(tmp_path / "b.csv", "video_id,start_time,end_time,class\nv,1,2,77\n")
     with pytest.raises(AnnotationError, match=r"b.csv:2: label 77 out of range"):
         read_imigue_instances(bad, IMIGUE)
@@ -175,6 +180,8 @@ def test_generic_segment_csv(tmp_path: Path) -> None:
     ]
     assert t.durations == {"a.mp4": 60.0}
     assert [s.video for s in read_segments(p, MA52, split="test")] == ["b.mp4"]
+    nosplit = write(tmp_path / "n.csv", "video,start,end,label\nv,0,1,0\n")
+    assert len(read_segments(nosplit, MA52, split="test")) == 1  # no split column: every row
     with pytest.raises(AnnotationError, match=r"c.csv:2: 'juggling' is not a class"):
         read_segment_csv(write(tmp_path / "c.csv", "video,start,end,label\nv,0,1,juggling\n"), MA52)
     with pytest.raises(AnnotationError, match=r"d.csv:1: unknown columns \['colour'\]"):

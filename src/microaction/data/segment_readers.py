@@ -11,9 +11,10 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
-from microaction.data.annotations import AnnotationError, _read_text, split_from_list_name
+from microaction.data.annotations import AnnotationError, _read_text, load_split
 from microaction.data.segments import (
     OnIssue,
     Segment,
@@ -83,16 +84,29 @@ def read_mma52_json(
     return out.table
 
 
+_SPLIT_NAME = re.compile(r"^(train|val|test)(?=$|[._-])", re.IGNORECASE)
+
+
+def _split_in_name(path: Path) -> str | None:
+    """``train`` / ``val`` / ``test`` when the file name starts with it (``val.csv``, ``test_anns.csv``)."""
+    m = _SPLIT_NAME.match(path.name)
+    return m.group(1).lower() if m else None
+
+
 def read_mma52_csv(
     path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None, on_issue: OnIssue = "report"
 ) -> SegmentTable:
     """The MMA-52 CSV form ``id,video_id,start_frame,end_frame,class,total_frames,fps``.
 
     Seconds are ``frame / fps``; the duration is ``total_frames / fps``. The file holds one
-    split; its name tells which (``val.csv`` -> ``val``), or ``split`` does.
+    split; its name tells which (``val.csv`` -> ``val``), or ``split`` does (a ``split`` that
+    contradicts the file's name is an error).
     """
     path = Path(path)
-    split = split or split_from_list_name(path) or path.stem.lower() or None
+    named = _split_in_name(path)
+    if split is not None and named is not None and split != named:
+        raise AnnotationError(f"{path}: the file holds the {named!r} split, not {split!r}")
+    split = split or named
     cols, rows = _csv_rows(path)
     pos = _need(cols, ("video_id", "start_frame", "end_frame", "class", "total_frames", "fps"), path, "MMA-52 CSV")
     out = _Collector(path, on_issue)
@@ -135,7 +149,9 @@ def read_imigue_instances(
     ``raw_id_map``, or a class name); without a ``class`` column, ``label_id``. Times are
     ``start_time`` / ``end_time`` in seconds (or ``[H:]MM:SS.fff``); when those are absent or
     empty, ``start_frame`` / ``end_frame`` divided by ``fps``. ``subject_id`` becomes the
-    segment's ``person``; ``split`` assigns it (the file holds no split).
+    segment's ``person``. Each segment's ``split`` comes from iMiGUE's cross-subject split
+    (``load_split("imigue")``; None for a video it does not list); ``split`` keeps that split's
+    videos.
     """
     path = Path(path)
     cols, rows = _csv_rows(path)
@@ -147,11 +163,17 @@ def read_imigue_instances(
     has_frame = "start_frame" in pos and "end_frame" in pos
     if not has_time and not has_frame:
         raise AnnotationError(f"{path}:1: needs start_time,end_time or start_frame,end_frame columns")
+    plan = load_split("imigue")
     out = _Collector(path, on_issue)
     for no, row in rows:
         where = f"{path}:{no}"
         row = _cells(row, len(cols), where)
         vid = _video(row[pos["video_id"]], where)
+        vid_split = plan.split_of(vid)
+        if split is not None and vid_split != split:
+            continue
+        if vid_split is not None:
+            out.table.splits[vid] = vid_split
         if has_time and row[pos["start_time"]] and row[pos["end_time"]]:
             start = _number(row[pos["start_time"]], what="start_time", where=where)
             end = _number(row[pos["end_time"]], what="end_time", where=where)
@@ -163,7 +185,7 @@ def read_imigue_instances(
         else:
             raise AnnotationError(f"{where}: empty start_time / end_time")
         person = row[pos["subject_id"]] or None if "subject_id" in pos else None
-        out.add(Segment(vid, start, end, _label(row[pos[label_col]], taxonomy, where), split, person), where)
+        out.add(Segment(vid, start, end, _label(row[pos[label_col]], taxonomy, where), vid_split, person), where)
     return out.table
 
 
@@ -177,7 +199,8 @@ def read_smg_finelabels(
     on_issue: OnIssue = "report",
 ) -> SegmentTable:
     """SMG's ``<Sample>_finelabels.csv``: ``label,start,end`` per line in frames (a header line
-    is allowed). ``video`` defaults to the file name without ``_finelabels.csv``."""
+    is allowed). ``video`` defaults to the file name without ``_finelabels.csv``. The file holds no
+    split: ``split``, when given, is assigned to its segments."""
     path = Path(path)
     if fps is None or not fps > 0:
         raise AnnotationError(f"{path}: SMG labels are in frames; pass the recording's fps")
@@ -214,7 +237,7 @@ def read_segment_csv(
 ) -> SegmentTable:
     """The generic segment CSV: header ``video,start,end,label`` (seconds; label = class id or
     name), optional ``split``, ``person`` and ``duration`` (seconds; enables the outside-the-video
-    check). ``split`` keeps that split's rows."""
+    check). ``split`` keeps that split's rows (all rows when the file has no ``split`` column)."""
     path = Path(path)
     cols, rows = _csv_rows(path)
     pos = _need(cols, ("video", "start", "end", "label"), path, "segment CSV")
@@ -228,7 +251,7 @@ def read_segment_csv(
             raise AnnotationError(f"{where}: {len(row)} fields, header has {len(cols)}")
         get = {c: row[i] for c, i in pos.items()}
         row_split = get.get("split") or None
-        if split is not None and row_split != split:
+        if split is not None and "split" in pos and row_split != split:
             continue
         vid = _video(get["video"], where)
         duration = None
