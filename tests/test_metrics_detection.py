@@ -254,12 +254,17 @@ def brute_nms(segs: np.ndarray, scores: np.ndarray, labels: np.ndarray | None, t
     return keep
 
 
+def random_segments(rng: np.random.Generator, n: int, span: float, lo: float, hi: float) -> np.ndarray:
+    """``[n, 2]`` segments starting in ``[0, span)`` with lengths in ``[lo, hi)``."""
+    a = rng.uniform(0, span, n)
+    return np.stack([a, a + rng.uniform(lo, hi, n)], 1)
+
+
 def test_nms_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     for _ in range(15):
         n = int(rng.integers(1, 40))
-        a = rng.uniform(0, 20, n)
-        segs = np.stack([a, a + rng.uniform(0.1, 5, n)], 1)
+        segs = random_segments(rng, n, 20, 0.1, 5)
         scores = rng.random(n)
         labels = rng.integers(0, 3, n)
         for lab in (None, labels):
@@ -291,8 +296,7 @@ def test_soft_nms_linear_matches_brute_force() -> None:
     rng = np.random.default_rng(1)
     for _ in range(10):
         n = int(rng.integers(1, 25))
-        a = rng.uniform(0, 10, n)
-        segs = np.stack([a, a + rng.uniform(0.5, 4, n)], 1)
+        segs = random_segments(rng, n, 10, 0.5, 4)
         scores = rng.random(n)
         idx, sc = soft_nms(segs, scores, method="linear", iou_threshold=0.3, min_score=0.05)
         # reference: plain loops

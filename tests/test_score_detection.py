@@ -103,3 +103,18 @@ def test_submit_detections_zip_then_score(mmad: Path, tmp_path: Path, capsys: py
     rc = main(["submit", "--detections", str(src), "--ann", str(mmad), "--subset", "train", "--out", str(out)])
     assert rc == 1 and "video(s) not in" in capsys.readouterr().err
     assert main(["submit", "--scores", "x.npy", "--out", str(out)]) == 1  # clips still need --ann
+
+
+def test_score_online_f1(mmad: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt = read_segments(mmad, MA52, split="val").segments
+    # every ground truth found once (shifted by 10 % of its length), plus one wrong-label prediction
+    dets = [Detection(s.video, s.start + 0.1 * s.duration, s.end, s.label, 0.9) for s in gt]
+    dets.append(Detection(gt[0].video, gt[0].start, gt[0].end, (gt[0].label + 1) % 52, 0.5))
+    pred = write_detections(tmp_path / "d.json", dets)
+    assert (
+        main(["score", "--pred", str(pred), "--ann", str(mmad), "--subset", "val", "--metric", "online-f1", "--json"])
+        == 0
+    )
+    got = json.loads(capsys.readouterr().out)
+    p, r = len(gt) / (len(gt) + 1), 1.0
+    assert got == pytest.approx({"precision": p, "recall": r, "f1": 2 * p * r / (p + r)})

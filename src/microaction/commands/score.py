@@ -10,6 +10,10 @@ mAP at tIoU 0.1..0.9.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from microaction.taxonomy import Taxonomy
 
 
 def _tious(text: str) -> tuple[float, ...]:
@@ -56,6 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="detections: average AP over all classes (official MMA-52: a class without ground truth scores 0) "
         "or over classes with ground truth only (ActivityNet / ActionFormer)",
     )
+    p.add_argument(
+        "--metric",
+        choices=("map", "online-f1"),
+        default="map",
+        help="detections: detection mAP (MMA-52 / MAC, default) or online recognition F1 at overlap > 0.3 "
+        "(SMG / iMiGUE)",
+    )
     p.add_argument("--fps", type=float, help="detections: frame rate of annotations given in frames (SMG, iMiGUE)")
     p.add_argument("--json", action="store_true", help="print one JSON object (values in [0, 1]) instead of a table")
 
@@ -68,6 +79,8 @@ def _score_detections(args: argparse.Namespace) -> int:
     from microaction.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy(args.taxonomy)
+    if args.metric == "online-f1":
+        return _online_f1(args, taxonomy)
     tious = args.tiou or MMA52_TIOUS
     res = score_detection_file(
         args.pred, args.ann, taxonomy, subset=args.subset, tious=tious, classes=args.classes, fps=args.fps
@@ -91,6 +104,28 @@ def _score_detections(args: argparse.Namespace) -> int:
         )
         for k in keys:
             print(f"  {k:16s} {100 * res.metrics[k]:6.2f}")
+    return 0
+
+
+def _online_f1(args: argparse.Namespace, taxonomy: Taxonomy) -> int:
+    import json
+
+    from microaction.data.segments import read_segments
+    from microaction.metrics_detection import online_f1, read_detection_submission
+
+    gt = read_segments(args.ann, taxonomy, split=args.subset, fps=args.fps)
+    dets = read_detection_submission(args.pred, taxonomy)
+    extra = sorted({d.video for d in dets} - set(gt.videos()))
+    if extra:
+        raise ValueError(f"{args.pred}: detections for {len(extra)} video(s) not in {args.ann}, e.g. {extra[:3]}")
+    res = online_f1(gt.segments, dets)
+    keys = ("precision", "recall", "f1")
+    if args.json:
+        print(json.dumps({k: res[k] for k in keys}))
+    else:
+        print(f"{len(dets)} detections against {len(gt)} segments: {int(res['matched'])} matched at overlap > 0.3")
+        for k in keys:
+            print(f"  {k:16s} {100 * res[k]:6.2f}")
     return 0
 
 
