@@ -28,8 +28,9 @@ when its label equals that of a ground-truth segment of the same video it overla
 unmatched ground truth it overlaps most); precision = correct / predictions, recall = matched /
 ground truths, F1 their harmonic mean.
 
-``nms`` / ``soft_nms`` -- non-maximum suppression over 1-D segments in pure PyTorch (no compiled
-extension), class-aware when labels are given; the detectors' inference uses them.
+``nms`` / ``soft_nms`` -- non-maximum suppression over 1-D segments (torch or numpy in, numpy
+inside, no compiled extension, memory linear in the number of segments), class-aware when labels
+are given; the detectors' inference uses them.
 """
 
 from __future__ import annotations
@@ -303,18 +304,49 @@ def score_detection_file(
 
 
 # ---------------------------------------------------------------------------------------------
-# 1-D non-maximum suppression (pure PyTorch)
+# 1-D non-maximum suppression (numpy inside, no compiled extension; memory O(N))
 
 
-def _as_tensor(x: torch.Tensor | np.ndarray | Sequence[float], dtype: torch.dtype) -> torch.Tensor:
-    return x.to(dtype) if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=dtype)
+def _as_array(x: torch.Tensor | np.ndarray | Sequence[float], dtype: type) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
 
 
-def _pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """tIoU ``[N, M]`` of segments ``a`` ``[N, 2]`` and ``b`` ``[M, 2]`` (no epsilon)."""
-    inter = (torch.minimum(a[:, None, 1], b[None, :, 1]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+def _inputs(
+    segments: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    seg = _as_array(segments, np.float64).reshape(-1, 2)
+    sc = _as_array(scores, np.float64).reshape(-1)
+    if len(seg) != len(sc):
+        raise ValueError(f"{len(seg)} segments but {len(sc)} scores")
+    lab = None if labels is None else _as_array(labels, np.int64).reshape(-1)
+    if lab is not None and len(lab) != len(sc):
+        raise ValueError(f"{len(lab)} labels but {len(sc)} scores")
+    return seg, sc, lab
+
+
+class _Overlaps:
+    """tIoU of one segment with the segments that can overlap it, found by binary search over
+    the start times (segments that cannot overlap have tIoU 0 and are never looked at)."""
+
+    def __init__(self, seg: np.ndarray, lab: np.ndarray | None) -> None:
+        self.seg, self.lab = seg, lab
+        self.by_start = np.argsort(seg[:, 0], kind="stable")
+        self.starts = seg[self.by_start, 0]
+        self.max_len = float((seg[:, 1] - seg[:, 0]).max()) if len(seg) else 0.0
+
+    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, tIoU)`` of the segments that may overlap segment ``i`` (``i`` included)."""
+        seg = self.seg
+        lo = np.searchsorted(self.starts, seg[i, 0] - self.max_len, side="left")
+        hi = np.searchsorted(self.starts, seg[i, 1], side="right")
+        j = self.by_start[lo:hi]
+        if self.lab is not None:
+            j = j[self.lab[j] == self.lab[i]]
+        inter = (np.minimum(seg[i, 1], seg[j, 1]) - np.maximum(seg[i, 0], seg[j, 0])).clip(0)
+        union = (seg[i, 1] - seg[i, 0]) + (seg[j, 1] - seg[j, 0]) - inter
+        return j, np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def nms(
@@ -324,30 +356,25 @@ def nms(
     iou_threshold: float = 0.5,
     max_num: int | None = None,
 ) -> torch.Tensor:
-    """Greedy NMS over 1-D segments ``[N, 2]`` (start, end), pure PyTorch. With ``labels`` only
-    segments of the same label suppress each other (multi-class NMS). Returns the kept indices,
-    highest score first (ties: lower index first); at most ``max_num``."""
-    seg = _as_tensor(segments, torch.float64).reshape(-1, 2)
-    sc = _as_tensor(scores, torch.float64).reshape(-1)
-    if len(seg) != len(sc):
-        raise ValueError(f"{len(seg)} segments but {len(sc)} scores")
-    lab = None if labels is None else _as_tensor(labels, torch.int64).reshape(-1)
-    order = torch.from_numpy(np.argsort(-sc.cpu().numpy(), kind="stable").copy())
-    seg, sc = seg[order], sc[order]
-    iou = _pairwise_iou(seg, seg)
-    if lab is not None:
-        lab = lab[order]
-        iou = torch.where(lab[:, None] == lab[None, :], iou, torch.zeros_like(iou))
-    alive = torch.ones(len(seg), dtype=torch.bool)
+    """Greedy NMS over 1-D segments ``[N, 2]`` (start, end); used by the detectors' inference.
+    With ``labels`` only segments of the same label suppress each other (multi-class NMS): a
+    segment is dropped when its tIoU with a kept, higher-scored one exceeds ``iou_threshold``.
+    Returns the kept indices (int64, CPU), highest score first (ties: lower index first); at
+    most ``max_num``."""
+    seg, sc, lab = _inputs(segments, scores, labels)
+    order = np.argsort(-sc, kind="stable")
+    overlaps = _Overlaps(seg, lab)
+    alive = np.ones(len(seg), dtype=bool)
     keep: list[int] = []
-    for i in range(len(seg)):
+    for i in order:
         if not alive[i]:
             continue
-        keep.append(i)
+        keep.append(int(i))
         if max_num is not None and len(keep) >= max_num:
             break
-        alive &= iou[i] <= iou_threshold
-    return order[torch.tensor(keep, dtype=torch.int64)]
+        j, iou = overlaps(int(i))
+        alive[j[iou > iou_threshold]] = False
+    return torch.tensor(keep, dtype=torch.int64)
 
 
 def soft_nms(
@@ -361,38 +388,34 @@ def soft_nms(
     method: Literal["gaussian", "linear", "hard"] = "gaussian",
     max_num: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Soft-NMS over 1-D segments, pure PyTorch (class-aware with ``labels``): repeatedly take the
-    highest-scoring segment and decay the scores of those overlapping it -- ``gaussian``:
-    ``s *= exp(-iou^2 / sigma)``; ``linear``: ``s *= 1 - iou`` where ``iou > iou_threshold``;
-    ``hard``: drop where ``iou > iou_threshold``. Segments whose score falls below ``min_score``
-    are dropped. Returns ``(indices into the input, decayed scores)``, in selection order."""
+    """Soft-NMS over 1-D segments (class-aware with ``labels``); used by the detectors' inference.
+    Repeatedly take the highest-scoring segment and decay the scores of the others by their tIoU
+    with it -- ``gaussian``: ``s *= exp(-iou^2 / sigma)``; ``linear``: ``s *= 1 - iou`` where
+    ``iou > iou_threshold``; ``hard``: drop where ``iou > iou_threshold``. Segments whose score
+    falls below ``min_score`` are dropped. Returns ``(indices into the input, decayed scores)``
+    (CPU tensors), in selection order; at most ``max_num``."""
     if method not in ("gaussian", "linear", "hard"):
         raise ValueError(f"method must be gaussian, linear or hard, got {method!r}")
-    seg = _as_tensor(segments, torch.float64).reshape(-1, 2)
-    sc = _as_tensor(scores, torch.float64).reshape(-1).clone()
-    if len(seg) != len(sc):
-        raise ValueError(f"{len(seg)} segments but {len(sc)} scores")
-    lab = None if labels is None else _as_tensor(labels, torch.int64).reshape(-1)
-    iou = _pairwise_iou(seg, seg)
-    if lab is not None:
-        iou = torch.where(lab[:, None] == lab[None, :], iou, torch.zeros_like(iou))
+    seg, sc, lab = _inputs(segments, scores, labels)
+    sc = sc.copy()
+    overlaps = _Overlaps(seg, lab)
     alive = sc >= min_score
     idx: list[int] = []
     out: list[float] = []
     limit = len(seg) if max_num is None else max_num
-    while len(idx) < limit and bool(alive.any()):
-        masked = torch.where(alive, sc, torch.full_like(sc, -math.inf))
-        i = int(torch.argmax(masked))  # first index among equal maxima
+    while len(idx) < limit and alive.any():
+        i = int(np.argmax(np.where(alive, sc, -np.inf)))  # first index among equal maxima
         idx.append(i)
         out.append(float(sc[i]))
         alive[i] = False
-        ov = iou[i]
+        j, ov = overlaps(i)
+        j, ov = j[alive[j]], ov[alive[j]]
         if method == "gaussian":
-            decay = torch.exp(-(ov**2) / sigma)
+            decay = np.exp(-(ov**2) / sigma)
         elif method == "linear":
-            decay = torch.where(ov > iou_threshold, 1 - ov, torch.ones_like(ov))
+            decay = np.where(ov > iou_threshold, 1 - ov, 1.0)
         else:
-            decay = torch.where(ov > iou_threshold, torch.zeros_like(ov), torch.ones_like(ov))
-        sc = torch.where(alive, sc * decay, sc)
-        alive &= sc >= min_score
+            decay = np.where(ov > iou_threshold, 0.0, 1.0)
+        sc[j] *= decay
+        alive[j] = sc[j] >= min_score
     return torch.tensor(idx, dtype=torch.int64), torch.tensor(out, dtype=torch.float64)
