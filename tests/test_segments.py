@@ -200,6 +200,8 @@ def test_mma52_json_round_trip(tmp_path: Path) -> None:
     assert back.durations == src.durations and back.splits == src.splits
     with pytest.raises(ValueError, match="no duration"):
         write_mma52_json(tmp_path / "x.json", [Segment("z", 0, 1, 0)], MA52, durations={})
+    with pytest.raises(ValueError, match="no split for video 'z'"):
+        write_mma52_json(tmp_path / "x.json", [Segment("z", 0, 1, 0)], MA52, durations={"z": 2}, default_split=None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -347,10 +347,11 @@ def write_mma52_json(
     *,
     durations: Mapping[str, float],
     splits: Mapping[str, str] | None = None,
+    default_split: str | None = "test",
 ) -> Path:
     """Write segments as MMA-52 JSON. Every video needs a duration; ``splits`` (video -> subset)
-    overrides the segments' own ``split``. Videos in ``durations`` without segments are written
-    with empty ``actions``."""
+    overrides the segments' own ``split``; a video with neither gets ``default_split`` (``None``:
+    an error). Videos in ``durations`` without segments are written with empty ``actions``."""
     path = Path(path)
     doc: dict[str, dict[str, Any]] = {}
     subset = dict(splits or {})
@@ -362,7 +363,10 @@ def write_mma52_json(
         if s.split is not None:
             subset.setdefault(s.video, s.split)
     for video in sorted(durations):
-        doc[video] = {"subset": subset.get(video, "test"), "duration": round(float(durations[video]), 4), "actions": []}
+        split = subset.get(video, default_split)
+        if split is None:
+            raise ValueError(f"no split for video {video!r} (give splits= or default_split=)")
+        doc[video] = {"subset": split, "duration": round(float(durations[video]), 4), "actions": []}
     for s in sorted(segments, key=lambda s: (s.video, s.start, s.end, s.label)):
         doc[s.video]["actions"].append([int(s.label), round(float(s.start), 4), round(float(s.end), 4)])
     path.parent.mkdir(parents=True, exist_ok=True)
