@@ -273,6 +273,8 @@ def test_nms_matches_brute_force() -> None:
             )
             assert got.tolist() == brute_nms(segs, scores, lab, 0.4)
     assert nms(np.zeros((0, 2)), np.zeros(0)).numel() == 0
+    bf = torch.tensor([[0.0, 1.0], [0.1, 1.0]], dtype=torch.bfloat16)
+    assert nms(bf, torch.tensor([0.2, 0.9], dtype=torch.bfloat16), torch.tensor([3, 3])).tolist() == [1]
     assert nms(np.array([[0, 1], [0, 1], [5, 6]]), np.array([0.5, 0.9, 0.1]), max_num=1).tolist() == [1]
 
 

@@ -308,8 +308,8 @@ def score_detection_file(
 
 
 def _as_array(x: torch.Tensor | np.ndarray | Sequence[float], dtype: type) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+    if isinstance(x, torch.Tensor):  # any device, any dtype (bf16 has no numpy twin)
+        x = x.detach().cpu().to(torch.float64 if x.is_floating_point() else torch.int64).numpy()
     return np.asarray(x, dtype=dtype)
 
 
