@@ -40,7 +40,14 @@ _CELL = st.one_of(
 _ROW = st.lists(_CELL, max_size=10).map(",".join)
 _CSV = st.builds(lambda h, rows: "\n".join([h, *rows]), st.sampled_from(_HEADERS), st.lists(_ROW, max_size=8))
 _JSONISH = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-10, 60), st.floats(allow_nan=True), st.text(max_size=6)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-10, 60),
+        st.sampled_from([10**400, -(10**30)]),
+        st.floats(allow_nan=True),
+        st.text(max_size=6),
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
     max_leaves=20,
 )

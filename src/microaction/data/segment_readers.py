@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 from pathlib import Path
@@ -27,6 +26,7 @@ from microaction.data.segments import (
     _number,
     _positive,
     _video,
+    load_json,
 )
 from microaction.taxonomy import Taxonomy
 
@@ -42,10 +42,7 @@ def read_mma52_json(
     (0-based, as the official evaluator reads them).
     """
     path = Path(path)
-    try:
-        doc = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise AnnotationError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    doc = load_json(path)
     if isinstance(doc, dict) and isinstance(doc.get("database"), dict):
         doc = doc["database"]  # the ActivityNet wrapper some tools add
     if not isinstance(doc, dict):

@@ -202,10 +202,24 @@ def _number(value: object, *, what: str, where: str) -> float:
             value = float(text)
         except ValueError:
             raise AnnotationError(f"{where}: {what} {text[:40]!r} is not a number") from None
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
     if not math.isfinite(v):
-        raise AnnotationError(f"{where}: {what} is not finite ({value!r})")
+        raise AnnotationError(f"{where}: {what} is not finite ({str(value)[:40]})")
     return v
+
+
+def load_json(path: Path) -> Any:
+    """A JSON document; any failure is an ``AnnotationError`` naming the file (and line)."""
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise AnnotationError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # huge integers, deep nesting
+        raise AnnotationError(f"{path}: not readable JSON ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 def _positive(value: object, *, what: str, where: str) -> float:
@@ -519,10 +533,7 @@ def read_detections(path: str | os.PathLike[str], taxonomy: Taxonomy | None = No
         return DetectionFile(parse_detection_csv(_read_text(path), str(path), taxonomy))
     if suffix != ".json":
         raise AnnotationError(f"{path}: detections are read from .json, .csv or .zip")
-    try:
-        doc = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise AnnotationError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    doc = load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("detections"), list):
         raise AnnotationError(f"{path}: expected an object with a 'detections' list")
     regions = doc.get("regions") or []
