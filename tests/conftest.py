@@ -4,6 +4,7 @@ downloaded (hub access is switched off for the whole session)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,13 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def ma52_dir(shared: Path) -> Path:
     return shared / "ma52"
+
+
+@pytest.fixture(scope="session")  # session: set up (and skipped) before a module's training fixtures
+def chromium() -> str:
+    """The headless browser (``MAR_CHROMIUM`` or the usual names); skips when there is none."""
+    for name in (os.environ.get("MAR_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    pytest.skip("Chromium is not installed (`make chromium` installs it with apt-get; it needs root)")

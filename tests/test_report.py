@@ -10,7 +10,6 @@ import base64
 import csv
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -169,16 +168,6 @@ def test_incomplete_run_folders(real_runs: list[Path], tmp_path: Path) -> None:
     (bad / "eval_val.json").write_text(json.dumps(ev))
     with pytest.raises(ReportError, match="'routing_per_class' has 10 rows for 52 class_names"):
         load_run(bad)
-
-
-@pytest.fixture(scope="session")  # session: set up (and skipped) before the module's training fixtures
-def chromium() -> str:
-    """The headless browser (``MAR_CHROMIUM`` or the usual names); skips when there is none."""
-    for name in (os.environ.get("MAR_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name) if name else None
-        if found:
-            return found
-    pytest.skip("Chromium is not installed (`make chromium` installs it with apt-get; it needs root)")
 
 
 _PROBE = """<script>

@@ -1,4 +1,5 @@
-"""``mar submit``: write a Codabench submission zip from test-set scores."""
+"""``mar submit``: write a Codabench submission zip from test-set scores (clips), or a MAC
+detection submission from a detector's detections (``--detections``)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,21 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scores", required=True, metavar="SCORES.npy", help="[N, C] action scores, rows in list order")
-    p.add_argument(
-        "--ann", required=True, metavar="LIST", help="the list the scores follow (e.g. test_list_videos.txt)"
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--scores", metavar="SCORES.npy", help="[N, C] action scores, rows in list order")
+    src.add_argument(
+        "--detections",
+        metavar="DETS",
+        help="detections (.json as a detector / `mar timeline` writes them, or a detection .csv) -> "
+        "MAC detection submission ,video_id,t_start,t_end,class,score",
     )
+    p.add_argument(
+        "--ann",
+        metavar="ANN",
+        help="clips: the list the scores follow (e.g. test_list_videos.txt; required); detections: temporal "
+        "annotations (e.g. mmad.json) whose --subset videos the detections must belong to (optional check)",
+    )
+    p.add_argument("--subset", metavar="SPLIT", help="detections: the subset of --ann (e.g. test)")
     p.add_argument("--out", required=True, metavar="submission.zip", help="output zip (or a .csv for the bare file)")
     p.add_argument("--body-scores", metavar="B.npy", help="[N, C_body] body-head scores (default: body of each action)")
     p.add_argument("--taxonomy", default="ma52", help="label set: built-in name or YAML file (default: ma52)")
@@ -31,7 +43,35 @@ def _load(path: str, what: str) -> np.ndarray:
     return arr
 
 
+def _submit_detections(args: argparse.Namespace) -> int:
+    from microaction.data.segments import read_segments, write_detections
+    from microaction.metrics_detection import read_detection_submission
+    from microaction.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy(args.taxonomy)
+    dets = read_detection_submission(args.detections, taxonomy)
+    if not dets:
+        raise ValueError(f"{args.detections}: no detections")
+    if args.ann:
+        videos = set(read_segments(args.ann, taxonomy, split=args.subset).videos())
+        extra = sorted({d.video for d in dets} - videos)
+        if extra:
+            raise ValueError(f"{args.detections}: {len(extra)} video(s) not in {args.ann}, e.g. {extra[:3]}")
+        absent = len(videos - {d.video for d in dets})
+        if absent:
+            print(f"note: {absent} of {len(videos)} videos of {args.ann} have no detections")
+    if not args.out.lower().endswith((".zip", ".csv")):
+        raise ValueError(f"{args.out}: a detection submission is a .zip (holding prediction.csv) or a .csv")
+    out = write_detections(args.out, dets, taxonomy=taxonomy)
+    print(f"wrote {out}: {len(dets)} detections in {len({d.video for d in dets})} videos")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.detections:
+        return _submit_detections(args)
+    if not args.ann:
+        raise ValueError("--ann is required with --scores (the list the score rows follow)")
     from microaction.data.annotations import read_annotations
     from microaction.metrics import write_submission
     from microaction.taxonomy import load_taxonomy

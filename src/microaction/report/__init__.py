@@ -5,6 +5,8 @@
   matrices, per-class F1 vs training frequency, expert-importance and path-preference heatmaps).
 - ``write_overlay(video_path, out_path, *, boxes, region_names, routing, caption_lines)``: the
   video with each region's box drawn by its routing weight and the top predictions in a caption.
+- ``write_timeline(detections, out_dir, taxonomy, regions, video=None)``: a recording's detected
+  segments as ``timeline.csv`` / ``.json`` / ``.eaf`` (ELAN) / ``.html`` (``docs/detection.md``).
 - ``load_run(run_dir)``: a run folder read and checked (``ReportError`` names what is missing).
 
 Submodules import matplotlib / PyAV, so they load on first use of these names.
@@ -14,18 +16,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["ReportError", "build_report", "load_run", "write_overlay"]
+__all__ = ["ReportError", "build_report", "load_run", "write_overlay", "write_timeline"]
 
 if TYPE_CHECKING:
     from microaction.report.html import build_report
     from microaction.report.overlay import write_overlay
     from microaction.report.runs import ReportError, load_run
+    from microaction.report.timeline import write_timeline
 
 _WHERE = {
     "build_report": "microaction.report.html",
     "write_overlay": "microaction.report.overlay",
     "load_run": "microaction.report.runs",
     "ReportError": "microaction.report.runs",
+    "write_timeline": "microaction.report.timeline",
 }
 
 
