@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from microaction.data.annotations import AnnotationError
-from microaction.data.segments import read_detections, read_segments
+from microaction.data.segment_readers import read_segments
+from microaction.data.segments import read_detections
 from microaction.taxonomy import load_taxonomy
 
 MA52 = load_taxonomy("ma52")

@@ -14,6 +14,7 @@ from microaction.data.segment_readers import (
     read_mma52_csv,
     read_mma52_json,
     read_segment_csv,
+    read_segments,
     read_smg_finelabels,
 )
 from microaction.data.segments import (
@@ -21,7 +22,6 @@ from microaction.data.segments import (
     Segment,
     is_detection_csv,
     read_detections,
-    read_segments,
     write_detections,
     write_mma52_json,
 )

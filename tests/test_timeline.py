@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from microaction.data.segments import Detection
-from microaction.report.timeline import assign_lanes, timeline_rows, write_timeline
+from microaction.report.timeline import write_timeline
 from microaction.report.timeline_html import score_colour
+from microaction.report.timeline_rows import assign_lanes, timeline_rows
 from microaction.taxonomy import load_taxonomy
 
 MA52 = load_taxonomy("ma52")

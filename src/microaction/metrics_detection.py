@@ -48,6 +48,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from microaction.data.segment_readers import read_segments
 from microaction.data.segments import (
     Detection,
     Segment,
@@ -55,7 +56,6 @@ from microaction.data.segments import (
     is_detection_csv,
     parse_detection_csv,
     read_detections,
-    read_segments,
 )
 from microaction.taxonomy import Taxonomy
 

@@ -110,7 +110,7 @@ def _score_detections(args: argparse.Namespace) -> int:
 def _online_f1(args: argparse.Namespace, taxonomy: Taxonomy) -> int:
     import json
 
-    from microaction.data.segments import read_segments
+    from microaction.data.segment_readers import read_segments
     from microaction.metrics_detection import online_f1, read_detection_submission
 
     gt = read_segments(args.ann, taxonomy, split=args.subset, fps=args.fps)

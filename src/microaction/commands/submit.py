@@ -44,7 +44,8 @@ def _load(path: str, what: str) -> np.ndarray:
 
 
 def _submit_detections(args: argparse.Namespace) -> int:
-    from microaction.data.segments import read_segments, write_detections
+    from microaction.data.segment_readers import read_segments
+    from microaction.data.segments import write_detections
     from microaction.metrics_detection import read_detection_submission
     from microaction.taxonomy import load_taxonomy
 

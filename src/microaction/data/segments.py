@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from microaction.data.annotations import AnnotationError, _read_text
+from microaction.data.annotations import _read_text
+from microaction.data.errors import AnnotationError
 from microaction.taxonomy import Taxonomy, TaxonomyError
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "is_detection_csv",
     "parse_detection_csv",
     "read_detections",
-    "read_segments",
     "write_detections",
     "write_mma52_json",
 ]
@@ -279,79 +279,6 @@ def _cells(row: list[str], ncols: int, where: str) -> list[str]:
     if len(row) < ncols:
         raise AnnotationError(f"{where}: {len(row)} fields, header has {ncols}")
     return row
-
-
-# ---------------------------------------------------------------------------------------------
-# the dispatcher (the per-format readers live in segment_readers.py)
-
-
-def read_segments(
-    path: str | os.PathLike[str],
-    taxonomy: Taxonomy,
-    *,
-    split: str | None = None,
-    fps: float | None = None,
-    on_issue: OnIssue = "report",
-) -> SegmentTable:
-    """Read any supported temporal annotation file, recognising the format:
-
-    ``.json`` -> MMA-52 JSON; ``*_finelabels.csv`` (or a folder of them) -> SMG (needs ``fps``);
-    a ``.csv`` by its header: ``video_id,...,total_frames,fps`` -> MMA-52 CSV,
-    ``video_id`` with ``start_time``/``start_frame`` -> iMiGUE instances, ``video,start,end,label``
-    -> generic. ``fps`` converts frame numbers where the file has no rate of its own.
-    """
-    from microaction.data.segment_readers import (
-        read_imigue_instances,
-        read_mma52_csv,
-        read_mma52_json,
-        read_segment_csv,
-        read_smg_finelabels,
-    )
-
-    path = Path(path)
-    kw: dict[str, Any] = {"split": split, "on_issue": on_issue}
-    if path.is_dir():
-        files = sorted(path.rglob("*_finelabels.csv"))
-        if not files:
-            raise AnnotationError(f"{path}: no *_finelabels.csv files in this folder")
-        merged = SegmentTable(segments=[], source=str(path))
-        for f in files:
-            t = read_smg_finelabels(f, taxonomy, fps=_need_fps(fps, f), **kw)
-            merged.segments += t.segments
-            merged.issues += t.issues
-        return merged
-    name = path.name.lower()
-    if name.endswith(".json"):
-        return read_mma52_json(path, taxonomy, **kw)
-    if name.endswith("_finelabels.csv"):
-        return read_smg_finelabels(path, taxonomy, fps=_need_fps(fps, path), **kw)
-    if name.endswith(".csv"):
-        cols, _ = _csv_rows(path)
-        if {"video_id", "total_frames", "fps"} <= set(cols):
-            return read_mma52_csv(path, taxonomy, **kw)
-        if "video_id" in cols and (
-            {"start_time", "end_time"} <= set(cols) or {"start_frame", "end_frame"} <= set(cols)
-        ):
-            return read_imigue_instances(path, taxonomy, fps=fps, **kw)
-        if {"video", "start", "end", "label"} <= set(cols):
-            return read_segment_csv(path, taxonomy, **kw)
-        if cols and cols[:3] == ["label", "start", "end"]:
-            return read_smg_finelabels(path, taxonomy, fps=_need_fps(fps, path), **kw)
-        raise AnnotationError(
-            f"{path}:1: header {cols} is none of the segment formats (MMA-52 CSV, iMiGUE instances, "
-            "SMG finelabels, or video,start,end,label)"
-        )
-    raise AnnotationError(f"{path}: unknown temporal annotation format (expected .json or .csv)")
-
-
-def _need_fps(fps: float | None, path: Path) -> float:
-    if fps is None:
-        raise AnnotationError(f"{path}: SMG labels are in frames; pass the recording's fps (--fps)")
-    return fps
-
-
-# ---------------------------------------------------------------------------------------------
-# writers
 
 
 def write_mma52_json(

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from microaction.report.timeline import TimelineRow, _groups, assign_lanes
+from microaction.report.timeline_rows import TimelineRow, assign_lanes, lane_groups
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["score_colour", "write_timeline_html"]
@@ -157,7 +157,7 @@ def write_timeline_html(
         key = [r.name for r in rows]
         sub = assign_lanes([_as_class_group(r) for r in rows])
     else:
-        groups = _groups(rows, taxonomy)
+        groups = lane_groups(rows, taxonomy)
         key = [r.group for r in rows]
         sub = assign_lanes(rows)
     depth = {g: 1 for g in groups}
