@@ -246,3 +246,25 @@ def test_mediapipe_logs_are_quiet_unless_verbose(ma52_dir: Path, verbose: bool) 
         assert "XNNPACK" in err and "Feedback manager" in err
     else:
         assert err.split() == ["before", "after"], err
+
+
+_FILTER_CHILD = """
+import os, sys
+from microaction.extract.native_logs import quiet_native_logs
+with quiet_native_logs():
+    os.write(2, b"W0000 00:00:1796022455.906191   16264 x.cc:114] routine\\n")
+    os.write(2, b"\\r 50%|#####     | 1/2")  # a progress bar redraw: no newline, passed on at once
+    os.write(2, b"E0000 00:00:1796022455.906191   16264 x.cc:1] a native error\\n")
+    print("python says", file=sys.stderr)
+print("after", file=sys.stderr)
+"""
+
+
+def test_the_filter_passes_everything_but_routine_lines() -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("MAR_VERBOSE", None)
+    r = subprocess.run([sys.executable, "-c", _FILTER_CHILD], env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stderr.decode() == (
+        "\r 50%|#####     | 1/2E0000 00:00:1796022455.906191   16264 x.cc:1] a native error\npython says\nafter\n"
+    )

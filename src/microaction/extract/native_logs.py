@@ -76,8 +76,10 @@ class _Filter:
             out = []
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                if not is_routine(line):
-                    out.append(line + b"\n")
+                parts = line.split(b"\r")  # a progress bar's redraw may share the line with a log line
+                kept = [p for p in parts if not is_routine(p)]
+                if len(kept) == len(parts) or any(kept):
+                    out.append(b"\r".join(kept) + b"\n")
             if buf and not _maybe_routine_prefix(buf):
                 out.append(buf)  # progress bars redraw with "\r" and no newline: pass them on now
                 buf = b""
