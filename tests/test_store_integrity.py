@@ -268,3 +268,23 @@ def test_the_filter_passes_everything_but_routine_lines() -> None:
     assert r.stderr.decode() == (
         "\r 50%|#####     | 1/2E0000 00:00:1796022455.906191   16264 x.cc:1] a native error\npython says\nafter\n"
     )
+
+
+def test_training_refuses_no_person_clips_unless_kept(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    d = make_random_dataset(tmp_path, splits={"train": 16, "val": 8})
+    status = Path(d["store"]) / "status" / "videos__train_0003.json"
+    st = json.loads(status.read_text())
+    status.write_text(json.dumps({**st, "status": "no_person"}))
+    cfg = {
+        "data": {"store": str(d["store"]), "taxonomy": str(d["taxonomy"]), "manifest": str(d["manifest"]),
+                 "num_steps": 4},
+        "model": {"name": "mean_mlp", "preset": "tiny"},
+        "run": {"name": "r", "out_dir": str(tmp_path / "runs"), "epochs": 1, "batch_size": 8, "progress": False,
+                "threads": 1},
+    }  # fmt: skip
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert mar(["train", str(tmp_path / "c.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 16 clips of train were extracted with no person found" in err and "videos__train_0003" in err
+    assert mar(["train", str(tmp_path / "c.yaml"), "--overwrite", "--set", "data.keep_no_person=true"]) == 0

@@ -206,7 +206,7 @@ def select_samples(
         shown = ", ".join(hit[:5]) + (" ..." if len(hit) > 5 else "")
         raise StoreError(
             f"{store.root}: {len(hit)} of {len(samples)} clips of {source} were extracted with no person found "
-            f"in any frame (status no_person: every region invalid, all-zero features): {shown}. Check those "
+            f"(status no_person: no body region seen in enough frames, all-zero features): {shown}. Check those "
             "videos and drop them from the annotations, or set data.keep_no_person: true to use them anyway"
         )
     if keep_no_person:
