@@ -41,6 +41,14 @@ def umask_022():
         os.umask(old)
 
 
+def _write_config(d: dict[str, Any], path: Path) -> None:
+    """A one-epoch training config on ``make_random_dataset``'s files."""
+    data = {"store": str(d["store"]), "taxonomy": str(d["taxonomy"]), "manifest": str(d["manifest"]), "num_steps": 4}
+    run = {"name": "r", "out_dir": str(path.parent / "runs"), "epochs": 1, "batch_size": 8, "progress": False,
+           "threads": 1}  # fmt: skip
+    path.write_text(yaml.safe_dump({"data": data, "model": {"name": "mean_mlp", "preset": "tiny"}, "run": run}))
+
+
 def test_files_get_the_umask_mode(tmp_path: Path, umask_022: None) -> None:
     d = make_random_dataset(tmp_path, splits={"train": 3})
     store = FeatureStore.open(d["store"])
@@ -73,14 +81,7 @@ def test_status_records_the_checksum_and_damage_is_named(tmp_path: Path, capsys:
     assert list(store.verify()) == [key] and f"{cut} bytes" in store.verify()[key]
 
     # training meets it in its first epoch: one clear line, not a zipfile traceback
-    cfg = {
-        "data": {"store": str(d["store"]), "taxonomy": str(d["taxonomy"]), "manifest": str(d["manifest"]),
-                 "num_steps": 4},
-        "model": {"name": "mean_mlp", "preset": "tiny"},
-        "run": {"name": "r", "out_dir": str(tmp_path / "runs"), "epochs": 1, "batch_size": 8, "progress": False,
-                "threads": 1},
-    }  # fmt: skip
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    _write_config(d, tmp_path / "c.yaml")
     capsys.readouterr()
     assert mar(["train", str(tmp_path / "c.yaml")]) == 1
     err = capsys.readouterr().err
@@ -275,14 +276,7 @@ def test_training_refuses_no_person_clips_unless_kept(tmp_path: Path, capsys: py
     status = Path(d["store"]) / "status" / "videos__train_0003.json"
     st = json.loads(status.read_text())
     status.write_text(json.dumps({**st, "status": "no_person"}))
-    cfg = {
-        "data": {"store": str(d["store"]), "taxonomy": str(d["taxonomy"]), "manifest": str(d["manifest"]),
-                 "num_steps": 4},
-        "model": {"name": "mean_mlp", "preset": "tiny"},
-        "run": {"name": "r", "out_dir": str(tmp_path / "runs"), "epochs": 1, "batch_size": 8, "progress": False,
-                "threads": 1},
-    }  # fmt: skip
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    _write_config(d, tmp_path / "c.yaml")
     capsys.readouterr()
     assert mar(["train", str(tmp_path / "c.yaml")]) == 1
     err = capsys.readouterr().err
