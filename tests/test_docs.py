@@ -292,7 +292,7 @@ See `src/microaction/extract/no_such.py`, `configs/demo_{bmoe,nope}.yaml`, `--fr
 
 GOOD = """\
 `mar extract --videos DIR --out STORE --encoder pose`, `mar face train CONFIG --set a=1`,
-`mar train configs/demo_bmoe.yaml`, `configs/dualnet_{st,ts}.yaml`, `extract/skeleton.py`,
+`mar train configs/demo_bmoe.yaml`, `configs/dualnet_{st,ts}.yaml`, `extract/pipeline.py`,
 `--face-size 32`, `python benchmarks/bench_extract.py --quick`, [docs](docs/synthetic.md).
 
 ```bash
