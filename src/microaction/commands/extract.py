@@ -7,10 +7,18 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", help="folder of videos, a manifest CSV (video[,start,end]) or one video file")
+    p.add_argument("--out", help="feature store folder (created, or resumed when it exists)")
     p.add_argument(
-        "--videos", required=True, help="folder of videos, a manifest CSV (video[,start,end]) or one video file"
+        "--verify",
+        metavar="STORE",
+        help="check every item of STORE against the checksum in its status record and list the damaged ones",
     )
-    p.add_argument("--out", required=True, help="feature store folder (created, or resumed when it exists)")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="with --verify: re-extract the damaged items (from --videos when given, else the recorded video paths)",
+    )
     p.add_argument("--video-root", help="folder the manifest's video paths are relative to (default: the CSV's folder)")
     p.add_argument("--parser", default="mediapipe", choices=["mediapipe", "sapiens", "keypoints", "groundtruth"])
     p.add_argument("--encoder", default="motion,pose", help="comma list of motion, pose, videomae (concatenated)")
@@ -39,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-failed", action="store_true", help="try videos recorded as failed again")
     p.add_argument("--debug-crops", metavar="DIR", help="write each clip's region crops and boxes as images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--verbose", action="store_true", help="show the native libraries' log lines (MediaPipe, TensorFlow Lite)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -78,8 +89,17 @@ def params_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from microaction.extract.native_logs import set_verbose
     from microaction.extract.runner import collect_jobs, parse_shard, run_extraction
 
+    if args.verbose:
+        set_verbose(True)
+    if args.verify:
+        return _verify(args)
+    if args.repair:
+        raise ValueError("--repair goes with --verify STORE")
+    if not args.videos or not args.out:
+        raise ValueError("mar extract needs --videos and --out (or --verify STORE)")
     params = params_from_args(args)
     jobs = collect_jobs(args.videos, args.video_root)
     summary = run_extraction(
@@ -97,6 +117,37 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**{k: v for k, v in vars(summary).items() if k != "errors"}, "errors": summary.errors}))
     else:
         print(f"mar extract: {summary.line()}")
+        if summary.no_person:
+            print(f"  {summary.no_person_line()}")
         for k, e in summary.errors.items():
             print(f"  failed {k}: {e.splitlines()[0] if e else ''}")
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """``--verify STORE [--repair]``: list the damaged items; re-extract them when asked.
+    Exit status 1 while damaged items remain."""
+    from microaction.data.store import FeatureStore
+    from microaction.extract.repair import repair_items
+
+    store = FeatureStore.open(args.verify)
+    damaged = store.verify()
+    repaired: dict[str, str] = {}
+    if damaged and args.repair:
+        repaired = repair_items(
+            store, sorted(damaged), videos=args.videos, video_root=args.video_root, device=args.device,
+            progress=not args.quiet,
+        )  # fmt: skip
+    left = {k: why for k, why in damaged.items() if repaired.get(k) not in ("ok", "no_person")}
+    n = sum(1 for st in store.statuses().values() if st.get("status") != "failed")
+    if args.json:
+        print(json.dumps({"store": str(store.root), "checked": n, "damaged": damaged,
+                          "repaired": repaired, "still_damaged": sorted(left)}))  # fmt: skip
+        return 1 if left else 0
+    print(f"mar extract --verify: {store.root}: {n} items checked, {len(damaged)} damaged")
+    for k, why in sorted(damaged.items()):
+        fix = f" -> re-extracted: {repaired[k]}" if k in repaired else ""
+        print(f"  damaged {k}: {why}{fix}")
+    if left and not args.repair:
+        print(f"re-extract them with: mar extract --verify {store.root} --repair [--videos SRC]")
+    return 1 if left else 0

@@ -15,9 +15,10 @@ def run(args: argparse.Namespace) -> int:
     store = FeatureStore.open(args.store)
     keys = store.keys()
     out = store.pack(keys)
-    failed = store.failures()
-    print(
-        f"mar pack: {len(keys)} videos packed into {out}"
-        + (f" ({len(failed)} failed videos left out)" if failed else "")
-    )
+    left = []
+    if failed := store.failures():
+        left.append(f"{len(failed)} failed")
+    if nobody := store.no_person():
+        left.append(f"{len(nobody)} with no person found, read from items/ when kept")
+    print(f"mar pack: {len(keys)} videos packed into {out}" + (f" ({'; '.join(left)} left out)" if left else ""))
     return 0

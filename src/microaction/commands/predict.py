@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(e.g. mediapipe for a run trained on the synthetic benchmark's ground-truth keypoints)",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument(
+        "--verbose", action="store_true", help="show the native libraries' log lines (MediaPipe, TensorFlow Lite)"
+    )
 
 
 def _write(path: str, preds: list) -> None:
@@ -54,10 +57,46 @@ def _write(path: str, preds: list) -> None:
         out.write_text(json.dumps([p.to_dict() for p in preds], indent=1), encoding="utf-8")
 
 
+def trained_on(manifest: object) -> str | None:
+    """The data source of the store a run was trained on (``synthetic``, ``real``, ``mixed``), from
+    its manifest (``params.data_source``; older synthetic stores: the ``groundtruth`` parser)."""
+    params = getattr(manifest, "params", None) or {}
+    src = params.get("data_source") if isinstance(params, dict) else None
+    if src:
+        return str(src)
+    return "synthetic" if getattr(manifest, "parser", None) == "groundtruth" else None
+
+
+def sim_to_real_note(manifest: object, src: object, videos: list[str]) -> str:
+    """A line for the output when a model trained on synthetic data predicts real data ('' otherwise)."""
+    from pathlib import Path
+
+    if trained_on(manifest) != "synthetic":
+        return ""
+    if (Path(str(src)) / "manifest.json").is_file():  # a feature store: its own manifest says
+        from microaction.data.store import FeatureStore
+
+        if trained_on(FeatureStore.open(Path(str(src))).manifest) == "synthetic":
+            return ""
+    else:
+        from microaction.data.synth.writer import synthetic_dataset_of
+
+        if videos and all(synthetic_dataset_of(v) is not None for v in videos):
+            return ""
+    return (
+        "note: this model was trained on synthetic data (the mar synth benchmark) and is applied to real "
+        "video: the predictions below are a sim-to-real probe, not a recognition result"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from microaction.engine.predict import VIDEO_SUFFIXES, Predictor, find_videos
+    from microaction.extract.native_logs import set_verbose
+
+    if args.verbose:
+        set_verbose(True)
 
     predictor = Predictor.from_run(args.run_dir, args.checkpoint, device=args.device, top=args.top)
     src = Path(args.input)
@@ -75,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise FileNotFoundError(f"{src}: not a feature store, a video ({', '.join(VIDEO_SUFFIXES)}) or a folder")
     if not args.quiet:
+        note = sim_to_real_note(predictor.run.manifest, src, [p.video or p.key for p in preds])  # type: ignore[attr-defined]
+        if note:
+            print(note)
         for p in preds:
             print(p.summary())
     if args.out:

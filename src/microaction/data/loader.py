@@ -190,10 +190,27 @@ def store_keys(store: FeatureStore) -> list[str]:
 
 
 def select_samples(
-    store: FeatureStore, samples: Sequence[Sample], *, allow_missing: bool = False, source: str = "annotations"
+    store: FeatureStore,
+    samples: Sequence[Sample],
+    *,
+    allow_missing: bool = False,
+    source: str = "annotations",
+    keep_no_person: bool = False,
 ) -> tuple[list[Sample], list[str]]:
-    """Samples whose clip the store holds; the others fail the run unless ``allow_missing``."""
+    """Samples whose clip the store holds; the others fail the run unless ``allow_missing``. Clips
+    extracted with no person found (status ``no_person``) fail it unless ``keep_no_person``."""
     have = set(store_keys(store))
+    nobody = set(store.no_person()) - have
+    hit = [s.key for s in samples if s.key in nobody]
+    if hit and not keep_no_person:
+        shown = ", ".join(hit[:5]) + (" ..." if len(hit) > 5 else "")
+        raise StoreError(
+            f"{store.root}: {len(hit)} of {len(samples)} clips of {source} were extracted with no person found "
+            f"(status no_person: no body region seen in enough frames, all-zero features): {shown}. Check those "
+            "videos and drop them from the annotations, or set data.keep_no_person: true to use them anyway"
+        )
+    if keep_no_person:
+        have |= nobody
     kept = [s for s in samples if s.key in have]
     missing = [s.key for s in samples if s.key not in have]
     if missing and not allow_missing:

@@ -6,7 +6,8 @@ Layout (documented for users in ``docs/feature_store.md``)::
       manifest.json          extraction parameters; fixed when the store is created
       items/<key>.npz        one video: regions [R, T, D] f16, global [T, Dg] f16,
                              region_valid [R] bool, timestamps [T] f32 (+ optional extras)
-      status/<key>.json      {"status": "ok" | "failed", "error": ..., ...} written after the item
+      status/<key>.json      {"status": "ok" | "no_person" | "failed", "error": ..., "sha256": ...,
+                             "bytes": ..., ...} written after the item (sha256 / bytes: the item file's)
       packed/                consolidated memory-mappable arrays (``FeatureStore.pack``)
 
 Every file is written to a temporary name and renamed into place, so a process killed at any
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "FORMAT_VERSION",
+    "READABLE_STATUSES",
     "FeatureStore",
     "Item",
     "StoreError",
@@ -40,7 +43,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+# statuses whose item file holds features; "no_person": extracted, but no person in any frame
+READABLE_STATUSES = ("ok", "no_person")
 DEFAULT_REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+_UMASK_LOCK = threading.Lock()
 FACE_REGION = "head"  # the region whose box the face crops (extraction's ``face_size``) are cut from
 
 
@@ -138,11 +144,33 @@ def video_key(name: str | os.PathLike[str], start: int | None = None, end: int |
     return key
 
 
+def process_umask() -> int:
+    """The process's file-mode creation mask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (``mkstemp`` gives 0o600)."""
+    return 0o666 & ~process_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+    The file gets the mode of any other new file (the process umask), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -224,12 +252,17 @@ class FeatureStore:
         return out
 
     def is_done(self, key: str) -> bool:
+        """The video was extracted (``ok`` or ``no_person``) and its item file is there."""
         st = self.status(key)
-        return st is not None and st.get("status") == "ok" and self._item_path(key).is_file()
+        return st is not None and st.get("status") in READABLE_STATUSES and self._item_path(key).is_file()
 
     def keys(self) -> list[str]:
-        """Keys of the videos extracted successfully, sorted."""
+        """Keys of the videos extracted successfully, sorted (not those with no person found)."""
         return sorted(k for k, st in self.statuses().items() if st.get("status") == "ok")
+
+    def no_person(self) -> list[str]:
+        """Keys of the videos extracted with no person found in any frame (status ``no_person``)."""
+        return sorted(k for k, st in self.statuses().items() if st.get("status") == "no_person")
 
     def failures(self) -> dict[str, str]:
         return {k: str(st.get("error", "")) for k, st in self.statuses().items() if st.get("status") == "failed"}
@@ -251,8 +284,12 @@ class FeatureStore:
         timestamps: np.ndarray,
         extras: dict[str, np.ndarray] | None = None,
         info: dict[str, Any] | None = None,
+        status: str = "ok",
     ) -> None:
-        """Store one video's features atomically, then mark it ok."""
+        """Store one video's features atomically, then mark it ``status`` (``ok``, or
+        ``no_person`` when the parser found no one); the status records the item's checksum."""
+        if status not in READABLE_STATUSES:
+            raise StoreError(f"{key}: status {status!r} is not one of {READABLE_STATUSES}")
         m = self.manifest
         R, T, D = regions.shape
         if R != len(m.regions) or D != m.region_dim:
@@ -277,9 +314,21 @@ class FeatureStore:
 
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
-        atomic_write_bytes(self._item_path(key), buf.getvalue())
-        status = {"status": "ok", "frames": int(T), **(info or {})}
-        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+        data = buf.getvalue()
+        atomic_write_bytes(self._item_path(key), data)
+        record = {
+            **(info or {}),
+            "status": status,
+            "frames": int(T),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+        }
+        atomic_write_bytes(self._status_path(key), json.dumps(record).encode())
+
+    def forget(self, key: str) -> None:
+        """Remove a video's entry (status first: without it the item counts as never written)."""
+        self._status_path(key).unlink(missing_ok=True)
+        self._item_path(key).unlink(missing_ok=True)
 
     def write_failure(self, key: str, error: str, info: dict[str, Any] | None = None) -> None:
         status = {"status": "failed", "error": error, **(info or {})}
@@ -299,8 +348,17 @@ class FeatureStore:
             with np.load(path, allow_pickle=False) as z:
                 extras = {k[len("extra_") :]: z[k] for k in z.files if k.startswith("extra_")}
                 return Item(key, z["regions"], z["global"], z["region_valid"], z["timestamps"], extras)
-        except (OSError, ValueError, KeyError) as e:
-            raise StoreError(f"{path}: unreadable item ({e})") from None
+        except Exception as e:  # a cut or overwritten file: zipfile, zlib, numpy and OS errors alike
+            raise self.damaged(key, e) from None
+
+    def damaged(self, key: str, error: BaseException | str) -> StoreError:
+        """The error for an item file that cannot be read: names the item and what to run."""
+        what = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return StoreError(
+            f"{self._item_path(key)}: damaged item {key!r} of feature store {self.root} ({what}). "
+            f"List the damaged items with `mar extract --verify {self.root}`; re-extract them with "
+            f"`mar extract --verify {self.root} --repair` (needs the videos)"
+        )
 
     def read_extras(self, key: str, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """A clip's extra arrays (all, or only ``names``, each of which must be there), without
@@ -317,8 +375,40 @@ class FeatureStore:
                 if missing:
                     raise StoreError(f"{path}: no extra arrays {missing} (it has {have})")
                 return {n: z[f"extra_{n}"] for n in (names if names is not None else have)}
-        except (OSError, ValueError) as e:
-            raise StoreError(f"{path}: unreadable item ({e})") from None
+        except StoreError:
+            raise
+        except Exception as e:  # a cut or overwritten file
+            raise self.damaged(key, e) from None
+
+    # -- integrity -----------------------------------------------------------------------------
+    def verify(self, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """Damaged items (key -> what is wrong) among the extracted ones (all, or ``keys``): a missing
+        item file, or one whose size or SHA-256 differs from its status record. Items written before
+        checksums were recorded are checked by reading every array instead."""
+        statuses = self.statuses()
+        damaged: dict[str, str] = {}
+        for key in sorted(keys if keys is not None else statuses):
+            st = statuses.get(key)
+            if st is None or st.get("status") not in READABLE_STATUSES:
+                continue
+            path = self._item_path(key)
+            if not path.is_file():
+                damaged[key] = "item file missing"
+                continue
+            size = path.stat().st_size
+            if "bytes" in st and size != int(st["bytes"]):
+                damaged[key] = f"{size} bytes, {int(st['bytes'])} were written"
+            elif "sha256" in st:
+                if sha256_file(path) != st["sha256"]:
+                    damaged[key] = "checksum differs from the one recorded at extraction"
+            else:
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        for name in z.files:
+                            z[name]
+                except Exception as e:
+                    damaged[key] = f"unreadable ({type(e).__name__}: {e})"
+        return damaged
 
     def __iter__(self) -> Iterator[Item]:
         for k in self.keys():

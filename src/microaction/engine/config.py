@@ -53,6 +53,7 @@ class DataConfig:
     train_sampling: str = "jitter"  # jitter: a random step inside each of T segments; uniform: segment centres
     eval_sampling: str = "uniform"
     allow_missing: bool = False  # skip (with a warning) clips the store lacks instead of failing
+    keep_no_person: bool = False  # use clips extracted with no person found (status no_person) instead of failing
     # augmentation (training only)
     flip_prob: float = 0.0  # horizontal flip = swap left/right regions (store's region flip permutation)
     region_drop_prob: float = 0.0  # hide each visible region with this probability (never all of them)

@@ -148,7 +148,13 @@ def evaluate_run(
     samples = read_split(cfg.data, tax, split)
     if not samples:
         raise ValueError(f"{loaded.run_dir}: split {split!r} has no clips in the run's annotations")
-    samples, missing = select_samples(fs, samples, allow_missing=cfg.data.allow_missing, source=f"split {split!r}")
+    samples, missing = select_samples(
+        fs,
+        samples,
+        allow_missing=cfg.data.allow_missing,
+        source=f"split {split!r}",
+        keep_no_person=cfg.data.keep_no_person,
+    )
     ds = ClipDataset(fs, samples, tax, num_steps=loaded.num_steps, sampling="uniform", face_size=loaded.face_size)
     outputs = infer(
         loaded.model,

@@ -153,9 +153,10 @@ class Experiment:
         train_samples = read_split(d, self.taxonomy, d.train_split)
         if not train_samples:
             raise ValueError(f"no training clips: split {d.train_split!r} is empty in the annotations")
-        train_samples, miss_t = select_samples(self.store, train_samples, allow_missing=d.allow_missing, source="train")
+        keep = {"allow_missing": d.allow_missing, "keep_no_person": d.keep_no_person}
+        train_samples, miss_t = select_samples(self.store, train_samples, source="train", **keep)
         val_samples = read_split(d, self.taxonomy, d.val_split) if d.val_split else []
-        val_samples, miss_v = select_samples(self.store, val_samples, allow_missing=d.allow_missing, source="val")
+        val_samples, miss_v = select_samples(self.store, val_samples, source="val", **keep)
         self.warnings = []
         if miss_t or miss_v:
             self.warnings.append(

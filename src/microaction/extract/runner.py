@@ -1,7 +1,9 @@
 """Many videos into a feature store: job lists, sharding, worker processes, Ray, progress.
 
 The unit of work is one video (``process_job``): extract, write the item, write its status (the
-commit record). Any error becomes a ``failed`` status with the message, and the run goes on. Done
+commit record). Any error becomes a ``failed`` status with the message, and the run goes on. A
+video in which no body region was seen (no person found, or too briefly) is stored with the
+status ``no_person`` and counted apart: training refuses it unless the config keeps it. Done
 videos (ok or failed) are skipped on a re-run, so a killed run resumes where it stopped; writes
 are atomic, so a SIGKILL leaves no torn entry.
 """
@@ -19,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from microaction.data.store import FeatureStore, StoreManifest, StoreMismatch, video_key
+import numpy as np
+
+from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
+from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
 
 __all__ = [
@@ -47,12 +52,14 @@ class Job:
 @dataclass
 class RunSummary:
     total: int = 0  # jobs of this shard
-    done: int = 0  # extracted now
+    done: int = 0  # extracted now, a person found
     skipped: int = 0  # already in the store
     failed: int = 0  # failed now
+    no_person: int = 0  # extracted now, no body region seen (status no_person)
     frames: int = 0
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
+    no_person_keys: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         rate = (
@@ -61,9 +68,28 @@ class RunSummary:
             else ""
         )
         return (
-            f"{self.total} videos: {self.done} done, {self.skipped} skipped, {self.failed} failed; "
-            f"{self.frames} frames in {self.seconds:.1f} s ({rate})"
+            f"{self.total} videos: {self.done} done, {self.no_person} no person, {self.skipped} skipped, "
+            f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({rate})"
         )
+
+    def no_person_line(self) -> str:
+        """The line the summary gives the videos stored as ``no_person`` ('' when there are none)."""
+        if not self.no_person:
+            return ""
+        shown = ", ".join(self.no_person_keys[:5]) + (" ..." if len(self.no_person_keys) > 5 else "")
+        return (
+            f"no person found in {self.no_person} video(s) (stored as no_person; training refuses them "
+            f"unless data.keep_no_person: true): {shown}"
+        )
+
+
+def person_share(keypoints: np.ndarray) -> float:
+    """Share of frames in which the parser saw anyone (a landmark at or above ``VISIBLE``)."""
+    kp = np.asarray(keypoints)
+    if kp.ndim < 2 or kp.shape[0] == 0:
+        return 0.0
+    seen = (kp[..., 2] >= VISIBLE).reshape(kp.shape[0], -1).any(axis=1)
+    return float(seen.mean())
 
 
 def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None) -> list[Job]:
@@ -104,6 +130,24 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
             raise ValueError(f"two videos map to store key {j.key!r}: {seen[j.key].path} and {j.path}")
         seen[j.key] = j
     return list(seen.values())
+
+
+def data_source(jobs: Sequence[Job], parser: str) -> str:
+    """Where a store's videos come from, recorded in its manifest (``params.data_source``) so that a
+    model trained on it knows: ``synthetic`` (``mar synth`` datasets; the ``groundtruth`` parser reads
+    only those), ``real`` (any other file) or ``mixed``."""
+    if parser == "groundtruth":
+        return "synthetic"
+    from microaction.data.synth.writer import synthetic_dataset_of
+
+    seen: dict[Path, bool] = {}  # per folder: one dataset.json look-up each
+    kinds = set()
+    for j in jobs:
+        folder = Path(j.path).parent
+        if folder not in seen:
+            seen[folder] = synthetic_dataset_of(j.path) is not None
+        kinds.add("synthetic" if seen[folder] else "real")
+    return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "real")
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -170,6 +214,12 @@ def finish_job(
         if isinstance(parsed, BaseException):
             raise parsed
         ex = extractor.encode(parsed, keep=bool(debug_dir))
+        # every region invalid: no one was found (or too briefly), the features are all zeros
+        status = "ok" if bool(np.any(ex.region_valid)) else "no_person"
+        info = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
+                "seconds": ex.info["seconds"], "person_share": round(person_share(ex.extras["keypoints"]), 4)}  # fmt: skip
+        if job.start is not None or job.end is not None:
+            info.update(start=job.start, end=job.end)
         store.write(
             job.key,
             regions=ex.regions,
@@ -177,9 +227,9 @@ def finish_job(
             region_valid=ex.region_valid,
             timestamps=ex.timestamps,
             extras=ex.extras,
-            info={"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                  "seconds": ex.info["seconds"]},
-        )  # fmt: skip
+            info=info,
+            status=status,
+        )
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
@@ -195,7 +245,7 @@ def finish_job(
             write_debug_crops(debug_dir, job.key, ex)
         except Exception as e:  # debug images never fail a run
             print(f"mar extract: debug crops for {job.key} failed: {e}", file=sys.stderr)
-    return job.key, "ok", int(ex.info["frames"]), ""
+    return job.key, status, int(ex.info["frames"]), ""
 
 
 def run_pipelined(
@@ -299,6 +349,7 @@ def run_extraction(
     """Extract ``jobs`` (this shard of them) into the store at ``out``; returns the summary."""
     extractor = get_extractor(params)
     manifest = extractor.manifest()
+    manifest.params["data_source"] = data_source(jobs, params.parser)
     if (Path(out) / "manifest.json").is_file():
         check_same_params(FeatureStore.open(out).manifest, manifest, str(out))
     store = FeatureStore.create(out, manifest)
@@ -308,7 +359,8 @@ def run_extraction(
     for j in mine:
         st = store.status(j.key)
         if st is not None and (
-            (st.get("status") == "ok" and store.is_done(j.key)) or (st.get("status") == "failed" and not retry_failed)
+            (st.get("status") in READABLE_STATUSES and store.is_done(j.key))
+            or (st.get("status") == "failed" and not retry_failed)
         ):
             summary.skipped += 1
         else:
@@ -329,6 +381,10 @@ def run_extraction(
     for key, status, frames, err in results:
         if status == "ok":
             summary.done += 1
+            summary.frames += frames
+        elif status == "no_person":
+            summary.no_person += 1
+            summary.no_person_keys.append(key)
             summary.frames += frames
         else:
             summary.failed += 1

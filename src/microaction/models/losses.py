@@ -46,7 +46,7 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -159,9 +159,10 @@ def minilm_label_embeddings(names: Sequence[str], *, cache_dir: str | Path | Non
     arr = model.encode([_label_text(n) for n in names], convert_to_numpy=True, normalize_embeddings=True)
     arr = np.asarray(arr, dtype=np.float32)
     cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npy.tmp")
+    # open() (not mkstemp, which gives 0600) so the shared cache file gets the process umask's mode
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"))
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             np.save(f, arr)
         os.replace(tmp, path)
     finally:

@@ -24,6 +24,7 @@ from microaction.data.synth.motions import Ctx, apply_motion
 from microaction.data.synth.nuisances import Nuisance, add_idle, observe, sample_timing
 from microaction.data.synth.render import render_clip, sample_style
 from microaction.data.synth.skeleton3d import pose, sample_body, sample_rest
+from microaction.data.synth.writer import GENERATOR
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
 __all__ = ["PRESETS", "ClipSpec", "Preset", "generate_clip", "generate_dataset", "plan", "split_counts"]
@@ -236,7 +237,7 @@ def _record(p: Preset, tax: Taxonomy, seed: int, render: bool, rows: list[tuple[
         counts[split][label] += 1
     params = asdict(replace(p, clips=dict(p.clips)))
     return {
-        "generator": "microaction.data.synth",
+        "generator": GENERATOR,
         "generator_version": GENERATOR_VERSION,
         "preset": p.name,
         "seed": seed,

@@ -30,7 +30,25 @@ import numpy as np
 from microaction.data.store import atomic_write_bytes
 from microaction.data.synth.render import MASK_REGIONS
 
-__all__ = ["read_clip", "write_clip", "write_manifest", "write_mp4"]
+__all__ = ["GENERATOR", "read_clip", "synthetic_dataset_of", "write_clip", "write_manifest", "write_mp4"]
+
+GENERATOR = "microaction.data.synth"  # dataset.json's "generator": a dataset this package generated
+
+
+def synthetic_dataset_of(path: str | os.PathLike[str]) -> Path | None:
+    """The synthetic dataset folder a video or keypoint file belongs to (``DIR/videos/<stem>.mp4``,
+    ``DIR/keypoints/<stem>.npz``, or ``DIR/manifest.csv`` itself), or None for any other file."""
+    p = Path(path)
+    for root in (p.parent, p.parent.parent):
+        rec = root / "dataset.json"
+        if rec.is_file():
+            try:
+                doc = json.loads(rec.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("generator") == GENERATOR:
+                return root
+    return None
 
 
 def _npz_bytes(arrays: dict[str, Any]) -> bytes:

@@ -6,6 +6,7 @@ mask (``landmark_region_masks``)."""
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from typing import Any
 
 import cv2
@@ -28,6 +29,11 @@ class MediaPipeSession:
     def __init__(self, parser: MediaPipeParser) -> None:
         import mediapipe as mp
 
+        from microaction.extract.native_logs import quiet_native_logs
+
+        # the graph's routine absl / TFLite log lines are dropped until result() (MAR_VERBOSE=1 shows them)
+        self._quiet: AbstractContextManager[None] | None = quiet_native_logs()
+        self._quiet.__enter__()
         self.p = parser
         self.pose = mp.solutions.pose.Pose(
             static_image_mode=False,
@@ -63,8 +69,24 @@ class MediaPipeSession:
         self.kps.append(kp)
         self.masks.append(mask)
 
+    def close(self) -> None:
+        """Release the graph and the log filter (``result`` does it; safe to call twice)."""
+        quiet, self._quiet = self._quiet, None
+        if quiet is None:
+            return
+        try:
+            pose = getattr(self, "pose", None)  # None: the graph failed to build
+            if pose is not None:
+                pose.close()
+        finally:
+            quiet.__exit__(None, None, None)
+
+    def __del__(self) -> None:  # a session dropped by an error before result()
+        if getattr(self, "_quiet", None) is not None:
+            self.close()
+
     def result(self) -> ParseResult:
-        self.pose.close()
+        self.close()
         if self.size is None:
             raise ValueError("no frames were parsed")
         kp = interpolate_gaps(np.stack(self.kps), self.p.max_gap)
