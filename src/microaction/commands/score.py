@@ -1,4 +1,6 @@
-"""``mar score``: score a Codabench prediction CSV (or submission zip) against a list file."""
+"""``mar score``: score a submission against an annotation file with the true labels: a
+Codabench prediction CSV (or zip) for MA-52, a MiGA ``id,pred`` CSV for label sets without a body
+level (iMiGUE)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,17 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pred", required=True, metavar="PRED.csv", help="prediction.csv or a submission .zip holding one")
     p.add_argument(
-        "--ann", required=True, metavar="LIST", help="annotation file with the true labels (e.g. val_list_videos.txt)"
+        "--pred",
+        required=True,
+        metavar="PRED.csv",
+        help="prediction.csv or a submission .zip holding one (MA-52); a MiGA id,pred CSV (iMiGUE)",
+    )
+    p.add_argument(
+        "--ann",
+        required=True,
+        metavar="LIST",
+        help="annotation file with the true labels (e.g. val_list_videos.txt, iMiGUE's (names, labels) test_label.pkl)",
     )
     p.add_argument("--taxonomy", default="ma52", help="label set: built-in name or YAML file (default: ma52)")
     p.add_argument("--json", action="store_true", help="print one JSON object (values in [0, 1]) instead of a table")
@@ -29,7 +39,13 @@ def run(args: argparse.Namespace) -> int:
             f"{args.ann}: {hidden} of {len(samples)} labels are unknown (a test list's labels are hidden on "
             "the evaluation server); score a list with known labels, e.g. the val list"
         )
-    metrics = score_prediction_csv(args.pred, [s.video for s in samples], [s.label for s in samples], taxonomy)
+    videos, labels = [s.video for s in samples], [s.label for s in samples]
+    if taxonomy.has_body or taxonomy.multi_label:
+        metrics = score_prediction_csv(args.pred, videos, labels, taxonomy)
+    else:
+        from microaction.miga import score_miga_csv
+
+        metrics = score_miga_csv(args.pred, videos, labels, taxonomy)
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -138,15 +138,17 @@ def video_key(name: str | os.PathLike[str], start: int | None = None, end: int |
     return key
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+    ``sync``: the data reaches the disk before the file appears (survives a power cut too)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -279,11 +281,13 @@ class FeatureStore:
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(self._item_path(key), buf.getvalue())
         status = {"status": "ok", "frames": int(T), **(info or {})}
-        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+        # the item is on disk before its commit record appears; the record itself needs no sync
+        # (one lost or torn by a power cut reads as "not done": the item is extracted again)
+        atomic_write_bytes(self._status_path(key), json.dumps(status).encode(), sync=False)
 
     def write_failure(self, key: str, error: str, info: dict[str, Any] | None = None) -> None:
         status = {"status": "failed", "error": error, **(info or {})}
-        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+        atomic_write_bytes(self._status_path(key), json.dumps(status).encode(), sync=False)
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, key: str) -> Item:
