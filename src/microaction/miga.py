@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from microaction.metrics import MetricsError, _labels, _scores, match_rows, topk
+from microaction.metrics import MetricsError, _labels, _scores, match_rows, topk, write_prediction_csv
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["MigaTable", "read_miga_csv", "score_miga_csv", "write_miga_csv"]
@@ -133,17 +133,9 @@ def write_miga_csv(
         raise MetricsError("duplicate sample ids; each id must appear once in a submission")
     if not 1 <= k <= taxonomy.num_classes:
         raise MetricsError(f"k must be in 1..{taxonomy.num_classes}, got {k}")
-    s = _scores(scores, "scores", len(ids), taxonomy.num_classes)
-    ranked = topk(s, k)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    ranked = topk(_scores(scores, "scores", len(ids), taxonomy.num_classes), k)
+    rows: list[list[str]] = []
     if header:
-        w.writerow(HEADER if k == 1 else ("Id", *(f"Target_{i}" for i in range(1, k + 1))))
-    for sid, row in zip(ids, ranked):
-        w.writerow([sid, *(int(c) for c in row)])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
-    os.replace(tmp, path)
-    return path
+        rows.append(list(HEADER) if k == 1 else ["Id", *(f"Target_{i}" for i in range(1, k + 1))])
+    rows += [[str(sid), *(str(int(c)) for c in row)] for sid, row in zip(ids, ranked)]
+    return write_prediction_csv(path, rows)
