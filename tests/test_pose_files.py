@@ -284,6 +284,8 @@ def test_a_pose_pickle_needs_the_keypoints_parser(tmp_path: Path, capsys: pytest
     p = _write(tmp_path / "f.pkl", [_ann("a", 6, 0)])
     assert mar(["extract", "--videos", str(p), "--out", str(tmp_path / "s")]) != 0
     assert "add --parser keypoints" in capsys.readouterr().err
+    assert mar(["extract", "--parser", "keypoints", "--videos", str(p), "--out", str(tmp_path / "s")]) != 0
+    assert "no pixels for ['motion']: use --encoder pose" in capsys.readouterr().err  # the default is motion,pose
     assert not (tmp_path / "s").exists()
 
 

@@ -116,8 +116,12 @@ def run(args: argparse.Namespace) -> int:
     from microaction.extract.runner import collect_jobs, parse_shard, run_extraction
 
     params = params_from_args(args)
-    if Path(args.videos).suffix.lower() in (".pkl", ".pickle") and args.parser != "keypoints":
-        raise ValueError(f"{args.videos}: a pose pickle holds keypoints, not videos: add --parser keypoints")
+    if Path(args.videos).suffix.lower() in (".pkl", ".pickle"):
+        if args.parser != "keypoints":
+            raise ValueError(f"{args.videos}: a pose pickle holds keypoints, not videos: add --parser keypoints")
+        pixels = [e for e in params.encoders if e != "pose"] + (["--face-size"] if params.face_size else [])
+        if pixels:
+            raise ValueError(f"{args.videos}: a pose pickle has no pixels for {pixels}: use --encoder pose")
     jobs = collect_jobs(args.videos, args.video_root)
     summary = run_extraction(
         jobs,
