@@ -39,6 +39,7 @@ __all__ = [
     "confusion_matrix",
     "f1_mean",
     "format_metrics",
+    "match_rows",
     "multilabel_metrics",
     "normalize_confusion",
     "per_class_f1",
@@ -460,6 +461,20 @@ def read_prediction_csv(path: str | os.PathLike[str], taxonomy: Taxonomy | None 
     return PredictionTable(source, tuple(videos), actions, bodies)
 
 
+def match_rows(source: str, listed: Sequence[str], rows: Sequence[str], what: str = "video") -> np.ndarray:
+    """Row index of each listed id in a prediction file's ids; every listed id needs a row and
+    rows for ids not listed are refused (a submission for another split is a mistake worth naming)."""
+    where = {v: i for i, v in enumerate(rows)}
+    missing = [v for v in listed if v not in where]
+    if missing:
+        raise MetricsError(f"{source}: no prediction for {len(missing)} listed {what}(s), e.g. {missing[:3]}")
+    known = set(listed)
+    extra = [v for v in rows if v not in known]
+    if extra:
+        raise MetricsError(f"{source}: {len(extra)} row(s) for {what}s not in the list, e.g. {extra[:3]}")
+    return np.asarray([where[v] for v in listed], dtype=np.int64)
+
+
 def score_prediction_csv(
     path: str | os.PathLike[str],
     videos: Sequence[str],
@@ -478,15 +493,7 @@ def score_prediction_csv(
     if len(videos) != len(y):
         raise MetricsError(f"{len(videos)} videos but {len(y)} labels")
     table = read_prediction_csv(path, taxonomy)
-    where = table.index()
-    missing = [v for v in videos if v not in where]
-    if missing:
-        raise MetricsError(f"{table.source}: no prediction for {len(missing)} listed video(s), e.g. {missing[:3]}")
-    listed = set(videos)
-    extra = [v for v in table.videos if v not in listed]
-    if extra:
-        raise MetricsError(f"{table.source}: {len(extra)} row(s) for videos not in the list, e.g. {extra[:3]}")
-    rows = np.asarray([where[v] for v in videos], dtype=np.int64)
+    rows = match_rows(table.source, videos, table.videos, "video")
     actions, bodies = table.actions[rows], table.bodies[rows]
     out = score_predictions(
         y, actions[:, 0], taxonomy.body_map[y], bodies[:, 0], action_top5_hit=(actions == y[:, None]).any(axis=1)

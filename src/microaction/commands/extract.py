@@ -7,7 +7,11 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--videos", help="folder of videos, a manifest CSV (video[,start,end]) or one video file")
+    p.add_argument(
+        "--videos",
+        help="folder of videos, a manifest CSV (video[,start,end]), one video file, or a pose pickle "
+        "(MMAction2 / PySKL / MMN; with --parser keypoints)",
+    )
     p.add_argument("--out", help="feature store folder (created, or resumed when it exists)")
     p.add_argument(
         "--verify",
@@ -24,6 +28,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", default="motion,pose", help="comma list of motion, pose, videomae (concatenated)")
     p.add_argument("--checkpoint", help="videomae checkpoint folder / sapiens TorchScript file")
     p.add_argument("--keypoints", help="folder of precomputed keypoint files (--parser keypoints)")
+    p.add_argument(
+        "--layout",
+        help="joint layout of the keypoint files (coco17, pcan28, mmn44, halpe136, openpose137, kinect25, ...; "
+        "default: found by the joint count)",
+    )
+    p.add_argument(
+        "--coords",
+        default="auto",
+        choices=["auto", "pixels", "unit", "centred"],
+        help="keypoint coordinates: pixels, unit ([0, 1]), centred ([-1, 1], MMN); auto tells them apart",
+    )
+    p.add_argument("--keypoints-fps", type=float, help="frame rate of keypoint files that do not carry one")
+    p.add_argument(
+        "--kinect",
+        default="project",
+        choices=["project", "xy"],
+        help="Kinect camera coordinates to pixels: perspective projection, or the camera's x, y",
+    )
     p.add_argument("--regions", default="bmoe4", help="region set (bmoe4, ma52, imigue) or a comma list")
     p.add_argument("--stride", type=int, default=1, help="use every k-th frame")
     p.add_argument("--fps", type=float, help="resample to this frame rate")
@@ -70,6 +92,18 @@ def params_from_args(args: argparse.Namespace):
     popts: dict = {}
     if args.keypoints:
         popts["root"] = args.keypoints
+    if args.parser == "keypoints":
+        # only what differs from the parser's defaults (stores made before these options resume)
+        if args.coords != "auto":
+            popts["coords"] = args.coords
+        if args.kinect != "project":
+            popts["kinect"] = args.kinect
+        if args.layout:
+            popts["layout"] = args.layout
+        if args.keypoints_fps:
+            popts["fps"] = args.keypoints_fps
+    elif args.layout or args.keypoints_fps or args.coords != "auto" or args.kinect != "project":
+        raise ValueError("--layout, --coords, --keypoints-fps and --kinect go with --parser keypoints")
     return ExtractParams(
         parser=args.parser,
         encoders=encoders,
@@ -89,6 +123,8 @@ def params_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from microaction.extract.native_logs import set_verbose
     from microaction.extract.runner import collect_jobs, parse_shard, run_extraction
 
@@ -101,6 +137,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.videos or not args.out:
         raise ValueError("mar extract needs --videos and --out (or --verify STORE)")
     params = params_from_args(args)
+    if Path(args.videos).suffix.lower() in (".pkl", ".pickle"):
+        if args.parser != "keypoints":
+            raise ValueError(f"{args.videos}: a pose pickle holds keypoints, not videos: add --parser keypoints")
+        pixels = [e for e in params.encoders if e != "pose"] + (["--face-size"] if params.face_size else [])
+        if pixels:
+            raise ValueError(f"{args.videos}: a pose pickle has no pixels for {pixels}: use --encoder pose")
     jobs = collect_jobs(args.videos, args.video_root)
     summary = run_extraction(
         jobs,

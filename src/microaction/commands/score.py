@@ -2,9 +2,10 @@
 
 The format is recognised from the file: a Codabench clip prediction CSV (``vid,action_pred_1..5,
 body_pred_1..5``, or a submission .zip holding one) is scored against a list file with the
-MA-52 metrics; a MAC detection submission (``,video_id,t_start,t_end,class,score``, CSV or .zip)
-or a detections .json is scored against temporal annotations (MMA-52 JSON, ...) with detection
-mAP at tIoU 0.1..0.9.
+MA-52 metrics; a MiGA ``id,pred`` CSV (label sets without a body level: iMiGUE) against a list or
+an ST-GCN ``(names, labels)`` pickle; a MAC detection submission (``,video_id,t_start,t_end,class,
+score``, CSV or .zip) or a detections .json against temporal annotations (MMA-52 JSON, ...) with
+detection mAP at tIoU 0.1..0.9.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         metavar="PRED",
         help="prediction.csv or a submission .zip (clips or detections, recognised from the columns), "
-        "or a detections .json",
+        "a MiGA id,pred CSV (iMiGUE), or a detections .json",
     )
     p.add_argument(
         "--ann",
         required=True,
         metavar="ANN",
-        help="true labels: a list file (e.g. val_list_videos.txt) for clips, temporal annotations (e.g. mmad.json) "
-        "for detections",
+        help="true labels: a list file (e.g. val_list_videos.txt) or iMiGUE's (names, labels) test_label.pkl for "
+        "clips, temporal annotations (e.g. mmad.json) for detections",
     )
     p.add_argument("--subset", metavar="SPLIT", help="score the videos of this subset / split only (e.g. val)")
     p.add_argument("--taxonomy", default="ma52", help="label set: built-in name or YAML file (default: ma52)")
@@ -149,7 +150,13 @@ def run(args: argparse.Namespace) -> int:
             f"{args.ann}: {hidden} of {len(samples)} labels are unknown (a test list's labels are hidden on "
             "the evaluation server); score a list with known labels, e.g. the val list"
         )
-    metrics = score_prediction_csv(args.pred, [s.video for s in samples], [s.label for s in samples], taxonomy)
+    videos, labels = [s.video for s in samples], [s.label for s in samples]
+    if taxonomy.has_body or taxonomy.multi_label:
+        metrics = score_prediction_csv(args.pred, videos, labels, taxonomy)
+    else:
+        from microaction.miga import score_miga_csv
+
+        metrics = score_miga_csv(args.pred, videos, labels, taxonomy)
     if args.json:
         print(json.dumps(metrics))
     else:

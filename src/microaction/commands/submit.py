@@ -1,5 +1,6 @@
-"""``mar submit``: write a Codabench submission zip from test-set scores (clips), or a MAC
-detection submission from a detector's detections (``--detections``)."""
+"""``mar submit``: write a submission from test-set scores (a Codabench zip for MA-52, a MiGA
+``id,pred`` CSV for label sets without a body level: iMiGUE), or a MAC detection submission from a
+detector's detections (``--detections``)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "annotations (e.g. mmad.json) whose --subset videos the detections must belong to (optional check)",
     )
     p.add_argument("--subset", metavar="SPLIT", help="detections: the subset of --ann (e.g. test)")
-    p.add_argument("--out", required=True, metavar="submission.zip", help="output zip (or a .csv for the bare file)")
+    p.add_argument(
+        "--out", required=True, metavar="submission.zip", help="output zip (or a .csv for the bare file; MiGA: a .csv)"
+    )
     p.add_argument("--body-scores", metavar="B.npy", help="[N, C_body] body-head scores (default: body of each action)")
     p.add_argument("--taxonomy", default="ma52", help="label set: built-in name or YAML file (default: ma52)")
+    p.add_argument("--top", type=int, default=1, help="MiGA: ranked predictions per row (5: scoreable for top-5)")
+    p.add_argument("--header", action="store_true", help="MiGA: write the Id,Target header (Kaggle editions)")
 
 
 def _load(path: str, what: str) -> np.ndarray:
@@ -85,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.scores}: shape {scores.shape}, expected ({len(samples)}, {taxonomy.num_classes}) for {args.ann}"
         )
+    if not taxonomy.has_body and not taxonomy.multi_label:
+        from microaction.miga import write_miga_csv
+
+        if body is not None:
+            raise ValueError(f"--body-scores: taxonomy {taxonomy.name!r} has no body level")
+        out = write_miga_csv(args.out, [s.video for s in samples], scores, taxonomy, k=args.top, header=args.header)
+        print(f"wrote {out}: {len(samples)} samples, MiGA id,pred format ({args.top} ranked per row)")
+        return 0
     out = write_submission(args.out, [s.video for s in samples], scores, taxonomy, body_scores=body)
     source = "the body head" if body is not None else "the body group of each action"
     print(f"wrote {out}: {len(samples)} videos, top-5 actions, body columns from {source}")

@@ -40,7 +40,9 @@ import numpy as np
 import yaml
 
 from microaction.data.errors import AnnotationError
-from microaction.data.store import video_key
+from microaction.data.samples import UNKNOWN, Sample, split_from_list_name
+from microaction.data.samples import int_field as _int_field
+from microaction.data.samples import read_text as _read_text
 from microaction.taxonomy import Taxonomy, TaxonomyError, check_names
 
 __all__ = [
@@ -65,50 +67,7 @@ __all__ = [
 
 _HERE = Path(__file__).resolve().parent
 
-UNKNOWN = -1  # label of a clip whose label is hidden (benchmark test splits) or not given
-
-
-@dataclass(frozen=True)
-class Sample:
-    video: str  # as named in the annotation: a file name or a path relative to the video root
-    label: int = UNKNOWN  # class id, UNKNOWN when hidden
-    body: int = UNKNOWN  # body group id when the file gives one (else derive from the taxonomy)
-    split: str | None = None
-    start: int | None = None  # frame window [start, end) inside a long video
-    end: int | None = None
-    labels: tuple[int, ...] = ()  # multi-label datasets (MPII-GI): all positive class ids
-
-    @property
-    def key(self) -> str:
-        """Feature-store key of this clip."""
-        return video_key(self.video, self.start, self.end)
-
-
 _MANIFEST_COLUMNS = ("video", "label", "body", "split", "start", "end")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise AnnotationError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise AnnotationError(f"{path}:{line}: not UTF-8 text") from None
-
-
-def _int_field(value: str, *, what: str, where: str, lo: int | None = None) -> int:
-    try:
-        v = int(value.strip())
-    except ValueError:
-        raise AnnotationError(f"{where}: {what} {value!r} is not an integer") from None
-    if lo is not None and v < lo:
-        raise AnnotationError(f"{where}: {what} {v} must be >= {lo}")
-    if abs(v) > 2**31:
-        raise AnnotationError(f"{where}: {what} {v} is out of range")
-    return v
 
 
 def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None) -> list[Sample]:
@@ -204,15 +163,8 @@ def _check_name(name: str, where: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # MA-52: list files, label_name.txt, video folders
 
-_SPLIT_IN_NAME = re.compile(r"^(train|val|test)(?:_|$)", re.IGNORECASE)
 # MA-52's test videos are named testNNNN.mp4 and listed with placeholder label 0
 _HIDDEN_TEST_NAME = re.compile(r"^test\d+\.\w+$", re.IGNORECASE)
-
-
-def split_from_list_name(path: str | os.PathLike[str]) -> str | None:
-    """``train`` / ``val`` / ``test`` from an official list name (``val_list_videos.txt``)."""
-    m = _SPLIT_IN_NAME.match(Path(path).name)
-    return m.group(1).lower() if m else None
 
 
 def read_ma52_list(
@@ -512,55 +464,19 @@ def load_split(name_or_path: str | os.PathLike[str]) -> SplitPlan:
 
 
 def read_pose_pickle(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None) -> list[Sample]:
-    """Samples of an MMAction2 / PySKL pose pickle (``{"split": {name: [ids]}, "annotations":
-    [{"frame_dir", "label", ...}]}`` or a bare list of annotation dicts), read through the
-    restricted unpickler. ``split`` keeps that split's entries (it needs the ``split`` dict)."""
-    from microaction.data.pickles import load_pose_pickle
+    """Samples of a pose pickle (MMAction2 / PySKL, MMN's pair, ST-GCN's ``(names, labels)``),
+    read through the restricted unpickler; see ``microaction.data.poses.read_pose_pickle``."""
+    from microaction.data.poses import read_pose_pickle as read
 
-    path = Path(path)
-    data = load_pose_pickle(path)
-    splits: dict[str, set[str]] = {}
-    if isinstance(data, dict):
-        if "annotations" not in data:
-            raise AnnotationError(f"{path}: pose pickle dict lacks 'annotations' (has {sorted(map(str, data))[:8]})")
-        split_ids = data.get("split") or {}
-        if not isinstance(split_ids, dict):
-            raise AnnotationError(f"{path}: 'split' must map split names to lists of ids")
-        for k, v in split_ids.items():
-            if not isinstance(v, list | tuple):
-                raise AnnotationError(f"{path}: split {k!r} is not a list of ids")
-            splits[str(k)] = {str(x) for x in v}
-        annotations = data["annotations"]
-    else:
-        annotations = data
-    if not isinstance(annotations, list | tuple):
-        raise AnnotationError(f"{path}: annotations must be a list of dicts")
-    if split is not None and split not in splits:
-        raise AnnotationError(f"{path}: no split {split!r} (has {sorted(splits)})")
-    out = []
-    for i, ann in enumerate(annotations):
-        where = f"{path}: annotations[{i}]"
-        if not isinstance(ann, dict) or "frame_dir" not in ann:
-            raise AnnotationError(f"{where}: expected a dict with 'frame_dir'")
-        video = _check_name(str(ann["frame_dir"]), where)
-        member = next((k for k, ids in splits.items() if video in ids), None)
-        if split is not None and member != split:
-            continue
-        label = UNKNOWN
-        if ann.get("label") is not None:
-            try:
-                label = taxonomy.label_id(int(ann["label"]), source=where)
-            except (TypeError, ValueError, OverflowError) as e:
-                raise AnnotationError(f"{where}: label {ann['label']!r}: {e}") from None
-        out.append(Sample(video, label, split=member))
-    return out
+    return read(path, taxonomy, split=split)
 
 
 def read_annotations(path: str | os.PathLike[str], taxonomy: Taxonomy, split: str | None = None) -> list[Sample]:
     """Read any supported annotation file, picking the reader from the file:
 
-    a folder of iMiGUE ``*_label.csv`` files; ``<VID>_label.csv``; a generic manifest (``.csv``
-    with a header); an MA-52 list (``.txt``); a pose pickle (``.pkl`` / ``.pickle``). ``split``
+    a folder of iMiGUE ``*_label.csv`` files; ``<VID>_label.csv``; an MPII-GI sample CSV; a
+    generic manifest (``.csv`` with a header); an MA-52 list (``.txt``); a pose pickle (``.pkl`` /
+    ``.pickle``: MMAction2 / PySKL, MMN, ST-GCN ``(names, labels)``). ``split``
     keeps one split of a file that holds several, and names the split of an MA-52 list.
     """
     path = Path(path)
@@ -570,6 +486,10 @@ def read_annotations(path: str | os.PathLike[str], taxonomy: Taxonomy, split: st
     if name.endswith("_label.csv"):
         return read_imigue_labels(path, taxonomy, split=split)
     if path.suffix.lower() == ".csv":
+        from microaction.data.groups import is_mpiigi_csv, read_mpiigi_csv
+
+        if is_mpiigi_csv(path):
+            return read_mpiigi_csv(path, taxonomy, split=split)
         return read_manifest_csv(path, taxonomy, split=split)
     if path.suffix.lower() in (".pkl", ".pickle"):
         return read_pose_pickle(path, taxonomy, split=split)

@@ -164,9 +164,10 @@ def new_file_mode() -> int:
     return 0o666 & ~process_umask()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
-    The file gets the mode of any other new file (the process umask), not mkstemp's 0600."""
+    The file gets the mode of any other new file (the process umask), not mkstemp's 0600.
+    ``sync``: the data reaches the disk before the file appears (survives a power cut too)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -174,7 +175,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -323,7 +325,9 @@ class FeatureStore:
             "sha256": hashlib.sha256(data).hexdigest(),
             "bytes": len(data),
         }
-        atomic_write_bytes(self._status_path(key), json.dumps(record).encode())
+        # the item is on disk before its commit record appears; the record itself needs no sync
+        # (one lost or torn by a power cut reads as "not done": the item is extracted again)
+        atomic_write_bytes(self._status_path(key), json.dumps(record).encode(), sync=False)
 
     def forget(self, key: str) -> None:
         """Remove a video's entry (status first: without it the item counts as never written)."""
@@ -332,7 +336,7 @@ class FeatureStore:
 
     def write_failure(self, key: str, error: str, info: dict[str, Any] | None = None) -> None:
         status = {"status": "failed", "error": error, **(info or {})}
-        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+        atomic_write_bytes(self._status_path(key), json.dumps(status).encode(), sync=False)
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, key: str) -> Item:

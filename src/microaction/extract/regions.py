@@ -150,10 +150,14 @@ def region_layout(
     person_box = np.array([0, 0, W, H], np.float32) if person is None else _expand(person, PERSON_MARGIN, min_side)
     boxes[R] = _square(person_box)
 
+    provided = parse.info.get("provided")  # [33] bool: landmarks the keypoint source has
     mask_boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for ri, r in enumerate(regions):
         ids = np.asarray(REGION_LANDMARKS[r])
-        need = max(1, int(np.ceil(0.5 * len(ids))))
+        # half of the region's landmarks; of those the source has at all when it says (a COCO-17
+        # head is its nose, eyes and ears: 5 of the 11 MediaPipe head landmarks)
+        have = len(ids) if provided is None else int(provided[ids].sum())
+        need = max(1, int(np.ceil(0.5 * have)))
         seen = conf[:, ids]
         vis = seen.sum(1) >= need  # [T]
         box = _expand(_landmark_boxes(kp[:, ids], seen), REGION_MARGIN.get(r, 0.15), min_side)

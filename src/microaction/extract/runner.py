@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from microaction.data.groups import is_mpiigi_csv, read_mpiigi_csv
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
+from microaction.taxonomy import load_taxonomy
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -93,8 +95,10 @@ def person_share(keypoints: np.ndarray) -> float:
 
 
 def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None) -> list[Job]:
-    """Jobs from a folder (every video file below it) or a manifest CSV (``video`` column, optional
-    ``start``/``end``; paths relative to ``video_root`` or the CSV's folder). Keys follow
+    """Jobs from a folder (every video file below it), a manifest CSV (``video`` column, optional
+    ``start``/``end``; paths relative to ``video_root`` or the CSV's folder), an MPII-GI sample CSV
+    (``<rec_no>/<subject_pos>.<ext>`` under ``video_root``, one job per snippet) or a pose pickle (one
+    job per annotation, for ``--parser keypoints``; see ``microaction.data.poses``). Keys follow
     ``video_key`` of the name as written (a manifest) or of the path relative to the folder."""
     src = Path(videos)
     jobs: list[Job] = []
@@ -103,6 +107,10 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
             if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
                 rel = p.relative_to(src).as_posix()
                 jobs.append(Job(video_key(rel), str(p)))
+    elif src.is_file() and src.suffix.lower() == ".csv" and is_mpiigi_csv(src):
+        root = Path(video_root) if video_root else src.parent
+        for s in read_mpiigi_csv(src, load_taxonomy("mpiigi")):
+            jobs.append(Job(s.key, str(_with_extension(root / s.video)), s.start, s.end))
     elif src.is_file() and src.suffix.lower() == ".csv":
         root = Path(video_root) if video_root else src.parent
         with open(src, newline="", encoding="utf-8-sig") as f:
@@ -120,10 +128,14 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                 except ValueError:
                     raise ValueError(f"{src}:{n}: start/end must be integers") from None
                 jobs.append(Job(video_key(row["video"], start, end), str(root / row["video"]), start, end))
+    elif src.is_file() and src.suffix.lower() in (".pkl", ".pickle"):
+        from microaction.extract.parsers.keypoints import pose_ref, pose_set
+
+        jobs.extend(Job(video_key(name), pose_ref(src, name)) for name in pose_set(src).order)
     elif src.is_file() and src.suffix.lower() in VIDEO_EXTENSIONS:
         jobs.append(Job(video_key(src.name), str(src)))
     else:
-        raise FileNotFoundError(f"{src}: not a folder of videos, a manifest .csv or a video file")
+        raise FileNotFoundError(f"{src}: not a folder of videos, a manifest .csv, a pose .pkl or a video file")
     seen: dict[str, Job] = {}
     for j in jobs:
         if j.key in seen and seen[j.key] != j:
@@ -148,6 +160,14 @@ def data_source(jobs: Sequence[Job], parser: str) -> str:
             seen[folder] = synthetic_dataset_of(j.path) is not None
         kinds.add("synthetic" if seen[folder] else "real")
     return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "real")
+
+
+def _with_extension(stem: Path) -> Path:
+    """The video file ``stem.<ext>`` (the first of VIDEO_EXTENSIONS there), else ``stem`` itself."""
+    for ext in VIDEO_EXTENSIONS:
+        if stem.with_name(stem.name + ext).is_file():
+            return stem.with_name(stem.name + ext)
+    return stem
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
