@@ -4,18 +4,23 @@ A *detection* is one person in one frame: 33 MediaPipe landmarks in frame pixels
 where unseen), its box, and optionally a person mask. ``PeopleTracker`` links detections frame by
 frame into tracks (online, so the pixel person finder can ask where each person will be next):
 
-- every live track predicts its box from its last box and a smoothed velocity (constant-velocity
-  motion over the frames it was not seen);
+- every live track predicts its box: its last centre moved by a smoothed velocity (constant
+  velocity over the frames it was not seen), with the track's usual size (a running mean);
 - the cost of giving detection d to track k is ``1 - (w_iou · IoU(pred_k, box_d) + (1 - w_iou) ·
   kp_sim)`` where ``kp_sim = exp(-mean(|Δ|²) / (2 σ²))`` over the landmarks seen in both, with
   ``Δ`` the landmark distance over the track's box size (an OKS-like similarity, σ =
   ``KP_SIGMA``); pairs with neither a box overlap nor a landmark agreement are not allowed;
+  on pixels the torso's colour histogram (Bhattacharyya coefficient against the track's running
+  mean) weighs ``W_APPEARANCE`` of the similarity, so two people who cross are told apart by
+  their clothes, not only by where they are;
 - a Hungarian assignment (``scipy.optimize.linear_sum_assignment``) pairs tracks and detections at
   once, so two people crossing do not both go to the nearer track;
 - a track unseen for up to ``max_lost`` frames is kept (its box keeps moving with its velocity)
   and can take a detection again: a person hidden by another for a moment keeps its identity;
-- a detection no track takes starts a new track; tracks seen in fewer than ``min_frames`` frames
-  are dropped at the end (spurious detections).
+- a detection whose box is more than ``MAX_RESIZE`` times wider, narrower, taller or shorter than
+  the track's usual size is not that person (two people mixed into one pose, or a part of one);
+- a detection no track takes starts a new track, unless it lies inside a tracked person's box
+  (``SAME_PERSON``); tracks seen in fewer than ``min_frames`` frames are dropped at the end.
 
 Tracks are numbered in order of first appearance, left to right among those that appear in the
 same frame; the number is the ``person`` part of the store key ``video#person``.
@@ -35,12 +40,17 @@ __all__ = [
     "PeopleTracker",
     "PersonTrack",
     "box_iou",
+    "box_overlap",
     "keypoint_box",
     "pick_target",
     "track_people",
 ]
 
 KP_SIGMA = 0.15  # landmark distance scale, fraction of the person box's size
+MAX_RESIZE = 1.5  # largest ratio of a detection's box width or height to the track's usual one
+SIZE_SMOOTHING = 0.8  # the track's usual box size: running mean with this weight on the past
+SAME_PERSON = 0.7  # a box this much inside another (share of the smaller) is the same person
+W_APPEARANCE = 0.4  # weight of the torso colour similarity when both sides have one (pixels)
 MIN_SEEN = 4  # landmarks a detection needs to count as a person
 
 
@@ -51,6 +61,7 @@ class Detection:
     score: float = 1.0
     mask: np.ndarray | None = None  # [h, w] uint8 0/1 person mask (mask resolution), optional
     source_id: int | None = None  # identity given by the file (OpenPose person_id), if any
+    appearance: np.ndarray | None = None  # colour histogram of the torso (pixels only), sums to 1
 
 
 @dataclass
@@ -77,6 +88,14 @@ def keypoint_box(kp: np.ndarray, thr: float = VISIBLE) -> np.ndarray | None:
     return np.array([*xy.min(0), *xy.max(0)], dtype=np.float32)
 
 
+def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection of two boxes ``[4]`` over the smaller one's area (1: one inside the other)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(max(w, 0) * max(h, 0) / small) if small > 0 else 0.0
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of boxes ``[N, 4]`` × ``[M, 4]`` -> ``[N, M]`` (0 for NaN boxes)."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
@@ -100,12 +119,16 @@ class _Live:
     kp: np.ndarray  # last seen keypoints
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # box centre px / frame
     last: int = 0  # frame last seen
+    appearance: np.ndarray | None = None  # running mean of the detections' colour histograms
     frames: list[int] = field(default_factory=list)
     dets: list[Detection] = field(default_factory=list)
 
+    size: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # running mean box (w, h)
+
     def predicted(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         shift = self.velocity * float(t - self.last)
-        box = self.box + np.array([shift[0], shift[1], shift[0], shift[1]], np.float32)
+        c = (self.box[:2] + self.box[2:]) / 2 + shift
+        box = np.concatenate([c - self.size / 2, c + self.size / 2]).astype(np.float32)
         kp = self.kp.copy()
         kp[:, :2] += shift
         return box, kp
@@ -136,6 +159,10 @@ class PeopleTracker:
 
     def _cost(self, t: int, tr: _Live, d: Detection) -> float:
         box, kp = tr.predicted(t)
+        w0, h0 = max(float(box[2] - box[0]), 1.0), max(float(box[3] - box[1]), 1.0)
+        w1, h1 = max(float(d.box[2] - d.box[0]), 1.0), max(float(d.box[3] - d.box[1]), 1.0)
+        if max(w1 / w0, w0 / w1, h1 / h0, h0 / h1) > MAX_RESIZE:
+            return np.inf  # a person does not change size that fast: two people mixed, or part of one
         iou = float(box_iou(box[None], d.box[None])[0, 0])
         both = (kp[:, 2] >= VISIBLE) & (d.keypoints[:, 2] >= VISIBLE)
         size = max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0)
@@ -147,7 +174,11 @@ class PeopleTracker:
             sim = float(np.exp(-(c**2) / (2 * (2 * KP_SIGMA) ** 2)))
         if iou < 0.05 and sim < 0.05:
             return np.inf
-        return 1.0 - (self.w_iou * iou + (1.0 - self.w_iou) * sim)
+        motion = self.w_iou * iou + (1.0 - self.w_iou) * sim
+        if tr.appearance is None or d.appearance is None:
+            return 1.0 - motion
+        looks = float(np.sum(np.sqrt(tr.appearance * d.appearance)))  # Bhattacharyya coefficient
+        return 1.0 - ((1.0 - W_APPEARANCE) * motion + W_APPEARANCE * looks)
 
     def predicted_boxes(self, t: int) -> list[tuple[int, np.ndarray]]:
         """(track id, predicted box) of every live track at frame ``t``."""
@@ -181,9 +212,14 @@ class PeopleTracker:
                     ids[j] = pool[r].id
                     taken.append(j)
             free = [j for j in free if j not in taken]
-        # new people, numbered left to right
+        # new people, numbered left to right; not where a tracked person is (a part of them, or
+        # two people mixed into one detection)
+        boxes = [tr.predicted(t)[0] for tr in self.live]
+        free = [j for j in free if all(box_overlap(dets[j].box, b) <= SAME_PERSON for b in boxes)]
         for j in sorted(free, key=lambda j: float(dets[j].box[0] + dets[j].box[2])):
             tr = _Live(self._next, dets[j].box.astype(np.float32), dets[j].keypoints.astype(np.float32), last=t)
+            tr.appearance = dets[j].appearance
+            tr.size = (dets[j].box[2:] - dets[j].box[:2]).astype(np.float32)
             tr.frames.append(t)
             tr.dets.append(dets[j])
             self._next += 1
@@ -201,10 +237,14 @@ class PeopleTracker:
         v = (c_new - c_old) / gap
         tr.velocity = (self.alpha * tr.velocity + (1 - self.alpha) * v).astype(np.float32)
         tr.box = d.box.astype(np.float32)
+        tr.size = (SIZE_SMOOTHING * tr.size + (1 - SIZE_SMOOTHING) * (d.box[2:] - d.box[:2])).astype(np.float32)
         kp = d.keypoints.astype(np.float32).copy()
         unseen = kp[:, 2] < VISIBLE  # keep the last known position of landmarks not seen now
         kp[unseen, :2] = tr.kp[unseen, :2] + tr.velocity * gap
         tr.kp = kp
+        if d.appearance is not None:
+            a = d.appearance if tr.appearance is None else 0.9 * tr.appearance + 0.1 * d.appearance
+            tr.appearance = a / max(float(a.sum()), 1e-9)
         tr.last = t
         tr.frames.append(t)
         tr.dets.append(d)

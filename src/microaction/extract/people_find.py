@@ -7,12 +7,15 @@ run
 - on a square crop around each tracked person's predicted box (the tracker's, or an
   annotation's person box): one detection per person, each with its own landmarks and
   segmentation mask;
-- every ``detect_every`` frames on the whole frame with every person already found painted
-  over (``FILL``), again and again until it finds no one more (at most ``max_people``):
-  new people entering the scene.
+- every ``detect_every`` frames (and every frame while a tracked person is missing) on the whole
+  frame, again and again until it finds no one more (at most ``max_people``): people entering
+  the scene.
 
-Detections of the same person from two crops (people close together) are merged (box IoU above
-``SAME_PERSON_IOU``: the one with more landmarks seen is kept).
+Each person found is painted over (``FILL``, through its segmentation mask) before the next
+search, so two people close together or one partly behind the other are found one by one; a
+detection whose box lies inside one already found (``SAME_PERSON`` of the smaller box) is the
+same person again, or the one behind mixed with it, and is dropped. Each detection carries the
+colour histogram of its torso (``appearance``) for the tracker.
 
 Keypoint files (``load_people``): a folder of OpenPose JSON files (every entry of ``people[]``;
 a ``person_id`` other than -1 is kept as the person's identity) or an npz whose ``keypoints`` are
@@ -28,12 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from microaction.extract.parsers.base import VISIBLE, ParseError
-from microaction.extract.people import Detection, box_iou, keypoint_box
-from microaction.extract.skeleton import NUM_LANDMARKS
+from microaction.extract.people import SAME_PERSON, Detection, box_iou, box_overlap, keypoint_box
+from microaction.extract.skeleton import LANDMARKS, NUM_LANDMARKS
 
-__all__ = ["SAME_PERSON_IOU", "PersonFinder", "load_people"]
+__all__ = ["PersonFinder", "appearance", "load_people"]
 
-SAME_PERSON_IOU = 0.6
 FILL = (124, 116, 104)
 
 
@@ -45,15 +47,32 @@ def _square(box: np.ndarray, margin: float, H: int, W: int) -> tuple[int, int, i
     return x0, y0, x1, y1
 
 
-def merge_same(dets: list[Detection]) -> list[Detection]:
-    """Keep one detection per person: of two boxes overlapping by ``SAME_PERSON_IOU``, the one
-    with more landmarks seen."""
-    order = sorted(dets, key=lambda d: -int((d.keypoints[:, 2] >= VISIBLE).sum()))
-    kept: list[Detection] = []
-    for d in order:
-        if all(box_iou(d.box[None], k.box[None])[0, 0] < SAME_PERSON_IOU for k in kept):
-            kept.append(d)
-    return kept
+_TORSO = [LANDMARKS.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+
+
+def appearance(img: np.ndarray, kp: np.ndarray) -> np.ndarray | None:
+    """Hue-saturation histogram (8 × 4 bins, sums to 1) of the middle of the torso: between the
+    shoulders and the hips, or below the shoulders when the hips are not seen."""
+    import cv2
+
+    ok = kp[_TORSO, 2] >= VISIBLE
+    if not ok[:2].all():
+        return None
+    xy = kp[_TORSO, :2]
+    sh = xy[:2]
+    width = float(abs(sh[0, 0] - sh[1, 0]))
+    top = float(sh[:, 1].mean())
+    bottom = float(xy[2:, 1].mean()) if ok[2:].all() else top + 1.2 * width
+    cx = float(sh[:, 0].mean()) if not ok[2:].all() else float(xy[:, 0].mean())
+    H, W = img.shape[:2]
+    x0, x1 = int(max(0, cx - 0.3 * width)), int(min(W, cx + 0.3 * width + 1))
+    y0, y1 = int(max(0, top + 0.2 * (bottom - top))), int(min(H, top + 0.8 * (bottom - top) + 1))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(img[y0:y1, x0:x1]), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [8, 4], [0, 180, 0, 256]).reshape(-1).astype(np.float32)
+    total = float(hist.sum())
+    return hist / total if total > 0 else None
 
 
 class PersonFinder:
@@ -123,34 +142,51 @@ class PersonFinder:
             small = cv2.resize(res.segmentation_mask, (mx1 - mx0, my1 - my0), interpolation=cv2.INTER_AREA)
             mask[my0:my1, mx0:mx1] = small > 0.5
         score = float(np.mean(kp[:, 2]))
-        return Detection(kp, box, score, mask)
+        return Detection(kp, box, score, mask, appearance=appearance(img, kp))
+
+    def _blank(self, work: np.ndarray, d: Detection) -> None:
+        """Paint a found person over (its segmentation mask, slightly grown; its box without one),
+        so that the next search sees the others, also where they overlap it."""
+        import cv2
+
+        H, W = work.shape[:2]
+        if d.mask is not None and d.mask.any():
+            m = cv2.resize(d.mask, (W, H), interpolation=cv2.INTER_NEAREST)
+            k = max(1, round(0.01 * max(H, W)))
+            m = cv2.dilate(m, np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
+            work[m] = FILL
+        else:
+            x0, y0, x1, y1 = _square(d.box, 0.02, H, W)
+            work[y0:y1, x0:x1] = FILL
 
     def detect(self, frame: np.ndarray, hints: list[np.ndarray], *, discover: bool) -> list[Detection]:
-        """The people of one frame: one crop per hint box, then (``discover``) the whole frame
-        with the people found painted over, until no one more is found."""
+        """The people of one frame: the pose model on a crop around each hint box, then
+        (``discover``) on the whole frame, each time with the people already found painted
+        over, until no one more is found."""
         H, W = frame.shape[:2]
-        dets = []
+        work = frame.copy()
+        dets: list[Detection] = []
+
+        def add(d: Detection | None) -> bool:
+            if d is None or any(box_overlap(d.box, k.box) > SAME_PERSON for k in dets):
+                return False
+            dets.append(d)
+            self._blank(work, d)
+            return True
+
         for box in hints:
-            d = self._run(frame, _square(box, self.crop_margin, H, W), (H, W))
-            if d is not None:
-                dets.append(d)
-        dets = merge_same(dets)
-        if discover and len(dets) < self.max_people:
-            work = frame.copy()
-            for d in dets:
-                x0, y0, x1, y1 = _square(d.box, 0.02, H, W)
-                work[y0:y1, x0:x1] = FILL
-            while len(dets) < self.max_people:
-                d = self._run(work, (0, 0, W, H), (H, W))
-                if d is None or any(box_iou(d.box[None], k.box[None])[0, 0] > 0.3 for k in dets):
-                    break
-                # the pose model on the whole frame sees small people badly: redo on their crop
-                again = self._run(frame, _square(d.box, self.crop_margin, H, W), (H, W))
-                if again is not None and box_iou(again.box[None], d.box[None])[0, 0] > 0.3:
-                    d = again
-                dets.append(d)
-                x0, y0, x1, y1 = _square(d.box, 0.02, H, W)
-                work[y0:y1, x0:x1] = FILL
+            if len(dets) < self.max_people:
+                add(self._run(work, _square(box, self.crop_margin, H, W), (H, W)))
+        while discover and len(dets) < self.max_people:
+            d = self._run(work, (0, 0, W, H), (H, W))
+            if d is None:
+                break
+            # the pose model on the whole frame sees small people badly: redo on their crop
+            again = self._run(work, _square(d.box, self.crop_margin, H, W), (H, W))
+            if again is not None and box_iou(again.box[None], d.box[None])[0, 0] > 0.3:
+                d = again
+            if not add(d):
+                break
         return dets
 
 

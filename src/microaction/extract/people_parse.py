@@ -70,7 +70,8 @@ def find_people(
                 hints.insert(0, target[t])
             discover = False
         else:
-            discover = t % finder.detect_every == 0 or not hints
+            missing = any(t - tr.last > 1 for tr in tracker.live)
+            discover = t % finder.detect_every == 0 or not hints or missing
         tracker.update(t, finder.detect(img, hints, discover=discover))
     return tracker.tracks(len(frames))
 
