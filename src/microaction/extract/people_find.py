@@ -153,8 +153,7 @@ class PersonFinder:
         if d.mask is not None and d.mask.any():
             m = cv2.resize(d.mask, (W, H), interpolation=cv2.INTER_NEAREST)
             k = max(1, round(0.01 * max(H, W)))
-            m = cv2.dilate(m, np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
-            work[m] = FILL
+            work[cv2.dilate(m, np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0] = FILL
         else:
             x0, y0, x1, y1 = _square(d.box, 0.02, H, W)
             work[y0:y1, x0:x1] = FILL
