@@ -34,22 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from microaction.data.store import FeatureStore  # noqa: E402
-from microaction.data.synth.scene import generate_scene, read_scene_truth, score_tracking, write_scene  # noqa: E402
+from microaction.data.synth.scene import generate_scenes, read_scene_truth, score_tracking  # noqa: E402
 from microaction.extract.people import keypoint_box  # noqa: E402
 from microaction.extract.pipeline import ExtractParams  # noqa: E402
 from microaction.extract.runner import collect_jobs, run_extraction  # noqa: E402
-
-
-def make_scenes(root: Path, n: int, seed: int) -> list[str]:
-    stems = []
-    for i in range(n):
-        crossing = i % 3 == 0
-        people = 2 if crossing else 3 + (i % 2)
-        scene = generate_scene(i, people=people, crossing=crossing, seed=seed)
-        stem = f"scene{i:03d}_{people}p{'_cross' if crossing else ''}"
-        write_scene(root, stem, scene, shuffle_seed=seed + i)
-        stems.append(stem)
-    return stems
 
 
 def track_boxes(store: FeatureStore, stem: str, T: int, scale: float) -> np.ndarray:
@@ -106,7 +94,7 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_people_") as tmp:
         root = Path(tmp)
-        stems = make_scenes(root, args.scenes, args.seed)
+        stems = generate_scenes(root, args.scenes, seed=args.seed)
         for parser in args.parsers.split(","):
             results[parser] = run(root, stems, parser)
     for parser, r in results.items():

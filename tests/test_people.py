@@ -237,3 +237,28 @@ def test_rendered_crossing_scene_from_pixels() -> None:
     assert s["id_switches"] == 0 and s["attributed"] == 2
     assert s["matched_frames"] >= 0.8 * s["truth_frames"]
     assert tracks[0].masks is not None and tracks[0].masks.any()
+
+
+def test_synth_scenes_and_manifest_boxes_through_the_cli(tmp_path: Path) -> None:
+    """`mar synth --scenes` writes scenes whose manifest boxes, extracted from the shuffled
+    OpenPose JSON (`--parser keypoints`), give each annotated person their own landmarks."""
+    from microaction.cli import main
+    from microaction.data.synth.scene import read_scene_truth
+
+    data = tmp_path / "scenes"
+    assert main(["synth", "--out", str(data), "--scenes", "2", "--seed", "3"]) == 0
+    store = tmp_path / "store"
+    argv = ["extract", "--videos", str(data / "manifest.csv"), "--out", str(store), "--parser", "keypoints"]
+    assert main([*argv, "--encoder", "pose", "--quiet"]) == 0
+    s = FeatureStore.open(store)
+    keys = s.keys()
+    assert keys == ["videos__scene0000_2p_cross#p0", "videos__scene0000_2p_cross#p1",
+                        "videos__scene0001_4p#p0", "videos__scene0001_4p#p1",
+                        "videos__scene0001_4p#p2", "videos__scene0001_4p#p3"]  # fmt: skip
+    for key in keys:
+        stem, person = key.removeprefix("videos__").split("#")
+        truth = read_scene_truth(data, stem)["keypoints_clean"][int(person[1:])]
+        kp = s.read_extras(key, ("keypoints",))["keypoints"]
+        sh = LANDMARKS.index("left_shoulder")
+        ok = (truth[:, sh, 2] > 0) & (kp[:, sh, 2] > 0.5)
+        assert ok.mean() > 0.7 and np.median(np.abs(kp[ok, sh, 0] - truth[ok, sh, 0])) < 4.0, key

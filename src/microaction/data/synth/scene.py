@@ -35,7 +35,7 @@ from microaction.data.synth.generate import PRESETS, ClipSpec, Preset, generate_
 from microaction.extract.skeleton import LANDMARKS
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["generate_scene", "read_scene_truth", "scene_preset", "score_tracking", "write_scene"]
+__all__ = ["generate_scene", "generate_scenes", "read_scene_truth", "scene_preset", "score_tracking", "write_scene"]
 
 
 def scene_preset(height: int = 160, fps: float = 15.0) -> Preset:
@@ -249,3 +249,35 @@ def score_tracking(
         "matched_frames": float(np.count_nonzero(match >= 0)),
         "truth_frames": float(np.isfinite(truth_boxes).all(-1).sum()),
     }
+
+
+def generate_scenes(out: str | Path, count: int, *, seed: int = 0, height: int = 160) -> list[str]:
+    """``count`` scenes into ``out`` (one in three: two people crossing; else 3 or 4 people side by
+    side), with ``manifest.csv``: one row per person, ``video,label,split,person,x1,y1,x2,y2``,
+    the box of the person at frame 0 (``mar extract --videos out/manifest.csv`` extracts each
+    annotated person, keys ``<scene>#p<k>``; ``mar extract --videos out/videos --people all``
+    finds and tracks them)."""
+    import csv
+
+    root = Path(out)
+    rows: list[list[Any]] = []
+    stems = []
+    for i in range(count):
+        crossing = i % 3 == 0
+        people = 2 if crossing else 3 + (i % 2)
+        scene = generate_scene(i, people=people, crossing=crossing, seed=seed, height=height)
+        stem = f"scene{i:04d}_{people}p{'_cross' if crossing else ''}"
+        write_scene(root, stem, scene, shuffle_seed=seed * 100_003 + i)
+        stems.append(stem)
+        for k, p in enumerate(scene["people"]):
+            kp = p["keypoints_clean"][0]
+            ok = kp[:, 2] > 0
+            x0, y0 = kp[ok, :2].min(0) - 4
+            x1, y1 = kp[ok, :2].max(0) + 4
+            rows.append([f"videos/{stem}.mp4", p["label"], "test", f"p{k}", *(f"{v:.1f}" for v in (x0, y0, x1, y1))])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video", "label", "split", "person", "x1", "y1", "x2", "y2"])
+    w.writerows(rows)
+    atomic_write_bytes(root / "manifest.csv", buf.getvalue().encode())
+    return stems
