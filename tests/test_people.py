@@ -262,3 +262,21 @@ def test_synth_scenes_and_manifest_boxes_through_the_cli(tmp_path: Path) -> None
         sh = LANDMARKS.index("left_shoulder")
         ok = (truth[:, sh, 2] > 0) & (kp[:, sh, 2] > 0.5)
         assert ok.mean() > 0.7 and np.median(np.abs(kp[ok, sh, 0] - truth[ok, sh, 0])) < 4.0, key
+
+
+def test_store_made_before_the_people_parameters_resumes(openpose_data, tmp_path: Path) -> None:
+    """A store whose manifest predates ``people`` / ``box_window`` resumes at their defaults and
+    refuses another value."""
+    from microaction.data.store import StoreMismatch
+
+    root, _a, _b = openpose_data
+    out = tmp_path / "store"
+    jobs = collect_jobs(root / "videos")
+    run_extraction(jobs, _params(), out, progress=False)
+    doc = json.loads((out / "manifest.json").read_text())
+    for k in ("people", "box_window"):
+        del doc["params"]["extract"][k]
+    (out / "manifest.json").write_text(json.dumps(doc))
+    assert run_extraction(jobs, _params(), out, progress=False).skipped == 1
+    with pytest.raises(StoreMismatch, match="people"):
+        run_extraction(jobs, _params(people="all"), out, progress=False)

@@ -11,10 +11,11 @@ frame into tracks (online, so the pixel person finder can ask where each person 
   ``Δ`` the landmark distance over the track's box size (an OKS-like similarity, σ =
   ``KP_SIGMA``); pairs with neither a box overlap nor a landmark agreement are not allowed;
   on pixels the torso's colour histogram (Bhattacharyya coefficient against the track's running
-  mean) weighs ``W_APPEARANCE`` of the similarity, so two people who cross are told apart by
-  their clothes, not only by where they are;
+  mean) weighs ``W_APPEARANCE`` of the similarity (below ``MIN_LOOKS`` the pair is not allowed),
+  so two people who cross are told apart by their clothes, not only by where they are;
 - a Hungarian assignment (``scipy.optimize.linear_sum_assignment``) pairs tracks and detections at
-  once, so two people crossing do not both go to the nearer track;
+  once, so two people crossing do not both go to the nearer track; leaving a track or a
+  detection unpaired costs ``max_cost``, so no pair is forced;
 - a track unseen for up to ``max_lost`` frames is kept (its box keeps moving with its velocity)
   and can take a detection again: a person hidden by another for a moment keeps its identity;
 - a detection whose box is more than ``MAX_RESIZE`` times wider, narrower, taller or shorter than
@@ -51,6 +52,7 @@ MAX_RESIZE = 1.5  # largest ratio of a detection's box width or height to the tr
 SIZE_SMOOTHING = 0.8  # the track's usual box size: running mean with this weight on the past
 SAME_PERSON = 0.7  # a box this much inside another (share of the smaller) is the same person
 W_APPEARANCE = 0.4  # weight of the torso colour similarity when both sides have one (pixels)
+MIN_LOOKS = 0.25  # below this torso colour similarity a detection is not the track's person
 MIN_SEEN = 4  # landmarks a detection needs to count as a person
 
 
@@ -178,6 +180,8 @@ class PeopleTracker:
         if tr.appearance is None or d.appearance is None:
             return 1.0 - motion
         looks = float(np.sum(np.sqrt(tr.appearance * d.appearance)))  # Bhattacharyya coefficient
+        if looks < MIN_LOOKS:
+            return np.inf  # other clothes: another person
         return 1.0 - ((1.0 - W_APPEARANCE) * motion + W_APPEARANCE * looks)
 
     def predicted_boxes(self, t: int) -> list[tuple[int, np.ndarray]]:
@@ -202,11 +206,19 @@ class PeopleTracker:
         pool = [tr for tr in self.live if tr.last < t]
         if pool and free:
             cost = np.array([[self._cost(t, tr, dets[j]) for j in free] for tr in pool])
-            finite = np.where(np.isfinite(cost), cost, 1e6)
-            rows, cols = linear_sum_assignment(finite)
+            # leaving a track or a detection unpaired costs max_cost: the assignment never pairs
+            # A's detection with B's track just to pair everything
+            n, m = cost.shape
+            big = 1e6
+            full = np.full((n + m, m + n), big)
+            full[:n, :m] = np.where(cost <= self.max_cost, cost, big)
+            full[np.arange(n), m + np.arange(n)] = self.max_cost
+            full[n + np.arange(m), np.arange(m)] = self.max_cost
+            full[n:, m:] = 0.0
+            rows, cols = linear_sum_assignment(full)
             taken = []
             for r, c in zip(rows.tolist(), cols.tolist()):
-                if cost[r, c] <= self.max_cost:
+                if r < n and c < m and cost[r, c] <= self.max_cost:
                     j = free[c]
                     self._take(t, pool[r], dets[j])
                     ids[j] = pool[r].id
