@@ -15,9 +15,9 @@ from microaction.cli import main as mar
 from microaction.data.annotations import AnnotationError, read_annotations
 from microaction.data.poses import PoseClip, load_pose_set
 from microaction.data.store import FeatureStore
-from microaction.extract.layouts import LayoutError, detect_layout, flip_joints, get_layout, layout_names, to_mediapipe
 from microaction.extract.parsers import ParseError
 from microaction.extract.parsers.keypoints import kinect_to_pixels, load_keypoints, pose_ref, to_pixels
+from microaction.layouts import LayoutError, detect_layout, flip_joints, get_layout, layout_names, to_mediapipe
 from microaction.skeleton import FLIP_PERMUTATION, LANDMARKS, flip_keypoints
 from microaction.taxonomy import load_taxonomy
 

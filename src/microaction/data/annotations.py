@@ -40,6 +40,7 @@ import numpy as np
 import yaml
 
 from microaction.data.errors import AnnotationError
+from microaction.data.person_boxes import PERSON_COLUMNS, add_sample, check_person_columns, person_fields
 from microaction.data.samples import UNKNOWN, Sample, split_from_list_name
 from microaction.data.samples import int_field as _int_field
 from microaction.data.samples import read_text as _read_text
@@ -67,7 +68,7 @@ __all__ = [
 
 _HERE = Path(__file__).resolve().parent
 
-_MANIFEST_COLUMNS = ("video", "label", "body", "split", "start", "end")
+_MANIFEST_COLUMNS = ("video", "label", "body", "split", "start", "end", *PERSON_COLUMNS)
 
 
 def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None) -> list[Sample]:
@@ -95,8 +96,13 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
         raise AnnotationError(f"{path}:1: unknown columns {unknown}; allowed: {list(_MANIFEST_COLUMNS)}")
     if ("start" in cols) != ("end" in cols):
         raise AnnotationError(f"{path}:1: 'start' and 'end' go together")
+    try:
+        check_person_columns(cols, f"{path}:1")
+    except ValueError as e:
+        raise AnnotationError(str(e)) from None
     pos = {c: i for i, c in enumerate(cols)}
     out: list[Sample] = []
+    boxed: dict[str, int] = {}  # key -> position in out of a sample with a person box
     try:
         for row in reader:
             where = f"{path}:{reader.line_num}"
@@ -132,7 +138,13 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
                 end = _int_field(get["end"], what="end", where=where, lo=0)
                 if end <= start:
                     raise AnnotationError(f"{where}: end {end} must be greater than start {start}")
-            out.append(Sample(get["video"], label, body, get.get("split") or None, start, end, labels))
+            try:
+                person, box = person_fields(get, where, start)
+                add_sample(
+                    out, boxed, Sample(get["video"], label, body, get.get("split"), start, end, labels, person), box
+                )
+            except ValueError as e:
+                raise AnnotationError(f"{where}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
     except csv.Error as e:
         raise AnnotationError(f"{path}:{reader.line_num}: {e}") from None
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microaction.data.errors import AnnotationError
+from microaction.data.person_boxes import BoxRow
 from microaction.data.store import video_key
 
 __all__ = ["UNKNOWN", "Sample", "int_field", "read_text", "split_from_list_name"]
@@ -26,11 +27,13 @@ class Sample:
     start: int | None = None  # frame window [start, end) inside a long video
     end: int | None = None
     labels: tuple[int, ...] = ()  # multi-label datasets (MPII-GI): all positive class ids
+    person: str | None = None  # who in the video (None: the main person); key ``video#person``
+    boxes: tuple[BoxRow, ...] = ()  # the person's box: (video frame, x1, y1, x2, y2) native pixels
 
     @property
     def key(self) -> str:
         """Feature-store key of this clip."""
-        return video_key(self.video, self.start, self.end)
+        return video_key(self.video, self.start, self.end, self.person)
 
 
 def read_text(path: Path) -> str:

@@ -17,13 +17,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from microaction.data.groups import is_mpiigi_csv, read_mpiigi_csv
+from microaction.data.person_boxes import BoxRow, check_person_columns, person_fields
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
@@ -49,6 +50,8 @@ class Job:
     path: str  # video file (may be absent on the keypoints-only path)
     start: int | None = None
     end: int | None = None
+    boxes: tuple[BoxRow, ...] = ()  # the annotation's person box(es): extraction follows that person
+    tracks: bool = False  # rows name people by track number (no box): needs ``people="all"``
 
 
 @dataclass
@@ -96,10 +99,11 @@ def person_share(keypoints: np.ndarray) -> float:
 
 def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None) -> list[Job]:
     """Jobs from a folder (every video file below it), a manifest CSV (``video`` column, optional
-    ``start``/``end``; paths relative to ``video_root`` or the CSV's folder), an MPII-GI sample CSV
-    (``<rec_no>/<subject_pos>.<ext>`` under ``video_root``, one job per snippet) or a pose pickle (one
-    job per annotation, for ``--parser keypoints``; see ``microaction.data.poses``). Keys follow
-    ``video_key`` of the name as written (a manifest) or of the path relative to the folder."""
+    ``start``/``end``, ``person`` and a person box ``x1,y1,x2,y2`` [+ ``frame``]; paths relative to
+    ``video_root`` or the CSV's folder), an MPII-GI sample CSV (``<rec_no>/<subject_pos>.<ext>``
+    under ``video_root``, one job per snippet) or a pose pickle (one job per annotation, for
+    ``--parser keypoints``; see ``microaction.data.poses``). Keys follow ``video_key`` of the name as
+    written (a manifest) or of the path relative to the folder."""
     src = Path(videos)
     jobs: list[Job] = []
     if src.is_dir():
@@ -118,6 +122,8 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
             cols = [c.strip().lower() for c in (reader.fieldnames or [])]
             if "video" not in cols:
                 raise ValueError(f"{src}: manifest has no 'video' column (has {cols})")
+            check_person_columns(cols, f"{src}:1")
+            boxed: dict[str, int] = {}
             for n, row in enumerate(reader, start=2):
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 if not row.get("video"):
@@ -127,7 +133,20 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                     end = int(row["end"]) if row.get("end") else None
                 except ValueError:
                     raise ValueError(f"{src}:{n}: start/end must be integers") from None
-                jobs.append(Job(video_key(row["video"], start, end), str(root / row["video"]), start, end))
+                person, box = person_fields(row, f"{src}:{n}", start)
+                if person is not None and box is None:  # a track number of --people all: the video's job
+                    jobs.append(
+                        Job(video_key(row["video"], start, end), str(root / row["video"]), start, end, (), True)
+                    )
+                    continue
+                key = video_key(row["video"], start, end, person)
+                if box is not None and key in boxed:  # the same person's box at another frame
+                    j = jobs[boxed[key]]
+                    jobs[boxed[key]] = replace(j, boxes=(*j.boxes, box))
+                    continue
+                if box is not None:
+                    boxed[key] = len(jobs)
+                jobs.append(Job(key, str(root / row["video"]), start, end, () if box is None else (box,)))
     elif src.is_file() and src.suffix.lower() in (".pkl", ".pickle"):
         from microaction.extract.parsers.keypoints import pose_ref, pose_set
 
@@ -138,6 +157,14 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
         raise FileNotFoundError(f"{src}: not a folder of videos, a manifest .csv, a pose .pkl or a video file")
     seen: dict[str, Job] = {}
     for j in jobs:
+        other = seen.get(j.key)
+        if (
+            other is not None
+            and (j.tracks or other.tracks)
+            and replace(j, tracks=False) == replace(other, tracks=False)
+        ):
+            seen[j.key] = replace(other, tracks=True)  # several people of one video: one job
+            continue
         if j.key in seen and seen[j.key] != j:
             raise ValueError(f"two videos map to store key {j.key!r}: {seen[j.key].path} and {j.path}")
         seen[j.key] = j
@@ -197,6 +224,9 @@ def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> 
     """Refuse to resume a store made with other extraction parameters (mixing would be silent)."""
     a = {k: v for k, v in (have.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
     b = {k: v for k, v in (want.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
+    # a parameter added after the store was made, at its default, changes nothing that store holds
+    defaults = ExtractParams().to_dict()
+    b = {k: v for k, v in b.items() if k in a or v != defaults.get(k)}
     diffs = [
         f"{k}: store has {a.get(k)!r}, this run {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
     ]
@@ -212,8 +242,18 @@ def process_job(
     return finish_job(extractor, store, job, _stage1(extractor, job), debug_dir)
 
 
-def _stage1(extractor: Extractor, job: Job) -> Parsed | BaseException:
+def _stage1(extractor: Extractor, job: Job) -> Parsed | list[tuple[int, Parsed]] | BaseException:
     try:
+        if job.tracks and extractor.params.people != "all":
+            raise ValueError(
+                f"{job.path}: the manifest names people without a box; extract with --people all (person ids "
+                "are its track numbers) or give each person's box"
+            )
+        if job.boxes or extractor.params.people == "all":
+            from microaction.extract.people_parse import parse_people
+
+            target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
+            return parse_people(extractor, job.path, job.start, job.end, target=target)
         return extractor.parse(job.path, job.start, job.end)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -226,30 +266,45 @@ def finish_job(
     extractor: Extractor,
     store: FeatureStore,
     job: Job,
-    parsed: Parsed | BaseException,
+    parsed: Parsed | list[tuple[int, Parsed]] | BaseException,
     debug_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str, int, str]:
-    """Stage 2 of a job: encode and write the item, or record the failure of either stage."""
+    """Stage 2 of a job: encode and write the item(s), or record the failure of either stage.
+    Several people: one item per person (``key#id``; the annotation's person keeps ``key``), then
+    the job's own status ``{"status": "people", "people": [keys]}`` as its commit record."""
     try:
         if isinstance(parsed, BaseException):
             raise parsed
-        ex = extractor.encode(parsed, keep=bool(debug_dir))
-        # every region invalid: no one was found (or too briefly), the features are all zeros
-        status = "ok" if bool(np.any(ex.region_valid)) else "no_person"
-        info = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                "seconds": ex.info["seconds"], "person_share": round(person_share(ex.extras["keypoints"]), 4)}  # fmt: skip
-        if job.start is not None or job.end is not None:
-            info.update(start=job.start, end=job.end)
-        store.write(
-            job.key,
-            regions=ex.regions,
-            global_=ex.global_,
-            region_valid=ex.region_valid,
-            timestamps=ex.timestamps,
-            extras=ex.extras,
-            info=info,
-            status=status,
-        )
+        people = parsed if isinstance(parsed, list) else [(None, parsed)]
+        keys, statuses = [], []
+        for pid, one in people:
+            key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
+            ex = extractor.encode(one, keep=bool(debug_dir))
+            # every region invalid: no one was found (or too briefly), the features are all zeros
+            status = "ok" if bool(np.any(ex.region_valid)) else "no_person"
+            info = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
+                    "seconds": ex.info["seconds"], "person_share": round(person_share(ex.extras["keypoints"]), 4)}  # fmt: skip
+            if job.start is not None or job.end is not None:
+                info.update(start=job.start, end=job.end)
+            if pid is not None:
+                info["person"] = pid
+            store.write(
+                key,
+                regions=ex.regions,
+                global_=ex.global_,
+                region_valid=ex.region_valid,
+                timestamps=ex.timestamps,
+                extras=ex.extras,
+                info=info,
+                status=status,
+            )
+            keys.append(key)
+            statuses.append(status)
+            if debug_dir:
+                _debug(debug_dir, key, ex)
+        if isinstance(parsed, list) and not job.boxes:
+            store.write_people(job.key, keys, {"video": job.path})
+        status = "ok" if "ok" in statuses else "no_person"
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
@@ -258,14 +313,16 @@ def finish_job(
             err += "\n" + (getattr(e, "_mar_traceback", "") or traceback.format_exc())
         store.write_failure(job.key, err, {"video": job.path})
         return job.key, "failed", 0, err
-    if debug_dir:
-        from microaction.extract.debug import write_debug_crops
-
-        try:
-            write_debug_crops(debug_dir, job.key, ex)
-        except Exception as e:  # debug images never fail a run
-            print(f"mar extract: debug crops for {job.key} failed: {e}", file=sys.stderr)
     return job.key, status, int(ex.info["frames"]), ""
+
+
+def _debug(debug_dir: str | os.PathLike[str], key: str, ex: Any) -> None:
+    from microaction.extract.debug import write_debug_crops
+
+    try:
+        write_debug_crops(debug_dir, key, ex)
+    except Exception as e:  # debug images never fail a run
+        print(f"mar extract: debug crops for {key} failed: {e}", file=sys.stderr)
 
 
 def run_pipelined(
@@ -380,6 +437,7 @@ def run_extraction(
         st = store.status(j.key)
         if st is not None and (
             (st.get("status") in READABLE_STATUSES and store.is_done(j.key))
+            or (st.get("status") == "people" and params.people == "all")
             or (st.get("status") == "failed" and not retry_failed)
         ):
             summary.skipped += 1

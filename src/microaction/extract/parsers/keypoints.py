@@ -15,7 +15,7 @@ Formats, found by the video's stem (see ``KeypointsParser.find``):
   POSES.pkl`` makes one job per annotation; see ``microaction.data.poses``).
 
 Every layout is mapped onto the 33 MediaPipe landmarks by the tables of
-``microaction.extract.layouts`` (data: ``layouts.yaml``), found by the joint count or named
+``microaction.layouts`` (data: ``layouts.yaml``), found by the joint count or named
 (``layout``); landmarks a layout lacks get confidence 0. Normalised coordinates are recognised or
 declared (``coords``, ``to_pixels``); files without a frame rate take ``fps``.
 """
@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from microaction.extract import layouts
-from microaction.extract.layouts import Layout, LayoutError, detect_layout, get_layout, layout_names
+from microaction import layouts
 from microaction.extract.parsers.base import ParseError, Parser, ParseResult, interpolate_gaps
+from microaction.layouts import Layout, LayoutError, detect_layout, get_layout, layout_names
 from microaction.skeleton import LANDMARKS, NUM_LANDMARKS
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 # joint count -> {mediapipe landmark: joint index} of the layout found by that count (the tables
-# themselves are data: ``microaction/extract/layouts.yaml``)
+# themselves are data: ``microaction/layouts.yaml``)
 TO_MEDIAPIPE: dict[int, dict[str, int]] = {
     get_layout(n).num_joints: {LANDMARKS[m]: j for m, j in get_layout(n).mediapipe}
     for n in layout_names()
@@ -116,16 +117,14 @@ def _openpose_frame(doc: dict[str, Any], source: Path) -> np.ndarray | None:
     return whole if len(whole) == len(body) + 70 + 42 else body
 
 
-def _read_openpose_dir(d: Path) -> np.ndarray:
-    """``[T, 33, 3]`` of a folder of OpenPose JSON files (one per frame, sorted by name); a frame
-    without anyone is unseen. Frames are mapped in groups of one joint count."""
+def openpose_docs(d: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(file, parsed JSON object) of every OpenPose frame file of a folder, in name order."""
     try:
         names = sorted(e.name for e in os.scandir(d) if e.name.endswith(".json"))
     except OSError as e:
         raise ParseError(f"{d}: cannot list ({e})") from None
     if not names:
         raise ParseError(f"{d}: no OpenPose JSON files")
-    joints: list[np.ndarray | None] = []
     for name in names:
         f = d / name
         try:
@@ -134,8 +133,14 @@ def _read_openpose_dir(d: Path) -> np.ndarray:
             raise ParseError(f"{f}: unreadable OpenPose JSON ({e})") from None
         if not isinstance(doc, dict):
             raise ParseError(f"{f}: not an OpenPose JSON object")
-        joints.append(_openpose_frame(doc, f))
-    out = np.zeros((len(names), NUM_LANDMARKS, 3), np.float32)
+        yield f, doc
+
+
+def _read_openpose_dir(d: Path) -> np.ndarray:
+    """``[T, 33, 3]`` of a folder of OpenPose JSON files (one per frame, sorted by name); a frame
+    without anyone is unseen. Frames are mapped in groups of one joint count."""
+    joints = [_openpose_frame(doc, f) for f, doc in openpose_docs(d)]
+    out = np.zeros((len(joints), NUM_LANDMARKS, 3), np.float32)
     for v in sorted({len(j) for j in joints if j is not None}):
         idx = [t for t, j in enumerate(joints) if j is not None and len(j) == v]
         out[idx] = to_mediapipe(np.stack([joints[t] for t in idx]), source=str(d))  # type: ignore[misc]
@@ -291,6 +296,20 @@ def _read_pickle_sample(
     return kp, clip.fps, size
 
 
+def read_keypoints_npz(p: Path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
+    """``keypoints`` (any shape, float32), ``fps`` and ``size`` (H, W) of an npz (shapes are the caller's)."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            kp = np.asarray(z["keypoints"], dtype=np.float32)
+            fps = float(z["fps"]) if "fps" in z.files else None
+            hw = [int(v) for v in z["size"]] if "size" in z.files else None
+    except (OSError, ValueError, KeyError) as e:
+        raise ParseError(f"{p}: unreadable keypoints npz ({e})") from None
+    if hw is not None and len(hw) != 2:
+        raise ParseError(f"{p}: size {hw} is not [H, W]")
+    return kp, fps, ((hw[0], hw[1]) if hw is not None else None)
+
+
 def load_keypoints(
     path: str | os.PathLike[str], *, layout: str | None = None, coords: str = "auto", kinect: str = "project"
 ) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
@@ -310,16 +329,7 @@ def load_keypoints(
         kp, size = to_pixels(kp, coords, size, source=str(p))
         return kp, None, size
     if p.suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                kp = np.asarray(z["keypoints"], dtype=np.float32)
-                fps = float(z["fps"]) if "fps" in z.files else None
-                hw = [int(v) for v in z["size"]] if "size" in z.files else None
-        except (OSError, ValueError, KeyError) as e:
-            raise ParseError(f"{p}: unreadable keypoints npz ({e})") from None
-        if hw is not None and len(hw) != 2:
-            raise ParseError(f"{p}: size {hw} is not [H, W]")
-        size = (hw[0], hw[1]) if hw is not None else None
+        kp, fps, size = read_keypoints_npz(p)
         if kp.ndim != 3 or kp.shape[2] != 3:
             raise ParseError(f"{p}: keypoints {kp.shape}, expected [T, J, 3]")
         if kp.shape[1] != NUM_LANDMARKS or layout:
@@ -331,7 +341,7 @@ def load_keypoints(
 class KeypointsParser(Parser):
     """Keypoints read from files; coordinates are native video pixels (or normalised, see ``coords``).
 
-    ``layout``: the files' joint layout (``microaction.extract.layouts``; default: found by the
+    ``layout``: the files' joint layout (``microaction.layouts``; default: found by the
     joint count); ``coords``: ``auto`` / ``pixels`` / ``unit`` / ``centred``; ``fps``: the frame
     rate of files that do not carry one; ``kinect``: ``project`` or ``xy`` for Kinect files."""
 
