@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS
-from microaction.models.common import ClassifierHeads, masked_mean
+from microaction.models.common import ClassifierHeads, masked_mean, region_step_mask
 from microaction.models.registry import register_model
 
 __all__ = ["MeanMLP"]
@@ -38,8 +38,8 @@ class MeanMLP(nn.Module):
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         mask = batch["mask"]
-        regions = masked_mean(batch["regions"], mask[:, None, :], dim=2)  # [B, R, D]
-        regions = regions * batch["region_valid"].unsqueeze(-1).to(regions.dtype)
+        seen = region_step_mask(batch)  # [B, R, T]: each region's mean is over the steps it is seen
+        regions = masked_mean(batch["regions"], seen, dim=2)  # [B, R, D]; 0 for an invisible region
         glob = masked_mean(batch["global"], mask, dim=1)
         x = torch.cat([regions.flatten(1), glob], dim=-1)
         return {"features": self.mlp(self.norm(x))}

@@ -75,6 +75,7 @@ from microaction.models.common import (
     init_linear_layernorm,
     masked_softmax,
     nonempty_mask,
+    region_step_mask,
     scaled_dot_logits,
 )
 from microaction.models.face_vit import AuxTarget
@@ -251,17 +252,18 @@ class BMoE(nn.Module):
     def _run_experts(
         self, x: torch.Tensor, mask: torch.Tensor, extra: tuple[int, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens ``[B, R, d]``; ``extra = (r, [B, T, d])``
+        """``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens ``[B, R, d]``; ``mask [B, R, T]``: each
+        expert's own temporal mask (the steps its region is seen); ``extra = (r, [B, T, d])``
         joins region ``r``'s expert after its input projection (the face branch)."""
         if isinstance(self.experts, StackedM3E):
             stacked = None
             if extra is not None:
                 r, e = extra
                 stacked = e.new_zeros((x.shape[1], *e.shape)).index_copy(0, torch.tensor([r], device=x.device), e[None])
-            out = self.experts(x.transpose(0, 1), mask, stacked)
+            out = self.experts(x.transpose(0, 1), mask.transpose(0, 1), stacked)
             return out.seq.transpose(0, 1), out.pooled.transpose(0, 1)
         outs = [
-            expert(x[:, r], mask, extra[1] if extra is not None and extra[0] == r else None)
+            expert(x[:, r], mask[:, r], extra[1] if extra is not None and extra[0] == r else None)
             for r, expert in enumerate(cast(nn.ModuleList, self.experts))
         ]
         return torch.stack([o.seq for o in outs], 1), torch.stack([o.pooled for o in outs], 1)
@@ -293,9 +295,11 @@ class BMoE(nn.Module):
         if R != len(self.regions):
             raise ValueError(f"batch has {R} region streams, model was built for {len(self.regions)} {self.regions}")
         mask = nonempty_mask(batch["mask"].bool())
-        valid = batch["region_valid"].bool()
+        # per-step region validity: each expert's temporal mask is the steps its region is seen
+        seen = region_step_mask({**batch, "mask": mask})  # [B, R, T]
+        valid = seen.any(-1)  # a region seen at no step is invisible
         zero = regions.new_zeros(())
-        x = torch.where((valid[:, :, None] & mask[:, None, :]).unsqueeze(-1), regions, zero)
+        x = torch.where(seen.unsqueeze(-1), regions, zero)
         texture_loss, extra = None, None
         if self.head_texture is not None:
             if "face" not in batch:
@@ -304,10 +308,11 @@ class BMoE(nn.Module):
                     "(a store extracted with mar extract --face-size)"
                 )
             h = self.face_index
-            fvalid = batch["face_valid"].bool() & mask & valid[:, h, None]
+            fvalid = batch["face_valid"].bool() & seen[:, h]
             face_feats, texture_loss = self.head_texture(batch["face"], fvalid)
             extra = (h, face_feats)
-        seq, tokens = self._run_experts(x, mask, extra)
+        emask = torch.where(valid[..., None], seen, mask[:, None, :])  # invisible: zeros over the clip
+        seq, tokens = self._run_experts(x, emask, extra)
         gseq = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask).seq
 
         sal = masked_softmax(self.saliency(gseq).squeeze(-1), mask)  # [B, T]
@@ -318,7 +323,7 @@ class BMoE(nn.Module):
         if self.routing == "concat":
             assert self.region_embed is not None
             q = (seq + self.region_embed[None, :, None, :]).reshape(B, R * T, -1)
-            qmask = (valid[:, :, None] & mask[:, None, :]).reshape(B, R * T)
+            qmask = seen.reshape(B, R * T)
         else:
             w = self.route(tokens, gtok, valid)
             out["routing"] = w

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ __all__ = [
     "masked_mean",
     "masked_softmax",
     "nonempty_mask",
+    "region_step_mask",
     "scaled_dot_logits",
 ]
 
@@ -228,3 +230,25 @@ def nonempty_mask(mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``mask`` with all-False rows (along ``dim``) turned all-True, so attention never sees an empty
     key set (which gives NaN); the rows' outputs are meaningless and callers mask them out."""
     return mask | ~mask.any(dim=dim, keepdim=True)
+
+
+def region_step_mask(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Where each region stream is seen, ``[B, R, T]`` bool: ``mask[:, None] & region_valid[:, :, None]``
+    ``& region_valid_steps`` (the last only when the batch has it; older stores have none, so their
+    regions are seen at every valid step of the clip, as their clip-level flag says).
+
+    A region seen at no step of its clip counts as invisible (``.any(-1)`` is its visibility); an
+    encoder that runs every region stream gives an invisible one the clip's ``mask`` over its zeroed
+    features (so its key set is never empty) and drops its outputs.
+    """
+    mask = batch["mask"].bool()
+    seen = mask[:, None, :] & batch["region_valid"].bool()[:, :, None]
+    steps = batch.get("region_valid_steps")
+    if steps is not None:
+        if steps.shape != seen.shape:
+            raise ValueError(
+                f"region_valid_steps {tuple(steps.shape)} does not fit mask {tuple(mask.shape)} "
+                f"and region_valid {tuple(batch['region_valid'].shape)}"
+            )
+        seen = seen & steps.bool()
+    return seen

@@ -52,6 +52,7 @@ from microaction.models.common import (
     init_linear_layernorm,
     masked_mean,
     masked_softmax,
+    region_step_mask,
 )
 from microaction.models.registry import register_model
 from microaction.models.sgp import SGPBlock, SGPParams, sgp_core, sgp_window
@@ -300,12 +301,12 @@ class StackedAttention(nn.Module):
         self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """``x [G, B, T, C]``, ``key_mask [B, T]``."""
+        """``x [G, B, T, C]``, ``key_mask [B, T]`` (shared) or ``[G, B, T]`` (one per expert)."""
         G, B, T, C = x.shape
         H = self.n_heads
         qkv = self.qkv(x).view(G * B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        mask = key_mask[:, None, None, :].repeat(G, 1, 1, 1)
+        mask = key_mask.expand(G, B, T).reshape(G * B, 1, 1, T)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.drop(self.proj(o.transpose(1, 2).reshape(G, B, T, C)))
 
@@ -363,7 +364,7 @@ class StackedSGP(nn.Module):
         return stacked_linear(z, fc2.weight.squeeze(-1), fc2.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``x [G, B, T, C]`` with padded steps zero, ``mask [B, T]`` bool → same shape, pads zero."""
+        """``x [G, B, T, C]`` with padded steps zero, ``mask [B, T]`` or ``[G, B, T]`` bool → same shape, pads zero."""
         G, C = self.G, self.C
         params = SGPParams(
             self.ln.weight.view(G, C),
@@ -423,13 +424,14 @@ class StackedM3E(nn.Module):
         self.pool_score = StackedLinear(G, d_model, 1, bias=False) if pool != "mean" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None) -> M3EOutput:
-        """``x [G, B, T, D]`` (padded steps already zero), ``mask [B, T]`` → stacked M3EOutput;
+        """``x [G, B, T, D]`` (padded steps already zero), ``mask [B, T]`` (shared) or ``[G, B, T]``
+        (one per expert: B-MoE's per-step region validity) → stacked M3EOutput;
         ``extra [G, B, T, d_model]`` is added to the projected inputs (as in ``M3E``)."""
         _, B, T, _ = x.shape
         if T > self.pos.shape[1]:
             raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[1]}")
         m = mask.bool()
-        mf = m.to(x.dtype).view(1, B, T, 1)
+        mf = m.to(x.dtype).view(-1, B, T, 1)
         h = self.in_proj(self.in_norm(x)) + self.pos[:, None, :T]
         if extra is not None:
             h = h + extra.to(h.dtype)
@@ -442,7 +444,7 @@ class StackedM3E(nn.Module):
                 h = blk(h, m)
         h = self.norm(h) * mf
         score = self.pool_score(h).squeeze(-1) if self.pool_score is not None else None
-        pooled, w = _pool(h, m.unsqueeze(0), self.pool, score)
+        pooled, w = _pool(h, m.view(-1, B, T), self.pool, score)
         return M3EOutput(h, pooled, w)
 
     # -- conversion to and from single experts ------------------------------------------------
@@ -475,8 +477,9 @@ def _stream_input(
     if region_index is None:
         return batch["global"], mask
     x = batch["regions"][:, region_index]
-    valid = batch["region_valid"][:, region_index].bool()
-    return torch.where(valid[:, None, None], x, x.new_zeros(())), mask
+    seen = region_step_mask(batch)[:, region_index]  # the steps where the region is seen
+    mask = torch.where(seen.any(-1, keepdim=True), seen, mask)  # invisible: zeros over the clip's steps
+    return torch.where(seen[..., None], x, x.new_zeros(())), mask
 
 
 @register_model(

@@ -27,10 +27,12 @@ Choices where the paper is silent (ours):
   so that padding a batch never moves the embeddings of the valid frames).
 * Transformers are pre-norm blocks (attention + GELU MLP ×4); ``MLP_s`` / ``MLP_t`` are
   two-layer GELU MLPs shared across entities.
-* Masks: padded steps and invisible entities are replaced by zeros at the input (so even
-  non-finite values there cannot reach anything), and every attention takes a key mask. Spatial
-  attention never attends to an invisible entity (``region_valid`` False); temporal attention never
-  attends to a padded frame (``mask`` False). A query with no valid key (e.g. a padded frame where
+* Masks: the entity x frame mask is ``common.region_step_mask`` (per-step region validity when the
+  batch has ``region_valid_steps``; an entity seen at no frame is invisible). Padded steps and unseen
+  entity-frames are replaced by zeros at the input (so even non-finite values there cannot reach
+  anything), and every attention takes a key mask. Spatial attention at a frame never attends to an
+  entity not seen in it; temporal attention of an entity never attends to a frame it is not seen in
+  (nor to a padded frame). Pooling and path weights run over the frames each entity is seen in. A query with no valid key (e.g. a padded frame where
   no entity is visible) attends to all keys of its row instead of producing NaN; such rows are
   themselves invalid and never reach a valid output. Invisible entities are zeroed in the
   classifier concatenation, excluded from MAC, and get the fixed path weights ``[0.5, 0.5]``;
@@ -69,7 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS
-from microaction.models.common import ClassifierHeads, masked_mean
+from microaction.models.common import ClassifierHeads, masked_mean, region_step_mask
 from microaction.models.registry import register_model
 
 __all__ = ["MicroDualNet", "mac_loss"]
@@ -119,7 +121,8 @@ def mac_loss(
 
     ``z_st``, ``z_ts``: ``[B, K, d]`` (pooled) or ``[B, K, T, d]`` (per frame) features of the two
     paths, projected but not necessarily normalised (they are L2-normalised here).
-    ``entity_valid``: ``[B, K]`` bool. ``frame_mask``: ``[B, T]`` bool, for per-frame features.
+    ``entity_valid``: ``[B, K]`` bool (per frame also ``[B, K, T]``: the entity seen at that frame).
+    ``frame_mask``: ``[B, T]`` bool, for per-frame features.
 
     For every entity type ``k`` (and, per frame, every frame index ``t``) the positive of
     ``z_st[b, k]`` is ``z_ts[b, k]`` and its negatives are ``z_ts[b', k]`` for the other samples
@@ -139,7 +142,7 @@ def mac_loss(
         B, K, T, d = a.shape
         if frame_mask is None:
             frame_mask = torch.ones(B, T, dtype=torch.bool, device=a.device)
-        v = valid[:, :, None] & frame_mask.bool()[:, None, :]  # [B, K, T]
+        v = (valid if valid.dim() == 3 else valid[:, :, None]) & frame_mask.bool()[:, None, :]  # [B, K, T]
         ga = a.permute(1, 2, 0, 3).reshape(K * T, B, d)
         gb = b.permute(1, 2, 0, 3).reshape(K * T, B, d)
         total, n = _info_nce_sym(ga, gb, v.permute(1, 2, 0).reshape(K * T, B), temperature)
@@ -195,14 +198,16 @@ class AxisTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, dropout=dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, entity_valid: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, spatial_keys: torch.Tensor, temporal_keys: torch.Tensor) -> torch.Tensor:
+        """``spatial_keys [B, T, K]``: the entities each frame attends to; ``temporal_keys [B, K, T]``:
+        the frames each entity attends to."""
         B, K, T, D = x.shape
         if self.axis == "spatial":  # sequences over K within each (b, t)
             seq = x.transpose(1, 2).reshape(B * T, K, D)
-            kv = entity_valid[:, None, :].expand(B, T, K).reshape(B * T, K)
+            kv = spatial_keys.reshape(B * T, K)
         else:  # sequences over T within each (b, k)
             seq = x.reshape(B * K, T, D)
-            kv = frame_mask[:, None, :].expand(B, K, T).reshape(B * K, T)
+            kv = temporal_keys.reshape(B * K, T)
         for blk in self.blocks:
             seq = blk(seq, kv)
         seq = self.norm(seq)
@@ -226,9 +231,9 @@ class DualPath(nn.Module):
         self.residual = _mlp(dim, dropout)
         self.second = AxisTransformer(second, dim, depth, heads, dropout)
 
-    def forward(self, x: torch.Tensor, entity_valid: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        h = self.first(x, entity_valid, frame_mask) + self.residual(x)
-        return self.second(h, entity_valid, frame_mask)
+    def forward(self, x: torch.Tensor, spatial_keys: torch.Tensor, temporal_keys: torch.Tensor) -> torch.Tensor:
+        h = self.first(x, spatial_keys, temporal_keys) + self.residual(x)
+        return self.second(h, spatial_keys, temporal_keys)
 
 
 class EntityRouter(nn.Module):
@@ -358,12 +363,19 @@ class MicroDualNet(nn.Module):
             raise ValueError(
                 f"micro_dualnet: mask {tuple(mask.shape)} / region_valid {tuple(ev.shape)} do not fit regions"
             )
-        # padded steps and invisible entities enter as zeros (whatever they hold, even non-finite)
-        seen = ev[:, :, None, None] & mask[:, None, :, None]
-        x = self.embed_entities(torch.where(seen, regions, torch.zeros((), dtype=regions.dtype, device=regions.device)))
-
-        x_st = self.st(x, ev, mask) if self.st is not None else None
-        x_ts = self.ts(x, ev, mask) if self.ts is not None else None
+        # the entity x frame mask (per-step region validity); an entity seen at no frame is invisible
+        seen = region_step_mask(batch)  # [B, K, T]
+        ev = seen.any(-1)
+        # padded steps and unseen entity-frames enter as zeros (whatever they hold, even non-finite)
+        x = self.embed_entities(
+            torch.where(seen[..., None], regions, torch.zeros((), dtype=regions.dtype, device=regions.device))
+        )
+        # a frame attends to the entities seen in it (a padded frame: to the visible ones), an entity
+        # to the frames it is seen in (an invisible one: to the valid frames; its outputs are dropped)
+        spatial_keys = (seen | (ev[:, :, None] & ~mask[:, None, :])).transpose(1, 2)
+        temporal_keys = seen | (mask[:, None, :] & ~ev[:, :, None])
+        x_st = self.st(x, spatial_keys, temporal_keys) if self.st is not None else None
+        x_ts = self.ts(x, spatial_keys, temporal_keys) if self.ts is not None else None
         if x_st is not None and x_ts is not None:
             if self.router is not None:
                 alpha = self.router(x_st, x_ts)  # [B, K, T, 2]
@@ -377,14 +389,14 @@ class MicroDualNet(nn.Module):
             w = torch.tensor([1.0, 0.0] if x_st is not None else [0.0, 1.0], dtype=x.dtype, device=x.device)
             alpha = w.expand(B, K, T, 2)
 
-        # path preference per entity: mean over the valid frames; invisible entities / empty clips: 0.5
+        # path preference per entity: mean over the frames it is seen in; invisible entities / empty clips: 0.5
         has_frames = mask.any(dim=1)  # [B]
-        pw = masked_mean(alpha, mask[:, None, :, None], dim=2)  # [B, K, 2]
+        pw = masked_mean(alpha, seen[..., None], dim=2)  # [B, K, 2]
         known = (ev & has_frames[:, None])[..., None]
         path_weights = torch.where(known, pw, torch.full_like(pw, 0.5))
 
         evf = ev[..., None].to(x.dtype)
-        pooled = masked_mean(fused, mask[:, None, :, None], dim=2) * evf  # [B, K, dim]
+        pooled = masked_mean(fused, seen[..., None], dim=2) * evf  # [B, K, dim]
         g_in = batch["global"]
         g_in = torch.where(mask[:, :, None], g_in, torch.zeros((), dtype=g_in.dtype, device=g_in.device))
         glob = masked_mean(self.global_proj(g_in), mask[:, :, None], dim=1)  # [B, dim]
@@ -395,11 +407,11 @@ class MicroDualNet(nn.Module):
         if self.use_mac and x_st is not None and x_ts is not None and self.training:
             if self.mac_per_frame:
                 aux["mac"] = mac_loss(
-                    self.mac_st(x_st), self.mac_ts(x_ts), ev, frame_mask=mask, temperature=self.mac_temperature
+                    self.mac_st(x_st), self.mac_ts(x_ts), seen, frame_mask=mask, temperature=self.mac_temperature
                 )
             else:
-                p_st = masked_mean(x_st, mask[:, None, :, None], dim=2)
-                p_ts = masked_mean(x_ts, mask[:, None, :, None], dim=2)
+                p_st = masked_mean(x_st, seen[..., None], dim=2)
+                p_ts = masked_mean(x_ts, seen[..., None], dim=2)
                 ev_mac = ev & has_frames[:, None]
                 aux["mac"] = mac_loss(self.mac_st(p_st), self.mac_ts(p_ts), ev_mac, temperature=self.mac_temperature)
         out["aux_losses"] = aux  # type: ignore[assignment]

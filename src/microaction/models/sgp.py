@@ -173,17 +173,17 @@ def sgp_core(
     training: bool = False,
 ) -> torch.Tensor:
     """G masked stride-1 SGP blocks on channels-last ``x [G, B, T, C]`` (padded steps zero),
-    ``mask [B, T]`` bool; ``mlp`` maps ``[G, B, T, C]`` to the same shape. Padded outputs are zero.
+    ``mask [B, T]`` bool (or ``[G, B, T]``: one per block); ``mlp`` maps ``[G, B, T, C]`` to the same shape. Padded outputs are zero.
 
     The same math as ``SGPBlock(masked=True)`` (which calls it with G = 1) and B-MoE's stacked
     experts: LN over channels, φ from the masked time mean, psi and convw + convkw as one depthwise
     operator with two output maps, GroupNorm statistics over valid steps only.
     """
     G, B, T, C = x.shape
-    mf = mask.to(x.dtype).view(1, B, T, 1)
+    mf = mask.to(x.dtype).view(-1, B, T, 1)
     h = F.layer_norm(x, (C,), eps=ln_eps)
     h = torch.addcmul(p.ln_b.view(G, 1, 1, C), h, p.ln_w.view(G, 1, 1, C)) * mf
-    n = mf.sum(2).clamp_min(1.0)  # [1, B, 1] valid steps per clip
+    n = mf.sum(2).clamp_min(1.0)  # [1 or G, B, 1] valid steps per clip
     phi = torch.relu(torch.addcmul(p.gfc_b.unsqueeze(1), h.sum(2) / n, p.gfc_w.unsqueeze(1)))  # [G, B, C]
     # convw + convkw as one depthwise operator (both are centred "same" convolutions)
     pad = (p.convkw_w.shape[-1] - p.convw_w.shape[-1]) // 2
@@ -199,7 +199,7 @@ def sgp_core(
     # GroupNorm over valid steps
     cg = C // gn_groups
     yg = y.view(G, B, T, gn_groups, cg)
-    cnt = n.view(1, B, 1, 1, 1) * cg
+    cnt = n.view(-1, B, 1, 1, 1) * cg
     # padded steps of y are zero, so plain sums are sums over valid steps
     mean = yg.sum(dim=(2, 4), keepdim=True) / cnt
     var = ((yg * yg).sum(dim=(2, 4), keepdim=True) / cnt - mean * mean).clamp_min(0.0)
