@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from microaction.models import create_model, list_models, model_entry
+from microaction.models.common import region_step_mask
 from microaction.models.registry import UnknownModelError
 
 B, R, T, D_R, D_G, C, C_BODY = 4, 4, 11, 24, 20, 7, 3
@@ -245,6 +246,80 @@ def test_invisible_region_invariance(name):
         close(v, b[k], k)
     for k, v in aux(a).items():
         close(v, aux(b)[k], f"aux {k}")
+
+
+def step_valid(batch: dict[str, torch.Tensor], seed: int = 3) -> torch.Tensor:
+    """``region_valid_steps`` [B, R, T] for ``make_batch``: random holes in every visible region, one
+    region of sample 0 seen at no step (then invisible), and True at padded steps (the mask wins)."""
+    g = torch.Generator().manual_seed(seed)
+    steps = torch.rand(batch["regions"].shape[:3], generator=g) < 0.6
+    steps[:, :, 0] = True  # every visible region is seen at least once
+    steps[0, 1] = False  # sample 0's body: valid for the clip, seen at no step
+    steps |= ~batch["mask"][:, None, :]
+    return steps
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_unseen_steps_invariance(name):
+    """Features at the steps where a region is not seen do not change any output."""
+    model = build(name).eval()
+    batch = make_batch()
+    batch["region_valid_steps"] = step_valid(batch)
+    unseen = ~batch["region_valid_steps"] & batch["mask"][:, None, :] & batch["region_valid"][:, :, None]
+    assert unseen.any(-1).sum() > 3
+    noisy = dict(batch)
+    g = torch.Generator().manual_seed(11)
+    noise = 1e3 * torch.randn(batch["regions"].shape, generator=g)
+    noisy["regions"] = torch.where(unseen[..., None], noise, batch["regions"])
+    with torch.no_grad():
+        a, b = model(batch), model(noisy)
+    for k, v in per_sample(a, B).items():
+        assert torch.isfinite(v).all(), k
+        close(v, b[k], k)
+    for k, v in aux(a).items():
+        close(v, aux(b)[k], f"aux {k}")
+    # a region seen at no step counts as invisible: routing (when reported) gives it nothing
+    if "routing" in a:
+        assert a["routing"][0, 1] == 0
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_step_validity_all_true_or_absent_is_the_same(name):
+    """``region_valid_steps`` all True gives exactly the outputs of a batch without it; holes change them."""
+    model = build(name).eval()
+    batch = make_batch()
+    full = {**batch, "region_valid_steps": torch.ones(B, R, T, dtype=torch.bool)}
+    holes = {**batch, "region_valid_steps": step_valid(batch)}
+    with torch.no_grad():
+        a, b, c = model(batch), model(full), model(holes)
+    for k, v in per_sample(a, B).items():
+        torch.testing.assert_close(v, b[k], atol=0, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+    if name != "m3e_global":  # its default stream is the global one, which has no regions
+        assert not torch.allclose(a["action"], c["action"], atol=ATOL), "per-step validity must reach the outputs"
+
+
+def test_region_stream_m3e_follows_step_validity():
+    model = build("m3e_global", stream="region:upper_limbs").eval()
+    batch = make_batch()
+    batch["region_valid_steps"] = step_valid(batch)
+    unseen = ~batch["region_valid_steps"]
+    noisy = {**batch, "regions": torch.where(unseen[..., None], 1e3, batch["regions"])}
+    with torch.no_grad():
+        a, b, c = model(batch), model(noisy), model({k: v for k, v in batch.items() if k != "region_valid_steps"})
+    close(a["action"], b["action"], "action")
+    assert not torch.allclose(a["action"], c["action"], atol=ATOL)
+
+
+def test_region_step_mask():
+    batch = make_batch()
+    seen = region_step_mask(batch)
+    assert torch.equal(seen, batch["mask"][:, None, :] & batch["region_valid"][:, :, None])
+    steps = step_valid(batch)
+    seen = region_step_mask({**batch, "region_valid_steps": steps})
+    assert torch.equal(seen, batch["mask"][:, None, :] & batch["region_valid"][:, :, None] & steps)
+    assert not seen[0, 1].any() and seen[0, 0].any()
+    with pytest.raises(ValueError, match="region_valid_steps"):
+        region_step_mask({**batch, "region_valid_steps": torch.ones(B, R, T + 1, dtype=torch.bool)})
 
 
 @pytest.mark.parametrize("name", VARIANTS)
