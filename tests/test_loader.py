@@ -163,3 +163,90 @@ def test_prefetch_thread_keeps_order_and_raises(ds: dict[str, Path]) -> None:
     with pytest.raises(StoreError, match="no_such_clip"):
         for _ in make_loader(d, EvalBatchSampler(len(d), 4)):
             pass
+
+
+@pytest.fixture(scope="module")
+def sv_ds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("loader_steps")
+    return make_random_dataset(root, splits={"train": 12}, lengths=(3, 30), seed=2, step_valid=True)
+
+
+def _step_of(store_global: np.ndarray, step_global: torch.Tensor) -> int:
+    """Index of the store step whose global features are these (float16 in the store: exact)."""
+    hit = np.flatnonzero((store_global.astype(np.float32) == step_global.numpy()).all(1))
+    assert len(hit) == 1
+    return int(hit[0])
+
+
+def test_region_valid_steps_follow_the_sampled_steps(sv_ds: dict[str, Path], tmp_path: Path) -> None:
+    store = FeatureStore.open(sv_ds["store"])
+    d = _dataset(sv_ds, store, sampling="jitter")
+    assert d.step_valid
+    for keys in (list(range(len(d))), [(i, 1, i) for i in range(len(d))]):  # uniform, then jittered steps
+        b = d.__getitems__(keys)
+        steps = b["region_valid_steps"]
+        assert steps.shape == (len(d), 4, 8) and steps.dtype == torch.bool
+        for j in range(len(d)):
+            item = store.read(d.keys[j])
+            n = int(b["mask"][j].sum())
+            assert not steps[j, :, n:].any()  # padded steps are False
+            for t in range(n):
+                s = _step_of(item.global_, b["global"][j, t])
+                want = item.extras["step_valid"][:, s] & item.region_valid
+                assert steps[j, :, t].tolist() == want.tolist()
+    # packed: the same batches, with the packed array and (stores packed before it) from the items
+    shutil.copytree(sv_ds["store"], tmp_path / "store")
+    packed = FeatureStore.open(tmp_path / "store")
+    packed.pack()
+    keys = [(i, 3, 10 + i) for i in range(len(d))]
+    want = d.__getitems__(keys)
+    for drop_array in (False, True):
+        if drop_array:
+            (tmp_path / "store" / "packed" / "step_valid.npy").unlink()
+        p = _dataset(sv_ds, FeatureStore.open(tmp_path / "store"), sampling="jitter")
+        got = p.__getitems__(keys)
+        assert p._packed_index() is not None and (p._packed_index().step_valid is None) == drop_array  # type: ignore[union-attr]
+        for k in want:
+            assert torch.equal(want[k], got[k]), (k, drop_array)
+
+
+def test_region_valid_steps_absent_for_older_stores(ds: dict[str, Path]) -> None:
+    assert "region_valid_steps" not in _dataset(ds).__getitems__([0, 1])
+
+
+def test_region_valid_steps_flip_and_drop(tmp_path: Path) -> None:
+    regions = ("head", "left_hand", "right_hand", "torso")
+    ds = make_random_dataset(tmp_path, splits={"train": 6}, regions=regions, invisible_prob=0.0, step_valid=True)
+    tax = load_taxonomy(ds["taxonomy"])
+    samples = read_manifest_csv(ds["manifest"], tax, split="train")
+    store = FeatureStore.open(ds["store"])
+    plain = ClipDataset(store, samples, tax, num_steps=4, sampling="uniform")
+    flip = ClipDataset(store, samples, tax, num_steps=4, sampling="uniform", flip_prob=1.0)
+    for i in range(6):
+        a = plain.__getitems__([i])["region_valid_steps"][0]
+        b = flip.__getitems__([(i, 0, 0)])["region_valid_steps"][0]
+        assert torch.equal(b[1], a[2]) and torch.equal(b[2], a[1]) and torch.equal(b[0], a[0]), i
+    drop = ClipDataset(store, samples, tax, num_steps=4, sampling="uniform", region_drop_prob=0.5)
+    b = drop.__getitems__([(i, 0, i) for i in range(6)])
+    assert not b["region_valid"].all()  # some region was dropped ...
+    assert not b["region_valid_steps"][~b["region_valid"]].any()  # ... and is seen at no step
+
+
+def test_region_valid_steps_of_a_bad_item(sv_ds: dict[str, Path], tmp_path: Path) -> None:
+    shutil.copytree(sv_ds["store"], tmp_path / "store")
+    store = FeatureStore.open(tmp_path / "store")
+    key = store.keys()[0]
+    it = store.read(key)
+    store.write(
+        key,
+        regions=it.regions,
+        global_=it.global_,
+        region_valid=it.region_valid,
+        timestamps=it.timestamps,
+        extras={**it.extras, "step_valid": it.extras["step_valid"][:, :-1]},
+    )
+    d = _dataset(sv_ds, store)
+    with pytest.raises(StoreError, match=f"{key}.*step_valid"):
+        d.__getitems__([d.keys.index(key)])
+    with pytest.raises(StoreError, match="step_valid"):
+        store.pack()

@@ -9,7 +9,11 @@ region-visibility flags, the labels, and (training only) augmentation. It fetche
 ``region_valid`` [B, R], ``action`` [B], ``body`` [B], ``index`` [B] (+ ``labels`` [B, C] multi-hot
 for multi-label taxonomies; + ``face`` [B, T, S, S] uint8 and ``face_valid`` [B, T] with
 ``face_size=S``, from a store extracted with that ``face_size``: the head-box crops at the same
-sampled steps, mirrored with the clip when it is flipped).
+sampled steps, mirrored with the clip when it is flipped; + ``region_valid_steps`` [B, R, T] bool
+from a store whose extraction wrote per-step region validity (extra ``step_valid``): the same
+sampled steps, False at padded steps and for invisible regions, its regions swapped with the
+others when the clip is flipped; older stores have none and models use ``region_valid`` at every
+step).
 
 Reading: a packed store (``mar pack``) is read with positioned reads (``os.pread``) of exactly the
 rows a clip needs from its ``packed/*.npy`` arrays. A read-only memory map would do the same I/O,
@@ -51,6 +55,7 @@ __all__ = [
     "sample_steps",
     "select_samples",
     "store_face_size",
+    "store_has_step_valid",
     "store_keys",
 ]
 
@@ -143,6 +148,8 @@ class _PackedIndex:
         self.region_valid = np.load(p / "region_valid.npy")
         self.regions = _NpyRows(p / "regions.npy")  # [total, R, D]
         self.global_ = _NpyRows(p / "global.npy")  # [total, Dg]
+        # per-step region validity [total, R] (stores packed before it existed: read from the items)
+        self.step_valid = _NpyRows(p / "step_valid.npy") if (p / "step_valid.npy").is_file() else None
 
 
 def check_store(store: FeatureStore, expected: dict[str, Any], *, source: str) -> None:
@@ -176,6 +183,12 @@ def store_face_size(store: FeatureStore) -> int:
     """Side of the head-box face crops the store holds (its extraction's ``face_size``; 0: none)."""
     extract = store.manifest.params.get("extract")
     return int(extract.get("face_size", 0) or 0) if isinstance(extract, dict) else 0
+
+
+def store_has_step_valid(store: FeatureStore) -> bool:
+    """The store's extraction wrote per-step region validity (extra ``step_valid`` [R, T])."""
+    extras = store.manifest.params.get("extras")
+    return isinstance(extras, dict) and "step_valid" in extras
 
 
 def store_keys(store: FeatureStore) -> list[str]:
@@ -273,6 +286,7 @@ class ClipDataset(torch.utils.data.Dataset):
             for i, s in enumerate(self.samples):
                 self.multi_hot[i, list(s.labels)] = 1.0
         self._packed: _PackedIndex | bool | None = None  # None: not looked yet; False: no packed arrays
+        self.step_valid = store_has_step_valid(store)  # batches carry region_valid_steps
         self.face_size = int(face_size)
         if self.face_size:
             have = store_face_size(store)
@@ -293,8 +307,11 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-    def _read(self, key: str, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(regions [R, n, D] f16, global [n, Dg] f16, region_valid [R], the sampled steps [n]) (n <= T)."""
+    def _read(
+        self, key: str, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(regions [R, n, D] f16, global [n, Dg] f16, region_valid [R], the sampled steps [n],
+        per-step validity [R, n] or None) (n <= T); the last only when the dataset uses it."""
         mode = self.sampling if rng is not None else "uniform"
         packed = self._packed_index()
         if packed is not None and key in packed.index:
@@ -303,10 +320,28 @@ class ClipDataset(torch.utils.data.Dataset):
             idx = sample_steps(b - a, self.num_steps, mode, rng)
             reg = packed.regions.take(a, idx).transpose(1, 0, 2)
             glo = packed.global_.take(a, idx)
-            return reg, glo, packed.region_valid[i], idx
+            steps = None
+            if self.step_valid:
+                if packed.step_valid is not None:
+                    steps = packed.step_valid.take(a, idx).T
+                else:
+                    steps = self._step_valid(key, self.store.read_extras(key).get("step_valid"), b - a, idx)
+            return reg, glo, packed.region_valid[i], idx, steps
         item = self.store.read(key)
         idx = sample_steps(item.length, self.num_steps, mode, rng)
-        return item.regions[:, idx], item.global_[idx], item.region_valid, idx
+        steps = self._step_valid(key, item.extras.get("step_valid"), item.length, idx) if self.step_valid else None
+        return item.regions[:, idx], item.global_[idx], item.region_valid, idx, steps
+
+    def _step_valid(self, key: str, steps: np.ndarray | None, length: int, idx: np.ndarray) -> np.ndarray | None:
+        """A clip's per-step validity at the sampled steps; None for an item written without it."""
+        if steps is None:
+            return None
+        if steps.shape != (self.R, length):
+            raise StoreError(
+                f"{self.store.root}: item {key!r}: extra step_valid {steps.shape} does not fit "
+                f"{self.R} regions x {length} steps (re-extract it: mar extract --verify {self.store.root} --repair)"
+            )
+        return steps[:, idx]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -326,12 +361,15 @@ class ClipDataset(torch.utils.data.Dataset):
         S = self.face_size
         face = np.zeros((B, T, S, S), dtype=np.uint8) if S else None
         face_valid = np.zeros((B, T), dtype=bool)
+        steps = np.zeros((B, R, T), dtype=bool) if self.step_valid else None  # padded steps: False
         rngs: list[np.random.Generator | None] = []
         for j, key in enumerate(keys):
             i, epoch, pos = (int(key), -1, -1) if isinstance(key, int | np.integer) else key
             rng = np.random.default_rng((self.seed, epoch, pos)) if epoch >= 0 else None
-            reg, glo, rv, idx = self._read(self.keys[i], rng)
+            reg, glo, rv, idx, sv = self._read(self.keys[i], rng)
             n = glo.shape[0]
+            if steps is not None:  # an item without per-step validity: its clip-level flags at every step
+                steps[j, :, :n] = sv if sv is not None else rv[:, None]
             if face is not None:
                 ex = self.store.read_extras(self.keys[i], ("face", "face_valid"))
                 face[j, :n], face_valid[j, :n] = ex["face"][idx], ex["face_valid"][idx]
@@ -347,7 +385,15 @@ class ClipDataset(torch.utils.data.Dataset):
             reg_np, glob_np = regions_t.numpy(), glob_t.numpy()
             for j, rng in enumerate(rngs):
                 if rng is not None:
-                    self._augment(rng, reg_np[j], glob_np[j], mask[j], valid[j], None if face is None else face[j])
+                    self._augment(
+                        rng,
+                        reg_np[j],
+                        glob_np[j],
+                        mask[j],
+                        valid[j],
+                        None if face is None else face[j],
+                        None if steps is None else steps[j],
+                    )
         if not valid.all():  # invisible regions carry zeros whatever the store holds
             regions_t[torch.from_numpy(~valid)] = 0.0
         out = {
@@ -364,6 +410,8 @@ class ClipDataset(torch.utils.data.Dataset):
         if face is not None:
             out["face"] = torch.from_numpy(face)
             out["face_valid"] = torch.from_numpy(face_valid)
+        if steps is not None:
+            out["region_valid_steps"] = torch.from_numpy(steps & valid[:, :, None])
         return out
 
     def _augment(
@@ -374,8 +422,10 @@ class ClipDataset(torch.utils.data.Dataset):
         mask: np.ndarray,
         valid: np.ndarray,
         face: np.ndarray | None = None,
+        steps: np.ndarray | None = None,
     ) -> None:
-        """In place, one clip: horizontal flip (region swap, face crops mirrored), region drop, feature noise.
+        """In place, one clip: horizontal flip (region swap with their per-step validity ``steps``,
+        face crops mirrored), region drop, feature noise.
 
         Random numbers are drawn in a fixed order whatever is enabled, so switching one option
         does not change the draws of the others.
@@ -385,6 +435,8 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.flip_prob > 0 and u_flip < self.flip_prob:
             regions[:] = regions[self.flip_perm]
             valid[:] = valid[self.flip_perm]
+            if steps is not None:
+                steps[:] = steps[self.flip_perm]
             if face is not None:
                 face[:] = face[:, :, ::-1]
         if self.region_drop_prob > 0 and valid.any():

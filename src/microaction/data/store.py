@@ -454,6 +454,8 @@ class FeatureStore:
         glo = np.lib.format.open_memmap(out / "global.npy", "w+", np.float16, (total, m.global_dim))
         ts = np.lib.format.open_memmap(out / "timestamps.npy", "w+", np.float32, (total,))
         valid = np.zeros((len(keys), len(m.regions)), dtype=bool)
+        # per-step region validity (extra ``step_valid`` [R, T]; an item without it: its clip-level flags)
+        steps = np.lib.format.open_memmap(out / "step_valid.npy", "w+", np.bool_, (total, len(m.regions)))
         self._packed = None
         for i, k in enumerate(keys):
             it = self.read(k)
@@ -462,9 +464,15 @@ class FeatureStore:
             glo[a:b] = it.global_
             ts[a:b] = it.timestamps
             valid[i] = it.region_valid
-        for arr in (reg, glo, ts):
+            sv = it.extras.get("step_valid")
+            if sv is not None and sv.shape != (len(m.regions), b - a):
+                raise StoreError(
+                    f"{self._item_path(k)}: extra step_valid {sv.shape} does not fit {len(m.regions)} regions x {b - a} steps"
+                )
+            steps[a:b] = (sv.T if sv is not None else it.region_valid[None]) & it.region_valid[None]
+        for arr in (reg, glo, ts, steps):
             arr.flush()
-        del reg, glo, ts
+        del reg, glo, ts, steps
         np.save(out / "offsets.npy", offsets)
         np.save(out / "region_valid.npy", valid)
         (out / "keys.json").write_text(json.dumps(keys))

@@ -40,11 +40,17 @@ def write_tiny_taxonomy(
 
 
 def random_manifest(
-    regions: tuple[str, ...] = DEFAULT_REGIONS, region_dim: int = 16, global_dim: int = 16, face_size: int = 0
+    regions: tuple[str, ...] = DEFAULT_REGIONS,
+    region_dim: int = 16,
+    global_dim: int = 16,
+    face_size: int = 0,
+    step_valid: bool = False,
 ) -> StoreManifest:
     params: dict[str, Any] = {"generator": "microaction.engine.testing"}
     if face_size:
         params["extract"] = {"face_size": face_size}  # what the loader reads to find face crops
+    if step_valid:
+        params["extras"] = {"step_valid": "[R, T] bool"}  # what the loader reads to find per-step validity
     return StoreManifest(
         regions=list(regions),
         region_dim=region_dim,
@@ -73,6 +79,7 @@ def make_random_dataset(
     pack: bool = False,
     hidden: tuple[str, ...] = (),
     face_size: int = 0,
+    step_valid: bool = False,
 ) -> dict[str, Any]:
     """Write ``root/store``, ``root/manifest.csv`` and ``root/taxonomy.yaml``; returns their paths.
 
@@ -81,7 +88,9 @@ def make_random_dataset(
     ``hidden`` get empty labels in the manifest (like a benchmark's hidden test labels).
     ``face_size`` > 0 adds head-box face crops as the extraction writes them (extras ``face``
     [L, S, S] uint8: noise whose first pixel is the step index, and ``face_valid`` [L], about 90 %
-    true), so tests can check which step a crop came from.
+    true), so tests can check which step a crop came from. ``step_valid`` adds per-step region
+    validity as the extraction writes it (extra ``step_valid`` [R, L]: about 70 % true, false where
+    the region is invalid for the clip, its first step true for a valid region).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -91,7 +100,7 @@ def make_random_dataset(
     R = len(regions)
     pattern = rng.standard_normal((num_classes, region_dim)).astype(np.float32)
     gpattern = rng.standard_normal((num_classes, global_dim)).astype(np.float32)
-    manifest = random_manifest(regions, region_dim, global_dim, face_size)
+    manifest = random_manifest(regions, region_dim, global_dim, face_size, step_valid)
     store = FeatureStore.create(root / "store", manifest)
     rows = []
     for k, (split, n) in enumerate(splits.items()):
@@ -114,6 +123,10 @@ def make_random_dataset(
                 face = rng.integers(0, 256, (L, face_size, face_size), dtype=np.uint8)
                 face[:, 0, 0] = np.arange(L) % 256
                 extras.update(face=face, face_valid=rng.random(L) < 0.9)
+            if step_valid:
+                steps = (rng.random((R, L)) < 0.7) & valid[:, None]
+                steps[:, 0] = valid
+                extras["step_valid"] = steps
             store.write(
                 key,
                 regions=reg,
