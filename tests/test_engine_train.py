@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file
 
 from microaction.cli import main as mar
-from microaction.data.store import StoreMismatch
+from microaction.data.store import StoreError, StoreMismatch
 from microaction.engine import Predictor, evaluate_run, load_run, train
 from microaction.engine.testing import make_random_dataset
 from microaction.engine.yamlconfig import ConfigError
@@ -215,3 +215,29 @@ def test_max_steps(ds: dict[str, Any], tmp_path: Path) -> None:
     assert (run_dir / "best.safetensors").is_file()
     with pytest.raises(ConfigError, match="max_steps"):
         train(write_config(ds, tmp_path, "bad", run={"max_steps": -1}))
+
+
+def test_per_step_validity_reaches_training_evaluation_and_prediction(tmp_path: Path) -> None:
+    """A store with per-step region validity: training, evaluation and both prediction paths use it."""
+    from microaction.data.store import FeatureStore
+
+    ds = make_random_dataset(
+        tmp_path / "data", num_classes=4, num_body=2, splits={"train": 16, "val": 8}, lengths=(6, 20), step_valid=True
+    )
+    run_dir = train(write_config(ds, tmp_path, "steps", run={"epochs": 1}))
+    p = Predictor(load_run(run_dir))
+    key = "videos__val_0001"
+    from_store = p.predict_store(ds["store"], [key])[0]
+    item = FeatureStore.open(ds["store"]).read(key)
+    assert not item.extras["step_valid"][item.region_valid].all()  # the clip has unseen steps
+    with_steps = p.predict_arrays(item.regions, item.global_, item.region_valid, step_valid=item.extras["step_valid"])
+    without = p.predict_arrays(item.regions, item.global_, item.region_valid)
+    assert [a[0] for a in from_store.actions] == [a[0] for a in with_steps.actions]
+    assert from_store.actions[0][2] == pytest.approx(with_steps.actions[0][2], abs=1e-6)
+    assert from_store.actions[0][2] != pytest.approx(without.actions[0][2], abs=1e-6)
+    with pytest.raises(StoreError, match="step_valid"):
+        p.predict_arrays(item.regions, item.global_, item.region_valid, step_valid=item.extras["step_valid"][:, 1:])
+    rep = evaluate_run(run_dir, "val", progress=False)
+    assert rep["metrics"]["f1_mean"] == pytest.approx(
+        json.loads((run_dir / "metrics.json").read_text())["best"]["value"]
+    )

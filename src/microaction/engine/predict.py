@@ -169,9 +169,12 @@ class Predictor:
         key: str = "clip",
         face: np.ndarray | None = None,
         face_valid: np.ndarray | None = None,
+        step_valid: np.ndarray | None = None,
     ) -> Prediction:
         """Prediction for one clip's features: ``regions`` [R, L, D], ``global`` [L, Dg] (+ the head-box
-        crops ``face`` [L, S, S] uint8 / ``face_valid`` [L] for a model with a face branch)."""
+        crops ``face`` [L, S, S] uint8 / ``face_valid`` [L] for a model with a face branch; + the
+        per-step region validity ``step_valid`` [R, L] bool the extraction gives, which the model
+        then uses at the sampled steps as the loader's ``region_valid_steps``)."""
         m = self.run.manifest
         regions, global_ = np.asarray(regions, np.float32), np.asarray(global_, np.float32)
         R, L, D = regions.shape
@@ -193,6 +196,12 @@ class Predictor:
         batch["regions"][0, :, :n] = torch.from_numpy(regions[:, idx]) * batch["region_valid"][0, :, None, None]
         batch["global"][0, :n] = torch.from_numpy(global_[idx])
         batch["mask"][0, :n] = True
+        if step_valid is not None:
+            sv = np.asarray(step_valid, bool)
+            if sv.shape != (R, L):
+                raise StoreError(f"{key}: step_valid {sv.shape} does not fit {R} regions x {L} steps")
+            batch["region_valid_steps"] = torch.zeros(1, R, T, dtype=torch.bool)
+            batch["region_valid_steps"][0, :, :n] = torch.from_numpy(sv[:, idx] & valid[:, None])
         S = self.run.face_size
         if S:
             if face is None or face.shape != (L, S, S):
@@ -232,6 +241,7 @@ class Predictor:
             key=path.name,
             face=feats.get("face"),
             face_valid=feats.get("face_valid"),
+            step_valid=feats.get("step_valid"),
         )
         pred.video = str(path)
         if "boxes" in feats:

@@ -25,6 +25,7 @@ from torch import nn
 
 from microaction.engine.config import ExperimentConfig
 from microaction.engine.yamlconfig import ConfigError
+from microaction.models.common import region_step_mask
 from microaction.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class Stage1Loss(nn.Module):
         for stream, out in outputs["streams"].items():
             b = batch
             if stream.startswith("region:"):
-                seen = batch["region_valid"][:, self.regions.index(stream[7:])]
+                seen = region_step_mask(batch)[:, self.regions.index(stream[7:])].any(-1)  # seen at some step
                 if not bool(seen.any()):
                     continue
                 b = dict(batch)

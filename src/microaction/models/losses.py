@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from microaction.models.common import region_step_mask
+
 __all__ = [
     "LossComputer",
     "class_weights_from_counts",
@@ -65,6 +67,14 @@ __all__ = [
 ]
 
 MINILM_DIM = 384
+
+
+def _visible(batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+    """Region visibility ``[B, R]`` (None: the batch has no ``region_valid``); with per-step validity
+    a region seen at no step of its clip is invisible, as the models count it."""
+    if "region_valid_steps" in batch:
+        return region_step_mask(batch).any(-1)
+    return batch.get("region_valid")
 
 
 def class_weights_from_counts(
@@ -316,7 +326,7 @@ class LossComputer(nn.Module):
         t = self.routing_targets.to(routing.device)[body.clamp_min(0)]  # [B, R]
         if t.shape[1] != routing.shape[1]:
             raise ValueError(f"routing_targets cover {t.shape[1]} regions, the model routes over {routing.shape[1]}")
-        valid = batch.get("region_valid")
+        valid = _visible(batch)
         if valid is not None:
             t = t * valid.to(routing.device).to(t.dtype)
         mass = t.sum(1)
@@ -356,7 +366,7 @@ class LossComputer(nn.Module):
 
         routing = outputs.get("routing")
         if routing is not None and (self.router_entropy_weight > 0 or self.load_balance_weight > 0):
-            valid = batch.get("region_valid")
+            valid = _visible(batch)
             r = routing.float()
             R = r.shape[1]
             if self.router_entropy_weight > 0:
