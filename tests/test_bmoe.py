@@ -52,6 +52,28 @@ def test_stacked_sgp_equals_masked_sgp_blocks():
         torch.testing.assert_close(out.pool_weights[g], ref.pool_weights, atol=1e-6, rtol=0)
 
 
+def test_stacked_experts_with_their_own_masks_equal_single_ones():
+    """Per-step region validity: every stacked expert attends and pools over its own steps."""
+    torch.manual_seed(0)
+    singles = [M3E(20, d_model=32, n_heads=2, n_attn=1, n_sgp=1, pool="attn", sgp_init_std=0.3) for _ in range(3)]
+    stacked = StackedM3E(3, 20, d_model=32, n_heads=2, n_attn=1, n_sgp=1, pool="attn")
+    for g, m in enumerate(singles):
+        stacked.load_expert(g, m.state_dict())
+    g = torch.Generator().manual_seed(1)
+    mask = torch.rand(3, 2, 9, generator=g) < 0.6
+    mask[:, :, 0] = True
+    mask[:, 1, 6:] = False  # the clip's padding, the same for every expert
+    x = torch.where(mask[..., None], torch.randn(3, 2, 9, 20, generator=g), torch.zeros(()))
+    out = stacked.eval()(x, mask)
+    for e, m in enumerate(singles):
+        ref = m.eval()(x[e], mask[e])
+        torch.testing.assert_close(out.seq[e], ref.seq, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.pooled[e], ref.pooled, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.pool_weights[e], ref.pool_weights, atol=1e-6, rtol=0)
+    shared = stacked(x, mask[0])  # a [B, T] mask is every expert's
+    torch.testing.assert_close(shared.seq, stacked(x, mask[0].expand(3, 2, 9)).seq, atol=0, rtol=0)
+
+
 def test_expert_state_dict_round_trip():
     torch.manual_seed(0)
     single = M3E(20, d_model=32, n_heads=2, n_attn=1, n_sgp=1)
