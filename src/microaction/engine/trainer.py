@@ -4,7 +4,7 @@
 loss (``models.losses``) and AdamW, then runs the stages of the config: the main stage, preceded
 by the B-MoE stage-1 pre-training when ``stages.pretrain_epochs`` > 0 (see ``engine.stages``).
 
-Per epoch: batches (bf16 autocast optional, gradient accumulation, clipping, warm-up + cosine
+Per epoch: batches (bf16 autocast where ``run.precision`` resolves to it: ``engine.precision``, gradient accumulation, clipping, warm-up + cosine
 learning rate set per optimizer step, EMA optional), then validation with the official metrics,
 ``best.safetensors`` when the primary metric improves, ``last.safetensors``, the resumable
 ``last_state.pt``, ``metrics.json`` and a line in ``log.txt``.
@@ -50,6 +50,7 @@ from microaction.engine.checkpoint import get_rng_state, load_state, save_state,
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
 from microaction.engine.evaluate import infer, score_outputs
 from microaction.engine.optim import EMA, lr_at, param_groups
+from microaction.engine.precision import autocast, resolve_precision
 from microaction.engine.runs import check_run_dir, prepare_run_dir, read_split, resume_config, write_metrics
 from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy, load_taxonomy
@@ -116,12 +117,6 @@ def model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: FeatureStore)
     return kwargs
 
 
-def _autocast(device: torch.device, precision: str) -> Any:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -156,6 +151,8 @@ class Experiment:
         from microaction import metrics
 
         self.cfg, self.run_dir, self.info, self.device = cfg, run_dir, info, device
+        # first: an unsupported precision is refused before any data is read or anything written
+        self.precision = resolve_precision(cfg.run.precision, device)
         self.log = RunLog(run_dir / "log.txt", info.is_main)
         d = cfg.data
         self.taxonomy = load_taxonomy(d.taxonomy)
@@ -349,7 +346,7 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
             stepping = (b + 1) % acc == 0 or b + 1 == nb
             sync = net.no_sync() if info.enabled and not stepping else nullcontext()  # type: ignore[operator]
             with sync:
-                with _autocast(device, r.precision):
+                with autocast(device, exp.precision):
                     loss, parts = net(batch)
                 (loss / acc).backward()
             state["loss_sum"] += float(loss.detach())
@@ -512,6 +509,7 @@ def train(
             run_dir = cfg.run_dir
             check_run_dir(run_dir, overwrite)
         exp = Experiment(cfg, run_dir, info, device)  # reads and checks the data before anything is written
+        started_in, cfg.run.precision_used = cfg.run.precision_used, exp.precision.used  # config.yaml records it
         if resume is None:
             prepare_run_dir(cfg, info, overwrite)
         for w in exp.warnings:
@@ -521,8 +519,10 @@ def train(
             raise StoreMismatch(f"{cfg.data.store}: the feature store differs from the one {run_dir} was started with")
         exp.log(
             ("resuming" if state else "starting") + f" {run_dir} (seed {cfg.run.seed}, device {device}, "
-            f"{info.world} process(es), precision {cfg.run.precision})"
+            f"{info.world} process(es), {exp.precision.describe()})"
         )
+        if state is not None and started_in not in (None, exp.precision.used):
+            exp.log(f"note: this run started in {started_in} and continues in {exp.precision.used} on {device}")
         _run_all(exp, state, store_sig)
         return run_dir
     finally:

@@ -26,7 +26,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import yaml
 
+from microaction.engine.precision import PRECISIONS, autocast, resolve_precision
 from microaction.engine.runs import RunExistsError
 from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
 from microaction.face.data import FaceSplit, load_face_split, read_face_csv
@@ -117,6 +118,8 @@ class FaceTrainConfig:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
     threads: int | None = None  # torch CPU threads (default: torch's)
+    precision: str = "auto"  # auto | fp32 | bf16 | bf16! (engine/precision.py)
+    precision_used: str | None = None  # written into the run's config.yaml: what precision resolved to
     select_metric: str = "accuracy"  # accuracy | worst_group_accuracy
     eval_batch_size: int = 256
     data: FaceDataConfig = field(default_factory=FaceDataConfig)
@@ -146,6 +149,7 @@ def _validate(cfg: FaceTrainConfig, where: str) -> None:
         (cfg.select_metric in ("accuracy", "worst_group_accuracy"), "select_metric", "accuracy, worst_group_accuracy"),
         (cfg.device in ("cpu", "cuda", "auto") or cfg.device.startswith("cuda:"), "device", "cpu, cuda, auto"),
         (cfg.data.channels in (1, 3), "data.channels", "1, 3"),
+        (cfg.precision in PRECISIONS, "precision", ", ".join(PRECISIONS)),
     ]
     for ok, key, known in checks:
         if not ok:
@@ -371,13 +375,15 @@ def train_face(
     A folder holding a run already is refused unless ``resume`` (continue from its
     ``last_state.pt``; a folder without one starts afresh) or ``overwrite`` (start again)."""
     _validate(cfg, "config")
+    prec = resolve_precision(cfg.precision, _resolve_device(cfg.device))  # refused before anything is written
+    cfg = replace(cfg, precision_used=prec.used)
     run = Path(run_dir) if run_dir is not None else run_dir_of(cfg)
     existing = [n for n in _RUN_FILES if (run / n).exists()]
     state: dict[str, Any] | None = None
     if resume and (run / "last_state.pt").is_file():
         state = _load_state(run / "last_state.pt")
         saved = load_run_config(run)
-        if to_dict(saved) != to_dict(cfg):
+        if to_dict(replace(saved, precision_used=prec.used)) != to_dict(cfg):
             raise ConfigError(f"{run}: the config differs from the one this run was started with (config.yaml)")
     elif existing and not overwrite and not resume:
         raise RunExistsError(
@@ -398,6 +404,7 @@ def train_face(
         if echo:
             print(line, flush=True)
 
+    log(prec.describe())
     threads = torch.get_num_threads()
     try:
         return _train(cfg, run, log, state)
@@ -493,7 +500,8 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None], state: d
             lr = _lr_at(step, total, warmup, o.lr)
             for group in opt.param_groups:
                 group["lr"] = lr
-            out = model.losses(x, y, grey=grey, aux_weight=cfg.aux.weight, generator=g_mask)
+            with autocast(device, cfg.precision_used or "fp32"):
+                out = model.losses(x, y, grey=grey, aux_weight=cfg.aux.weight, generator=g_mask)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             if o.grad_clip > 0:
@@ -506,7 +514,8 @@ def _train(cfg: FaceTrainConfig, run: Path, log: Callable[[str], None], state: d
                     sums[k] += float(out[k].detach())
             if not math.isfinite(float(out["loss"].detach())):
                 raise RuntimeError(f"loss is not finite at epoch {epoch}, step {step}")
-        val = evaluate_split(model, data.val, cfg.data.task, batch_size=cfg.eval_batch_size, device=device)
+        with autocast(device, cfg.precision_used or "fp32"):
+            val = evaluate_split(model, data.val, cfg.data.task, batch_size=cfg.eval_batch_size, device=device)
         val_flat = _flat(val)
         record = {
             "epoch": epoch,
