@@ -45,8 +45,9 @@ chromium:
 
 test: install chromium lint typecheck unit
 
+# every benchmark in its make-bench mode (<= 20 min on 2 cores), one summary table (benchmarks/README.md)
 bench: install
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -21,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 REPO = Path(__file__).resolve().parents[1]
+MAKE_BENCH = {"args": [], "budget_s": 150, "mode": "full"}
 DEFAULT_CLIPS = Path(os.environ.get("MAR_SHARED", REPO.parent / "shared")) / "data" / "ma52" / "demo_clips"
 
 
@@ -102,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
+    from benchlib import result
+
+    note = "quick: not a measurement" if a.quick else f"{len(jobs)} clips, load {load:.1f}"
+    e2e = rows["parse+motion+pose"]
+    result("extraction, default encoders (motion + pose)", round(e2e["fps"], 1), unit="frames/s",
+           goal=">= 25 frames/s", met=None if a.quick else e2e["fps"] >= 25, note=note)  # fmt: skip
+    result("extraction, default encoders vs parse only", round(100 * e2e["vs_parse_only"], 1), unit="%",
+           goal=">= 80 %", met=None if a.quick else e2e["vs_parse_only"] >= 0.8, note=note)  # fmt: skip
     print(f"extraction on {len(jobs)} MA-52 clips ({a.clips}), decode at max side {a.max_side}, {os.cpu_count()} CPUs")
     print(f"load average before the run: {load:.1f} (other processes slow wall-clock figures down)")
     print(f"{'case':20s} {'frames':>7s} {'seconds':>8s} {'frames/s':>9s} {'vs parse':>9s} {'CPU ms/frame':>13s}")

@@ -187,6 +187,10 @@ def train_variant(
     return RunResult(v.name, seed, str(run_dir), report["metrics"], head_f1(report), sec_main, sec_pre, total, texture)
 
 
+# make bench: the full comparison (3 variants x 3 seeds on the rendered demo preset) takes ~20 min
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 150, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
+
+
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     a = scale * np.asarray(values, dtype=np.float64)
     if len(a) == 0 or np.isnan(a).all():
@@ -306,6 +310,13 @@ def main() -> int:
     }
     (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {out / 'results.json'}")
+    from benchlib import result
+
+    note = "quick: a smoke run, not a measurement" if args.quick else f"{preset} preset, seeds {seeds}"
+    for v in variants:
+        f1 = [r.metrics["f1_mean"] for r in results if r.variant == v.name]
+        if f1:
+            result(f"head texture: {v.name} test F1_mean", round(100 * float(np.mean(f1)), 1), unit="%", note=note)
     return 0
 
 

@@ -5,13 +5,21 @@ Prints:
 2. B-MoE train-step throughput at paper dims (R = 4 regions, D = 1408, d = 512, 8 heads, batch 64,
    T = 16; forward + backward + AdamW), and its FLOP rate as a share of the matmul rate
    (FLOPs counted by ``torch.utils.flop_counter`` on one step; goal ≥ 80 %);
-3. the same step under bf16 autocast vs fp32 (goal ≥ 1.5× faster);
+3. the same step under bf16 autocast vs fp32 (goal ≥ 1.5× faster) where this CPU runs bf16 natively
+   (``engine.precision``: AVX-512 BF16 / AMX); elsewhere PyTorch emulates bf16 (a paper-size step
+   took 60× the fp32 one on an AVX2 EPYC), so it measures exactly one step at batch 8 and says
+   "bf16: not native on this CPU, skipped (measured one step: N× slower)";
 4. at demo size (d = 32, the demo's preset, and d = 128; batch 32) batched experts vs a naive
    Python loop over separate expert modules: the experts alone (forward + backward: what batching
    changes; goal ≥ 2×) and a whole train step;
-5. inference latency per clip at batch 1 (paper dims, fp32 and bf16).
+5. inference latency per clip at batch 1 (paper dims, fp32, and bf16 where native).
 
-``--quick``: small sizes and few repetitions, a smoke run (the goals are not meaningful there).
+Every figure is also a ``RESULT`` line (``benchlib.py``; ``make bench`` collects them). The full
+run takes ~1-2 minutes on 2 idle cores (budget: 5 minutes). ``--profile N`` adds torch.profiler's
+top N ops of one fp32 paper-size step. ``--quick``: small sizes and few repetitions, a smoke run
+(the goals are not meaningful there). Timings on a shared machine vary from run to run; the ratios
+(measured interleaved in one run) are what to compare, and ``--cpu-time`` (one thread, process CPU
+time) keeps them steadier when other jobs preempt this one.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from microaction.models import create_model
 
 REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+MAKE_BENCH = {"args": [], "budget_s": 240, "mode": "full"}
+# the clock every timing uses: wall time, or this process's CPU time with --cpu-time (one thread:
+# on a machine shared with other jobs, time spent preempted does not count)
+CLOCK: list[Callable[[], float]] = [time.perf_counter]
 
 
 def make_batch(B: int, T: int, D: int, C: int, CB: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -54,9 +66,9 @@ def timed(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
         fn()
     best = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = CLOCK[0]()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, CLOCK[0]() - t0)
     return best
 
 
@@ -69,9 +81,9 @@ def interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(reps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = CLOCK[0]()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], CLOCK[0]() - t0)
     return best
 
 
@@ -126,21 +138,48 @@ def build(kw: dict[str, Any], seed: int = 0, **extra: Any) -> torch.nn.Module:
     return create_model("bmoe", **kw, **extra).train()
 
 
-def latency(model: torch.nn.Module, one: dict[str, torch.Tensor], reps: int) -> tuple[float, float]:
-    """Best seconds per clip at batch 1: fp32 and bf16 autocast (interleaved)."""
+def latency(model: torch.nn.Module, one: dict[str, torch.Tensor], reps: int, bf16: bool) -> dict[str, float]:
+    """Best seconds per clip at batch 1: fp32, and bf16 autocast when ``bf16`` (interleaved)."""
     model.eval()
 
     def fp32() -> None:
         with torch.inference_mode():
             model(one)
 
-    def bf16() -> None:
+    def half() -> None:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             model(one)
 
-    t = interleaved({"fp32": fp32, "bf16": bf16}, reps, warmup=2)
+    t = interleaved({"fp32": fp32, **({"bf16": half} if bf16 else {})}, reps, warmup=2)
     model.train()
-    return t["fp32"], t["bf16"]
+    return t
+
+
+def one_step_ratio(kw: dict[str, Any], B: int, T: int, D: int, C: int, CB: int) -> tuple[float, float]:
+    """Seconds of exactly one bf16-autocast train step and of one fp32 step (after one fp32 warm-up)
+    at batch ``B``: how much slower emulated bf16 is, without spending minutes on it."""
+    batch = make_batch(B, T, D, C, CB, seed=2)
+    model = build(kw)
+    fp32 = train_step_fn(model, batch, autocast=False)
+    fp32()
+    t0 = CLOCK[0]()
+    fp32()
+    t32 = CLOCK[0]() - t0
+    bf16 = train_step_fn(build(kw), batch, autocast=True)
+    t0 = CLOCK[0]()
+    bf16()
+    return CLOCK[0]() - t0, t32
+
+
+def profile_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: int) -> str:
+    """torch.profiler's table of one fp32 train step (ops by self CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = train_step_fn(model, batch, autocast=False)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=44))
 
 
 def demo_batched_vs_loop(
@@ -195,58 +234,101 @@ def load_note() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchlib import result
+    from microaction.engine.precision import native_bf16
+
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes, few repetitions (smoke run)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
+    p.add_argument(
+        "--bf16",
+        choices=("auto", "run", "skip"),
+        default="auto",
+        help="auto: compare bf16 where this CPU runs it natively, else measure one step and skip; "
+        "run: compare even where emulated (slow); skip: measure one step only",
+    )
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="one torch thread, timed in process CPU time (steadier when other jobs share the cores)",
+    )
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="also print the top N ops of one fp32 step")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        torch.set_num_threads(1)
+        CLOCK[0] = time.process_time
     quick = args.quick
-    reps = args.reps or (2 if quick else 4)
+    reps = args.reps or (2 if quick else 3)
     C, CB, T = 52, 7, 16
     if quick:
         paper = {"d_model": 128, "n_heads": 8, "n_attn": 1, "n_sgp": 1, "max_len": 64}
-        D, B, mm_n = 256, 16, 1024
+        D, B, mm_n, B_probe = 256, 16, 1024, 4
     else:
         paper = {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64}
-        D, B, mm_n = 1408, 64, 2048
+        D, B, mm_n, B_probe = 1408, 64, 2048, 8
     kw = {"num_classes": C, "num_body": CB, "regions": REGIONS, "region_dim": D, "global_dim": D, **paper}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'QUICK smoke run' if quick else 'full run'}")
+    native, why = native_bf16("cpu")
+    run_bf16 = args.bf16 == "run" or (args.bf16 == "auto" and bool(native))
+    clock = "process CPU time" if args.cpu_time else "wall time"
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {clock}, {'QUICK smoke run' if quick else 'full run'}"
+    )
+    print(f"bf16: {why}")
     print(load_note())
-    rows: list[tuple[str, str, str]] = []
+    note = "quick: not a measurement" if quick else ""
+    dims = f"d={paper['d_model']} D={D} R={len(REGIONS)} B={B} T={T}"
 
-    # 1-3: paper dims, fp32 and bf16 steps and the matmul reference, interleaved
+    # 1-3: paper dims, fp32 (and bf16) steps and the matmul reference, interleaved
     batch = make_batch(B, T, D, C, CB)
-    model32, model16 = build(kw), build(kw)
+    model32 = build(kw)
     n_params = sum(p.numel() for p in model32.parameters())
     flops = count_step_flops(model32, batch)
-    t = interleaved(
-        {
-            "mm": matmul_fn(mm_n),
-            "fp32": train_step_fn(model32, batch, autocast=False),
-            "bf16": train_step_fn(model16, batch, autocast=True),
-        },
-        reps,
-    )
+    fns = {"mm": matmul_fn(mm_n), "fp32": train_step_fn(model32, batch, autocast=False)}
+    if run_bf16:
+        fns["bf16"] = train_step_fn(build(kw), batch, autocast=True)
+    t = interleaved(fns, reps)
     mm = 2 * mm_n**3 / t["mm"]
     rate = flops / t["fp32"]
     print(f"fp32 matmul {mm_n}x{mm_n}: {mm / 1e9:.1f} GFLOP/s")
     print(
-        f"B-MoE train step (forward, backward, AdamW), d={paper['d_model']} D={D} R={len(REGIONS)} B={B} T={T}, "
-        f"{n_params / 1e6:.1f} M params, {flops / 1e9:.1f} GFLOP/step:"
+        f"B-MoE train step (forward, backward, AdamW), {dims}, {n_params / 1e6:.1f} M params, "
+        f"{flops / 1e9:.1f} GFLOP/step:"
     )
     print(f"  fp32: {t['fp32']:.3f} s/step, {B / t['fp32']:.1f} clips/s, {rate / 1e9:.1f} GFLOP/s")
-    print(f"  bf16 autocast: {t['bf16']:.3f} s/step, {B / t['bf16']:.1f} clips/s")
-    rows.append(("FLOP rate / fp32 matmul rate", f"{100 * rate / mm:.1f} %", ">= 80 %"))
-    rows.append(("bf16 autocast step speed-up", f"{t['fp32'] / t['bf16']:.2f}x", ">= 1.5x"))
+    share = 100 * rate / mm
+    result("B-MoE fp32 train step, FLOP rate / fp32 matmul rate", round(share, 1), unit="%", goal=">= 80 %",
+           met=None if quick else share >= 80, note=note or dims)  # fmt: skip
+    result("B-MoE fp32 train step", round(t["fp32"], 3), unit="s", note=note or dims)
+    if run_bf16:
+        print(f"  bf16 autocast: {t['bf16']:.3f} s/step, {B / t['bf16']:.1f} clips/s")
+        speedup = t["fp32"] / t["bf16"]
+        emulated = "" if native else "emulated bf16"
+        result("bf16 autocast train step speed-up", round(speedup, 2), unit="x", goal=">= 1.5x",
+               met=None if quick else speedup >= 1.5, note=", ".join(x for x in (note, emulated) if x))  # fmt: skip
+    else:
+        t16, t32 = one_step_ratio(kw, B_probe, T, D, C, CB)
+        slower = t16 / t32
+        why_skip = "not native on this CPU" if not native else "--bf16 skip"
+        print(f"bf16: {why_skip}, skipped (measured one step: {slower:.0f}x slower)")
+        print(f"  (one step at batch {B_probe}, paper dims otherwise: bf16 {t16:.2f} s vs fp32 {t32:.2f} s)")
+        result("bf16 autocast train step speed-up", round(1 / slower, 3), unit="x", goal=">= 1.5x", met=None,
+               note=f"{why_skip}, skipped (measured one step at batch {B_probe}: {slower:.0f}x slower)")  # fmt: skip
+    del fns
 
     # 5: inference latency per clip at batch 1
     one = {k: v[:1] for k, v in batch.items()}
-    lat32, lat16 = latency(model32, one, max(reps * 3, 6))
-    print(f"inference latency, batch 1: fp32 {lat32 * 1e3:.1f} ms/clip, bf16 {lat16 * 1e3:.1f} ms/clip")
-    rows.append(("inference latency, batch 1 (fp32 / bf16)", f"{lat32 * 1e3:.0f} / {lat16 * 1e3:.0f} ms", "-"))
-    del model32, model16, batch
+    lat = latency(model32, one, max(reps * 3, 6), bf16=run_bf16)
+    for name, sec in lat.items():
+        print(f"inference latency, batch 1, {name}: {sec * 1e3:.1f} ms/clip")
+        result(f"B-MoE inference latency per clip, batch 1, {name}", round(sec * 1e3, 1), unit="ms",
+               note=note or dims.replace(f"B={B}", "B=1"))  # fmt: skip
+    if args.profile:
+        print(f"\ntorch.profiler, one fp32 train step ({dims}):")
+        print(profile_step(model32, batch, args.profile))
+    del model32, batch
 
     # 4: demo size (the demo's own preset: d = 32, batch 32), batched experts vs a Python loop
     for d, heads in ((32, 2), (128, 4)):
@@ -256,13 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{te['batched'] * 1e3:.1f} ms vs loop {te['loop'] * 1e3:.1f} ms; whole train step "
             f"{ts['batched'] * 1e3:.1f} ms vs {ts['loop'] * 1e3:.1f} ms"
         )
-        rows.append((f"batched experts vs loop, d={d} (experts / step)", f"{ratio_e:.2f}x / {ratio_s:.2f}x", ">= 2x"))
-
+        result(f"batched experts vs Python loop, d={d}, experts fwd+bwd", round(ratio_e, 2), unit="x",
+               goal=">= 2x", met=None if quick else ratio_e >= 2, note=note)  # fmt: skip
+        result(f"batched experts vs Python loop, d={d}, whole train step", round(ratio_s, 2), unit="x", note=note)
     print(load_note())
-    print()
-    w = max(len(r[0]) for r in rows)
-    for name, value, goal in rows:
-        print(f"{name:<{w}}  {value:>14}   goal {goal}")
     return 0
 
 

@@ -63,6 +63,9 @@ def faithfulness(ev: dict) -> dict:
     }
 
 
+MAKE_BENCH = {"args": [], "budget_s": 200, "mode": "full (demo preset, seed 0)"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -103,6 +106,12 @@ def main() -> int:
           f"mean top routing weight {res['mean_top_weight']:.2f}")  # fmt: skip
     print("per body group: " + ", ".join(f"{b} {100 * v:.0f}%" for b, v in res["by_body"].items()))
     (run / "routing_faithfulness.json").write_text(json.dumps(res, indent=1) + "\n")
+    from benchlib import result
+
+    beat = max(res["chance"], res["constant_share"])
+    result("routing: classes whose top expert is a ground-truth region", round(100 * res["share"], 1), unit="%",
+           goal=f"> best input-blind router ({100 * beat:.1f} %)", met=None if args.quick else res["share"] > beat,
+           note="quick: a smoke run, not a measurement" if args.quick else f"{res['classes']} classes")  # fmt: skip
     return 0
 
 

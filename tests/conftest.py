@@ -12,6 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# `precision: auto` would pick bf16 on a CPU with AVX-512 BF16 / AMX and fp32 elsewhere: the suite
+# sees a CPU without native bf16 (also in the processes it starts), so results do not depend on the
+# machine; tests/test_precision.py covers the detection itself.
+os.environ.setdefault("MAR_CPU_BF16", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MAR_SHARED", REPO.parent / "shared"))

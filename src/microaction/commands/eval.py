@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from microaction.engine.precision import PRECISIONS
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run folder written by mar train")
@@ -13,6 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="folder for eval_<split>.json / submission_<split>.zip (default: the run folder)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (bf16 where native), fp32, bf16, bf16! (forced); default: the run's run.precision",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -29,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.quiet,
+        precision=args.precision,
     )
     if "submission" in report:
         print(f"{args.split}: labels are hidden; wrote the submission {report['submission']} ({report['clips']} clips)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from microaction.engine.precision import PRECISIONS
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run folder written by mar train (or a .safetensors checkpoint)")
@@ -13,6 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", nargs="*", help="only these clips of a feature store")
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a .safetensors path")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (bf16 where native), fp32, bf16, bf16! (forced); default: the run's run.precision",
+    )
     p.add_argument("--overlay", metavar="OUT", help="explained video: OUT.mp4 for one video, a folder for several")
     p.add_argument("--overlay-gif", action="store_true", help="also write a GIF beside each overlay video")
     p.add_argument(
@@ -98,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         set_verbose(True)
 
-    predictor = Predictor.from_run(args.run_dir, args.checkpoint, device=args.device, top=args.top)
+    predictor = Predictor.from_run(
+        args.run_dir, args.checkpoint, device=args.device, top=args.top, precision=args.precision
+    )
     src = Path(args.input)
     if (src / "manifest.json").is_file():
         if args.overlay:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from microaction.engine.precision import PRECISIONS
 from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
 
 __all__ = [
@@ -177,7 +178,8 @@ class RunConfig:
     out_dir: str = "runs"  # the run folder is out_dir/name
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "auto"  # auto | fp32 | bf16 | bf16! (forced); see engine/precision.py
+    precision_used: str | None = None  # written by mar train: what ``precision`` resolved to (fp32 | bf16)
     epochs: int = 30
     batch_size: int = 32  # global: summed over processes under torchrun
     eval_batch_size: int = 64
@@ -190,8 +192,10 @@ class RunConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0: no limit; for smoke tests)
 
     def validate(self, where: str) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"{where}: run.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{where}: run.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision_used not in (None, "fp32", "bf16"):
+            raise ConfigError(f"{where}: run.precision_used must be fp32 or bf16 (mar train writes it)")
         if self.max_steps < 0:
             raise ConfigError(f"{where}: run.max_steps must be >= 0 (0: no limit)")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,13 @@ from tqdm import tqdm
 from microaction.data.loader import ClipDataset, EvalBatchSampler, make_loader, select_samples
 from microaction.data.store import atomic_write_bytes
 from microaction.engine.distributed import DistInfo, gather_objects
+from microaction.engine.precision import Precision, autocast, resolve_precision
 from microaction.engine.runs import LoadedRun, load_run, read_split
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["class_means", "evaluate_run", "infer", "score_outputs"]
 
 EXPLAIN_KEYS = ("routing", "path_weights", "saliency")
-
-
-def _autocast(device: torch.device, precision: str) -> Any:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.no_grad()
@@ -43,7 +37,7 @@ def infer(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 64,
-    precision: str = "fp32",
+    precision: str | Precision = "auto",
     workers: int = 0,
     info: DistInfo | None = None,
     progress: bool = False,
@@ -51,9 +45,13 @@ def infer(
 ) -> dict[str, np.ndarray]:
     """Outputs for every clip of ``dataset`` in order: ``action`` probabilities ``[N, C]`` (sigmoid
     for multi-label taxonomies, else softmax), ``body`` ``[N, C_body]`` when the model has a body
-    head, and ``routing`` / ``path_weights`` / ``saliency`` when the model gives them."""
+    head, and ``routing`` / ``path_weights`` / ``saliency`` when the model gives them.
+
+    ``precision``: a run's ``run.precision``, resolved for inference on ``device``
+    (``engine.precision``: a ``bf16`` that is not native there runs in fp32), or a resolved one."""
     info = info or DistInfo()
     device = torch.device(device)
+    prec = precision if isinstance(precision, Precision) else resolve_precision(precision, device, for_inference=True)
     was_training = model.training
     model.eval()
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=info.rank, world=info.world)
@@ -69,7 +67,7 @@ def infer(
     for batch in bar:
         index = batch.pop("index")
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with _autocast(device, precision):
+        with autocast(device, prec):
             out = model(inputs)
         action = out["action"].float()
         parts.setdefault("index", []).append(index.numpy())
@@ -132,11 +130,13 @@ def evaluate_run(
     batch_size: int | None = None,
     device: str = "cpu",
     progress: bool = True,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run on ``split``; writes ``eval_<split>.json`` (or, for hidden labels, the
     submission zip ``submission_<split>.zip``; ``predictions_<split>.csv`` for label sets without
     a body level) into the run folder or ``out``. Returns the report (for hidden labels:
-    ``{"split", "run", "submission": path, "clips"}``)."""
+    ``{"split", "run", "submission": path, "clips"}``). ``precision``: auto | fp32 | bf16 | bf16!
+    (default: the run's ``run.precision``, resolved for inference on ``device``)."""
     from microaction import metrics
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device=device)
@@ -161,7 +161,7 @@ def evaluate_run(
         ds,
         device=device,
         batch_size=batch_size or cfg.run.eval_batch_size,
-        precision=cfg.run.precision,
+        precision=precision or cfg.run.precision,
         progress=progress,
         desc=f"eval {split}",
     )

@@ -29,6 +29,7 @@ from microaction.data.store import FeatureStore
 from microaction.engine import distributed as dist_
 from microaction.engine.config import ExperimentConfig, OptimConfig, RunConfig
 from microaction.engine.evaluate import infer, score_outputs
+from microaction.engine.precision import resolve_precision
 from microaction.engine.runs import read_split
 from microaction.engine.yamlconfig import ConfigError
 from microaction.taxonomy import Taxonomy, load_taxonomy
@@ -143,6 +144,8 @@ class Experiment:
         from microaction import metrics
 
         self.cfg, self.run_dir, self.info, self.device = cfg, run_dir, info, device
+        # first: an unsupported precision is refused before any data is read or anything written
+        self.precision = resolve_precision(cfg.run.precision, device)
         self.log = RunLog(run_dir / "log.txt", info.is_main)
         d = cfg.data
         self.taxonomy = load_taxonomy(d.taxonomy)

@@ -29,6 +29,7 @@ from microaction.data.annotations import Sample
 from microaction.data.loader import ClipDataset, sample_steps
 from microaction.data.store import FeatureStore, StoreError, StoreManifest
 from microaction.engine.evaluate import infer
+from microaction.engine.precision import autocast, resolve_precision
 from microaction.engine.runs import LoadedRun, load_run
 
 __all__ = ["VIDEO_SUFFIXES", "Prediction", "Predictor", "extract_video_features"]
@@ -102,10 +103,20 @@ class Predictor:
     """A trained model ready to predict (see the module docstring)."""
 
     def __init__(
-        self, run: LoadedRun, *, device: str | torch.device = "cpu", batch_size: int = 64, top: int = 5
+        self,
+        run: LoadedRun,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        top: int = 5,
+        precision: str | None = None,
     ) -> None:
+        """``precision``: auto | fp32 | bf16 | bf16! (default: the run's ``run.precision``, else auto),
+        resolved for inference on ``device`` (``engine.precision``)."""
         self.run = run
         self.device = torch.device(device)
+        requested = precision or (run.config.run.precision if run.config is not None else "auto")
+        self.precision = resolve_precision(requested, self.device, for_inference=True)
         self.model = run.model.to(self.device).eval()
         self.batch_size, self.top = batch_size, top
         self.taxonomy = run.taxonomy
@@ -156,7 +167,15 @@ class Predictor:
             keys=keys,
             face_size=self.run.face_size,
         )
-        out = infer(self.model, ds, device=self.device, batch_size=self.batch_size, progress=progress, desc="predict")
+        out = infer(
+            self.model,
+            ds,
+            device=self.device,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            progress=progress,
+            desc="predict",
+        )
         return [self._prediction(keys[i], out, j) for j, i in enumerate(out["index"])]
 
     @torch.no_grad()
@@ -214,7 +233,8 @@ class Predictor:
             batch["face"][0, :n] = torch.from_numpy(np.ascontiguousarray(face[idx], dtype=np.uint8))
             batch["face_valid"] = torch.zeros(1, T, dtype=torch.bool)
             batch["face_valid"][0, :n] = torch.from_numpy(fv[idx])
-        out = self.model({k: v.to(self.device) for k, v in batch.items()})
+        with autocast(self.device, self.precision):
+            out = self.model({k: v.to(self.device) for k, v in batch.items()})
         arrays: dict[str, np.ndarray] = {}
         logits = out["action"].float()
         arrays["action"] = (

@@ -4,7 +4,7 @@
 loss (``models.losses``) and AdamW, then runs the stages of the config: the main stage, preceded
 by the B-MoE stage-1 pre-training when ``stages.pretrain_epochs`` > 0 (see ``engine.stages``).
 
-Per epoch: batches (bf16 autocast optional, gradient accumulation, clipping, warm-up + cosine
+Per epoch: batches (bf16 autocast where ``run.precision`` resolves to it: ``engine.precision``; gradient accumulation, clipping, warm-up + cosine
 learning rate set per optimizer step, EMA optional), then validation with the official metrics,
 ``best.safetensors`` when the primary metric improves, ``last.safetensors``, the resumable
 ``last_state.pt``, ``metrics.json`` and a line in ``log.txt``.
@@ -46,6 +46,7 @@ from microaction.engine.checkpoint import get_rng_state, load_state, save_state,
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
 from microaction.engine.experiment import Experiment, Stage, TrainTask
 from microaction.engine.optim import EMA, lr_at, param_groups
+from microaction.engine.precision import autocast, resolve_precision
 from microaction.engine.runs import check_run_dir, prepare_run_dir, resume_config, write_metrics
 from microaction.engine.stages import plan_stages
 from microaction.engine.yamlconfig import apply_overrides
@@ -71,12 +72,6 @@ class TrainStep(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         total, parts = self.loss(self.model(batch), batch)
         return total, {k: v for k, v in parts.items() if k != "total"}
-
-
-def _autocast(device: torch.device, precision: str) -> Any:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -145,6 +140,8 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
         net = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
+    # resolved before the run started (train / the face front record it as run.precision_used)
+    precision = r.precision_used or resolve_precision(r.precision, device).used
     sampler = exp.sampler()
     nb = sampler.num_batches()
     acc = o.accumulate
@@ -206,7 +203,7 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
             stepping = (b + 1) % acc == 0 or b + 1 == nb
             sync = net.no_sync() if info.enabled and not stepping else nullcontext()  # type: ignore[operator]
             with sync:
-                with _autocast(device, r.precision):
+                with autocast(device, precision):
                     loss, parts = net(batch)
                 (loss / acc).backward()
             state["loss_sum"] += float(loss.detach())
@@ -363,6 +360,7 @@ def train(
             run_dir = cfg.run_dir
             check_run_dir(run_dir, overwrite)
         exp = Experiment(cfg, run_dir, info, device)  # reads and checks the data before anything is written
+        started_in, cfg.run.precision_used = cfg.run.precision_used, exp.precision.used  # config.yaml records it
         if resume is None:
             prepare_run_dir(cfg, info, overwrite)
         for w in exp.warnings:
@@ -372,8 +370,10 @@ def train(
             raise StoreMismatch(f"{cfg.data.store}: the feature store differs from the one {run_dir} was started with")
         exp.log(
             ("resuming" if state else "starting") + f" {run_dir} (seed {cfg.run.seed}, device {device}, "
-            f"{info.world} process(es), precision {cfg.run.precision})"
+            f"{info.world} process(es), {exp.precision.describe()})"
         )
+        if state is not None and started_in not in (None, exp.precision.used):
+            exp.log(f"note: this run started in {started_in} and continues in {exp.precision.used} on {device}")
         run_stages(exp, plan_stages(exp), state, store_sig)
         return run_dir
     finally:

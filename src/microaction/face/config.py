@@ -96,7 +96,8 @@ class FaceTrainConfig:
     run_dir: str | None = None  # default: out_dir/name_seed<seed>
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
-    precision: str = "fp32"  # as run.precision of mar train (the engine's autocast)
+    precision: str = "auto"  # as run.precision of mar train: auto | fp32 | bf16 | bf16! (engine/precision.py)
+    precision_used: str | None = None  # written into the run's config.yaml: what precision resolved to
     threads: int | None = None  # torch CPU threads (default: torch's)
     select_metric: str = "accuracy"  # accuracy | worst_group_accuracy | auc (binary) | auc_macro (multilabel)
     eval_batch_size: int = 256
@@ -189,7 +190,7 @@ def loop_config(cfg: FaceTrainConfig, *, progress: bool = True) -> FaceLoop:
     """The engine's ``run`` / ``optim`` settings of a face config: AdamW with linear warm-up and
     cosine decay to 0, gradient clipping, one stage of ``optim.epochs`` epochs."""
     o = cfg.optim
-    shared = ("name", "out_dir", "seed", "device", "precision", "eval_batch_size")  # same meaning in both
+    shared = ("name", "out_dir", "seed", "device", "precision", "precision_used", "eval_batch_size")  # same meaning in both
     run = RunConfig(
         **{k: getattr(cfg, k) for k in shared},
         epochs=o.epochs,

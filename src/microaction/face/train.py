@@ -22,6 +22,7 @@ worst_group_accuracy, accuracy_gap, accuracy_std, ...}, "per_group": {...}, "cla
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from microaction.data.loader import TrainBatchSampler
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import CheckpointError, load_weights
 from microaction.engine.experiment import RunLog, Stage
+from microaction.engine.precision import resolve_precision
 from microaction.engine.runs import start_run_dir
 from microaction.engine.trainer import read_resume_state, run_stages
 from microaction.engine.yamlconfig import ConfigError, to_dict
@@ -240,8 +242,10 @@ def train_face(
         torch.set_num_threads(cfg.threads)
     info, device = dist_.setup(cfg.device)
     try:
+        prec = resolve_precision(cfg.precision, device)  # refused before anything is written
+        cfg = replace(cfg, precision_used=prec.used)
         state = read_resume_state(run, info) if resume else None
-        if state is not None and to_dict(load_run_config(run)) != to_dict(cfg):
+        if state is not None and to_dict(replace(load_run_config(run), precision_used=prec.used)) != to_dict(cfg):
             raise ConfigError(f"{run}: the config differs from the one this run was started with (config.yaml)")
         if state is None:
             import yaml
@@ -267,7 +271,7 @@ def train_face(
             f"model: lssat {cfg.model.preset} ({count_parameters(task.build_model()) / 1e6:.2f} M parameters), "
             f"aux={task.model_kwargs['aux_target']}; "
             + ("resuming" if state else "starting")
-            + f" {run} (seed {cfg.seed}, device {device}, precision {cfg.precision})"
+            + f" {run} (seed {cfg.seed}, device {device}, {prec.describe()})"
         )
         run_stages(task, [task.stage()], state, task.signature())
         if info.is_main:

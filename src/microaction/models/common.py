@@ -63,29 +63,58 @@ def init_linear_layernorm(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout whose keep mask costs a third of a random 64-bit draw per element on CPU.
+def _keep(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
+    """A boolean keep mask shaped like ``x`` and the inverted-dropout scale ``1 / (1 - p)``.
 
     ``F.dropout`` draws one Bernoulli sample per element, which on CPU costs ~100 elementwise
     multiplications (most of a training step's non-matmul time here). This draws 48 random bits
     per three elements (``Tensor.random_`` on int64, uniform lower 63 bits) and compares 16-bit
     slices to a threshold: the drop probability is ``p`` rounded to a multiple of 1/65536.
-    Deterministic under ``torch.manual_seed``. Other devices use ``F.dropout``.
+    Deterministic under ``torch.manual_seed``.
     """
-    if not training or p <= 0.0:
-        return x
-    if p >= 1.0:
-        return x * 0.0
-    if x.device.type != "cpu":
-        return F.dropout(x, p, True)
     n = x.numel()
     k = (n + 2) // 3
     words = torch.empty(k, dtype=torch.int64, device=x.device).random_()
     lo = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
     bits = words.view(torch.int16).view(k, 4)[:, lo].reshape(-1)[:n].view(x.shape)
     drop = round(p * 65536)
-    keep = bits >= drop - 32768
-    return x * keep * (65536.0 / (65536 - drop))
+    return bits >= drop - 32768, 65536.0 / (65536 - drop)
+
+
+def _scaled_mask(x: torch.Tensor, p: float) -> torch.Tensor | None:
+    """The keep mask times the scale, in ``x``'s dtype (values 0 and ``1 / (1 - p)``), for fp32 /
+    fp64 tensors on CPU with ``0 < p < 1``; None otherwise (the scale would round in bf16)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not 0.0 < p < 1.0:
+        return None
+    keep, scale = _keep(x, p)
+    s = torch.tensor(scale, dtype=x.dtype)
+    return torch.where(keep, s, s.new_zeros(()))
+
+
+def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout whose keep mask costs a third of a random 64-bit draw per element on CPU
+    (``_keep``); for fp32 one product with the scaled mask (so the backward pass is one product
+    too). Other devices use ``F.dropout``."""
+    if not training or p <= 0.0:
+        return x
+    if p >= 1.0:
+        return x * 0.0
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    mask = _scaled_mask(x, p)
+    if mask is not None:
+        return x * mask
+    keep, scale = _keep(x, p)
+    return x * keep * scale
+
+
+def residual_dropout(x: torch.Tensor, branch: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``x + fast_dropout(branch)``; in training on CPU in fp32 one pass (``addcmul`` with the scaled
+    keep mask) instead of three, and one product in the backward pass instead of two."""
+    mask = _scaled_mask(branch, p) if training else None
+    if mask is None:
+        return x + fast_dropout(branch, p, training)
+    return torch.addcmul(x, branch, mask)
 
 
 class Dropout(nn.Module):
@@ -99,6 +128,10 @@ class Dropout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fast_dropout(x, self.p, self.training)
+
+    def residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """``x + self(branch)`` in one pass on CPU (:func:`residual_dropout`)."""
+        return residual_dropout(x, branch, self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -115,8 +148,10 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, out_dim or dim)
         self.drop = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.act(self.fc1(x))))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``residual`` given: ``residual + mlp(x)`` (the residual add fused with the dropout)."""
+        y = self.fc2(self.act(self.fc1(x)))
+        return self.drop(y) if residual is None else self.drop.residual(residual, y)
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float) -> torch.Tensor:
@@ -136,13 +171,17 @@ class Attention(nn.Module):
         self.attn_dropout = attn_dropout
         self.drop = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``residual`` given: ``residual + attention(x)`` (the residual add fused with the dropout)."""
         B, L, C = x.shape
         H = self.n_heads
         q, k, v = self.qkv(x).view(B, L, 3, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)
         mask = None if key_mask is None else key_mask[:, None, None, :]
         o = _sdpa(q, k, v, mask, self.attn_dropout if self.training else 0.0)
-        return self.drop(self.proj(o.transpose(1, 2).reshape(B, L, C)))
+        y = self.proj(o.transpose(1, 2).reshape(B, L, C))
+        return self.drop(y) if residual is None else self.drop.residual(residual, y)
 
 
 class CrossAttention(nn.Module):
@@ -196,8 +235,8 @@ class TransformerLayer(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout=dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), key_mask)
-        return x + self.mlp(self.norm2(x))
+        x = self.attn(self.norm1(x), key_mask, residual=x)
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class ClassifierHeads(nn.Module):

@@ -288,8 +288,9 @@ class StackedMlp(nn.Module):
         self.fc2 = StackedLinear(G, hidden, dim)
         self.drop = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.act(self.fc1(x))))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.fc2(self.act(self.fc1(x)))
+        return self.drop(y) if residual is None else self.drop.residual(residual, y)
 
 
 class StackedAttention(nn.Module):
@@ -300,15 +301,17 @@ class StackedAttention(nn.Module):
         self.proj = StackedLinear(G, dim, dim)
         self.drop = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """``x [G, B, T, C]``, ``key_mask [B, T]`` (shared) or ``[G, B, T]`` (one per expert)."""
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [G, B, T, C]``, ``key_mask [B, T]`` (shared) or ``[G, B, T]`` (one per expert);
+        ``residual`` given: ``residual + attention(x)``."""
         G, B, T, C = x.shape
         H = self.n_heads
         qkv = self.qkv(x).view(G * B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         mask = key_mask.expand(G, B, T).reshape(G * B, 1, 1, T)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.drop(self.proj(o.transpose(1, 2).reshape(G, B, T, C)))
+        y = self.proj(o.transpose(1, 2).reshape(G, B, T, C))
+        return self.drop(y) if residual is None else self.drop.residual(residual, y)
 
 
 class StackedTransformerLayer(nn.Module):
@@ -320,8 +323,8 @@ class StackedTransformerLayer(nn.Module):
         self.mlp = StackedMlp(G, dim, int(dim * mlp_ratio), dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), key_mask)
-        return x + self.mlp(self.norm2(x))
+        x = self.attn(self.norm1(x), key_mask, residual=x)  # residual adds fused with the dropouts
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class StackedSGP(nn.Module):
