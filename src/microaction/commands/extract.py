@@ -32,6 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="also store grey head-box crops of this side at every feature step (for B-MoE's texture branch)",
     )
+    p.add_argument(
+        "--people",
+        default="main",
+        choices=["main", "all"],
+        help="main: the main person of each video (key video); all: find, track and extract every person "
+        "(keys video#0, video#1, ...); a manifest's person box always picks its person",
+    )
+    p.add_argument(
+        "--box-window", type=float, default=8.0, help="seconds over which region boxes follow the person (smoothed)"
+    )
     p.add_argument("--device", default="cpu", help="torch device for sapiens / videomae (cuda, cpu)")
     p.add_argument("--shard", help="i/N: this process's share of the videos (SLURM arrays, several machines)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
@@ -70,6 +80,8 @@ def params_from_args(args: argparse.Namespace):
         masked=not args.no_mask,
         flip=args.flip,
         face_size=args.face_size,
+        people=args.people,
+        box_window=args.box_window,
         checkpoint=args.checkpoint,
         device=args.device,
         parser_options=popts,

@@ -40,6 +40,7 @@ import numpy as np
 import yaml
 
 from microaction.data.errors import AnnotationError
+from microaction.data.person_boxes import PERSON_COLUMNS, BoxRow, add_sample, check_person_columns, person_fields
 from microaction.data.store import video_key
 from microaction.taxonomy import Taxonomy, TaxonomyError, check_names
 
@@ -77,14 +78,16 @@ class Sample:
     start: int | None = None  # frame window [start, end) inside a long video
     end: int | None = None
     labels: tuple[int, ...] = ()  # multi-label datasets (MPII-GI): all positive class ids
+    person: str | None = None  # who in the video (None: the main person); key ``video#person``
+    boxes: tuple[BoxRow, ...] = ()  # the person's box: (video frame, x1, y1, x2, y2) native pixels
 
     @property
     def key(self) -> str:
         """Feature-store key of this clip."""
-        return video_key(self.video, self.start, self.end)
+        return video_key(self.video, self.start, self.end, self.person)
 
 
-_MANIFEST_COLUMNS = ("video", "label", "body", "split", "start", "end")
+_MANIFEST_COLUMNS = ("video", "label", "body", "split", "start", "end", *PERSON_COLUMNS)
 
 
 def _read_text(path: Path) -> str:
@@ -136,8 +139,13 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
         raise AnnotationError(f"{path}:1: unknown columns {unknown}; allowed: {list(_MANIFEST_COLUMNS)}")
     if ("start" in cols) != ("end" in cols):
         raise AnnotationError(f"{path}:1: 'start' and 'end' go together")
+    try:
+        check_person_columns(cols, f"{path}:1")
+    except ValueError as e:
+        raise AnnotationError(str(e)) from None
     pos = {c: i for i, c in enumerate(cols)}
     out: list[Sample] = []
+    boxed: dict[str, int] = {}  # key -> position in out of a sample with a person box
     try:
         for row in reader:
             where = f"{path}:{reader.line_num}"
@@ -173,7 +181,13 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
                 end = _int_field(get["end"], what="end", where=where, lo=0)
                 if end <= start:
                     raise AnnotationError(f"{where}: end {end} must be greater than start {start}")
-            out.append(Sample(get["video"], label, body, get.get("split") or None, start, end, labels))
+            try:
+                person, box = person_fields(get, where, start)
+                add_sample(
+                    out, boxed, Sample(get["video"], label, body, get.get("split"), start, end, labels, person), box
+                )
+            except ValueError as e:
+                raise AnnotationError(f"{where}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
     except csv.Error as e:
         raise AnnotationError(f"{path}:{reader.line_num}: {e}") from None
     return out

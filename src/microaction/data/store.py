@@ -7,6 +7,7 @@ Layout (documented for users in ``docs/feature_store.md``)::
       items/<key>.npz        one video: regions [R, T, D] f16, global [T, Dg] f16,
                              region_valid [R] bool, timestamps [T] f32 (+ optional extras)
       status/<key>.json      {"status": "ok" | "failed", "error": ..., ...} written after the item
+                             ("people": a video extracted person by person, items <key>#<id>)
       packed/                consolidated memory-mappable arrays (``FeatureStore.pack``)
 
 Every file is written to a temporary name and renamed into place, so a process killed at any
@@ -121,18 +122,23 @@ class Item:
 _KEY_BAD = re.compile(r"[^A-Za-z0-9._=+@-]")
 
 
-def video_key(name: str | os.PathLike[str], start: int | None = None, end: int | None = None) -> str:
+def video_key(
+    name: str | os.PathLike[str], start: int | None = None, end: int | None = None, person: str | None = None
+) -> str:
     """Store key of a video as named in its annotation (a file name or a relative path).
 
     Suffix dropped, '/' → '__', other unsafe characters → '_'; a frame window of a long video
-    appends ``@start-end``. Keys are identifiers only: no model input is ever derived from them
-    (MA-52 file names carry the body label).
+    appends ``@start-end``; a person other than the video's main one appends ``#person`` (the
+    track key ``video#person``; '#' appears nowhere else in a key). Keys are identifiers only: no
+    model input is ever derived from them (MA-52 file names carry the body label).
     """
     text = str(name).replace("\\", "/").strip("/")
     stem = str(Path(text).with_suffix("")) if Path(text).suffix else text
     key = _KEY_BAD.sub("_", stem.replace("/", "__"))
     if start is not None or end is not None:
         key += f"@{'' if start is None else int(start)}-{'' if end is None else int(end)}"
+    if person is not None and str(person) != "":
+        key += "#" + _KEY_BAD.sub("_", str(person))
     if not key or key in {".", ".."}:
         raise StoreError(f"cannot make a store key from video name {name!r}")
     return key
@@ -279,6 +285,12 @@ class FeatureStore:
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(self._item_path(key), buf.getvalue())
         status = {"status": "ok", "frames": int(T), **(info or {})}
+        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+
+    def write_people(self, key: str, people: Sequence[str], info: dict[str, Any] | None = None) -> None:
+        """Commit record of a video extracted person by person (``--people all``): its items are
+        ``people`` (``key#id``); ``key`` itself is no item."""
+        status = {"status": "people", "people": list(people), **(info or {})}
         atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
 
     def write_failure(self, key: str, error: str, info: dict[str, Any] | None = None) -> None:

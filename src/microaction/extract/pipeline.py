@@ -22,7 +22,7 @@ import numpy as np
 from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.parsers import Parser, ParseResult, make_parser
-from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout
+from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout, step_validity
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
 
@@ -44,6 +44,8 @@ class ExtractParams:
     masked: bool = True
     flip: bool = False
     face_size: int = 0  # > 0: also store a grey crop of the head box (this side) at every feature step
+    people: str = "main"  # "main": the main person (key video); "all": every person (keys video#id)
+    box_window: float = 8.0  # seconds: region boxes follow the person over windows this long
     checkpoint: str | None = None  # videomae directory or sapiens TorchScript file
     device: str = "cpu"
     parser_options: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +64,10 @@ class ExtractParams:
         self.sampling(None, None)  # validate
         if self.face_size < 0 or (self.face_size and self.face_size < 8):
             raise ValueError(f"face_size must be 0 (off) or at least 8 pixels, got {self.face_size}")
+        if self.people not in ("main", "all"):
+            raise ValueError(f"people must be 'main' or 'all', got {self.people!r}")
+        if not self.box_window > 0:
+            raise ValueError(f"box_window must be > 0 seconds, got {self.box_window}")
         if self.face_size and FACE_REGION not in self.regions:
             raise ValueError(f"face_size needs the {FACE_REGION!r} region among the regions {self.regions}")
 
@@ -166,7 +172,9 @@ class Extractor:
                 "parser": self.parser.describe(),
                 "time_grid": self.encoders[0].name,
                 "extras": {
-                    "boxes": "[R+1, 4] xyxy native pixels, whole person last",
+                    "boxes": "[R+1, 4] xyxy native pixels, whole person last (the clip's boxes: their union)",
+                    "step_boxes": "[R+1, T', 4] xyxy native pixels at the feature steps (boxes follow the person)",
+                    "step_valid": "[R, T'] bool: region seen around that feature step (region_valid is its summary)",
                     "keypoints": "[T, 33, 3] native pixels",
                     **(
                         {
@@ -212,7 +220,12 @@ class Extractor:
             parse = parse.flipped()
             if frames is not None:
                 frames = np.ascontiguousarray(frames[:, :, ::-1])
-        layout = region_layout(parse, self.regions, min_visible_fraction=self.params.min_visible_fraction)
+        layout = region_layout(
+            parse,
+            self.regions,
+            min_visible_fraction=self.params.min_visible_fraction,
+            window=box_window_frames(timestamps, self.params.box_window),
+        )
         clips: dict[int, dict[str, np.ndarray]] = {}
         for e in self.encoders:
             if e.input_size is not None and e.input_size not in clips:
@@ -231,8 +244,11 @@ class Extractor:
         regions[~layout.valid] = 0.0
         _H, W = parse.image_size
         factor = native[1] / W  # native pixels per parse pixel
+        near = nearest_frames(timestamps, ref)
         extras = {
             "boxes": layout.scaled(factor),
+            "step_boxes": (layout.frame_boxes()[:, near] * factor).astype(np.float32),
+            "step_valid": step_validity(layout, timestamps, ref, self.params.min_visible_fraction),
             "keypoints": parse.rescaled((native[0], native[1])).keypoints.astype(np.float32),
             "frame_indices": indices.astype(np.int64),
         }
@@ -332,26 +348,39 @@ class Extractor:
         self.parser.close()
 
 
+def nearest_frames(timestamps: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Index of the frame nearest in time to each feature step."""
+    if len(timestamps) <= 1:
+        return np.zeros(len(steps), dtype=np.int64)
+    pos = np.clip(np.searchsorted(timestamps, steps), 1, len(timestamps) - 1)
+    return np.where(np.abs(timestamps[pos - 1] - steps) <= np.abs(timestamps[pos] - steps), pos - 1, pos)
+
+
+def box_window_frames(timestamps: np.ndarray, seconds: float) -> int:
+    """``seconds`` in frames of a clip sampled at ``timestamps``."""
+    if len(timestamps) < 2 or timestamps[-1] <= timestamps[0]:
+        return len(timestamps) + 1
+    rate = (len(timestamps) - 1) / float(timestamps[-1] - timestamps[0])
+    return max(2, round(seconds * rate))
+
+
 def face_crops(
     frames: np.ndarray, timestamps: np.ndarray, steps: np.ndarray, layout: RegionLayout, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grey crops of the head box ``[len(steps), size, size]`` uint8 (unmasked: the texture around
     the face matters too), one per feature step from the frame nearest in time, and whether the
-    head was seen in that frame ``[len(steps)]``. The box is the clip's (fixed) head box, so a
-    small head movement shows as movement inside the crop, as in the region clips."""
+    head was seen in that frame ``[len(steps)]``. The box is the head box of that frame (the
+    clip's fixed box unless the clip is longer than the box window), so a small head movement
+    shows as movement inside the crop, as in the region clips."""
     import cv2
 
     h = layout.regions.index(FACE_REGION)
-    pos = np.clip(np.searchsorted(timestamps, steps), 1, len(timestamps) - 1) if len(timestamps) > 1 else None
-    if pos is None:
-        nearest = np.zeros(len(steps), dtype=np.int64)
-    else:  # the nearer of the two neighbours
-        nearest = np.where(np.abs(timestamps[pos - 1] - steps) <= np.abs(timestamps[pos] - steps), pos - 1, pos)
+    nearest = nearest_frames(timestamps, steps)
     out = np.empty((len(steps), size, size), dtype=np.uint8)
     cache: dict[int, np.ndarray] = {}
     for j, t in enumerate(nearest.tolist()):
         if t not in cache:
-            cache[t] = cv2.cvtColor(crop_frame(frames[t], layout.boxes[h], size), cv2.COLOR_RGB2GRAY)
+            cache[t] = cv2.cvtColor(crop_frame(frames[t], layout.box(h, t), size), cv2.COLOR_RGB2GRAY)
         out[j] = cache[t]
     valid = layout.visible[nearest, h] & bool(layout.valid[h])
     return out, valid.astype(bool)

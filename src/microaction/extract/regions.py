@@ -38,10 +38,21 @@ class RegionLayout:
     boxes: np.ndarray  # [R+1, 4] float32 square xyxy boxes in parse pixels, whole person last
     valid: np.ndarray  # [R] bool
     visible: np.ndarray  # [T, R] bool: region seen in that frame
+    track: np.ndarray | None = None  # [R+1, T, 4] per-frame boxes following the person (None: ``boxes``)
 
     def scaled(self, factor: float) -> np.ndarray:
         """Boxes in another pixel unit (e.g. native video pixels)."""
         return (self.boxes * factor).astype(np.float32)
+
+    def box(self, i: int, t: int) -> np.ndarray:
+        """Box of region ``i`` (``R``: the person) in frame ``t``."""
+        return self.boxes[i] if self.track is None else self.track[i, t]
+
+    def frame_boxes(self) -> np.ndarray:
+        """``[R+1, T, 4]`` per-frame boxes (the clip boxes repeated when they do not move)."""
+        if self.track is not None:
+            return self.track
+        return np.repeat(self.boxes[:, None], len(self.visible), axis=1)
 
 
 def _torso_scale(kp: np.ndarray, thr: float) -> float:
@@ -116,14 +127,61 @@ def _square(box: np.ndarray) -> np.ndarray:
     return np.array([cx - half, cy - half, cx + half, cy + half], dtype=np.float32)
 
 
+def _follow(per_frame: np.ndarray, clip_box: np.ndarray, window: int) -> np.ndarray:
+    """Boxes that follow a region over time: per frame, the union of its boxes ``[T, 4]`` (NaN:
+    not seen) over the ``window`` frames around it, made square and smoothed (a moving average
+    of centre and side over half a window); frames with nothing seen nearby take ``clip_box``."""
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
+
+    T = len(per_frame)
+    ok = np.isfinite(per_frame).all(1)
+    lo = np.where(ok[:, None], per_frame[:, :2], np.inf)
+    hi = np.where(ok[:, None], per_frame[:, 2:], -np.inf)
+    lo = minimum_filter1d(lo, size=window, axis=0, mode="nearest")
+    hi = maximum_filter1d(hi, size=window, axis=0, mode="nearest")
+    box = np.concatenate([lo, hi], 1)
+    box[~np.isfinite(box).all(1)] = clip_box
+    c = (box[:, :2] + box[:, 2:]) / 2
+    half = np.maximum(np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]), 2.0) / 2
+    k = max(1, window // 2)
+    c = uniform_filter1d(c, size=k, axis=0, mode="nearest")
+    half = uniform_filter1d(half, size=k, mode="nearest")
+    out = np.concatenate([c - half[:, None], c + half[:, None]], 1).astype(np.float32)
+    assert out.shape == (T, 4)
+    return out
+
+
+def step_validity(layout: RegionLayout, times: np.ndarray, steps: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Per-step region validity ``[R, len(steps)]``: the region is valid for the clip and seen in
+    at least ``min_fraction`` of the frames within half a step of the step's time (the nearest
+    frame when none is)."""
+    R = len(layout.regions)
+    out = np.zeros((R, len(steps)), dtype=bool)
+    if len(times) == 0 or len(steps) == 0:
+        return out
+    half = float(np.median(np.diff(steps))) / 2 if len(steps) > 1 else float(times[-1] - times[0]) / 2 + 1e-6
+    lo = np.searchsorted(times, steps - half, side="left")
+    hi = np.searchsorted(times, steps + half, side="right")
+    near = np.clip(np.searchsorted(times, steps), 0, len(times) - 1)
+    cum = np.concatenate([np.zeros((1, R)), np.cumsum(layout.visible, axis=0)])
+    for j in range(len(steps)):
+        a, b = int(lo[j]), int(hi[j])
+        frac = (cum[b] - cum[a]) / (b - a) if b > a else layout.visible[near[j]].astype(float)
+        out[:, j] = frac >= min_fraction
+    return out & layout.valid[:, None]
+
+
 def region_layout(
     parse: ParseResult,
     regions: tuple[str, ...],
     *,
     min_visible_fraction: float = 0.2,
     thr: float = VISIBLE,
+    window: int | None = None,
 ) -> RegionLayout:
-    """Clip-stable boxes and validity of ``regions`` (plus the whole person) for a parsed clip."""
+    """Clip-stable boxes and validity of ``regions`` (plus the whole person) for a parsed clip;
+    with ``window`` (frames) shorter than the clip, also boxes that follow the person over time
+    (``RegionLayout.track``: per frame, the union over the window around it, smoothed)."""
     kp = parse.keypoints
     T = parse.num_frames
     H, W = parse.image_size
@@ -149,6 +207,17 @@ def region_layout(
     person = _union_all(np.concatenate(parts))
     person_box = np.array([0, 0, W, H], np.float32) if person is None else _expand(person, PERSON_MARGIN, min_side)
     boxes[R] = _square(person_box)
+    follow = window is not None and 0 < window < T
+    track = np.zeros((R + 1, T, 4), np.float32) if follow else None
+    if track is not None:
+        stacked = np.stack(parts)  # [P, T, 4]
+        seen = np.isfinite(stacked).all(-1)
+        lo = np.where(seen[..., None], stacked[..., :2], np.inf).min(0)
+        hi = np.where(seen[..., None], stacked[..., 2:], -np.inf).max(0)
+        per = np.concatenate([lo, hi], 1)
+        per[~seen.any(0)] = np.nan
+        per[seen.any(0)] = _expand(per[seen.any(0)], PERSON_MARGIN, min_side)
+        track[R] = _follow(per, boxes[R], window)  # type: ignore[arg-type]
 
     mask_boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for ri, r in enumerate(regions):
@@ -177,7 +246,9 @@ def region_layout(
         clip_box = _union_all(box)
         valid[ri] = T > 0 and vis.mean() >= min_visible_fraction and clip_box is not None
         boxes[ri] = _square(clip_box) if (valid[ri] and clip_box is not None) else boxes[R]
-    return RegionLayout(tuple(regions), boxes, valid, visible)
+        if track is not None:
+            track[ri] = _follow(box, boxes[ri], window) if valid[ri] else track[R]  # type: ignore[arg-type]
+    return RegionLayout(tuple(regions), boxes, valid, visible, track)
 
 
 def _region_mask_name(r: str) -> str | None:
@@ -248,7 +319,7 @@ def crop_clips(
         return pyramid[key]
 
     for i, n in enumerate(names):
-        box = layout.boxes[i]
+        box = layout.boxes[i]  # the clip box (the union of the frame boxes) sets the pyramid level
         # crop big boxes from a downscaled frame (cheaper, and area-averaged all the same)
         level = max(0, int(np.floor(np.log2(max(float(box[2] - box[0]), 1.0) / size))))
         level = min(level, int(np.floor(np.log2(max(min(H, W), 1) / 16))) if min(H, W) >= 32 else 0)
@@ -256,6 +327,7 @@ def crop_clips(
         if n != GLOBAL and masks is not None and MASK_PARENT.get(n) in parse.mask_regions:
             label = parse.mask_regions.index(MASK_PARENT[n]) + 1
         for t in range(T):
+            box = layout.box(i, t)
             src = source(t, level)
             f = src.shape[1] / W  # exact scale of this level (pyrDown rounds odd sizes up)
             crop = crop_frame(src, box * np.float32(f), size, fill)

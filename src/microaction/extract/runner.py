@@ -15,10 +15,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from microaction.data.person_boxes import BoxRow, check_person_columns, person_fields
 from microaction.data.store import FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
 
@@ -42,6 +45,7 @@ class Job:
     path: str  # video file (may be absent on the keypoints-only path)
     start: int | None = None
     end: int | None = None
+    boxes: tuple[BoxRow, ...] = ()  # the annotation's person box(es): extraction follows that person
 
 
 @dataclass
@@ -68,8 +72,9 @@ class RunSummary:
 
 def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[str] | None = None) -> list[Job]:
     """Jobs from a folder (every video file below it) or a manifest CSV (``video`` column, optional
-    ``start``/``end``; paths relative to ``video_root`` or the CSV's folder). Keys follow
-    ``video_key`` of the name as written (a manifest) or of the path relative to the folder."""
+    ``start``/``end``, ``person`` and a person box ``x1,y1,x2,y2`` [+ ``frame``]; paths relative to
+    ``video_root`` or the CSV's folder). Keys follow ``video_key`` of the name as written (a
+    manifest) or of the path relative to the folder."""
     src = Path(videos)
     jobs: list[Job] = []
     if src.is_dir():
@@ -84,6 +89,8 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
             cols = [c.strip().lower() for c in (reader.fieldnames or [])]
             if "video" not in cols:
                 raise ValueError(f"{src}: manifest has no 'video' column (has {cols})")
+            check_person_columns(cols, f"{src}:1")
+            boxed: dict[str, int] = {}
             for n, row in enumerate(reader, start=2):
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 if not row.get("video"):
@@ -93,7 +100,15 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                     end = int(row["end"]) if row.get("end") else None
                 except ValueError:
                     raise ValueError(f"{src}:{n}: start/end must be integers") from None
-                jobs.append(Job(video_key(row["video"], start, end), str(root / row["video"]), start, end))
+                person, box = person_fields(row, f"{src}:{n}", start)
+                key = video_key(row["video"], start, end, person)
+                if box is not None and key in boxed:  # the same person's box at another frame
+                    j = jobs[boxed[key]]
+                    jobs[boxed[key]] = replace(j, boxes=(*j.boxes, box))
+                    continue
+                if box is not None:
+                    boxed[key] = len(jobs)
+                jobs.append(Job(key, str(root / row["video"]), start, end, () if box is None else (box,)))
     elif src.is_file() and src.suffix.lower() in VIDEO_EXTENSIONS:
         jobs.append(Job(video_key(src.name), str(src)))
     else:
@@ -133,6 +148,9 @@ def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> 
     """Refuse to resume a store made with other extraction parameters (mixing would be silent)."""
     a = {k: v for k, v in (have.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
     b = {k: v for k, v in (want.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
+    # a parameter added after the store was made, at its default, changes nothing that store holds
+    defaults = ExtractParams().to_dict()
+    b = {k: v for k, v in b.items() if k in a or v != defaults.get(k)}
     diffs = [
         f"{k}: store has {a.get(k)!r}, this run {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
     ]
@@ -148,8 +166,13 @@ def process_job(
     return finish_job(extractor, store, job, _stage1(extractor, job), debug_dir)
 
 
-def _stage1(extractor: Extractor, job: Job) -> Parsed | BaseException:
+def _stage1(extractor: Extractor, job: Job) -> Parsed | list[tuple[int, Parsed]] | BaseException:
     try:
+        if job.boxes or extractor.params.people == "all":
+            from microaction.extract.people_parse import parse_people
+
+            target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
+            return parse_people(extractor, job.path, job.start, job.end, target=target)
         return extractor.parse(job.path, job.start, job.end)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -162,24 +185,35 @@ def finish_job(
     extractor: Extractor,
     store: FeatureStore,
     job: Job,
-    parsed: Parsed | BaseException,
+    parsed: Parsed | list[tuple[int, Parsed]] | BaseException,
     debug_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str, int, str]:
-    """Stage 2 of a job: encode and write the item, or record the failure of either stage."""
+    """Stage 2 of a job: encode and write the item(s), or record the failure of either stage.
+    Several people: one item per person (``key#id``; the annotation's person keeps ``key``), then
+    the job's own status ``{"status": "people", "people": [keys]}`` as its commit record."""
     try:
         if isinstance(parsed, BaseException):
             raise parsed
-        ex = extractor.encode(parsed, keep=bool(debug_dir))
-        store.write(
-            job.key,
-            regions=ex.regions,
-            global_=ex.global_,
-            region_valid=ex.region_valid,
-            timestamps=ex.timestamps,
-            extras=ex.extras,
-            info={"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                  "seconds": ex.info["seconds"]},
-        )  # fmt: skip
+        people = parsed if isinstance(parsed, list) else [(None, parsed)]
+        keys = []
+        for pid, one in people:
+            key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
+            ex = extractor.encode(one, keep=bool(debug_dir))
+            store.write(
+                key,
+                regions=ex.regions,
+                global_=ex.global_,
+                region_valid=ex.region_valid,
+                timestamps=ex.timestamps,
+                extras=ex.extras,
+                info={"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
+                      "seconds": ex.info["seconds"], **({} if pid is None else {"person": pid})},
+            )  # fmt: skip
+            keys.append(key)
+            if debug_dir:
+                _debug(debug_dir, key, ex)
+        if isinstance(parsed, list) and not job.boxes:
+            store.write_people(job.key, keys, {"video": job.path})
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
@@ -188,14 +222,16 @@ def finish_job(
             err += "\n" + (getattr(e, "_mar_traceback", "") or traceback.format_exc())
         store.write_failure(job.key, err, {"video": job.path})
         return job.key, "failed", 0, err
-    if debug_dir:
-        from microaction.extract.debug import write_debug_crops
-
-        try:
-            write_debug_crops(debug_dir, job.key, ex)
-        except Exception as e:  # debug images never fail a run
-            print(f"mar extract: debug crops for {job.key} failed: {e}", file=sys.stderr)
     return job.key, "ok", int(ex.info["frames"]), ""
+
+
+def _debug(debug_dir: str | os.PathLike[str], key: str, ex: Any) -> None:
+    from microaction.extract.debug import write_debug_crops
+
+    try:
+        write_debug_crops(debug_dir, key, ex)
+    except Exception as e:  # debug images never fail a run
+        print(f"mar extract: debug crops for {key} failed: {e}", file=sys.stderr)
 
 
 def run_pipelined(
@@ -308,7 +344,9 @@ def run_extraction(
     for j in mine:
         st = store.status(j.key)
         if st is not None and (
-            (st.get("status") == "ok" and store.is_done(j.key)) or (st.get("status") == "failed" and not retry_failed)
+            (st.get("status") == "ok" and store.is_done(j.key))
+            or (st.get("status") == "people" and params.people == "all")
+            or (st.get("status") == "failed" and not retry_failed)
         ):
             summary.skipped += 1
         else:

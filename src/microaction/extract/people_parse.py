@@ -1,0 +1,176 @@
+"""Stage 1 for several people: decode / read, find every person, track, one ``Parsed`` per person.
+
+``parse_people(extractor, path, start, end, target=...)`` is what ``mar extract --people all``
+and a manifest's person box run instead of the single-person parse: it returns ``[(person id,
+Parsed)]``, each ``Parsed`` holding that person's landmarks (and masks), so the encode stage
+(region boxes, crops, masks, encoders) is the same as for one person and every box, crop and
+mask is of that person.
+
+- ``target`` (an annotation's person box, ``{frame index of the video: xyxy native pixels}``):
+  the person whose track overlaps those boxes most (``pick_target``) is the one returned, under
+  id 0. On pixels the box also seeds the search (the pose model runs on a crop around it, and on
+  the tracked person after), so the box wins over whatever the detector would take as the main
+  person.
+- no target: every tracked person, ids ``0..N-1`` (order of first appearance, left to right).
+
+Pixel parsing needs the ``mediapipe`` parser (``PersonFinder``); the ``keypoints`` parser reads
+every person of an OpenPose JSON folder or an ``[M, T, 33, 3]`` npz (``load_people``); both go
+through the same tracker (``PeopleTracker``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
+from microaction.extract.people import PeopleTracker, PersonTrack, pick_target, track_people
+from microaction.extract.people_find import PersonFinder, load_people
+from microaction.extract.video import VideoError, iter_frames, probe
+
+if TYPE_CHECKING:
+    from microaction.extract.pipeline import Extractor, Parsed
+
+__all__ = ["PEOPLE_MODES", "find_people", "parse_people"]
+
+PEOPLE_MODES = ("main", "all")
+
+
+def _positions(indices: np.ndarray, target: dict[int, np.ndarray], scale: float) -> dict[int, np.ndarray]:
+    """Annotation boxes keyed by video frame -> keyed by position among the sampled frames (the
+    nearest sampled frame at or after it; boxes before the window are dropped), in parse pixels."""
+    out: dict[int, np.ndarray] = {}
+    for f, box in sorted(target.items()):
+        j = int(np.searchsorted(indices, f))
+        if j < len(indices) and j not in out:
+            out[j] = np.asarray(box, np.float32) * np.float32(scale)
+    if not out and target:
+        first = min(target)
+        raise ParseError(f"the person box's frame {first} is after the clip's last frame {int(indices[-1])}")
+    return out
+
+
+def find_people(
+    frames: np.ndarray,
+    finder: PersonFinder,
+    *,
+    target: dict[int, np.ndarray] | None = None,
+    tracker: PeopleTracker | None = None,
+) -> list[PersonTrack]:
+    """Track the people of decoded frames ``[T, H, W, 3]``. With ``target`` ({position: box}),
+    only the neighbourhood of that person is searched (its boxes, then its track)."""
+    tracker = tracker or PeopleTracker()
+    for t, img in enumerate(frames):
+        hints = [b for _, b in tracker.predicted_boxes(t)]
+        if target is not None:
+            if t in target:
+                hints.insert(0, target[t])
+            discover = False
+        else:
+            missing = any(t - tr.last > 1 for tr in tracker.live)
+            discover = t % finder.detect_every == 0 or not hints or missing
+        tracker.update(t, finder.detect(img, hints, discover=discover))
+    return tracker.tracks(len(frames))
+
+
+def _person_parse(tr: PersonTrack, size: tuple[int, int], fps: float | None, max_gap: int) -> ParseResult:
+    kp = interpolate_gaps(tr.keypoints, max_gap)
+    if tr.masks is None:
+        return ParseResult(kp, size, None, fps=fps, info={"person": tr.id})
+    regions = landmark_region_masks(kp, tr.masks, size)
+    return ParseResult(kp, size, regions, person_mask=tr.masks, fps=fps, info={"person": tr.id})
+
+
+def parse_people(
+    ex: Extractor,
+    path: str | os.PathLike[str],
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    target: dict[int, np.ndarray] | None = None,
+) -> list[tuple[int, Parsed]]:
+    """Every person of a video (or the annotation's ``target`` person) -> ``[(id, Parsed)]``."""
+    from microaction.extract.pipeline import Parsed
+
+    t0 = time.perf_counter()
+    sampling = ex.params.sampling(start, end)
+    popts = ex.params.parser_options
+    max_gap = int(popts.get("max_gap", 8))
+    name = ex.parser.name
+    frames = None
+    if name == "mediapipe":
+        info = probe(path)
+        items = list(iter_frames(path, sampling))
+        frames = np.stack([f for _, _, f in items])
+        ts = np.asarray([t for _, t, _ in items], np.float32)
+        idx = np.asarray([i for i, _, _ in items], np.int64)
+        size = (int(frames.shape[1]), int(frames.shape[2]))
+        native = (info.height, info.width)
+        tgt = None if target is None else _positions(idx, target, size[1] / info.width)
+        finder = PersonFinder(
+            mask_side=int(popts.get("mask_side", 160)),
+            min_detection_confidence=float(popts.get("min_detection_confidence", 0.5)),
+        )
+        try:
+            tracks = find_people(frames, finder, target=tgt)
+        finally:
+            finder.close()
+        fps = None
+    elif name == "keypoints":
+        kp_path = ex.parser.find(path)  # type: ignore[attr-defined]
+        dets, fps, fsize = load_people(kp_path)
+        fps = fps or ex.params.fps
+        if not fps:
+            try:
+                fps = probe(path).fps
+            except VideoError:
+                fps = None
+        if not fps:
+            raise VideoError(f"{path}: frame rate unknown (keypoint file has no 'fps' and the video cannot be probed)")
+        times = np.arange(len(dets), dtype=np.float64) / fps
+        idx = sampling.select(times)
+        if len(idx) == 0:
+            raise VideoError(f"{path}: no frame in the requested window ({len(dets)} frames)")
+        ts = times[idx].astype(np.float32)
+        if fsize is None:
+            try:
+                pi = probe(path)
+                fsize = (pi.height, pi.width)
+            except VideoError:
+                seen = [d.box for fr in dets for d in fr]
+                hi = np.max(np.stack(seen), 0) if seen else np.ones(4)
+                fsize = (int(np.ceil(hi[3] + 1)), int(np.ceil(hi[2] + 1)))
+        size = native = (int(fsize[0]), int(fsize[1]))
+        picked = [dets[i] for i in idx.tolist()]
+        tgt = None if target is None else _positions(idx, target, 1.0)
+        tracks = track_people(picked)
+        if ex.needs_pixels:  # pixel encoders: decode the same frames (keypoints in video pixels)
+            items = list(iter_frames(path, sampling))
+            if len(items) != len(idx):
+                raise ParseError(f"{path}: {len(items)} decoded frames for {len(idx)} keypoint frames")
+            frames = np.stack([f for _, _, f in items])
+            sx = frames.shape[2] / size[1]
+            for tr in tracks:
+                tr.keypoints[..., :2] *= sx
+                tr.boxes *= sx
+            if tgt is not None:
+                tgt = {k: v * np.float32(sx) for k, v in tgt.items()}
+            size = (int(frames.shape[1]), int(frames.shape[2]))
+    else:
+        raise ParseError(
+            f"several people (--people all, or a person box in the manifest) need the mediapipe or keypoints "
+            f"parser, not {name!r}"
+        )
+    if tgt is not None:
+        try:
+            k = pick_target(tracks, tgt)
+        except ValueError as e:
+            raise ParseError(f"{path}: {e}") from None
+        tracks = [tracks[k]]
+        tracks[0].id = 0
+    if not tracks:
+        raise ParseError(f"{path}: no person found")
+    return [(tr.id, Parsed(frames, ts, idx, native, _person_parse(tr, size, fps, max_gap), t0)) for tr in tracks]
