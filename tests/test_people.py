@@ -280,3 +280,20 @@ def test_store_made_before_the_people_parameters_resumes(openpose_data, tmp_path
     assert run_extraction(jobs, _params(), out, progress=False).skipped == 1
     with pytest.raises(StoreMismatch, match="people"):
         run_extraction(jobs, _params(people="all"), out, progress=False)
+
+
+def test_npz_with_person_slots_is_tracked(tmp_path: Path) -> None:
+    """Slots of an ``[M, T, 33, 3]`` npz are not identities: two people whose slots swap halfway
+    come out as two tracks, each one person throughout."""
+    from microaction.extract.people_find import load_people
+
+    a, b = _two_people_crossing(hide=(0, 0))
+    slots = np.stack([a, b])
+    slots[:, 20:] = slots[::-1, 20:]  # the file swaps the slots at frame 20
+    np.savez(tmp_path / "v.npz", keypoints=slots, fps=30.0, size=np.array([IMG_H, IMG_W]))
+    frames, fps, size = load_people(tmp_path / "v.npz")
+    assert fps == 30.0 and size == (IMG_H, IMG_W) and [len(f) for f in frames] == [2] * len(a)
+    tracks = track_people(frames)
+    assert len(tracks) == 2
+    np.testing.assert_allclose(tracks[0].keypoints[:, :, :2], a[:, :, :2])
+    np.testing.assert_allclose(tracks[1].keypoints[:, :, :2], b[:, :, :2])

@@ -24,7 +24,6 @@ a ``person_id`` other than -1 is kept as the person's identity) or an npz whose 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -223,31 +222,19 @@ def load_people(path: str | os.PathLike[str]) -> tuple[list[list[Detection]], fl
     """Every person of every frame of a keypoint file/folder -> (detections per frame, fps, (H, W))."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(p.glob("*.json"))
-        if not files:
-            raise ParseError(f"{p}: no OpenPose JSON files")
-        frames = []
-        for f in files:
-            try:
-                doc = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ParseError(f"{f}: unreadable OpenPose JSON ({e})") from None
-            frames.append(_dets(_openpose_people(doc, str(f))))
-        return frames, None, None
+        from microaction.extract.parsers.keypoints import openpose_docs
+
+        return [_dets(_openpose_people(doc, str(f))) for f, doc in openpose_docs(p)], None, None
     if p.suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                kp = np.asarray(z["keypoints"], dtype=np.float32)
-                fps = float(z["fps"]) if "fps" in z.files else None
-                size = tuple(int(v) for v in z["size"]) if "size" in z.files else None
-        except (OSError, ValueError, KeyError) as e:
-            raise ParseError(f"{p}: unreadable keypoints npz ({e})") from None
+        from microaction.extract.parsers.keypoints import read_keypoints_npz
+
+        kp, fps, size = read_keypoints_npz(p)
         if kp.ndim == 3:
             kp = kp[None]
         if kp.ndim != 4 or kp.shape[2:] != (NUM_LANDMARKS, 3):
             raise ParseError(f"{p}: keypoints {kp.shape}, expected [M, T, 33, 3] or [T, 33, 3]")
         frames = [_dets([(kp[m, t], None) for m in range(kp.shape[0])]) for t in range(kp.shape[1])]
-        return frames, fps, size  # type: ignore[return-value]
+        return frames, fps, size
     if p.suffix == ".csv":  # one person per row: the single-person reader
         from microaction.extract.parsers.keypoints import load_keypoints
 

@@ -93,7 +93,7 @@ def parse_people(
     target: dict[int, np.ndarray] | None = None,
 ) -> list[tuple[int, Parsed]]:
     """Every person of a video (or the annotation's ``target`` person) -> ``[(id, Parsed)]``."""
-    from microaction.extract.pipeline import Parsed
+    from microaction.extract.pipeline import Parsed, file_fps
 
     t0 = time.perf_counter()
     sampling = ex.params.sampling(start, end)
@@ -122,14 +122,7 @@ def parse_people(
     elif name == "keypoints":
         kp_path = ex.parser.find(path)  # type: ignore[attr-defined]
         dets, fps, fsize = load_people(kp_path)
-        fps = fps or ex.params.fps
-        if not fps:
-            try:
-                fps = probe(path).fps
-            except VideoError:
-                fps = None
-        if not fps:
-            raise VideoError(f"{path}: frame rate unknown (keypoint file has no 'fps' and the video cannot be probed)")
+        fps = file_fps(path, fps or ex.params.fps)
         times = np.arange(len(dets), dtype=np.float64) / fps
         idx = sampling.select(times)
         if len(idx) == 0:

@@ -330,14 +330,7 @@ class Extractor:
     def _parse_files(self, path, sampling: Sampling):
         """Keypoints-only path: no decoding at all."""
         parse = self.parser.parse(None, path)
-        fps = parse.fps or self.params.fps
-        if not fps:
-            try:
-                fps = probe(path).fps
-            except VideoError:
-                fps = None
-        if not fps:
-            raise VideoError(f"{path}: frame rate unknown (keypoint file has no 'fps' and the video cannot be probed)")
+        fps = file_fps(path, parse.fps or self.params.fps)
         times = np.arange(parse.num_frames, dtype=np.float64) / fps
         idx = sampling.select(times)
         if len(idx) == 0:
@@ -346,6 +339,18 @@ class Extractor:
 
     def close(self) -> None:
         self.parser.close()
+
+
+def file_fps(path: str | os.PathLike[str], fps: float | None) -> float:
+    """A keypoint file's frame rate: ``fps`` (the file's, else ``--fps``), else the video's."""
+    if not fps:
+        try:
+            fps = probe(path).fps
+        except VideoError:
+            fps = None
+    if not fps:
+        raise VideoError(f"{path}: frame rate unknown (keypoint file has no 'fps' and the video cannot be probed)")
+    return float(fps)
 
 
 def nearest_frames(timestamps: np.ndarray, steps: np.ndarray) -> np.ndarray:

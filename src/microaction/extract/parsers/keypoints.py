@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +109,21 @@ def _openpose_frame(doc: dict[str, Any]) -> np.ndarray | None:
     return to_mediapipe(np.concatenate([body, face, lh, rh])[None])[0]
 
 
-def _read_openpose_dir(d: Path) -> np.ndarray:
+def openpose_docs(d: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(file, parsed JSON) of every OpenPose frame file of a folder, in name order."""
     files = sorted(d.glob("*.json"))
     if not files:
         raise ParseError(f"{d}: no OpenPose JSON files")
-    frames = []
     for f in files:
         try:
-            doc = json.loads(f.read_text(encoding="utf-8"))
+            yield f, json.loads(f.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ParseError(f"{f}: unreadable OpenPose JSON ({e})") from None
+
+
+def _read_openpose_dir(d: Path) -> np.ndarray:
+    frames = []
+    for _, doc in openpose_docs(d):
         kp = _openpose_frame(doc)
         frames.append(np.zeros((NUM_LANDMARKS, 3), np.float32) if kp is None else kp)
     return np.stack(frames)
@@ -132,6 +138,18 @@ def _read_skeleton_csv(p: Path) -> np.ndarray:
         raise ParseError(str(e)) from None
 
 
+def read_keypoints_npz(p: Path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
+    """``keypoints`` (any shape, float32), ``fps`` and ``size`` of an npz (shapes are the caller's)."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            kp = np.asarray(z["keypoints"], dtype=np.float32)
+            fps = float(z["fps"]) if "fps" in z.files else None
+            size = tuple(int(v) for v in z["size"]) if "size" in z.files else None
+    except (OSError, ValueError, KeyError) as e:
+        raise ParseError(f"{p}: unreadable keypoints npz ({e})") from None
+    return kp, fps, size  # type: ignore[return-value]
+
+
 def load_keypoints(path: str | os.PathLike[str]) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
     """Read one keypoint file/folder -> (``[T, 33, 3]``, fps or None, (H, W) or None)."""
     p = Path(path)
@@ -140,13 +158,7 @@ def load_keypoints(path: str | os.PathLike[str]) -> tuple[np.ndarray, float | No
     if p.suffix == ".csv":
         return _read_skeleton_csv(p), None, None
     if p.suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                kp = np.asarray(z["keypoints"], dtype=np.float32)
-                fps = float(z["fps"]) if "fps" in z.files else None
-                size = tuple(int(v) for v in z["size"]) if "size" in z.files else None
-        except (OSError, ValueError, KeyError) as e:
-            raise ParseError(f"{p}: unreadable keypoints npz ({e})") from None
+        kp, fps, size = read_keypoints_npz(p)
         if kp.ndim != 3 or kp.shape[1:] != (NUM_LANDMARKS, 3):
             raise ParseError(f"{p}: keypoints {kp.shape}, expected [T, 33, 3]")
         return kp, fps, size  # type: ignore[return-value]
