@@ -48,6 +48,11 @@ class RegionLayout:
         """Box of region ``i`` (``R``: the person) in frame ``t``."""
         return self.boxes[i] if self.track is None else self.track[i, t]
 
+    def take(self, idx: np.ndarray) -> RegionLayout:
+        """The layout of a subset of the frames (the clip boxes and validity unchanged)."""
+        track = None if self.track is None else self.track[:, idx]
+        return RegionLayout(self.regions, self.boxes, self.valid, self.visible[idx], track)
+
     def frame_boxes(self) -> np.ndarray:
         """``[R+1, T, 4]`` per-frame boxes (the clip boxes repeated when they do not move)."""
         if self.track is not None:

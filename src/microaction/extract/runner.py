@@ -24,6 +24,7 @@ import numpy as np
 from microaction.data.person_boxes import BoxRow, check_person_columns, person_fields
 from microaction.data.store import FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
+from microaction.extract.stream import Recording, discard_work, is_recording, stream_recording
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -166,14 +167,20 @@ def process_job(
     return finish_job(extractor, store, job, _stage1(extractor, job), debug_dir)
 
 
-def _stage1(extractor: Extractor, job: Job) -> Parsed | list[tuple[int, Parsed]] | BaseException:
+def _stage1(extractor: Extractor, job: Job) -> Parsed | Recording | list[tuple[int, Parsed]] | BaseException:
     try:
         if job.boxes or extractor.params.people == "all":
             from microaction.extract.people_parse import parse_people
 
             target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
             return parse_people(extractor, job.path, job.start, job.end, target=target)
-        return extractor.parse(job.path, job.start, job.end)
+        if is_recording(extractor, job.path, job.start, job.end):
+            return Recording()  # decoded, parsed and encoded chunk by chunk in stage 2
+        parsed = extractor.parse(job.path, job.start, job.end)
+        ts = parsed.timestamps
+        if parsed.frames is None and len(ts) and float(ts[-1] - ts[0]) > extractor.params.stream_after:
+            return Recording(parsed)  # a long keypoint stream
+        return parsed
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
@@ -185,7 +192,7 @@ def finish_job(
     extractor: Extractor,
     store: FeatureStore,
     job: Job,
-    parsed: Parsed | list[tuple[int, Parsed]] | BaseException,
+    parsed: Parsed | Recording | list[tuple[int, Parsed]] | BaseException,
     debug_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str, int, str]:
     """Stage 2 of a job: encode and write the item(s), or record the failure of either stage.
@@ -194,11 +201,16 @@ def finish_job(
     try:
         if isinstance(parsed, BaseException):
             raise parsed
-        people = parsed if isinstance(parsed, list) else [(None, parsed)]
+        people: list[tuple[int | None, Parsed | Recording]] = (
+            list(parsed) if isinstance(parsed, list) else [(None, parsed)]
+        )
         keys = []
         for pid, one in people:
             key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
-            ex = extractor.encode(one, keep=bool(debug_dir))
+            if isinstance(one, Recording):  # a long recording: chunk by chunk, resumable
+                ex = stream_recording(extractor, store, key, job.path, job.start, job.end, parsed=one.parsed)
+            else:
+                ex = extractor.encode(one, keep=bool(debug_dir))
             store.write(
                 key,
                 regions=ex.regions,
@@ -207,10 +219,13 @@ def finish_job(
                 timestamps=ex.timestamps,
                 extras=ex.extras,
                 info={"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                      "seconds": ex.info["seconds"], **({} if pid is None else {"person": pid})},
+                      "seconds": ex.info["seconds"], **({} if pid is None else {"person": pid}),
+                      **{k: ex.info[k] for k in ("chunks", "feature_rate") if k in ex.info}},
             )  # fmt: skip
             keys.append(key)
-            if debug_dir:
+            if isinstance(one, Recording):
+                discard_work(store, key)
+            elif debug_dir:
                 _debug(debug_dir, key, ex)
         if isinstance(parsed, list) and not job.boxes:
             store.write_people(job.key, keys, {"video": job.path})

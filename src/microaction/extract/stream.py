@@ -1,0 +1,344 @@
+"""Long recordings, streamed: one feature sequence for a whole recording, chunk by chunk.
+
+A video (or keypoint stream) longer than ``ExtractParams.stream_after`` seconds is never held in
+memory whole. Its sampled frames are decoded, parsed (MediaPipe tracks from frame to frame across
+chunks), and every ``chunk_seconds`` of video the chunk is encoded by the same code as a clip
+(``Extractor.encode``) on the chunk plus ``context_seconds`` of frames on either side, so region
+boxes that follow the person (``box_window``), gap filling and every encoder's windows see the
+same neighbourhood as in one pass; of the result the chunk keeps its own share of a fixed
+feature grid (``feature_rate`` steps/s, default ``RECORDING_RATE``) and its own frames' landmarks.
+The frames held are the chunk and its context (memory independent of the recording's length).
+
+Each finished chunk is written atomically to ``STORE/work/<key>/chunk_NNNNN.npz`` beside a
+``plan.json`` (what the chunks depend on: the source file's size and time, the chunk grid). A
+killed extraction resumes at the first missing chunk: the frames before it are decoded but not
+parsed or encoded. When the last chunk is done the chunks are joined into the store's item (per
+step boxes and validity, the clip-level summary), the status written, and the work folder removed.
+
+What is computed over a whole clip on the clip path is computed over each chunk and its context
+here: the torso scale (box sizes), the pose encoder's torso centre and scale, a region's validity
+(``region_valid`` of the item is then the share of frames the region was seen in, as for a clip).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from microaction.data.store import FeatureStore, atomic_write_bytes
+from microaction.extract.encoders.base import rate_steps
+from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
+from microaction.extract.video import VideoError, background, iter_frames, probe
+
+if TYPE_CHECKING:
+    from microaction.extract.pipeline import Extraction, Extractor, Parsed
+
+__all__ = [
+    "RECORDING_RATE",
+    "Recording",
+    "context_seconds",
+    "discard_work",
+    "is_recording",
+    "recording_rate",
+    "stream_recording",
+]
+
+RECORDING_RATE = 6.0  # steps/s of a streamed recording when ``feature_rate`` is not set
+WORK = "work"
+_STEP_ARRAYS = ("step_boxes", "step_valid", "face", "face_valid")  # extras on the step grid
+
+
+@dataclass
+class Recording:
+    """Stage 1's answer for a long recording: stream it (``parsed``: its keypoints, when read)."""
+
+    parsed: Parsed | None = None
+
+
+@dataclass
+class _Frame:
+    index: int
+    t: float
+    pos: int  # position among the recording's sampled frames
+    frame: np.ndarray | None  # working-resolution RGB (None: keypoints only)
+    kp: np.ndarray | None  # [33, 3] (None: the parser parses whole chunks)
+    region_mask: np.ndarray | None = None
+    person_mask: np.ndarray | None = None
+
+
+def recording_rate(ex: Extractor) -> float:
+    return float(ex.params.feature_rate or RECORDING_RATE)
+
+
+def context_seconds(ex: Extractor) -> float:
+    """Frames on either side of a chunk that its encoding sees: what a box at the chunk's edge
+    depends on (the box window, then its smoothing over half a window), plus encoder windows."""
+    return 0.75 * ex.params.box_window + 1.0
+
+
+def is_recording(ex: Extractor, path: str, start: int | None, end: int | None) -> bool:
+    """A video to stream: longer than ``stream_after`` seconds (from the container, no decoding)."""
+    if not ex.needs_pixels:
+        return False  # decided on the parsed keypoints (``Parsed`` duration), which are read anyway
+    try:
+        info = probe(path)
+    except VideoError:
+        return False  # the clip path reports it
+    if not (info.frames and info.fps):
+        return False
+    a = max(0, start or 0)
+    b = min(info.frames, end) if end is not None else info.frames
+    return (b - a) / info.fps > ex.params.stream_after
+
+
+def _pixel_frames(ex: Extractor, path: str, start: int | None, end: int | None, skip: float) -> Iterator[_Frame]:
+    """Decoded frames with their landmarks, one at a time (decoding in a thread beside the parser)."""
+    frames = background(iter_frames(path, ex.params.sampling(start, end), skip_before=skip))
+    parser = ex.parser
+    if parser.needs_pixels and hasattr(parser, "session"):
+        session = parser.session()
+        try:
+            for pos, (i, t, f) in enumerate(frames):
+                if f is None:
+                    yield _Frame(i, t, pos, None, None)  # skipped (resumed): counted only
+                    continue
+                kp, mask = session.step(f)
+                yield _Frame(i, t, pos, f, kp, None, mask)
+        finally:
+            session.close()
+    elif parser.needs_pixels:  # a parser of whole clips: each chunk is parsed on its own
+        for pos, (i, t, f) in enumerate(frames):
+            yield _Frame(i, t, pos, f, None)
+    else:  # keypoint files beside pixel encoders: the file covers every frame of the video
+        full = parser.parse(None, path)
+        for pos, (i, t, f) in enumerate(frames):
+            if f is None:
+                yield _Frame(i, t, pos, None, None)
+                continue
+            if i >= full.num_frames:
+                raise VideoError(f"{path}: video has frame {i}, the keypoint file only {full.num_frames}")
+            kp = full.keypoints[i].copy()
+            kp[:, 0] *= f.shape[1] / full.image_size[1]
+            kp[:, 1] *= f.shape[0] / full.image_size[0]
+            rm = None if full.region_masks is None else full.region_masks[i]
+            pm = None if full.person_mask is None else full.person_mask[i]
+            yield _Frame(i, t, pos, f, kp, rm, pm)
+
+
+def _parsed_frames(parsed: Parsed) -> Iterator[_Frame]:
+    p = parsed.parse
+    for j in range(len(parsed.timestamps)):
+        yield _Frame(
+            int(parsed.indices[j]),
+            float(parsed.timestamps[j]),
+            j,
+            None,
+            p.keypoints[j],
+            None if p.region_masks is None else p.region_masks[j],
+            None if p.person_mask is None else p.person_mask[j],
+        )
+
+
+def _chunk_parsed(ex: Extractor, recs: list[_Frame], native: tuple[int, int], size: tuple[int, int], path: str):
+    """The ``Parsed`` of a chunk and its context."""
+    from microaction.extract.pipeline import Parsed
+
+    ts = np.array([r.t for r in recs], np.float32)
+    idx = np.array([r.index for r in recs], np.int64)
+    frames = np.stack([r.frame for r in recs]) if recs[0].frame is not None else None  # type: ignore[misc]
+    if recs[0].kp is None:
+        parse = ex.parser.parse(frames, path)
+    else:
+        kp = np.stack([r.kp for r in recs])  # type: ignore[misc]
+        pm = np.stack([r.person_mask for r in recs]) if recs[0].person_mask is not None else None  # type: ignore[misc]
+        if recs[0].region_mask is not None:
+            rm = np.stack([r.region_mask for r in recs])  # type: ignore[misc]
+        elif pm is not None:  # a frame-by-frame parser's raw landmarks: gaps, then region masks
+            kp = interpolate_gaps(kp, int(getattr(ex.parser, "max_gap", 8)))
+            rm = landmark_region_masks(kp, pm, size)
+        else:
+            rm = None
+        parse = ParseResult(kp, size, rm, person_mask=pm)
+    return Parsed(frames, ts, idx, native, parse, time.perf_counter())
+
+
+def _source_identity(path: str) -> dict[str, Any]:
+    p = Path(path.split("#", 1)[0])
+    if not p.is_file():
+        return {"path": path}
+    st = p.stat()
+    return {"path": path, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _open_work(work: Path, plan: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The work folder's plan (a stale one is cleared) and the first chunk not yet finished."""
+    pf = work / "plan.json"
+    if pf.is_file():
+        try:
+            old = json.loads(pf.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        if old is not None and {k: v for k, v in old.items() if k != "origin"} == plan:
+            k = 0
+            while (work / f"chunk_{k:05d}.npz").is_file():
+                k += 1
+            return old, k
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(pf, json.dumps(plan).encode())
+    return dict(plan), 0
+
+
+def discard_work(store: FeatureStore, key: str) -> None:
+    """Remove a recording's chunks once its item is committed."""
+    shutil.rmtree(store.root / WORK / key, ignore_errors=True)
+
+
+def stream_recording(
+    ex: Extractor,
+    store: FeatureStore,
+    key: str,
+    path: str,
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    parsed: Parsed | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Extraction:
+    """Extract a long recording chunk by chunk into ``store``'s work area, resuming at the first
+    unfinished chunk, and join the chunks (the caller writes the item, then ``discard_work``).
+    ``parsed``: keypoints already read (keypoints-only path); else the video is decoded."""
+    t_start = time.perf_counter()
+    L, C, rate = float(ex.params.chunk_seconds), context_seconds(ex), recording_rate(ex)
+    work = store.root / WORK / key
+    plan = {"source": _source_identity(path), "start": start, "end": end, "chunk_seconds": L, "context": C,
+            "rate": rate, "params": ex.params.to_dict()}  # fmt: skip
+    plan, k = _open_work(work, plan)
+    origin: float | None = plan.get("origin")
+    if parsed is not None:
+        source, native = _parsed_frames(parsed), parsed.native
+        size: tuple[int, int] | None = parsed.parse.image_size
+    else:
+        info = probe(path)
+        native, size = (info.height, info.width), None
+        skip = (origin + k * L - C) if (origin is not None and k > 0) else None
+        source = _pixel_frames(ex, path, start, end, skip if skip is None else max(0.0, skip))
+
+    def chunk(k: int, recs: list[_Frame], last: float) -> None:
+        assert origin is not None and size is not None
+        lo, hi = origin + k * L, origin + (k + 1) * L
+        steps = rate_steps(origin, last, rate, lo, hi)
+        ts = np.array([r.t for r in recs], np.float32)  # as the encoder sees them
+        fps = (len(ts) - 1) / max(float(ts[-1] - ts[0]), 1e-6) if len(ts) > 1 else 30.0
+        enc = (max(e.window for e in ex.encoders) + 2) / fps + 1.0 / rate  # the encoders' context
+        # the encoders' windows start where they do in one pass: at a multiple of their strides
+        first = int(np.searchsorted(ts, np.float32(lo - enc)))
+        while first > 0 and recs[first].pos % align:
+            first -= 1
+        a = float(ts[min(first, len(ts) - 1)])
+        parsed = _chunk_parsed(ex, recs, native, size, path)
+        got = ex.encode(parsed, keep=True, rate=rate, steps=steps, span=(a, hi + enc))
+        kept = (ts >= a) & (ts < hi + enc)
+        own = ((ts >= lo) & (ts < hi))[kept]
+        assert got.layout is not None
+        arrays = {
+            "regions": got.regions.astype(np.float16),
+            "global": got.global_.astype(np.float16),
+            "timestamps": got.timestamps,
+            "visible": got.layout.visible[own].sum(0).astype(np.int64),
+            "frames": np.int64(own.sum()),
+            "boxes": got.extras["boxes"],
+            "keypoints": got.extras["keypoints"][own],
+            "frame_indices": got.extras["frame_indices"][own],
+            **{n: got.extras[n] for n in _STEP_ARRAYS if n in got.extras},
+        }
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        atomic_write_bytes(work / f"chunk_{k:05d}.npz", buf.getvalue())
+        if on_chunk is not None:
+            on_chunk(k)
+
+    align = int(np.lcm.reduce([max(1, e.stride) for e in ex.encoders]))
+    buf: list[_Frame] = []
+    last_t: float | None = None
+    pending: Future | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="chunk") as pool:
+        for rec in source:
+            if origin is None:
+                origin = rec.t
+                plan["origin"] = origin
+                atomic_write_bytes(work / "plan.json", json.dumps(plan).encode())
+            if size is None and rec.frame is not None:
+                size = (int(rec.frame.shape[0]), int(rec.frame.shape[1]))
+            last_t = rec.t
+            if rec.t < origin + k * L - C or (rec.frame is None and rec.kp is None):
+                continue  # before the first unfinished chunk's context (resumed)
+            buf.append(rec)
+            while rec.t >= origin + (k + 1) * L + C:  # chunk k and its context are all here
+                recs = [r for r in buf if r.t < origin + (k + 1) * L + C]
+                if pending is not None:
+                    pending.result()  # one chunk encoding at a time, beside the parsing
+                pending = pool.submit(chunk, k, recs, origin + (k + 1) * L)
+                k += 1
+                buf = [r for r in buf if r.t >= origin + k * L - C]
+        if pending is not None:
+            pending.result()
+        if origin is None or last_t is None:
+            raise VideoError(f"{path}: no frames")
+        n_chunks = int(np.floor((last_t - origin) / L)) + 1
+        while k < n_chunks:
+            recs = [r for r in buf if r.t < origin + (k + 1) * L + C]
+            if recs:
+                chunk(k, recs, last_t)
+            k += 1
+            buf = [r for r in buf if r.t >= origin + k * L - C]
+    return _join(ex, work, n_chunks, native, rate, time.perf_counter() - t_start)
+
+
+def _join(ex: Extractor, work: Path, n: int, native: tuple[int, int], rate: float, seconds: float) -> Extraction:
+    """The recording's ``Extraction`` from its chunk files."""
+    from microaction.extract.pipeline import Extraction
+
+    parts: dict[str, list[np.ndarray]] = {}
+    for k in range(n):
+        f = work / f"chunk_{k:05d}.npz"
+        if not f.is_file():
+            continue  # a chunk without frames (a gap in the video)
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                for name in z.files:
+                    parts.setdefault(name, []).append(z[name])
+        except (OSError, ValueError) as e:
+            raise ParseError(f"{f}: unreadable chunk ({e}); delete it to redo that chunk") from None
+    if not parts:
+        raise VideoError(f"{work}: no chunk was extracted")
+    regions = np.concatenate(parts["regions"], 1).astype(np.float32)
+    glob = np.concatenate(parts["global"], 0).astype(np.float32)
+    frames = int(np.sum(parts["frames"]))
+    seen = np.sum(parts["visible"], 0) / max(frames, 1)
+    valid = seen >= ex.params.min_visible_fraction
+    regions[~valid] = 0.0
+    boxes = np.stack(parts["boxes"])  # [chunks, R+1, 4]
+    extras = {
+        "boxes": np.concatenate([boxes[..., :2].min(0), boxes[..., 2:].max(0)], -1).astype(np.float32),
+        "keypoints": np.concatenate(parts["keypoints"], 0),
+        "frame_indices": np.concatenate(parts["frame_indices"], 0),
+    }
+    for name in _STEP_ARRAYS:
+        if name in parts:
+            extras[name] = np.concatenate(parts[name], 1 if name.startswith("step_") else 0)
+    extras["step_valid"] = extras["step_valid"] & valid[:, None]
+    info = {"frames": frames, "steps": int(glob.shape[0]), "size": [int(native[0]), int(native[1])],
+            "seconds": round(seconds, 3), "chunks": n, "feature_rate": rate}  # fmt: skip
+    ts = np.concatenate(parts["timestamps"]).astype(np.float32)
+    return Extraction(regions, glob, valid, ts, extras, info)
