@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from extract_helpers import render, skeleton_clip, write_video
 
+from extract_helpers import render, skeleton_clip, write_video
 from microaction.data.store import FeatureStore
 from microaction.extract import stream
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
