@@ -99,7 +99,7 @@ def is_recording(ex: Extractor, path: str, start: int | None, end: int | None) -
     return (b - a) / info.fps > ex.params.stream_after
 
 
-def _pixel_frames(ex: Extractor, path: str, start: int | None, end: int | None, skip: float) -> Iterator[_Frame]:
+def _pixel_frames(ex: Extractor, path: str, start: int | None, end: int | None, skip: float | None) -> Iterator[_Frame]:
     """Decoded frames with their landmarks, one at a time (decoding in a thread beside the parser)."""
     frames = background(iter_frames(path, ex.params.sampling(start, end), skip_before=skip))
     parser = ex.parser
@@ -219,10 +219,10 @@ def stream_recording(
     t_start = time.perf_counter()
     L, C, rate = float(ex.params.chunk_seconds), context_seconds(ex), recording_rate(ex)
     work = store.root / WORK / key
-    plan = {"source": _source_identity(path), "start": start, "end": end, "chunk_seconds": L, "context": C,
-            "rate": rate, "params": ex.params.to_dict()}  # fmt: skip
+    plan: dict[str, Any] = {"source": _source_identity(path), "start": start, "end": end, "chunk_seconds": L,
+                            "context": C, "rate": rate, "params": ex.params.to_dict()}  # fmt: skip
     plan, k = _open_work(work, plan)
-    origin: float | None = plan.get("origin")
+    origin: float | None = plan["origin"] if isinstance(plan.get("origin"), float) else None
     if parsed is not None:
         source, native = _parsed_frames(parsed), parsed.native
         size: tuple[int, int] | None = parsed.parse.image_size
