@@ -175,3 +175,22 @@ def test_upper_body_gif_has_a_body(shared: Path) -> None:
     valid = dict(zip(ExtractParams().regions, ex.region_valid))
     assert valid["body"] and valid["head"] and not valid["lower_limbs"]
     assert ex.extras["step_valid"][1].mean() > 0.9
+
+
+def test_mediapipe_streamed_equals_one_pass(ma52_dir: Path, tmp_path: Path) -> None:
+    """The default parser across chunks: MediaPipe tracks from chunk to chunk as in one pass, and
+    the region masks made from its person masks are the same."""
+    clip = ma52_dir / "demo_clips" / "B1_nodding.mp4"  # 50 frames, 1.7 s
+    params = dict(encoders=["motion", "pose"], box_window=0.5, feature_rate=6.0, max_side=256)
+    runs = {}
+    for name, extra in (("one", dict(stream_after=1000.0)), ("str", dict(stream_after=0.0, chunk_seconds=0.5))):
+        s = run_extraction([Job("clip", str(clip))], ExtractParams(**params, **extra), tmp_path / name, progress=False)  # type: ignore[arg-type]
+        assert s.failed == 0, s.errors
+        runs[name] = FeatureStore.open(tmp_path / name)
+    one, got = runs["one"].read("clip"), runs["str"].read("clip")
+    assert runs["str"].status("clip")["chunks"] == 4
+    assert np.array_equal(got.extras["keypoints"], one.extras["keypoints"])
+    assert np.array_equal(got.extras["step_valid"], one.extras["step_valid"])
+    assert np.allclose(got.extras["step_boxes"], one.extras["step_boxes"], atol=0.05)
+    d = np.abs(got.regions[..., :144].astype(np.float32) - one.regions[..., :144].astype(np.float32))
+    assert d.mean() < 5e-3

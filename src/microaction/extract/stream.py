@@ -72,6 +72,7 @@ class _Frame:
     kp: np.ndarray | None  # [33, 3] (None: the parser parses whole chunks)
     region_mask: np.ndarray | None = None
     person_mask: np.ndarray | None = None
+    raw: bool = False  # a frame-by-frame parser's landmarks: gaps to fill, region masks to derive
 
 
 def recording_rate(ex: Extractor) -> float:
@@ -111,7 +112,7 @@ def _pixel_frames(ex: Extractor, path: str, start: int | None, end: int | None, 
                     yield _Frame(i, t, pos, None, None)  # skipped (resumed): counted only
                     continue
                 kp, mask = session.step(f)
-                yield _Frame(i, t, pos, f, kp, None, mask)
+                yield _Frame(i, t, pos, f, kp, None, mask, raw=True)
         finally:
             session.close()
     elif parser.needs_pixels:  # a parser of whole clips: each chunk is parsed on its own
@@ -147,8 +148,12 @@ def _parsed_frames(parsed: Parsed) -> Iterator[_Frame]:
         )
 
 
-def _chunk_parsed(ex: Extractor, recs: list[_Frame], native: tuple[int, int], size: tuple[int, int], path: str):
-    """The ``Parsed`` of a chunk and its context."""
+def _chunk_parsed(
+    ex: Extractor, recs: list[_Frame], native: tuple[int, int], size: tuple[int, int], path: str, ended: bool
+):
+    """The ``Parsed`` of a chunk and its context. Region masks derived from a frame-by-frame parse
+    are kept with their frames (the next chunks' context reuses them) once no later frame can
+    change their gap filling."""
     from microaction.extract.pipeline import Parsed
 
     ts = np.array([r.t for r in recs], np.float32)
@@ -159,13 +164,21 @@ def _chunk_parsed(ex: Extractor, recs: list[_Frame], native: tuple[int, int], si
     else:
         kp = np.stack([r.kp for r in recs])  # type: ignore[misc]
         pm = np.stack([r.person_mask for r in recs]) if recs[0].person_mask is not None else None  # type: ignore[misc]
-        if recs[0].region_mask is not None:
+        rm = None
+        if recs[0].raw and pm is not None:
+            max_gap = int(getattr(ex.parser, "max_gap", 8))
+            kp = interpolate_gaps(kp, max_gap)
+            todo = [j for j, r in enumerate(recs) if r.region_mask is None]
+            if todo:
+                new = landmark_region_masks(kp[todo], pm[todo], size)
+                final = len(recs) if ended else len(recs) - max_gap - 1
+                for j, m in zip(todo, new):
+                    if j < final:
+                        recs[j].region_mask = m
+            got = {j: m for j, m in zip(todo, new)} if todo else {}
+            rm = np.stack([got.get(j, r.region_mask) for j, r in enumerate(recs)])  # type: ignore[misc]
+        elif recs[0].region_mask is not None:
             rm = np.stack([r.region_mask for r in recs])  # type: ignore[misc]
-        elif pm is not None:  # a frame-by-frame parser's raw landmarks: gaps, then region masks
-            kp = interpolate_gaps(kp, int(getattr(ex.parser, "max_gap", 8)))
-            rm = landmark_region_masks(kp, pm, size)
-        else:
-            rm = None
         parse = ParseResult(kp, size, rm, person_mask=pm)
     return Parsed(frames, ts, idx, native, parse, time.perf_counter())
 
@@ -232,7 +245,7 @@ def stream_recording(
         skip = (origin + k * L - C) if (origin is not None and k > 0) else None
         source = _pixel_frames(ex, path, start, end, skip if skip is None else max(0.0, skip))
 
-    def chunk(k: int, recs: list[_Frame], last: float) -> None:
+    def chunk(k: int, recs: list[_Frame], last: float, ended: bool) -> None:
         assert origin is not None and size is not None
         lo, hi = origin + k * L, origin + (k + 1) * L
         steps = rate_steps(origin, last, rate, lo, hi)
@@ -244,7 +257,7 @@ def stream_recording(
         while first > 0 and recs[first].pos % align:
             first -= 1
         a = float(ts[min(first, len(ts) - 1)])
-        parsed = _chunk_parsed(ex, recs, native, size, path)
+        parsed = _chunk_parsed(ex, recs, native, size, path, ended)
         got = ex.encode(parsed, keep=True, rate=rate, steps=steps, span=(a, hi + enc))
         kept = (ts >= a) & (ts < hi + enc)
         own = ((ts >= lo) & (ts < hi))[kept]
@@ -288,7 +301,7 @@ def stream_recording(
                 recs = [r for r in buf if r.t < origin + (k + 1) * L + C]
                 if pending is not None:
                     pending.result()  # one chunk encoding at a time, beside the parsing
-                pending = pool.submit(chunk, k, recs, origin + (k + 1) * L)
+                pending = pool.submit(chunk, k, recs, origin + (k + 1) * L, False)
                 k += 1
                 buf = [r for r in buf if r.t >= origin + k * L - C]
         if pending is not None:
@@ -299,7 +312,7 @@ def stream_recording(
         while k < n_chunks:
             recs = [r for r in buf if r.t < origin + (k + 1) * L + C]
             if recs:
-                chunk(k, recs, last_t)
+                chunk(k, recs, last_t, True)
             k += 1
             buf = [r for r in buf if r.t >= origin + k * L - C]
     return _join(ex, work, n_chunks, native, rate, time.perf_counter() - t_start)
