@@ -14,7 +14,7 @@ from microaction.data.store import FeatureStore
 from microaction.extract import stream
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
 from microaction.extract.pipeline import Extractor, ExtractParams
-from microaction.extract.runner import Job, run_extraction
+from microaction.extract.runner import Job, collect_jobs, run_extraction
 from microaction.skeleton import LANDMARKS
 
 FPS = 15
@@ -146,8 +146,10 @@ def test_keypoint_stream_without_video(tmp_path: Path) -> None:
     """A folder of per-frame OpenPose JSON files of a 70-second recording: streamed, no video."""
     _openpose_json(tmp_path / "kp" / "talk", 700, upper_body=True)
     params = dict(parser="keypoints", encoders=["pose"], parser_options={"root": str(tmp_path / "kp")})
+    jobs = collect_jobs(tmp_path / "talk.mp4")  # the video need not exist: only its keypoints are read
+    assert [(j.key, j.path) for j in jobs] == [("talk", str(tmp_path / "talk.mp4"))]
     s = run_extraction(
-        [Job("talk", str(tmp_path / "talk.mp4"))],
+        jobs,
         ExtractParams(**params, fps=10.0, stream_after=60.0, chunk_seconds=20.0),  # type: ignore[arg-type]
         tmp_path / "store",
         progress=False,

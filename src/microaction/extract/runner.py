@@ -110,7 +110,8 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                 if box is not None:
                     boxed[key] = len(jobs)
                 jobs.append(Job(key, str(root / row["video"]), start, end, () if box is None else (box,)))
-    elif src.is_file() and src.suffix.lower() in VIDEO_EXTENSIONS:
+    elif src.suffix.lower() in VIDEO_EXTENSIONS and not src.is_dir():
+        # one video; it may be absent when only its keypoints are read (the parser says so if not)
         jobs.append(Job(video_key(src.name), str(src)))
     else:
         raise FileNotFoundError(f"{src}: not a folder of videos, a manifest .csv or a video file")
