@@ -297,3 +297,18 @@ def test_npz_with_person_slots_is_tracked(tmp_path: Path) -> None:
     assert len(tracks) == 2
     np.testing.assert_allclose(tracks[0].keypoints[:, :, :2], a[:, :, :2])
     np.testing.assert_allclose(tracks[1].keypoints[:, :, :2], b[:, :, :2])
+
+
+def test_manifest_naming_tracks_without_boxes(openpose_data, tmp_path: Path) -> None:
+    """Rows naming people by track number (no box) are one job per video: with --people all
+    their keys are the tracks' items; without it the job fails with a clear error."""
+    root, _a, _b = openpose_data
+    (root / "tracks.csv").write_text("video,label,person\ntalk.mp4,1,0\ntalk.mp4,2,1\n")
+    jobs = collect_jobs(root / "tracks.csv", root / "videos")
+    assert len(jobs) == 1 and jobs[0].key == "talk" and jobs[0].tracks
+    s = run_extraction(jobs, _params(people="all"), tmp_path / "all", progress=False)
+    assert s.failed == 0 and FeatureStore.open(tmp_path / "all").keys() == ["talk#0", "talk#1"]
+    tax = load_taxonomy("ma52")
+    assert [x.key for x in read_manifest_csv(root / "tracks.csv", tax)] == ["talk#0", "talk#1"]
+    s = run_extraction(jobs, _params(), tmp_path / "main", progress=False)
+    assert s.failed == 1 and "--people all" in s.errors["talk"]

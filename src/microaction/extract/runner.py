@@ -47,6 +47,7 @@ class Job:
     start: int | None = None
     end: int | None = None
     boxes: tuple[BoxRow, ...] = ()  # the annotation's person box(es): extraction follows that person
+    tracks: bool = False  # rows name people by track number (no box): needs ``people="all"``
 
 
 @dataclass
@@ -102,6 +103,11 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                 except ValueError:
                     raise ValueError(f"{src}:{n}: start/end must be integers") from None
                 person, box = person_fields(row, f"{src}:{n}", start)
+                if person is not None and box is None:  # a track number of --people all: the video's job
+                    jobs.append(
+                        Job(video_key(row["video"], start, end), str(root / row["video"]), start, end, (), True)
+                    )
+                    continue
                 key = video_key(row["video"], start, end, person)
                 if box is not None and key in boxed:  # the same person's box at another frame
                     j = jobs[boxed[key]]
@@ -117,6 +123,14 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
         raise FileNotFoundError(f"{src}: not a folder of videos, a manifest .csv or a video file")
     seen: dict[str, Job] = {}
     for j in jobs:
+        other = seen.get(j.key)
+        if (
+            other is not None
+            and (j.tracks or other.tracks)
+            and replace(j, tracks=False) == replace(other, tracks=False)
+        ):
+            seen[j.key] = replace(other, tracks=True)  # several people of one video: one job
+            continue
         if j.key in seen and seen[j.key] != j:
             raise ValueError(f"two videos map to store key {j.key!r}: {seen[j.key].path} and {j.path}")
         seen[j.key] = j
@@ -170,6 +184,11 @@ def process_job(
 
 def _stage1(extractor: Extractor, job: Job) -> Parsed | Recording | list[tuple[int, Parsed]] | BaseException:
     try:
+        if job.tracks and extractor.params.people != "all":
+            raise ValueError(
+                f"{job.path}: the manifest names people without a box; extract with --people all (person ids "
+                "are its track numbers) or give each person's box"
+            )
         if job.boxes or extractor.params.people == "all":
             from microaction.extract.people_parse import parse_people
 
