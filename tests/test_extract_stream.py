@@ -13,7 +13,7 @@ from extract_helpers import render, skeleton_clip, write_video
 from microaction.data.store import FeatureStore
 from microaction.extract import stream
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
-from microaction.extract.pipeline import Extractor, ExtractParams
+from microaction.extract.pipeline import Extractor, ExtractParams, extract_video
 from microaction.extract.runner import Job, collect_jobs, run_extraction
 from microaction.skeleton import LANDMARKS
 
@@ -75,6 +75,9 @@ def test_streamed_equals_one_pass(recording: Path, tmp_path: Path) -> None:
     assert np.array_equal(got.extras["keypoints"], one.extras["keypoints"])
     assert np.array_equal(got.extras["frame_indices"], np.arange(T))
     assert np.array_equal(got.region_valid, one.region_valid)
+    # the library entry point (mar predict, timelines) streams a long video the same way
+    lib = extract_video(recording, ExtractParams(**BASE, stream_after=0.0, chunk_seconds=4.0))
+    assert np.array_equal(lib.regions.astype(np.float16), got.regions) and lib.info["chunks"] == 3
 
 
 def test_killed_recording_resumes_from_its_last_chunk(recording: Path, tmp_path: Path, monkeypatch) -> None:
@@ -170,8 +173,6 @@ def test_keypoint_stream_without_video(tmp_path: Path) -> None:
 
 def test_upper_body_gif_has_a_body(shared: Path) -> None:
     """A real iMiGUE clip (upper body only, hips out of frame): the body region is valid."""
-    from microaction.extract.pipeline import extract_video
-
     gif = shared / "imigue" / "demo_clips" / "folding-arms.gif"
     ex = extract_video(gif, ExtractParams(encoders=["pose"]))
     valid = dict(zip(ExtractParams().regions, ex.region_valid))
