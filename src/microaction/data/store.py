@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,6 +284,50 @@ class FeatureStore:
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(self._item_path(key), buf.getvalue())
+        status = {"status": "ok", "frames": int(T), **(info or {})}
+        atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
+
+    def write_pieces(
+        self, key: str, arrays: dict[str, tuple[tuple[int, ...], Any, Callable[[], Iterator[np.ndarray]]]],
+        info: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """Store an item given as C-order pieces of each array (``name: (shape, dtype, pieces)``,
+        names as in the item file: ``regions``, ``global``, ``region_valid``, ``timestamps``,
+        ``extra_*``), written one piece at a time (a long recording joined from its chunks without
+        holding it whole); atomic like ``write``, then marked ok."""
+        import zipfile
+
+        m = self.manifest
+        R, T, D = arrays["regions"][0]
+        if R != len(m.regions) or D != m.region_dim or arrays["global"][0] != (T, m.global_dim):
+            raise StoreError(f"{key}: regions / global do not fit the manifest (R={len(m.regions)}, D={m.region_dim})")
+        path = self._item_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+                    for name, (shape, dtype, pieces) in arrays.items():
+                        dt = np.dtype(dtype)
+                        with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                            header = {"descr": np.lib.format.dtype_to_descr(dt), "fortran_order": False,
+                                      "shape": tuple(int(v) for v in shape)}  # fmt: skip
+                            np.lib.format.write_array_header_2_0(member, header)
+                            n = 0
+                            for piece in pieces():
+                                a = np.ascontiguousarray(piece, dtype=dt)
+                                if a.dtype.kind == "f" and not np.isfinite(a).all():
+                                    raise StoreError(f"{key}: non-finite values in {name}")
+                                member.write(a.tobytes())
+                                n += a.size
+                            if n != int(np.prod(shape)):
+                                raise StoreError(f"{key}: {name} has {n} values, its shape {tuple(shape)} needs more")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         status = {"status": "ok", "frames": int(T), **(info or {})}
         atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
 

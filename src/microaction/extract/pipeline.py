@@ -421,7 +421,7 @@ def extract_video(
     import tempfile
 
     from microaction.data.store import FeatureStore
-    from microaction.extract.stream import is_recording, stream_recording
+    from microaction.extract.stream import is_recording, join, stream_recording
 
     if isinstance(params, StoreManifest):
         params = params_from_manifest(params)
@@ -434,4 +434,4 @@ def extract_video(
             return ex.encode(parsed, keep=keep)
     with tempfile.TemporaryDirectory(prefix="mar-stream-") as d:
         store = FeatureStore.create(d, ex.manifest())
-        return stream_recording(ex, store, "video", str(path), start, end, parsed=parsed)
+        return join(ex, stream_recording(ex, store, "video", str(path), start, end, parsed=parsed))

@@ -24,7 +24,7 @@ import numpy as np
 from microaction.data.person_boxes import BoxRow, check_person_columns, person_fields
 from microaction.data.store import FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
-from microaction.extract.stream import Recording, discard_work, is_recording, stream_recording
+from microaction.extract.stream import Recording, discard_work, is_recording, stream_recording, write_recording
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -225,12 +225,18 @@ def finish_job(
             list(parsed) if isinstance(parsed, list) else [(None, parsed)]
         )
         keys = []
+        frames = 0
         for pid, one in people:
             key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
-            if isinstance(one, Recording):  # a long recording: chunk by chunk, resumable
-                ex = stream_recording(extractor, store, key, job.path, job.start, job.end, parsed=one.parsed)
-            else:
-                ex = extractor.encode(one, keep=bool(debug_dir))
+            who = {} if pid is None else {"person": pid}
+            if isinstance(one, Recording):  # a long recording: chunk by chunk, resumable, written piece by piece
+                chunks = stream_recording(extractor, store, key, job.path, job.start, job.end, parsed=one.parsed)
+                frames = write_recording(extractor, store, key, chunks, {"video": job.path, **who})
+                discard_work(store, key)
+                keys.append(key)
+                continue
+            ex = extractor.encode(one, keep=bool(debug_dir))
+            frames = int(ex.info["frames"])
             store.write(
                 key,
                 regions=ex.regions,
@@ -239,13 +245,10 @@ def finish_job(
                 timestamps=ex.timestamps,
                 extras=ex.extras,
                 info={"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                      "seconds": ex.info["seconds"], **({} if pid is None else {"person": pid}),
-                      **{k: ex.info[k] for k in ("chunks", "feature_rate") if k in ex.info}},
+                      "seconds": ex.info["seconds"], **who},
             )  # fmt: skip
             keys.append(key)
-            if isinstance(one, Recording):
-                discard_work(store, key)
-            elif debug_dir:
+            if debug_dir:
                 _debug(debug_dir, key, ex)
         if isinstance(parsed, list) and not job.boxes:
             store.write_people(job.key, keys, {"video": job.path})
@@ -257,7 +260,7 @@ def finish_job(
             err += "\n" + (getattr(e, "_mar_traceback", "") or traceback.format_exc())
         store.write_failure(job.key, err, {"video": job.path})
         return job.key, "failed", 0, err
-    return job.key, "ok", int(ex.info["frames"]), ""
+    return job.key, "ok", frames, ""
 
 
 def _debug(debug_dir: str | os.PathLike[str], key: str, ex: Any) -> None:

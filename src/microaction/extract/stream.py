@@ -43,12 +43,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RECORDING_RATE",
+    "Chunks",
     "Recording",
     "context_seconds",
     "discard_work",
     "is_recording",
+    "join",
     "recording_rate",
     "stream_recording",
+    "write_recording",
 ]
 
 RECORDING_RATE = 6.0  # steps/s of a streamed recording when ``feature_rate`` is not set
@@ -225,9 +228,9 @@ def stream_recording(
     *,
     parsed: Parsed | None = None,
     on_chunk: Callable[[int], None] | None = None,
-) -> Extraction:
+) -> Chunks:
     """Extract a long recording chunk by chunk into ``store``'s work area, resuming at the first
-    unfinished chunk, and join the chunks (the caller writes the item, then ``discard_work``).
+    unfinished chunk (then ``write_recording`` and ``discard_work``, or ``join``).
     ``parsed``: keypoints already read (keypoints-only path); else the video is decoded."""
     t_start = time.perf_counter()
     L, C, rate = float(ex.params.chunk_seconds), context_seconds(ex), recording_rate(ex)
@@ -315,43 +318,110 @@ def stream_recording(
                 chunk(k, recs, last_t, True)
             k += 1
             buf = [r for r in buf if r.t >= origin + k * L - C]
-    return _join(ex, work, n_chunks, native, rate, time.perf_counter() - t_start)
+    return Chunks(work, n_chunks, native, rate, time.perf_counter() - t_start)
 
 
-def _join(ex: Extractor, work: Path, n: int, native: tuple[int, int], rate: float, seconds: float) -> Extraction:
-    """The recording's ``Extraction`` from its chunk files."""
+@dataclass
+class Chunks:
+    """A streamed recording's finished chunk files, to join (``join``) or write (``write_recording``)."""
+
+    work: Path
+    count: int
+    native: tuple[int, int]
+    rate: float
+    seconds: float
+
+    def files(self) -> list[Path]:
+        # a chunk without frames (a gap in the video) has no file
+        return [f for k in range(self.count) if (f := self.work / f"chunk_{k:05d}.npz").is_file()]
+
+
+def _load(f: Path, *names: str) -> list[np.ndarray]:
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return [z[n] for n in names]
+    except (OSError, ValueError, KeyError) as e:
+        raise ParseError(f"{f}: unreadable chunk ({e}); delete it to redo that chunk") from None
+
+
+Pieces = dict[str, tuple[tuple[int, ...], Any, Callable[[], Iterator[np.ndarray]]]]
+
+
+def _pieces(ex: Extractor, chunks: Chunks) -> tuple[Pieces, dict[str, Any]]:
+    """The item's arrays as C-order pieces read from the chunk files one at a time (``name:
+    (shape, dtype, pieces)``, store names), and the item's info. Nothing is held whole."""
+    files = chunks.files()
+    if not files:
+        raise VideoError(f"{chunks.work}: no chunk was extracted")
+    steps = frames = 0
+    visible = None
+    boxes = []
+    for f in files:
+        ts, fi, vis, box = _load(f, "timestamps", "frame_indices", "visible", "boxes")
+        steps, frames = steps + len(ts), frames + len(fi)
+        visible = vis if visible is None else visible + vis
+        boxes.append(box)
+    assert visible is not None
+    valid = visible / max(frames, 1) >= ex.params.min_visible_fraction
+    with np.load(files[0], allow_pickle=False) as z:
+        first = {n: (z[n].shape, z[n].dtype) for n in z.files}
+    R, _, D = first["regions"][0]
+    Dg = first["global"][0][1]
+    b = np.stack(boxes)
+    union = np.concatenate([b[..., :2].min(0), b[..., 2:].max(0)], -1).astype(np.float32)
+
+    def along(name: str, rows: int | None = None, mask: bool = False):
+        """Pieces of ``name``: chunk after chunk (time first), or per row then chunk (``rows``)."""
+
+        def gen() -> Iterator[np.ndarray]:
+            if rows is None:
+                for f in files:
+                    yield _load(f, name)[0]
+                return
+            for r in range(rows):
+                for f in files:
+                    x = _load(f, name)[0][r]
+                    yield x if not mask else (x & valid[r]) if x.dtype == bool else (x if valid[r] else x * 0)
+
+        return gen
+
+    arrays: Pieces = {
+        "regions": ((R, steps, D), np.float16, along("regions", R, mask=True)),
+        "global": ((steps, Dg), np.float16, along("global")),
+        "region_valid": ((R,), bool, lambda: iter([valid])),
+        "timestamps": ((steps,), np.float32, along("timestamps")),
+        "extra_boxes": (union.shape, np.float32, lambda: iter([union])),
+        "extra_step_boxes": ((R + 1, steps, 4), np.float32, along("step_boxes", R + 1)),
+        "extra_step_valid": ((R, steps), bool, along("step_valid", R, mask=True)),
+        "extra_keypoints": ((frames, *first["keypoints"][0][1:]), np.float32, along("keypoints")),
+        "extra_frame_indices": ((frames,), np.int64, along("frame_indices")),
+    }
+    if "face" in first:
+        arrays["extra_face"] = ((steps, *first["face"][0][1:]), np.uint8, along("face"))
+        arrays["extra_face_valid"] = ((steps,), bool, along("face_valid"))
+    info = {"frames": frames, "steps": steps, "size": [int(chunks.native[0]), int(chunks.native[1])],
+            "seconds": round(chunks.seconds, 3), "chunks": chunks.count, "feature_rate": chunks.rate}  # fmt: skip
+    return arrays, info
+
+
+def write_recording(ex: Extractor, store: FeatureStore, key: str, chunks: Chunks, info: dict[str, Any]) -> int:
+    """Write a streamed recording's item from its chunks, piece by piece, and its status (``info``
+    added); returns its frame count."""
+    arrays, meta = _pieces(ex, chunks)
+    keep = ("size", "seconds", "chunks", "feature_rate")
+    store.write_pieces(key, arrays, {**info, "frames_decoded": meta["frames"], **{k: meta[k] for k in keep}})
+    return int(meta["frames"])
+
+
+def join(ex: Extractor, chunks: Chunks) -> Extraction:
+    """A streamed recording's ``Extraction`` in memory (for a caller that wants the arrays)."""
     from microaction.extract.pipeline import Extraction
 
-    parts: dict[str, list[np.ndarray]] = {}
-    for k in range(n):
-        f = work / f"chunk_{k:05d}.npz"
-        if not f.is_file():
-            continue  # a chunk without frames (a gap in the video)
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                for name in z.files:
-                    parts.setdefault(name, []).append(z[name])
-        except (OSError, ValueError) as e:
-            raise ParseError(f"{f}: unreadable chunk ({e}); delete it to redo that chunk") from None
-    if not parts:
-        raise VideoError(f"{work}: no chunk was extracted")
-    regions = np.concatenate(parts["regions"], 1).astype(np.float32)
-    glob = np.concatenate(parts["global"], 0).astype(np.float32)
-    frames = int(np.sum(parts["frames"]))
-    seen = np.sum(parts["visible"], 0) / max(frames, 1)
-    valid = seen >= ex.params.min_visible_fraction
-    regions[~valid] = 0.0
-    boxes = np.stack(parts["boxes"])  # [chunks, R+1, 4]
-    extras = {
-        "boxes": np.concatenate([boxes[..., :2].min(0), boxes[..., 2:].max(0)], -1).astype(np.float32),
-        "keypoints": np.concatenate(parts["keypoints"], 0),
-        "frame_indices": np.concatenate(parts["frame_indices"], 0),
+    arrays, info = _pieces(ex, chunks)
+    whole = {
+        n: np.concatenate([np.ravel(p) for p in gen()]).astype(dt).reshape(shape)
+        for n, (shape, dt, gen) in arrays.items()
     }
-    for name in _STEP_ARRAYS:
-        if name in parts:
-            extras[name] = np.concatenate(parts[name], 1 if name.startswith("step_") else 0)
-    extras["step_valid"] = extras["step_valid"] & valid[:, None]
-    info = {"frames": frames, "steps": int(glob.shape[0]), "size": [int(native[0]), int(native[1])],
-            "seconds": round(seconds, 3), "chunks": n, "feature_rate": rate}  # fmt: skip
-    ts = np.concatenate(parts["timestamps"]).astype(np.float32)
-    return Extraction(regions, glob, valid, ts, extras, info)
+    extras = {n[len("extra_") :]: v for n, v in whole.items() if n.startswith("extra_")}
+    return Extraction(whole["regions"].astype(np.float32), whole["global"].astype(np.float32), whole["region_valid"],
+                      whole["timestamps"], extras, info)  # fmt: skip
