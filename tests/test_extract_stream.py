@@ -197,3 +197,21 @@ def test_mediapipe_streamed_equals_one_pass(ma52_dir: Path, tmp_path: Path) -> N
     assert np.allclose(got.extras["step_boxes"], one.extras["step_boxes"], atol=0.05)
     d = np.abs(got.regions[..., :144].astype(np.float32) - one.regions[..., :144].astype(np.float32))
     assert d.mean() < 5e-3
+
+
+def test_write_pieces_checks_what_it_writes(recording: Path, tmp_path: Path) -> None:
+    store = FeatureStore.create(tmp_path / "s", Extractor(ExtractParams(**BASE)).manifest())
+    R, D, Dg = len(store.manifest.regions), store.manifest.region_dim, store.manifest.global_dim
+    ok = {
+        "regions": ((R, 3, D), np.float16, lambda: iter([np.ones((R, 3, D))])),
+        "global": ((3, Dg), np.float16, lambda: (np.ones((1, Dg)) for _ in range(3))),
+        "region_valid": ((R,), bool, lambda: iter([np.ones(R, bool)])),
+        "timestamps": ((3,), np.float32, lambda: iter([np.arange(3.0)])),
+    }
+    short = {**ok, "global": ((3, Dg), np.float16, lambda: iter([np.ones((2, Dg))]))}
+    with pytest.raises(Exception, match="global has"):
+        store.write_pieces("a", short)
+    assert store.status("a") is None and not list((tmp_path / "s" / "items").iterdir())
+    store.write_pieces("a", ok, {"video": "a.mp4"})
+    item = store.read("a")
+    assert item.regions.shape == (R, 3, D) and item.global_.dtype == np.float16 and item.length == 3
