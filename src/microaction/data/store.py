@@ -23,9 +23,10 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -36,6 +37,7 @@ __all__ = [
     "StoreError",
     "StoreManifest",
     "StoreMismatch",
+    "atomic_file",
     "atomic_write_bytes",
     "video_key",
 ]
@@ -144,19 +146,27 @@ def video_key(
     return key
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through: readers see the old file or the complete new one (a
+    temporary file, fsynced and renamed when the block ends; removed on an error)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -301,33 +311,22 @@ class FeatureStore:
         R, T, D = arrays["regions"][0]
         if R != len(m.regions) or D != m.region_dim or arrays["global"][0] != (T, m.global_dim):
             raise StoreError(f"{key}: regions / global do not fit the manifest (R={len(m.regions)}, D={m.region_dim})")
-        path = self._item_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
-                    for name, (shape, dtype, pieces) in arrays.items():
-                        dt = np.dtype(dtype)
-                        with z.open(f"{name}.npy", "w", force_zip64=True) as member:
-                            header = {"descr": np.lib.format.dtype_to_descr(dt), "fortran_order": False,
-                                      "shape": tuple(int(v) for v in shape)}  # fmt: skip
-                            np.lib.format.write_array_header_2_0(member, header)
-                            n = 0
-                            for piece in pieces():
-                                a = np.ascontiguousarray(piece, dtype=dt)
-                                if a.dtype.kind == "f" and not np.isfinite(a).all():
-                                    raise StoreError(f"{key}: non-finite values in {name}")
-                                member.write(a.tobytes())
-                                n += a.size
-                            if n != int(np.prod(shape)):
-                                raise StoreError(f"{key}: {name} has {n} values, its shape {tuple(shape)} needs more")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self._item_path(key)) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for name, (shape, dtype, pieces) in arrays.items():
+                dt = np.dtype(dtype)
+                with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    header = {"descr": np.lib.format.dtype_to_descr(dt), "fortran_order": False,
+                              "shape": tuple(int(v) for v in shape)}  # fmt: skip
+                    np.lib.format.write_array_header_2_0(member, header)  # type: ignore[arg-type]
+                    n = 0
+                    for piece in pieces():
+                        a = np.ascontiguousarray(piece, dtype=dt)
+                        if a.dtype.kind == "f" and not np.isfinite(a).all():
+                            raise StoreError(f"{key}: non-finite values in {name}")
+                        member.write(a.tobytes())
+                        n += a.size
+                    if n != int(np.prod(shape)):
+                        raise StoreError(f"{key}: {name} has {n} values, its shape {tuple(shape)} needs more")
         status = {"status": "ok", "frames": int(T), **(info or {})}
         atomic_write_bytes(self._status_path(key), json.dumps(status).encode())
 
