@@ -13,8 +13,9 @@ from extract_helpers import render, skeleton_clip, write_video
 from microaction.data.store import FeatureStore
 from microaction.extract import stream
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
-from microaction.extract.pipeline import Extractor, ExtractParams, extract_video
+from microaction.extract.pipeline import Extractor, ExtractParams
 from microaction.extract.runner import Job, collect_jobs, run_extraction
+from microaction.extract.stream import extract_video
 from microaction.skeleton import LANDMARKS
 
 FPS = 15

@@ -414,24 +414,9 @@ def extract_video(
     end: int | None = None,
     keep: bool = False,
 ) -> Extraction:
-    """Extract one video. ``params``: ExtractParams, or a store's manifest (its recorded params),
-    or None (defaults). Raises VideoError / ParseError for a video that cannot be extracted.
-    A recording longer than ``stream_after`` seconds is streamed chunk by chunk as ``mar extract``
-    does (its chunks in a temporary folder; ``keep`` then keeps nothing)."""
-    import tempfile
-
-    from microaction.data.store import FeatureStore
-    from microaction.extract.stream import is_recording, join, stream_recording
-
+    """Extract one video in one pass. ``params``: ExtractParams, or a store's manifest (its recorded
+    params), or None (defaults). Raises VideoError / ParseError for a video that cannot be
+    extracted. ``microaction.extract.extract_video`` also streams long recordings."""
     if isinstance(params, StoreManifest):
         params = params_from_manifest(params)
-    ex = get_extractor(params or ExtractParams())
-    parsed = None
-    if not is_recording(ex, str(path), start, end):
-        parsed = ex.parse(Path(path), start, end)
-        ts = parsed.timestamps
-        if parsed.frames is not None or not len(ts) or float(ts[-1] - ts[0]) <= ex.params.stream_after:
-            return ex.encode(parsed, keep=keep)
-    with tempfile.TemporaryDirectory(prefix="mar-stream-") as d:
-        store = FeatureStore.create(d, ex.manifest())
-        return join(ex, stream_recording(ex, store, "video", str(path), start, end, parsed=parsed))
+    return get_extractor(params or ExtractParams()).extract(Path(path), start, end, keep=keep)

@@ -23,6 +23,7 @@ here: the torso scale (box sizes), the pose encoder's torso centre and scale, a 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -33,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from microaction.data.store import FeatureStore, atomic_write_bytes
+from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.extract.encoders.base import rate_steps
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
 from microaction.extract.video import VideoError, background, iter_frames, probe
 
 if TYPE_CHECKING:
-    from microaction.extract.pipeline import Extraction, Extractor, Parsed
+    from microaction.extract.pipeline import Extraction, Extractor, ExtractParams, Parsed
 
 __all__ = [
     "RECORDING_RATE",
@@ -47,6 +48,7 @@ __all__ = [
     "Recording",
     "context_seconds",
     "discard_work",
+    "extract_video",
     "is_recording",
     "join",
     "recording_rate",
@@ -425,3 +427,32 @@ def join(ex: Extractor, chunks: Chunks) -> Extraction:
     extras = {n[len("extra_") :]: v for n, v in whole.items() if n.startswith("extra_")}
     return Extraction(whole["regions"].astype(np.float32), whole["global"].astype(np.float32), whole["region_valid"],
                       whole["timestamps"], extras, info)  # fmt: skip
+
+
+def extract_video(
+    path: str | os.PathLike[str],
+    params: ExtractParams | StoreManifest | None = None,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    keep: bool = False,
+) -> Extraction:
+    """Extract one video as ``mar extract`` does (``microaction.extract.extract_video``): in one
+    pass (``pipeline.extract_video``), or, past ``stream_after`` seconds, chunk by chunk (the
+    chunks in a temporary folder; ``keep`` then keeps nothing)."""
+    import tempfile
+
+    from microaction.extract.pipeline import ExtractParams, get_extractor, params_from_manifest
+
+    if isinstance(params, StoreManifest):
+        params = params_from_manifest(params)
+    ex = get_extractor(params or ExtractParams())
+    parsed = None
+    if not is_recording(ex, str(path), start, end):
+        parsed = ex.parse(Path(path), start, end)
+        ts = parsed.timestamps
+        if parsed.frames is not None or not len(ts) or float(ts[-1] - ts[0]) <= ex.params.stream_after:
+            return ex.encode(parsed, keep=keep)
+    with tempfile.TemporaryDirectory(prefix="mar-stream-") as d:
+        store = FeatureStore.create(d, ex.manifest())
+        return join(ex, stream_recording(ex, store, "video", str(path), start, end, parsed=parsed))
