@@ -72,6 +72,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--box-window", type=float, default=8.0, help="seconds over which region boxes follow the person (smoothed)"
     )
+    p.add_argument(
+        "--feature-rate",
+        type=float,
+        help="steps per second of the stored sequences (default: the first encoder's windows for clips, "
+        "6 for recordings longer than --stream-after)",
+    )
+    p.add_argument(
+        "--stream-after",
+        type=float,
+        default=60.0,
+        help="seconds: a longer video or keypoint stream is extracted chunk by chunk (memory independent of its "
+        "length, resumable per chunk)",
+    )
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="seconds per chunk of a streamed recording")
     p.add_argument("--device", default="cpu", help="torch device for sapiens / videomae (cuda, cpu)")
     p.add_argument("--shard", help="i/N: this process's share of the videos (SLURM arrays, several machines)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
@@ -127,6 +141,9 @@ def params_from_args(args: argparse.Namespace):
         face_size=args.face_size,
         people=args.people,
         box_window=args.box_window,
+        feature_rate=args.feature_rate,
+        stream_after=args.stream_after,
+        chunk_seconds=args.chunk_seconds,
         checkpoint=args.checkpoint,
         device=args.device,
         parser_options=popts,

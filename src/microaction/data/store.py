@@ -24,10 +24,11 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -39,6 +40,7 @@ __all__ = [
     "StoreError",
     "StoreManifest",
     "StoreMismatch",
+    "atomic_file",
     "atomic_write_bytes",
     "video_key",
 ]
@@ -170,16 +172,18 @@ def new_file_mode() -> int:
     return 0o666 & ~process_umask()
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
-    The file gets the mode of any other new file (the process umask), not mkstemp's 0600.
-    ``sync``: the data reaches the disk before the file appears (survives a power cut too)."""
+@contextmanager
+def atomic_file(path: Path, *, sync: bool = True) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through: readers see the old file or the complete new one (a
+    temporary file, renamed when the block ends; removed on an error). The file gets the mode of
+    any other new file (the process umask), not mkstemp's 0600. ``sync``: the data reaches the
+    disk before the file appears (survives a power cut too)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             if sync:
                 os.fsync(f.fileno())
@@ -187,6 +191,12 @@ def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    with atomic_file(path, sync=sync) as f:
+        f.write(data)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -339,6 +349,40 @@ class FeatureStore:
         """Remove a video's entry (status first: without it the item counts as never written)."""
         self._status_path(key).unlink(missing_ok=True)
         self._item_path(key).unlink(missing_ok=True)
+
+    def write_pieces(
+        self, key: str, arrays: dict[str, tuple[tuple[int, ...], Any, Callable[[], Iterator[np.ndarray]]]],
+        info: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """Store an item given as C-order pieces of each array (``name: (shape, dtype, pieces)``,
+        names as in the item file: ``regions``, ``global``, ``region_valid``, ``timestamps``,
+        ``extra_*``), written one piece at a time (a long recording joined from its chunks without
+        holding it whole); atomic like ``write``, then marked ok."""
+        import zipfile
+
+        m = self.manifest
+        R, T, D = arrays["regions"][0]
+        if R != len(m.regions) or D != m.region_dim or arrays["global"][0] != (T, m.global_dim):
+            raise StoreError(f"{key}: regions / global do not fit the manifest (R={len(m.regions)}, D={m.region_dim})")
+        with atomic_file(self._item_path(key)) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for name, (shape, dtype, pieces) in arrays.items():
+                dt = np.dtype(dtype)
+                with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    header = {"descr": np.lib.format.dtype_to_descr(dt), "fortran_order": False,
+                              "shape": tuple(int(v) for v in shape)}  # fmt: skip
+                    np.lib.format.write_array_header_2_0(member, header)  # type: ignore[arg-type]
+                    n = 0
+                    for piece in pieces():
+                        a = np.ascontiguousarray(piece, dtype=dt)
+                        if a.dtype.kind == "f" and not np.isfinite(a).all():
+                            raise StoreError(f"{key}: non-finite values in {name}")
+                        member.write(a.tobytes())
+                        n += a.size
+                    if n != int(np.prod(shape)):
+                        raise StoreError(f"{key}: {name} has {n} values, its shape {tuple(shape)} needs more")
+        path = self._item_path(key)
+        record = {**(info or {}), "status": "ok", "frames": int(T), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+        atomic_write_bytes(self._status_path(key), json.dumps(record).encode(), sync=False)
 
     def write_people(self, key: str, people: Sequence[str], info: dict[str, Any] | None = None) -> None:
         """Commit record of a video extracted person by person (``--people all``): its items are

@@ -13,7 +13,11 @@ __all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "params_
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ExtractParams", "Extraction", "Extractor", "extract_video", "params_from_manifest"):
+    if name == "extract_video":  # one pass, or a long recording chunk by chunk
+        from microaction.extract.stream import extract_video
+
+        return extract_video
+    if name in ("ExtractParams", "Extraction", "Extractor", "params_from_manifest"):
         from microaction.extract import pipeline
 
         return getattr(pipeline, name)

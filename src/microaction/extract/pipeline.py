@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,9 +19,10 @@ import numpy as np
 
 from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
+from microaction.extract.encoders.base import pool_to_steps, rate_steps
 from microaction.extract.parsers import Parser, ParseResult, make_parser
 from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout, step_validity
-from microaction.extract.video import Sampling, VideoError, iter_frames, probe
+from microaction.extract.video import Sampling, VideoError, background, iter_frames, probe
 from microaction.skeleton import resolve_regions
 
 __all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "face_crops", "params_from_manifest"]
@@ -46,6 +45,9 @@ class ExtractParams:
     face_size: int = 0  # > 0: also store a grey crop of the head box (this side) at every feature step
     people: str = "main"  # "main": the main person (key video); "all": every person (keys video#id)
     box_window: float = 8.0  # seconds: region boxes follow the person over windows this long
+    feature_rate: float | None = None  # steps/s of the stored sequence (None: the first encoder's grid; recordings 6)
+    stream_after: float = 60.0  # seconds: a longer video is streamed chunk by chunk (``extract.stream``)
+    chunk_seconds: float = 10.0  # seconds of video per streamed chunk (the unit of resuming)
     checkpoint: str | None = None  # videomae directory or sapiens TorchScript file
     device: str = "cpu"
     parser_options: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +70,11 @@ class ExtractParams:
             raise ValueError(f"people must be 'main' or 'all', got {self.people!r}")
         if not self.box_window > 0:
             raise ValueError(f"box_window must be > 0 seconds, got {self.box_window}")
+        if self.feature_rate is not None and not self.feature_rate > 0:
+            raise ValueError(f"feature_rate must be > 0 steps/s (or None), got {self.feature_rate}")
+        if not (self.stream_after >= 0 and self.chunk_seconds > 0):
+            raise ValueError(f"stream_after must be >= 0 and chunk_seconds > 0 seconds, got {self.stream_after}, "
+                             f"{self.chunk_seconds}")  # fmt: skip
         if self.face_size and FACE_REGION not in self.regions:
             raise ValueError(f"face_size needs the {FACE_REGION!r} region among the regions {self.regions}")
 
@@ -211,8 +218,21 @@ class Extractor:
         parse, timestamps, indices, native = self._parse_files(video_path, sampling)
         return Parsed(None, timestamps, indices, native, parse, t0)
 
-    def encode(self, parsed: Parsed, *, keep: bool = False) -> Extraction:
-        """Stage 2: region boxes, crops, encoders (may run in another thread than stage 1)."""
+    def encode(
+        self,
+        parsed: Parsed,
+        *,
+        keep: bool = False,
+        rate: float | None = None,
+        steps: np.ndarray | None = None,
+        span: tuple[float, float] | None = None,
+    ) -> Extraction:
+        """Stage 2: region boxes, crops, encoders (may run in another thread than stage 1). The
+        output grid: a fixed ``rate`` (steps/s; default ``feature_rate``), at ``steps`` (seconds, a
+        streamed chunk's share of that grid) or from the first frame; without a rate, the first
+        encoder's windows. ``span`` (seconds, ``[a, b)``): the region boxes are made from every
+        frame, the crops and encoders run on the frames in ``span`` only (a streamed chunk's
+        frames and its encoders' context)."""
         frames, timestamps, indices, native, parse, t0 = (
             parsed.frames, parsed.timestamps, parsed.indices, parsed.native, parsed.parse, parsed.t0
         )  # fmt: skip
@@ -226,6 +246,10 @@ class Extractor:
             min_visible_fraction=self.params.min_visible_fraction,
             window=box_window_frames(timestamps, self.params.box_window),
         )
+        if span is not None:
+            sel = np.flatnonzero((timestamps >= span[0]) & (timestamps < span[1]))
+            frames = None if frames is None else frames[sel]
+            timestamps, indices, parse, layout = timestamps[sel], indices[sel], parse.take(sel), layout.take(sel)
         clips: dict[int, dict[str, np.ndarray]] = {}
         for e in self.encoders:
             if e.input_size is not None and e.input_size not in clips:
@@ -241,6 +265,14 @@ class Extractor:
         for o, (a, b, ga, gb) in zip(outs, self.slices):
             regions[:, :, a:b] = resample(o.regions, o.times, ref)
             glob[:, ga:gb] = resample(o.global_, o.times, ref)
+        rate = rate or self.params.feature_rate
+        if rate and steps is None:
+            steps = rate_steps(float(timestamps[0]), float(timestamps[-1]), rate)
+        if rate and steps is not None:  # a fixed rate: each step is the mean of the encoder windows in its bin
+            regions = pool_to_steps(regions, ref, steps, 0.5 / rate)
+            glob = pool_to_steps(glob, ref, steps, 0.5 / rate)
+            ref = np.asarray(steps, np.float64)
+            T_ = len(ref)
         regions[~layout.valid] = 0.0
         _H, W = parse.image_size
         factor = native[1] / W  # native pixels per parse pixel
@@ -275,45 +307,15 @@ class Extractor:
 
     def _decode_and_parse(self, path, sampling: Sampling):
         """Decode in a background thread while the parser works frame by frame."""
-        q: queue.Queue = queue.Queue(maxsize=8)
-        stop = threading.Event()
-
-        def produce() -> None:
-            try:
-                for item in iter_frames(path, sampling):
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(None)
-            except BaseException as e:  # handed to the consumer
-                q.put(e)
-
         info = probe(path)
-        th = threading.Thread(target=produce, daemon=True)
-        th.start()
         session = self.parser.session() if self.parser.needs_pixels and hasattr(self.parser, "session") else None
         frames, ts, idx = [], [], []
-        try:
-            while True:
-                item = q.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                i, t, f = item
-                frames.append(f)
-                ts.append(t)
-                idx.append(i)
-                if session is not None:
-                    session.add(f)
-        finally:
-            stop.set()
-            th.join(timeout=5)
+        for i, t, f in background(iter_frames(path, sampling)):
+            frames.append(f)
+            ts.append(t)
+            idx.append(i)
+            if session is not None:
+                session.add(f)
         arr = np.stack(frames)
         indices = np.asarray(idx, dtype=np.int64)
         if session is not None:
@@ -412,8 +414,9 @@ def extract_video(
     end: int | None = None,
     keep: bool = False,
 ) -> Extraction:
-    """Extract one video. ``params``: ExtractParams, or a store's manifest (its recorded params),
-    or None (defaults). Raises VideoError / ParseError for a video that cannot be extracted."""
+    """Extract one video in one pass. ``params``: ExtractParams, or a store's manifest (its recorded
+    params), or None (defaults). Raises VideoError / ParseError for a video that cannot be
+    extracted. ``microaction.extract.extract_video`` also streams long recordings."""
     if isinstance(params, StoreManifest):
         params = params_from_manifest(params)
     return get_extractor(params or ExtractParams()).extract(Path(path), start, end, keep=keep)

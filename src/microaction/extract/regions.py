@@ -48,6 +48,11 @@ class RegionLayout:
         """Box of region ``i`` (``R``: the person) in frame ``t``."""
         return self.boxes[i] if self.track is None else self.track[i, t]
 
+    def take(self, idx: np.ndarray) -> RegionLayout:
+        """The layout of a subset of the frames (the clip boxes and validity unchanged)."""
+        track = None if self.track is None else self.track[:, idx]
+        return RegionLayout(self.regions, self.boxes, self.valid, self.visible[idx], track)
+
     def frame_boxes(self) -> np.ndarray:
         """``[R+1, T, 4]`` per-frame boxes (the clip boxes repeated when they do not move)."""
         if self.track is not None:
@@ -229,7 +234,11 @@ def region_layout(
         need = max(1, int(np.ceil(0.5 * have)))
         seen = conf[:, ids]
         vis = seen.sum(1) >= need  # [T]
-        box = _expand(_landmark_boxes(kp[:, ids], seen), REGION_MARGIN.get(r, 0.15), min_side)
+        box = _expand(
+            _torso_down(_landmark_boxes(kp[:, ids], seen), kp, conf, ids, scale, H),
+            REGION_MARGIN.get(r, 0.15),
+            min_side,
+        )
         box[~vis] = np.nan
         parent = MASK_PARENT.get(r)
         if masks is not None and parent in parse.mask_regions and _region_mask_name(r) is not None:
@@ -255,11 +264,31 @@ def region_layout(
     return RegionLayout(tuple(regions), boxes, valid, visible, track)
 
 
+def _torso_down(box: np.ndarray, kp: np.ndarray, conf: np.ndarray, ids: np.ndarray, scale: float, H: int) -> np.ndarray:
+    """Upper-body framing (press conferences, video calls: hips out of frame): a torso region
+    seen by both shoulders and neither hip reaches one torso length (``scale``) below the
+    shoulders, within the image, instead of being a thin band along the shoulder line."""
+    if not {_LS, _RS, _LH, _RH} <= set(ids.tolist()):
+        return box
+    up = conf[:, _LS] & conf[:, _RS] & ~conf[:, _LH] & ~conf[:, _RH]
+    if up.any():
+        box = box.copy()
+        below = np.minimum((kp[up, _LS, 1] + kp[up, _RS, 1]) / 2 + scale, H)
+        box[up, 3] = np.maximum(box[up, 3], below)
+    return box
+
+
 def _region_mask_name(r: str) -> str | None:
     """The mask region a region *is* (head, body/torso, ...), None for entities inside one (face, hands)."""
     return {"torso": "body", "lower_body": "lower_limbs"}.get(
         r, r if r in ("head", "body", "upper_limbs", "lower_limbs") else None
     )
+
+
+def _level(side: float, size: int, H: int, W: int) -> int:
+    """Pyramid level to crop a box of ``side`` pixels to ``size`` from (halving while it stays larger)."""
+    level = max(0, int(np.floor(np.log2(max(side, 1.0) / size))))
+    return min(level, int(np.floor(np.log2(max(min(H, W), 1) / 16))) if min(H, W) >= 32 else 0)
 
 
 def crop_frame(frame: np.ndarray, box: np.ndarray, size: int, fill: tuple[int, int, int] = FILL) -> np.ndarray:
@@ -323,15 +352,17 @@ def crop_clips(
         return pyramid[key]
 
     for i, n in enumerate(names):
-        box = layout.boxes[i]  # the clip box (the union of the frame boxes) sets the pyramid level
-        # crop big boxes from a downscaled frame (cheaper, and area-averaged all the same)
-        level = max(0, int(np.floor(np.log2(max(float(box[2] - box[0]), 1.0) / size))))
-        level = min(level, int(np.floor(np.log2(max(min(H, W), 1) / 16))) if min(H, W) >= 32 else 0)
+        # crop big boxes from a downscaled frame (cheaper, and area-averaged all the same): the
+        # level is set by the clip box, or by the frame's box when boxes follow the person (a box
+        # smoothed over seconds, so a recording's chunks crop as one pass would)
+        sides = [float(layout.box(i, t)[2] - layout.box(i, t)[0]) for t in range(T)] if layout.track is not None else []
+        level0 = _level(float(layout.boxes[i][2] - layout.boxes[i][0]), size, H, W)
         label = 0
         if n != GLOBAL and masks is not None and MASK_PARENT.get(n) in parse.mask_regions:
             label = parse.mask_regions.index(MASK_PARENT[n]) + 1
         for t in range(T):
             box = layout.box(i, t)
+            level = _level(sides[t], size, H, W) if sides else level0
             src = source(t, level)
             f = src.shape[1] / W  # exact scale of this level (pyrDown rounds odd sizes up)
             crop = crop_frame(src, box * np.float32(f), size, fill)

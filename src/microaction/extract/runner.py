@@ -28,6 +28,7 @@ from microaction.data.person_boxes import BoxRow, check_person_columns, person_f
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
+from microaction.extract.stream import Recording, discard_work, is_recording, stream_recording, write_recording
 from microaction.taxonomy import load_taxonomy
 
 __all__ = [
@@ -151,7 +152,8 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
         from microaction.extract.parsers.keypoints import pose_ref, pose_set
 
         jobs.extend(Job(video_key(name), pose_ref(src, name)) for name in pose_set(src).order)
-    elif src.is_file() and src.suffix.lower() in VIDEO_EXTENSIONS:
+    elif src.suffix.lower() in VIDEO_EXTENSIONS and not src.is_dir():
+        # one video; it may be absent when only its keypoints are read (the parser says so if not)
         jobs.append(Job(video_key(src.name), str(src)))
     else:
         raise FileNotFoundError(f"{src}: not a folder of videos, a manifest .csv, a pose .pkl or a video file")
@@ -242,7 +244,7 @@ def process_job(
     return finish_job(extractor, store, job, _stage1(extractor, job), debug_dir)
 
 
-def _stage1(extractor: Extractor, job: Job) -> Parsed | list[tuple[int, Parsed]] | BaseException:
+def _stage1(extractor: Extractor, job: Job) -> Parsed | Recording | list[tuple[int, Parsed]] | BaseException:
     try:
         if job.tracks and extractor.params.people != "all":
             raise ValueError(
@@ -254,7 +256,13 @@ def _stage1(extractor: Extractor, job: Job) -> Parsed | list[tuple[int, Parsed]]
 
             target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
             return parse_people(extractor, job.path, job.start, job.end, target=target)
-        return extractor.parse(job.path, job.start, job.end)
+        if is_recording(extractor, job.path, job.start, job.end):
+            return Recording()  # decoded, parsed and encoded chunk by chunk in stage 2
+        parsed = extractor.parse(job.path, job.start, job.end)
+        ts = parsed.timestamps
+        if parsed.frames is None and len(ts) and float(ts[-1] - ts[0]) > extractor.params.stream_after:
+            return Recording(parsed)  # a long keypoint stream
+        return parsed
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
@@ -266,7 +274,7 @@ def finish_job(
     extractor: Extractor,
     store: FeatureStore,
     job: Job,
-    parsed: Parsed | list[tuple[int, Parsed]] | BaseException,
+    parsed: Parsed | Recording | list[tuple[int, Parsed]] | BaseException,
     debug_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str, int, str]:
     """Stage 2 of a job: encode and write the item(s), or record the failure of either stage.
@@ -275,11 +283,23 @@ def finish_job(
     try:
         if isinstance(parsed, BaseException):
             raise parsed
-        people = parsed if isinstance(parsed, list) else [(None, parsed)]
+        people: list[tuple[int | None, Parsed | Recording]] = (
+            list(parsed) if isinstance(parsed, list) else [(None, parsed)]
+        )
         keys, statuses = [], []
+        frames = 0
         for pid, one in people:
             key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
+            who = {} if pid is None else {"person": pid}
+            if isinstance(one, Recording):  # a long recording: chunk by chunk, resumable, written piece by piece
+                chunks = stream_recording(extractor, store, key, job.path, job.start, job.end, parsed=one.parsed)
+                frames = write_recording(extractor, store, key, chunks, {"video": job.path, **who})
+                discard_work(store, key)
+                keys.append(key)
+                statuses.append("ok")
+                continue
             ex = extractor.encode(one, keep=bool(debug_dir))
+            frames = int(ex.info["frames"])
             # every region invalid: no one was found (or too briefly), the features are all zeros
             status = "ok" if bool(np.any(ex.region_valid)) else "no_person"
             info = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
@@ -313,7 +333,7 @@ def finish_job(
             err += "\n" + (getattr(e, "_mar_traceback", "") or traceback.format_exc())
         store.write_failure(job.key, err, {"video": job.path})
         return job.key, "failed", 0, err
-    return job.key, status, int(ex.info["frames"]), ""
+    return job.key, status, frames, ""
 
 
 def _debug(debug_dir: str | os.PathLike[str], key: str, ex: Any) -> None:

@@ -10,13 +10,19 @@ presentation times in seconds, so variable frame rates and GIF frame delays are 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["Sampling", "Video", "VideoError", "VideoInfo", "iter_frames", "probe", "read_video"]
+__all__ = ["Sampling", "Video", "VideoError", "VideoInfo", "background", "iter_frames", "probe", "read_video"]
+
+
+T = TypeVar("T")
 
 
 class VideoError(RuntimeError):
@@ -151,9 +157,11 @@ def _frame_times(container, path) -> np.ndarray:
 
 
 def iter_frames(
-    path: str | os.PathLike[str], sampling: Sampling = Sampling()
+    path: str | os.PathLike[str], sampling: Sampling = Sampling(), skip_before: float | None = None
 ) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield ``(frame_index, seconds, rgb [h, w, 3] uint8)`` for the sampled frames, in order.
+    """Yield ``(frame_index, seconds, rgb [h, w, 3] uint8)`` for the sampled frames, in order;
+    with ``skip_before`` (seconds), sampled frames before it are decoded but not converted (their
+    ``rgb`` is None: a resumed recording counts them without their cost).
 
     Raises ``VideoError`` for an unreadable, empty or truncated video.
     """
@@ -191,6 +199,10 @@ def iter_frames(
                         continue
                 elif i < a or (i - a) % sampling.stride:
                     continue
+                if skip_before is not None and t - t0 < skip_before:
+                    n_out += 1
+                    yield i, float(t - t0), None  # type: ignore[misc]
+                    continue
                 rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
                 n_out += 1
                 yield i, float(t - t0), rgb
@@ -204,6 +216,43 @@ def iter_frames(
             raise VideoError(f"{path}: no frame in the requested window (video has {i + 1} frames)")
     finally:
         container.close()
+
+
+def background(items: Iterator[T], maxsize: int = 8) -> Iterator[T]:
+    """The items of ``items`` produced in a thread (e.g. decoding beside a parser that releases
+    the GIL); an exception there is raised here; stopping early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(end)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    th = threading.Thread(target=produce, daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        th.join(timeout=5)
 
 
 def read_video(path: str | os.PathLike[str], sampling: Sampling = Sampling()) -> Video:

@@ -190,7 +190,15 @@ def loop_config(cfg: FaceTrainConfig, *, progress: bool = True) -> FaceLoop:
     """The engine's ``run`` / ``optim`` settings of a face config: AdamW with linear warm-up and
     cosine decay to 0, gradient clipping, one stage of ``optim.epochs`` epochs."""
     o = cfg.optim
-    shared = ("name", "out_dir", "seed", "device", "precision", "precision_used", "eval_batch_size")  # same meaning in both
+    shared = (
+        "name",
+        "out_dir",
+        "seed",
+        "device",
+        "precision",
+        "precision_used",
+        "eval_batch_size",
+    )  # same meaning in both
     run = RunConfig(
         **{k: getattr(cfg, k) for k in shared},
         epochs=o.epochs,

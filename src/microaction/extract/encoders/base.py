@@ -11,7 +11,7 @@ import numpy as np
 from microaction.extract.parsers.base import ParseResult
 from microaction.extract.regions import RegionLayout
 
-__all__ = ["Encoded", "Encoder", "EncoderInput", "resample", "windows"]
+__all__ = ["Encoded", "Encoder", "EncoderInput", "pool_to_steps", "rate_steps", "resample", "windows"]
 
 
 @dataclass
@@ -67,6 +67,33 @@ def resample(features: np.ndarray, times: np.ndarray, ref_times: np.ndarray) -> 
     hi = np.minimum(lo + 1, len(times) - 1)
     w = (pos - lo).astype(np.float32)[:, None]
     return (features[..., lo, :] * (1 - w) + features[..., hi, :] * w).astype(np.float32)
+
+
+def rate_steps(first: float, last: float, rate: float, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
+    """A fixed feature grid: step ``j`` at ``first + (j + 0.5) / rate`` seconds, for the steps whose
+    time is at most half a step past ``last`` (at least one), and of those the ones in ``[lo, hi)``
+    (a streamed chunk's share)."""
+    n = max(1, int(np.floor((last - first) * rate + 1e-9)) + 1)
+    a = max(0, int(np.ceil((lo - first) * rate - 0.5 - 1e-9))) if np.isfinite(lo) else 0
+    b = min(n, int(np.ceil((hi - first) * rate - 0.5 - 1e-9))) if np.isfinite(hi) else n
+    return first + (np.arange(a, max(a, b), dtype=np.float64) + 0.5) / rate
+
+
+def pool_to_steps(features: np.ndarray, times: np.ndarray, steps: np.ndarray, half: float) -> np.ndarray:
+    """``[..., T', D]`` at ``times`` onto ``steps``: the mean of the values within ``[s - half, s +
+    half)`` of each step, linear interpolation for a step with none."""
+    x = np.asarray(features, dtype=np.float32)
+    times = np.asarray(times, dtype=np.float64)
+    steps = np.asarray(steps, dtype=np.float64)
+    a = np.searchsorted(times, steps - half, side="left")
+    b = np.searchsorted(times, steps + half, side="left")
+    c = np.concatenate([np.zeros_like(x[..., :1, :], dtype=np.float64), np.cumsum(x, axis=-2, dtype=np.float64)], -2)
+    n = np.maximum(b - a, 1)[:, None]
+    out = ((c[..., b, :] - c[..., a, :]) / n).astype(np.float32)
+    empty = b <= a
+    if empty.any():
+        out[..., empty, :] = resample(x, times, steps[empty])
+    return out
 
 
 class Encoder(ABC):

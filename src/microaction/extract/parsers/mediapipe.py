@@ -49,6 +49,13 @@ class MediaPipeSession:
         self.size: tuple[int, int] | None = None
 
     def add(self, frame: np.ndarray) -> None:
+        kp, mask = self.step(frame)
+        self.kps.append(kp)
+        self.masks.append(mask)
+
+    def step(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Parse one frame (tracking from the previous ones) -> raw landmarks ``[33, 3]`` and person
+        mask ``[h, w]``, kept by the caller (a streamed recording keeps only a window of them)."""
         H, W = frame.shape[:2]
         self.size = (H, W)
         mh, mw = self.p.mask_size(H, W)
@@ -66,8 +73,10 @@ class MediaPipeSession:
             if res.segmentation_mask is not None:
                 small = cv2.resize(res.segmentation_mask, (mw, mh), interpolation=cv2.INTER_AREA)
                 mask = (small > 0.5).astype(np.uint8)
-        self.kps.append(kp)
-        self.masks.append(mask)
+        return kp, mask
+
+    def close(self) -> None:
+        self.pose.close()
 
     def close(self) -> None:
         """Release the graph and the log filter (``result`` does it; safe to call twice)."""
