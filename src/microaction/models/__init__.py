@@ -13,6 +13,7 @@ from microaction.models import (  # noqa: F401  (importing a family registers it
     bmoe,
     m3e,
     micro_dualnet,
+    tridet,
 )
 from microaction.models.registry import create_model, list_models, model_entry, register_model
 
