@@ -108,28 +108,28 @@ class SlidingWindow(nn.Module):
         )
 
     def starts(self, T: int) -> list[int]:
-        last = max(T - self.window, 0)
-        s = list(range(0, last + 1, self.stride))
-        if s[-1] != last:
-            s.append(last)
-        return s
+        """Window starts on a fixed grid (``0, stride, 2·stride, …`` below ``T``), the same whatever
+        the padding; windows running past a sample's end see fewer valid steps (masked)."""
+        return list(range(0, max(T, 1), self.stride))
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         regions, glob, mask = batch["regions"], batch["global"], batch["mask"].bool()
         B, R, T, _ = regions.shape
-        L = max(T, self.window)
-        if L > T:  # shorter than one window: pad (masked)
+        st = torch.tensor(self.starts(T), device=mask.device)
+        L = int(st[-1]) + self.window
+        if L > T:  # the last windows run past the end: pad (masked)
             regions, glob = F.pad(regions, (0, 0, 0, L - T)), F.pad(glob, (0, 0, 0, L - T))
             mask = F.pad(mask, (0, L - T))
         valid = batch["region_valid"].bool()
         valid = valid[:, :, None].expand(B, R, T) if valid.dim() == 2 else valid
         valid = F.pad(valid, (0, L - T))
-        st = torch.tensor(self.starts(L), device=mask.device)
         idx = st[:, None] + torch.arange(self.window, device=mask.device)  # [W, window]
         W = len(st)
         wmask = mask[:, idx]  # [B, W, window]
         wvalid = (valid[:, :, idx] & wmask[:, None]).any(-1)  # [B, R, W]
-        live = wmask.any(-1).flatten()  # windows with at least one valid step
+        # windows with at least half a window of valid steps (or the first one of a short sample)
+        n_valid = wmask.sum(-1)
+        live = ((n_valid >= max(1, self.window // 2)) | ((st == 0)[None] & (n_valid > 0))).flatten()
         logits = regions.new_zeros(B * W, self.num_classes)
         flat = live.nonzero(as_tuple=True)[0]
         for k in range(0, len(flat), self.chunk):

@@ -370,7 +370,7 @@ class TriDet(nn.Module):
             x = x + torch.randn_like(x) * self.input_noise * m.to(x.dtype)
         feats, masks = self.backbone(x, m)
         feats = self.neck(feats, masks)
-        return {"fpn_feats": feats, "fpn_masks": masks, "length": T, **extra}
+        return {"fpn_feats": feats, "fpn_masks": masks, "length": T, "valid_steps": mask.sum(1), **extra}
 
     def forward_head(self, feats: dict[str, Any]) -> dict[str, Any]:
         f, m, T = feats["fpn_feats"], feats["fpn_masks"], feats["length"]
@@ -502,6 +502,8 @@ class TriDet(nn.Module):
             off = self.decode_offsets(out, torch.full_like(p, bi), p, c)
             t, s = pts[p, 0], pts[p, 3]
             segs = torch.stack([t - off[:, 0] * s, t + off[:, 1] * s], -1)
+            # inside the recording: step i covers [i - 0.5, i + 0.5]
+            segs = segs.clamp(-0.5, float(out["valid_steps"][bi]) - 0.5)
             keep = (segs[:, 1] - segs[:, 0]) > cfg["duration_thresh"]
             segs, sc, c = segs[keep], sc[keep], c[keep]
             if cfg["nms_method"] == "soft" and len(sc):

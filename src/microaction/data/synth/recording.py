@@ -293,8 +293,16 @@ def generate_recordings(
     if workers > 1:
         pool.close()
         pool.join()
-    # the MMA-52 detection format (class ids, seconds)
-    atomic_write_bytes(root / "annotations.json", (json.dumps(gt, indent=1) + "\n").encode())
+    from microaction.data.segments import Segment, write_mma52_json
+
+    segments = [Segment(v, a, b, c, g["subset"]) for v, g in gt.items() for c, a, b in g["actions"]]
+    write_mma52_json(
+        root / "annotations.json",
+        segments,
+        tax,
+        durations={v: g["duration"] for v, g in gt.items()},
+        splits={v: g["subset"] for v, g in gt.items()},
+    )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["video", "split"])
