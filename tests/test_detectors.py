@@ -41,7 +41,9 @@ def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]
     regions = torch.where((valid[:, :, None] & mask[:, None, :]).unsqueeze(-1), regions, 7.0)
     glob = torch.where(mask.unsqueeze(-1), glob, -5.0)
     # segments (steps) of every length the levels regress: short, medium and long
-    segs = torch.tensor([[[2.0, 6.0], [4.0, 15.0], [5.0, 40.0]], [[10.0, 14.0], [0.0, 30.0], [0, 0]], [[1.0, 3.5], [0, 0], [0, 0]]])
+    segs = torch.tensor(
+        [[[2.0, 6.0], [4.0, 15.0], [5.0, 40.0]], [[10.0, 14.0], [0.0, 30.0], [0, 0]], [[1.0, 3.5], [0, 0], [0, 0]]]
+    )
     labels = torch.tensor([[1, 4, 2], [3, 0, -1], [6, -1, -1]])
     return {"regions": regions, "global": glob, "mask": mask, "region_valid": valid,
             "gt_segments": segs[:B], "gt_labels": labels[:B]}  # fmt: skip
@@ -105,7 +107,11 @@ def test_loss_reaches_every_parameter(name):
     losses = model.loss(model(batch), batch)
     assert losses["loss"].dim() == 0 and torch.isfinite(losses["loss"])
     losses["loss"].backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    dead = [
+        n
+        for n, p in model.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
+    ]
     assert not dead, f"{name}: no gradient reaches {dead}"
 
 
@@ -179,7 +185,12 @@ def test_batch_of_one_equals_row(name):
         for i in range(B):
             n = int(batch["mask"][i].sum())
             one = {k: v[i : i + 1] for k, v in batch.items()}
-            one = {**one, "regions": one["regions"][:, :, :n], "global": one["global"][:, :n], "mask": one["mask"][:, :n]}
+            one = {
+                **one,
+                "regions": one["regions"][:, :, :n],
+                "global": one["global"][:, :n],
+                "mask": one["mask"][:, :n],
+            }
             row = model(one)
             torch.testing.assert_close(row["scores"][0], full["scores"][i, :n], atol=1e-5, rtol=0)
             dets_close(model.detect(row), [dets[i]])
@@ -211,7 +222,14 @@ def test_runs_to_segments_and_segment_routing():
 def tridet_reference_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Parameter names and shapes of TriDet's own ``TriDet`` model (libs/modeling: SGPBackbone,
     FPNIdentity, ClsHead, RegHead) for a configuration, written out from its code."""
-    C, D, H, K, nb, M = cfg["embd_dim"], cfg["input_dim"], cfg["head_dim"], cfg["num_classes"], cfg["num_bins"], cfg["sgp_mlp_dim"]
+    C, D, H, K, nb, M = (
+        cfg["embd_dim"],
+        cfg["input_dim"],
+        cfg["head_dim"],
+        cfg["num_classes"],
+        cfg["num_bins"],
+        cfg["sgp_mlp_dim"],
+    )
     n_embd, n_stem, n_branch = cfg["backbone_arch"]
     up = round(2 * cfg["k"])  # the long window of a kernel-1 SGP block: round((1 + 1) * k), odd
     up = up + 1 if up % 2 == 0 else up

@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--render is not available for the {args.preset!r} preset (keypoints only)")
         r = generate_recordings(args.out, args.preset, seed=args.seed, workers=args.workers)
         n, a = r["recordings"], r["actions"]
-        print(f"wrote {args.out}: preset {r['preset']}, seed {r['seed']}, {r['hours']} h; recordings (actions) "
-              f"train {n['train']} ({a['train']}) / val {n['val']} ({a['val']}) / test {n['test']} ({a['test']})")
+        print(
+            f"wrote {args.out}: preset {r['preset']}, seed {r['seed']}, {r['hours']} h; recordings (actions) "
+            f"train {n['train']} ({a['train']}) / val {n['val']} ({a['val']}) / test {n['test']} ({a['test']})"
+        )
         return 0
     rec = generate_dataset(args.out, args.preset, seed=args.seed, render=args.render, workers=args.workers)
     c = rec["clips"]

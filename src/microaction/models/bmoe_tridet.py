@@ -67,6 +67,8 @@ _B_PAPER = {**_PAPER, "d_model": 512, "n_heads": 8, "n_sgp": 2}
 class BMoETriDet(TriDet):
     """B-MoE region experts + per-step cross-attention routing feeding TriDet (detector)."""
 
+    class_region_table: torch.Tensor
+
     def __init__(
         self,
         *,

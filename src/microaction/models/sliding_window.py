@@ -39,7 +39,6 @@ _PAPER = {"classifier": "bmoe", "classifier_preset": "paper", "window": 16, "str
 def runs_to_segments(scores: torch.Tensor, thresholds: Sequence[float]) -> tuple[torch.Tensor, ...]:
     """Runs of steps above each threshold, per class: ``scores [T, C]`` → (segments ``[N, 2]`` in
     steps, step a..b as ``[a - 0.5, b + 0.5]``; mean scores ``[N]``; classes ``[N]``)."""
-    T, C = scores.shape
     sc = scores.float().t()  # [C, T]
     cs = F.pad(sc.cumsum(1), (1, 0))
     segs, means, labels = [], [], []
@@ -95,7 +94,12 @@ class SlidingWindow(nn.Module):
         self.window, self.stride, self.score = window, stride, score
         self.label_fraction = label_fraction
         self.thresholds = tuple(float(t) for t in thresholds)
-        self.iou_threshold, self.max_seg_num, self.pre_nms_topk, self.chunk = iou_threshold, max_seg_num, pre_nms_topk, chunk
+        self.iou_threshold, self.max_seg_num, self.pre_nms_topk, self.chunk = (
+            iou_threshold,
+            max_seg_num,
+            pre_nms_topk,
+            chunk,
+        )
         self.classifier = create_model(
             classifier,
             preset=classifier_preset,
@@ -136,7 +140,9 @@ class SlidingWindow(nn.Module):
             sel = flat[k : k + self.chunk]
             bi, wi = sel // W, sel % W
             win = {
-                "regions": regions[bi[:, None, None], torch.arange(R, device=sel.device)[None, :, None], idx[wi][:, None, :]],
+                "regions": regions[
+                    bi[:, None, None], torch.arange(R, device=sel.device)[None, :, None], idx[wi][:, None, :]
+                ],
                 "global": glob[bi[:, None], idx[wi]],
                 "mask": wmask[bi, wi],
                 "region_valid": wvalid[bi, :, wi],
@@ -169,7 +175,9 @@ class SlidingWindow(nn.Module):
             segs, labels = segs[keep].float(), labels[keep]
             if len(labels) == 0:
                 continue
-            inter = (torch.minimum(b[:, None], segs[None, :, 1]) - torch.maximum(a[:, None], segs[None, :, 0])).clamp_min(0)
+            inter = (
+                torch.minimum(b[:, None], segs[None, :, 1]) - torch.maximum(a[:, None], segs[None, :, 0])
+            ).clamp_min(0)
             frac = torch.maximum(inter / self.window, inter / (segs[:, 1] - segs[:, 0]).clamp_min(1e-6)[None])
             pos = frac >= self.label_fraction  # [W, N]
             tgt[bi] = (pos.float() @ F.one_hot(labels, self.num_classes).float()).clamp_max(1.0)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,7 @@ class MaskedConv1D(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=bias)
-        if bias:
+        if self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -108,6 +108,7 @@ class ClsHead(nn.Module):
         self.detach_feat = detach_feat
         self.head, self.norm = _conv_stack(input_dim, feat_dim, num_layers, kernel_size, with_ln)
         self.cls_head = MaskedConv1D(feat_dim, num_classes, kernel_size)
+        assert self.cls_head.conv.bias is not None
         nn.init.constant_(self.cls_head.conv.bias, -math.log((1 - prior_prob) / prior_prob))
 
     def forward(self, feats: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -173,7 +174,7 @@ class SGPBackbone(nn.Module):
             MaskedConv1D(n_in if i == 0 else n_embd, n_embd, n_embd_ks, bias=not with_ln) for i in range(arch[0])
         )
         self.embd_norm = nn.ModuleList(ChannelLayerNorm(n_embd) if with_ln else nn.Identity() for _ in range(arch[0]))
-        common = {"k": k, "n_hidden": sgp_mlp_dim, "init_conv_vars": init_conv_vars, "masked": True}
+        common: dict[str, Any] = {"k": k, "n_hidden": sgp_mlp_dim, "init_conv_vars": init_conv_vars, "masked": True}
         self.stem = nn.ModuleList(SGPBlock(n_embd, 1, 1, **common) for _ in range(arch[1]))
         self.branch = nn.ModuleList(
             SGPBlock(
@@ -233,6 +234,19 @@ def offset_iou(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-8) -> tuple
     enclose = torch.maximum(lp, lg) + torch.maximum(rp, rg)
     rho = 0.5 * (rp - lp - rg + lg)
     return iou, 1.0 - iou + (rho / enclose.clamp(min=eps)) ** 2
+
+
+class DetectParams(NamedTuple):
+    """Inference settings (TriDet's ``test_cfg``)."""
+
+    pre_nms_thresh: float
+    pre_nms_topk: int
+    nms_method: str  # soft | hard | none
+    iou_threshold: float
+    nms_sigma: float
+    min_score: float
+    max_seg_num: int
+    duration_thresh: float  # in steps
 
 
 _TINY = {
@@ -304,7 +318,9 @@ class TriDet(nn.Module):
             raise ValueError(f"nms_method must be soft, hard or none, got {nms_method!r}")
         levels = backbone_arch[2] + 1
         if len(regression_range) != levels:
-            raise ValueError(f"regression_range needs {levels} levels (backbone_arch[2] + 1), got {len(regression_range)}")
+            raise ValueError(
+                f"regression_range needs {levels} levels (backbone_arch[2] + 1), got {len(regression_range)}"
+            )
         if embd_dim != fpn_dim:
             raise ValueError("the identity neck needs fpn_dim == embd_dim")
         self.num_classes = num_classes
@@ -317,11 +333,9 @@ class TriDet(nn.Module):
         self.iou_weight_power = iou_weight_power
         self.input_noise = input_noise
         self.loss_normalizer = float(init_loss_norm)
-        self.test = {
-            "pre_nms_thresh": pre_nms_thresh, "pre_nms_topk": pre_nms_topk, "nms_method": nms_method,
-            "iou_threshold": iou_threshold, "nms_sigma": nms_sigma, "min_score": min_score,
-            "max_seg_num": max_seg_num, "duration_thresh": duration_thresh,
-        }  # fmt: skip
+        self.test = DetectParams(
+            pre_nms_thresh, pre_nms_topk, nms_method, iou_threshold, nms_sigma, min_score, max_seg_num, duration_thresh
+        )
         n_in = self.input_dim(region_dim, global_dim)
         self.build_input(region_dim=region_dim, global_dim=global_dim)
         self.backbone = SGPBackbone(
@@ -329,10 +343,14 @@ class TriDet(nn.Module):
             downsample_type, [n_sgp_win_size] * levels, k, init_conv_vars,
         )  # fmt: skip
         self.neck = FPNIdentity(levels, fpn_dim, fpn_with_ln)
-        head = {"prior_prob": prior_prob, "with_ln": head_with_ln, "num_layers": head_num_layers}
+        head: dict[str, Any] = {"prior_prob": prior_prob, "with_ln": head_with_ln, "num_layers": head_num_layers}
         self.cls_head = ClsHead(fpn_dim, head_dim, num_classes, kernel_size=head_kernel_size, **head)
-        self.start_head = ClsHead(fpn_dim, head_dim, num_classes, kernel_size=boundary_kernel_size, detach_feat=True, **head)
-        self.end_head = ClsHead(fpn_dim, head_dim, num_classes, kernel_size=boundary_kernel_size, detach_feat=True, **head)
+        self.start_head = ClsHead(
+            fpn_dim, head_dim, num_classes, kernel_size=boundary_kernel_size, detach_feat=True, **head
+        )
+        self.end_head = ClsHead(
+            fpn_dim, head_dim, num_classes, kernel_size=boundary_kernel_size, detach_feat=True, **head
+        )
         self.reg_head = RegHead(fpn_dim, head_dim, levels, head_num_layers, head_kernel_size, head_with_ln, num_bins)
 
     # -- input (overridden by bmoe_tridet) ----------------------------------------------------
@@ -362,7 +380,7 @@ class TriDet(nn.Module):
     def forward_features(self, batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         mask = batch["mask"].bool()
         x, extra = self.input_features(batch)
-        B, T, _ = x.shape
+        T = x.shape[1]
         Tp = max(self.max_stride, -(-T // self.max_stride) * self.max_stride)
         x = F.pad(x, (0, 0, 0, Tp - T)).transpose(1, 2)
         m = F.pad(mask, (0, Tp - T)).unsqueeze(1)
@@ -402,10 +420,15 @@ class TriDet(nn.Module):
         for lvl, (n, s) in enumerate(zip(lengths, self.strides)):
             i = torch.arange(n, device=device, dtype=torch.float32)
             lo, hi = self.regression_range[lvl]
-            rows.append(
-                torch.stack([i * s, torch.full_like(i, lo), torch.full_like(i, hi), torch.full_like(i, s), i,
-                             torch.full_like(i, n)], 1)  # fmt: skip
-            )
+            cols = [
+                i * s,
+                torch.full_like(i, lo),
+                torch.full_like(i, hi),
+                torch.full_like(i, s),
+                i,
+                torch.full_like(i, n),
+            ]
+            rows.append(torch.stack(cols, 1))
         return torch.cat(rows, 0)
 
     # -- the Trident head ---------------------------------------------------------------------
@@ -431,7 +454,9 @@ class TriDet(nn.Module):
 
     # -- training -------------------------------------------------------------------------------
     @torch.no_grad()
-    def assign(self, points: torch.Tensor, segs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def assign(
+        self, points: torch.Tensor, segs: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-class targets of one sample: ``cls [P, C]`` (0/1) and ``reg [P, C, 2]`` (in level strides)."""
         P, C = points.shape[0], self.num_classes
         cls = points.new_zeros(P, C)
@@ -494,9 +519,9 @@ class TriDet(nn.Module):
         results = []
         for bi in range(out["cls_logits"].shape[0]):
             prob = (torch.sigmoid(out["cls_logits"][bi].float()) * out["point_mask"][bi, :, None]).flatten()
-            idx = (prob > cfg["pre_nms_thresh"]).nonzero(as_tuple=True)[0]
+            idx = (prob > cfg.pre_nms_thresh).nonzero(as_tuple=True)[0]
             sc = prob[idx]
-            top = sc.argsort(descending=True)[: cfg["pre_nms_topk"]]
+            top = sc.argsort(descending=True)[: cfg.pre_nms_topk]
             idx, sc = idx[top], sc[top]
             p, c = idx // C, idx % C
             off = self.decode_offsets(out, torch.full_like(p, bi), p, c)
@@ -504,17 +529,17 @@ class TriDet(nn.Module):
             segs = torch.stack([t - off[:, 0] * s, t + off[:, 1] * s], -1)
             # inside the recording: step i covers [i - 0.5, i + 0.5]
             segs = segs.clamp(-0.5, float(out["valid_steps"][bi]) - 0.5)
-            keep = (segs[:, 1] - segs[:, 0]) > cfg["duration_thresh"]
+            keep = (segs[:, 1] - segs[:, 0]) > cfg.duration_thresh
             segs, sc, c = segs[keep], sc[keep], c[keep]
-            if cfg["nms_method"] == "soft" and len(sc):
-                k, sc = soft_nms(segs, sc, c, iou_threshold=cfg["iou_threshold"], sigma=cfg["nms_sigma"],
-                                 min_score=cfg["min_score"], max_num=cfg["max_seg_num"])  # fmt: skip
+            if cfg.nms_method == "soft" and len(sc):
+                k, sc = soft_nms(segs, sc, c, iou_threshold=cfg.iou_threshold, sigma=cfg.nms_sigma,
+                                 min_score=cfg.min_score, max_num=cfg.max_seg_num)  # fmt: skip
                 sc = sc.to(segs.dtype)
-            elif cfg["nms_method"] == "hard" and len(sc):
-                k = nms(segs, sc, c, iou_threshold=cfg["iou_threshold"], max_num=cfg["max_seg_num"])
+            elif cfg.nms_method == "hard" and len(sc):
+                k = nms(segs, sc, c, iou_threshold=cfg.iou_threshold, max_num=cfg.max_seg_num)
                 sc = sc[k]
             else:
-                k = torch.arange(min(len(sc), cfg["max_seg_num"]))
+                k = torch.arange(min(len(sc), cfg.max_seg_num))
                 sc = sc[k]
             res = {"segments": segs[k], "scores": sc, "labels": c[k]}
             if "routing" in out:

@@ -199,7 +199,7 @@ def generate_recording(
     rng = _rng(seed, index, 0)
     fps = preset.fps
     duration = float(rng.uniform(*preset.minutes) * 60.0)
-    T = int(round(duration * fps))
+    T = round(duration * fps)
     t = np.arange(T) / fps
     body = sample_body(rng)
     tr = sample_rest(rng, body, T)
@@ -273,7 +273,7 @@ def generate_recordings(
     tax = load_taxonomy(taxonomy)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    jobs = []
+    jobs: list[tuple[int, str, str, RecordingPreset, dict[str, Any], int, str]] = []
     for split in SPLITS:
         for k in range(p.recordings.get(split, 0)):
             jobs.append((len(jobs), f"rec_{split}_{k:03d}", split, p, tax.to_dict(), seed, str(root)))
