@@ -110,7 +110,7 @@ def read_split_segments(cfg: ExperimentConfig, taxonomy: Taxonomy, split: str) -
 def _key_index(store: FeatureStore) -> dict[str, str]:
     """Video id → store key: the key itself and its last path component (``videos__x`` → ``x``)."""
     index: dict[str, str] = {}
-    for k in store.keys():
+    for k in store.keys():  # noqa: SIM118 (iterating a FeatureStore reads every item)
         for name in {k, k.split("__")[-1]}:
             if name in index and index[name] != k:
                 index[name] = ""  # ambiguous: only the full key matches
@@ -154,7 +154,9 @@ def _valid_slice(valid: np.ndarray, a: int, b: int) -> np.ndarray:
     return valid[:, a:b] if valid.ndim == 2 else valid
 
 
-def collate_windows(recs: list[Recording], spans: list[tuple[int, int]], min_inside: float = 0.5) -> dict[str, torch.Tensor]:
+def collate_windows(
+    recs: list[Recording], spans: list[tuple[int, int]], min_inside: float = 0.5
+) -> dict[str, torch.Tensor]:
     """Windows ``[a, b)`` of recordings → a sequence batch with ``gt_segments`` / ``gt_labels`` (steps, window-relative)."""
     n = max(b - a for a, b in spans)
     R, D = recs[0].regions.shape[0], recs[0].regions.shape[2]
@@ -266,15 +268,17 @@ def detection_model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: Fea
     kw["num_body"] = 0  # detectors have no body head
     params = inspect.signature(model_entry(cfg.model.name).cls.__init__).parameters
     if "class_regions" in params and "class_regions" not in kw and taxonomy.has_body:
-        kw["class_regions"] = [list(taxonomy.regions_of_body(int(taxonomy.body_of(c)))) for c in range(taxonomy.num_classes)]
+        kw["class_regions"] = [
+            list(taxonomy.regions_of_body(int(taxonomy.body_of(c)))) for c in range(taxonomy.num_classes)
+        ]
     return kw
 
 
 def sliding_window_from_run(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
     """A ``sliding_window`` detector around a trained clip run's classifier (softmax scores, its T
     as the window); returns the model and its constructor kwargs."""
-    from microaction.engine.runs import find_checkpoint
     from microaction.engine.checkpoint import load_weights
+    from microaction.engine.runs import find_checkpoint
     from microaction.models import create_model
 
     path = Path(run_dir)
@@ -322,12 +326,18 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     if cfg.detection.classifier_run:
         if cfg.model.name != "sliding_window":
             raise ValueError("detection.classifier_run is for model sliding_window")
-        extra = {k: v for k, v in kwargs.items() if k not in ("num_classes", "num_body", "regions", "region_dim", "global_dim")}
+        extra = {
+            k: v
+            for k, v in kwargs.items()
+            if k not in ("num_classes", "num_body", "regions", "region_dim", "global_dim")
+        }
         model, kwargs = sliding_window_from_run(cfg.detection.classifier_run, **extra)
     else:
         model = create_model(cfg.model.name, **kwargs)
     if getattr(model, "task", "") != "detection":
-        raise ValueError(f"model {cfg.model.name!r} is not a detector; task: detection needs tridet, bmoe_tridet or sliding_window")
+        raise ValueError(
+            f"model {cfg.model.name!r} is not a detector; task: detection needs tridet, bmoe_tridet or sliding_window"
+        )
     model.to(device)
     dc, oc = cfg.detection, cfg.optim
     total_steps = sum(r.length for r in train)
@@ -335,7 +345,7 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     sampler = WindowSampler(train, dc.window, cfg.run.seed)
     steps_per_epoch = math.ceil(per_epoch / cfg.run.batch_size)
     total = steps_per_epoch * cfg.run.epochs
-    warmup = int(round(oc.warmup_epochs * steps_per_epoch))
+    warmup = round(oc.warmup_epochs * steps_per_epoch)
     opt = torch.optim.AdamW(param_groups(model, oc.weight_decay), lr=oc.lr, betas=tuple(oc.betas), eps=oc.eps)  # type: ignore[arg-type]
     meta = {
         "model": cfg.model.name,
@@ -383,11 +393,18 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
             score = val_metrics.get("mAP")
             if best is None or (score is not None and score > best["metric"]):
                 best = {"epoch": epoch + 1, "metric": score if score is not None else float("nan"), "val": val_metrics}
-                save_weights(run_dir / "best.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score})
-            save_weights(run_dir / "last.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score})
+                save_weights(
+                    run_dir / "best.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score}
+                )
+            save_weights(
+                run_dir / "last.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score}
+            )
             write_metrics(run_dir, {"history": json.dumps(history), "best": json.dumps(best)})
             shown = f"val mAP {100 * score:.2f}" if score is not None else "no validation split"
-            _log(run_dir, f"epoch {epoch + 1}/{cfg.run.epochs}: loss {rec['train_loss']:.4f}, {shown} ({rec['seconds']}s)")
+            _log(
+                run_dir,
+                f"epoch {epoch + 1}/{cfg.run.epochs}: loss {rec['train_loss']:.4f}, {shown} ({rec['seconds']}s)",
+            )
     finally:
         torch.set_num_threads(threads)
     return run_dir

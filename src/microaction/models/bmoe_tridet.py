@@ -8,7 +8,9 @@
     global  ── the same encoder on the global stream ──▶ g [B, T, d]
     routing (cross-attention per step): the global step queries the region steps
         w_t = softmax over the regions visible at t of  <Wq LN(g_t), Wk LN(e_{r,t} + emb_r)> / √d_h (heads averaged)
-    mixture m_t = Σ_r w_{t,r} e_{r,t};  [m_t, g_t] (2d) ──▶ TriDet (backbone, neck, heads, Trident head)
+    fusion "gate" (default): [R·w_{t,1} e_{1,t}, …, R·w_{t,R} e_{R,t}, g_t]  ((R + 1)·d)
+    fusion "mix" (B-MoE's convex mixture): [Σ_r w_{t,r} e_{r,t}, g_t]  (2d)
+        ──▶ TriDet (backbone, neck, heads, Trident head)
 
 Outputs: TriDet's plus ``routing [B, T, R]`` (0 at padded steps and invisible regions); every
 detected segment carries the mean routing over its steps (``detect`` → ``routing [K, R]``): which
@@ -16,6 +18,11 @@ body part moved. With ``routing_weight > 0`` and ``class_regions`` (the regions 
 body group, from the taxonomy) the routing is also supervised inside ground-truth segments
 (cross-entropy to the uniform distribution over the class's regions), as B-MoE's classifier is
 in this repository's demo.
+
+The gated concatenation keeps which region each feature came from (a convex mixture of the
+experts' outputs does not: head and leg motion land in the same d dimensions), while the routing
+still decides how much each region counts at each step; uniform routing gives the plain
+concatenation of the experts (``bmoe_concat``'s input).
 
 Where the experts depart from B-MoE's M3E (``models.m3e``): no self-attention layers and no
 learned absolute positions. A recording is thousands of steps (an hour at 8 steps/s is 28,800):
@@ -79,6 +86,7 @@ class BMoETriDet(TriDet):
         sgp_k: float = 1.5,
         sgp_init_std: float = 0.1,
         router_temperature: float = 1.0,
+        fusion: str = "gate",
         routing_weight: float = 0.0,
         class_regions: Sequence[Sequence[str]] | None = None,
         **kwargs: Any,
@@ -87,6 +95,9 @@ class BMoETriDet(TriDet):
             raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads} and by 16")
         if router_temperature <= 0:
             raise ValueError(f"router_temperature must be > 0, got {router_temperature}")
+        if fusion not in ("gate", "mix"):
+            raise ValueError(f"fusion must be 'gate' or 'mix', got {fusion!r}")
+        self.fusion = fusion
         self._expert_args = (d_model, n_heads, n_sgp, sgp_kernel, sgp_k, sgp_init_std)
         super().__init__(**kwargs)
         if self.stream != "global":
@@ -108,7 +119,8 @@ class BMoETriDet(TriDet):
         self.register_buffer("class_region_table", table, persistent=False)
 
     def input_dim(self, region_dim: int, global_dim: int) -> int:
-        return 2 * self._expert_args[0]
+        d = self._expert_args[0]
+        return d * (2 if self.fusion == "mix" else len(self.regions) + 1)
 
     def build_input(self, *, region_dim: int, global_dim: int) -> None:
         d, n_heads, n_sgp, kernel, k, std = self._expert_args
@@ -148,8 +160,11 @@ class BMoETriDet(TriDet):
         logits = logits.transpose(1, 2) / (dh**0.5 * self.router_temperature)  # [B, T, R]
         key = seen.transpose(1, 2)
         w = masked_softmax(logits, nonempty_mask(key)) * key  # steps with no visible region: all zero
-        mix = torch.einsum("btr,brtd->btd", w, e)
-        fused = torch.cat([mix, g], -1)
+        if self.fusion == "mix":
+            parts = torch.einsum("btr,brtd->btd", w, e)
+        else:  # each expert's sequence scaled by its routing weight (× R: uniform routing = identity)
+            parts = (e * (w.transpose(1, 2) * R).unsqueeze(-1)).permute(0, 2, 1, 3).flatten(2)
+        fused = torch.cat([parts, g], -1)
         return torch.where(mask.unsqueeze(-1), fused, fused.new_zeros(())), {"routing": w}
 
     def loss(self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ clip run's classifier (trained with softmax cross-entropy) is used with ``score=
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS
 from microaction.models.registry import create_model, register_model
+from microaction.models.tridet import NMS_BLOCK, nms_blockwise
 
 __all__ = ["SlidingWindow", "runs_to_segments"]
 
@@ -164,6 +166,7 @@ class SlidingWindow(nn.Module):
             "window_mask": wm,
             "window_starts": st,
             "scores": (scores * mask[..., None])[:, :T],
+            "valid_steps": batch["mask"].bool().sum(1),
         }
 
     def loss(self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -193,11 +196,16 @@ class SlidingWindow(nn.Module):
     def detect(self, out: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         from microaction.metrics_detection import nms
 
+        def run(sg: torch.Tensor, sc: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            k = nms(sg, sc, lab, iou_threshold=self.iou_threshold, max_num=self.max_seg_num)
+            return k, sc[k]
+
         results = []
-        for sc in out["scores"]:
+        for sc, m in zip(out["scores"], out["valid_steps"]):
+            blocks = max(1, math.ceil(float(m) / NMS_BLOCK))  # caps per NMS block, as tridet's
             segs, means, labels = runs_to_segments(sc, self.thresholds)
-            top = means.argsort(descending=True)[: self.pre_nms_topk]
+            top = means.argsort(descending=True)[: self.pre_nms_topk * blocks]
             segs, means, labels = segs[top], means[top], labels[top]
-            k = nms(segs, means, labels, iou_threshold=self.iou_threshold, max_num=self.max_seg_num)
-            results.append({"segments": segs[k], "scores": means[k], "labels": labels[k]})
+            k, kept = nms_blockwise(segs, means, labels, run)
+            results.append({"segments": segs[k], "scores": kept, "labels": labels[k]})
         return results

@@ -41,7 +41,7 @@ such as MMA-52 needs both); the IoU weight of the focal loss is detached.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -52,7 +52,17 @@ from microaction.data.store import DEFAULT_REGIONS
 from microaction.models.registry import register_model
 from microaction.models.sgp import ChannelLayerNorm, SGPBlock
 
-__all__ = ["ClsHead", "FPNIdentity", "MaskedConv1D", "RegHead", "SGPBackbone", "TriDet", "load_tridet_state"]
+__all__ = [
+    "ClsHead",
+    "FPNIdentity",
+    "MaskedConv1D",
+    "RegHead",
+    "SGPBackbone",
+    "TriDet",
+    "load_tridet_state",
+    "nms_blockwise",
+    "segment_routing",
+]
 
 
 class MaskedConv1D(nn.Module):
@@ -511,41 +521,89 @@ class TriDet(nn.Module):
     @torch.no_grad()
     def detect(self, out: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Per sample: ``segments [K, 2]`` (steps), ``scores [K]``, ``labels [K]`` (+ ``routing [K, R]``
-        for models with per-step routing), best first, after multi-class (Soft-)NMS."""
+        for models with per-step routing), best first, after multi-class (Soft-)NMS.
+
+        ``pre_nms_topk`` and ``max_seg_num`` are per ``NMS_BLOCK`` steps of recording, and NMS runs
+        block by block (``nms_blockwise``), so an hour-long recording costs an hour's worth of
+        short ones instead of one quadratic NMS over all its candidates."""
         from microaction.metrics_detection import nms, soft_nms
 
         cfg = self.test
         pts, C = out["points"], self.num_classes
         results = []
         for bi in range(out["cls_logits"].shape[0]):
+            n_valid = float(out["valid_steps"][bi])
+            blocks = max(1, math.ceil(n_valid / NMS_BLOCK))
             prob = (torch.sigmoid(out["cls_logits"][bi].float()) * out["point_mask"][bi, :, None]).flatten()
             idx = (prob > cfg.pre_nms_thresh).nonzero(as_tuple=True)[0]
             sc = prob[idx]
-            top = sc.argsort(descending=True)[: cfg.pre_nms_topk]
+            top = sc.argsort(descending=True)[: cfg.pre_nms_topk * blocks]
             idx, sc = idx[top], sc[top]
             p, c = idx // C, idx % C
             off = self.decode_offsets(out, torch.full_like(p, bi), p, c)
             t, s = pts[p, 0], pts[p, 3]
             segs = torch.stack([t - off[:, 0] * s, t + off[:, 1] * s], -1)
             # inside the recording: step i covers [i - 0.5, i + 0.5]
-            segs = segs.clamp(-0.5, float(out["valid_steps"][bi]) - 0.5)
+            segs = segs.clamp(-0.5, n_valid - 0.5)
             keep = (segs[:, 1] - segs[:, 0]) > cfg.duration_thresh
             segs, sc, c = segs[keep], sc[keep], c[keep]
-            if cfg.nms_method == "soft" and len(sc):
-                k, sc = soft_nms(segs, sc, c, iou_threshold=cfg.iou_threshold, sigma=cfg.nms_sigma,
-                                 min_score=cfg.min_score, max_num=cfg.max_seg_num)  # fmt: skip
-                sc = sc.to(segs.dtype)
-            elif cfg.nms_method == "hard" and len(sc):
-                k = nms(segs, sc, c, iou_threshold=cfg.iou_threshold, max_num=cfg.max_seg_num)
-                sc = sc[k]
-            else:
-                k = torch.arange(min(len(sc), cfg.max_seg_num))
-                sc = sc[k]
+
+            def run(sg: torch.Tensor, sco: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                if cfg.nms_method == "soft":
+                    k, new = soft_nms(sg, sco, lab, iou_threshold=cfg.iou_threshold, sigma=cfg.nms_sigma,
+                                      min_score=cfg.min_score, max_num=cfg.max_seg_num)  # fmt: skip
+                    return k, new.to(sco.dtype)
+                if cfg.nms_method == "hard":
+                    k = nms(sg, sco, lab, iou_threshold=cfg.iou_threshold, max_num=cfg.max_seg_num)
+                    return k, sco[k]
+                k = torch.arange(min(len(sco), cfg.max_seg_num))
+                return k, sco[k]
+
+            k, sc = nms_blockwise(segs, sc, c, run)
             res = {"segments": segs[k], "scores": sc, "labels": c[k]}
             if "routing" in out:
                 res["routing"] = segment_routing(out["routing"][bi], res["segments"])
             results.append(res)
         return results
+
+
+NMS_BLOCK = 1000  # steps of recording per NMS block (about 2-3 minutes at 6-8 steps/s)
+
+
+def nms_blockwise(
+    segs: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    block: float = NMS_BLOCK,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply ``run`` (an NMS returning kept indices and their scores) block by block along time.
+
+    Each block keeps the results whose centre lies in it, computed with the candidates whose centre
+    lies within the longest candidate's length of it (every segment that can overlap one of the
+    block's); results are merged best first. Recordings shorter than one block are one call."""
+    if len(scores) == 0:
+        return torch.zeros(0, dtype=torch.long, device=scores.device), scores
+    centre = segs.mean(1)
+    lo, hi = float(centre.min()), float(centre.max())
+    if hi - lo < block:
+        return run(segs, scores, labels)
+    margin = float((segs[:, 1] - segs[:, 0]).max())
+    idx_parts, sc_parts = [], []
+    a = lo
+    while a <= hi:
+        core = (centre >= a) & (centre < a + block)
+        if bool(core.any()):
+            sel = ((centre >= a - margin) & (centre < a + block + margin)).nonzero(as_tuple=True)[0]
+            k, sc = run(segs[sel], scores[sel], labels[sel])
+            g = sel[k]
+            inside = core[g]
+            idx_parts.append(g[inside])
+            sc_parts.append(sc[inside])
+        a += block
+    idx, sc = torch.cat(idx_parts), torch.cat(sc_parts)
+    order = torch.argsort(sc, descending=True, stable=True)
+    return idx[order], sc[order]
 
 
 def segment_routing(routing: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
