@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.split}: labels are hidden; wrote the submission {report['submission']} ({report['clips']} clips)")
         return 0
     m = report["metrics"]
-    print(f"{args.split} ({report['clips']} clips, {report['checkpoint']}): {format_metrics(m) if m else 'no labels'}")
+    unit = "recordings" if report.get("task") == "detection" else "clips"
+    print(f"{args.split} ({report['clips']} {unit}, {report['checkpoint']}): {format_metrics(m) if m else 'no labels'}")
     print(f"wrote {args.out or args.run_dir}/eval_{args.split}.json")
     return 0

@@ -143,6 +143,10 @@ def evaluate_run(
     cfg = loaded.config
     if cfg is None:
         raise FileNotFoundError(f"{loaded.run_dir}: no config.yaml, so the split's annotations are unknown")
+    if cfg.task == "detection":  # recordings and detectors: engine.detection
+        from microaction.engine.detection import evaluate_detection_run
+
+        return evaluate_detection_run(loaded, split, store=store, out=out, device=device)
     tax = loaded.taxonomy
     fs = loaded.open_store(store)
     samples = read_split(cfg.data, tax, split)
