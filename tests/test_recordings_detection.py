@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from microaction.data.segments import read_segments
+from microaction.data.segment_readers import read_segments
 from microaction.data.synth.recording import RECORDING_PRESETS, generate_recording, generate_recordings
 from microaction.taxonomy import load_taxonomy
 
@@ -97,7 +97,7 @@ def test_ground_truth_is_mma52_json(recordings: tuple[Path, Path]) -> None:
 
 @pytest.mark.parametrize("model", ["tridet", "bmoe_tridet"])
 def test_train_and_eval_detector(recordings: tuple[Path, Path], tmp_path: Path, model: str) -> None:
-    from microaction.engine.evaluate import evaluate_run
+    from microaction.engine.detection import evaluate_detection_run
     from microaction.engine.trainer import train
 
     data, store = recordings
@@ -108,7 +108,7 @@ def test_train_and_eval_detector(recordings: tuple[Path, Path], tmp_path: Path, 
     assert (run_dir / "best.safetensors").is_file() and (run_dir / "last.safetensors").is_file()
     hist = json.loads((run_dir / "metrics.json").read_text())["epochs"]
     assert len(hist) == 2 and "mAP@0.5" in hist[-1]["val"]
-    report = evaluate_run(run_dir, "test")
+    report = evaluate_detection_run(run_dir, "test")
     m = report["metrics"]
     assert set(m) >= {"mAP", *(f"mAP@{t / 10:g}" for t in range(1, 10))}
     assert all(0.0 <= m[k] <= 1.0 for k in m if k.startswith("mAP"))

@@ -17,19 +17,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from microaction.engine.detection import evaluate_detection_run
     from microaction.engine.evaluate import evaluate_run
+    from microaction.engine.runs import load_run
     from microaction.metrics import format_metrics
 
-    report = evaluate_run(
-        args.run_dir,
-        args.split,
-        store=args.store,
-        checkpoint=args.checkpoint,
-        out=args.out,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=not args.quiet,
-    )
+    loaded = load_run(args.run_dir, args.checkpoint, device=args.device)
+    if loaded.config is not None and loaded.config.task == "detection":
+        report = evaluate_detection_run(loaded, args.split, store=args.store, out=args.out, device=args.device)
+    else:
+        report = evaluate_run(
+            loaded,
+            args.split,
+            store=args.store,
+            checkpoint=args.checkpoint,
+            out=args.out,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.quiet,
+        )
     if "submission" in report:
         print(f"{args.split}: labels are hidden; wrote the submission {report['submission']} ({report['clips']} clips)")
         return 0

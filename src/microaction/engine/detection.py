@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from microaction.data.segments import Detection, Segment, SegmentTable, read_segments
+from microaction.data.segment_readers import read_segments
+from microaction.data.segments import Detection, Segment, SegmentTable
 from microaction.data.store import FeatureStore, Item, atomic_write_bytes
 from microaction.engine.checkpoint import save_weights
 from microaction.engine.config import ExperimentConfig
@@ -261,7 +262,7 @@ def score_detections(
 
 
 def detection_model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: FeatureStore) -> dict[str, Any]:
-    from microaction.engine.trainer import model_kwargs
+    from microaction.engine.experiment import model_kwargs
     from microaction.models import model_entry
 
     kw = model_kwargs(cfg, taxonomy, store)
@@ -415,16 +416,23 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
 
 
 def evaluate_detection_run(
-    loaded: Any,
-    split: str,
+    run: Any,
+    split: str = "val",
     *,
     store: str | os.PathLike[str] | None = None,
+    checkpoint: str = "best",
     out: str | os.PathLike[str] | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Detections on a split's recordings, scored with the MMA-52 detection mAP; writes
-    ``eval_<split>.json`` and ``detections_<split>.json`` (with routing) into the run folder or ``out``."""
+    ``eval_<split>.json`` and ``detections_<split>.json`` (with routing) into the run folder or ``out``.
+    ``run`` is a run folder or a ``LoadedRun``."""
     from microaction.data.segments import write_detections
+    from microaction.engine.runs import LoadedRun, load_run
+
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device=device)
+    if loaded.config is None or loaded.config.task != "detection":
+        raise ValueError(f"{loaded.run_dir}: not a detection run (config task is not 'detection')")
 
     cfg: ExperimentConfig = loaded.config
     tax: Taxonomy = loaded.taxonomy
