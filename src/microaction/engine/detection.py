@@ -50,9 +50,13 @@ __all__ = [
     "Recording",
     "WindowSampler",
     "detect_recording",
+    "detect_split",
     "evaluate_detection_run",
+    "is_detector_run",
+    "load_detector",
     "load_recordings",
     "read_split_segments",
+    "recording_from_item",
     "train_detection",
 ]
 
@@ -134,11 +138,8 @@ def load_recordings(store: FeatureStore, segments: list[Segment], videos: list[s
         if not key:
             missing.append(v)
             continue
-        item: Item = store.read(key)
-        t0, dt = step_grid(item.timestamps, f"{store.root}: item {key}")
+        rec = recording_from_item(v, store.read(key), where=f"{store.root}: item {key}")
         segs = by_video.get(v, [])
-        rec = Recording(v, key, item.regions, item.global_, np.asarray(item.region_valid, bool), t0, dt,
-                        np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
         if segs:
             rec.segments = np.stack([rec.to_steps(np.array([s.start, s.end])) for s in segs])
             rec.labels = np.array([s.label for s in segs], np.int64)
@@ -428,22 +429,13 @@ def evaluate_detection_run(
     ``eval_<split>.json`` and ``detections_<split>.json`` (with routing) into the run folder or ``out``.
     ``run`` is a run folder or a ``LoadedRun``."""
     from microaction.data.segments import write_detections
-    from microaction.engine.runs import LoadedRun, load_run
 
-    loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device=device)
-    if loaded.config is None or loaded.config.task != "detection":
-        raise ValueError(f"{loaded.run_dir}: not a detection run (config task is not 'detection')")
+    loaded = load_detector(run, checkpoint, device=device)
 
     cfg: ExperimentConfig = loaded.config
     tax: Taxonomy = loaded.taxonomy
-    fs = loaded.open_store(store)
-    segments, videos = read_split_segments(cfg, tax, split)
-    if not videos:
-        raise ValueError(f"{loaded.run_dir}: split {split!r} has no recordings in the run's annotations")
-    recs = load_recordings(fs, segments, videos, source=f"split {split!r}")
-    model = loaded.model.to(device)
     t0 = time.perf_counter()
-    dets = [d for r in recs for d in detect_recording(model, r, device)]
+    recs, segments, dets = detect_split(loaded, split, store=store, device=device)
     seconds = time.perf_counter() - t0
     metrics = score_detections(recs, dets, segments, tax.num_classes, cfg.detection.tious)
     out_dir = Path(out) if out is not None else Path(loaded.run_dir)
@@ -467,3 +459,51 @@ def evaluate_detection_run(
     }
     atomic_write_bytes(out_dir / f"eval_{split}.json", json.dumps(report, indent=1).encode())
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# a trained detector on any recording (mar timeline, mar submit --run)
+
+
+def is_detector_run(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's metadata is a detection run's (``task: detection``)."""
+    return meta.get("task") == "detection"
+
+
+def load_detector(run: Any, checkpoint: str = "best", *, device: str = "cpu") -> Any:
+    """A detection run (folder, ``.safetensors`` or ``LoadedRun``) loaded; a run of another task
+    (a clip classifier) is refused with the models that detect."""
+    from microaction.engine.runs import LoadedRun, load_run
+
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device=device)
+    if not is_detector_run(loaded.meta):
+        raise ValueError(
+            f"{loaded.checkpoint}: not a detection run (model {loaded.meta.get('model')!r} trained on clips); "
+            "this needs a run trained with task: detection (tridet, bmoe_tridet, sliding_window; "
+            "e.g. mar train configs/demo_tridet.yaml)"
+        )
+    return loaded
+
+
+def detect_split(
+    loaded: Any, split: str, *, store: str | os.PathLike[str] | None = None, device: str = "cpu"
+) -> tuple[list[Recording], list[Segment], list[Detection]]:
+    """Every recording of a split of a detection run's annotations (also those without ground
+    truth, e.g. a hidden test split), its segments and the run's detections on them."""
+    if loaded.config is None:
+        raise FileNotFoundError(f"{loaded.run_dir}: no config.yaml, so the split's annotations are unknown")
+    fs = loaded.open_store(store)
+    segments, videos = read_split_segments(loaded.config, loaded.taxonomy, split)
+    if not videos:
+        raise ValueError(f"{loaded.run_dir}: split {split!r} has no recordings in the run's annotations")
+    recs = load_recordings(fs, segments, videos, source=f"split {split!r}")
+    model = loaded.model.to(device)
+    return recs, segments, [d for r in recs for d in detect_recording(model, r, device)]
+
+
+def recording_from_item(video: str, item: Item, *, where: str) -> Recording:
+    """A whole recording's features (a store item or an extraction, store layout) as a
+    ``Recording`` without ground truth, for ``detect_recording``."""
+    t0, dt = step_grid(item.timestamps, where)
+    return Recording(video, item.key, item.regions, item.global_, np.asarray(item.region_valid, bool), t0, dt,
+                     np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip

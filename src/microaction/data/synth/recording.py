@@ -51,6 +51,7 @@ __all__ = [
     "RecordingPreset",
     "generate_recording",
     "generate_recordings",
+    "render_recording",
     "schedule_events",
 ]
 
@@ -193,9 +194,11 @@ def _drift(rng: np.random.Generator, tr: Tracks, fps: float, scale: float) -> No
 
 
 def generate_recording(
-    index: int, split: str, preset: RecordingPreset, taxonomy: Taxonomy, seed: int
+    index: int, split: str, preset: RecordingPreset, taxonomy: Taxonomy, seed: int, *, render: bool = False
 ) -> dict[str, Any]:
-    """One recording: keypoints (observed and clean), fps, size, events (annotated and distractors)."""
+    """One recording: keypoints (observed and clean), fps, size, events (annotated and distractors);
+    with ``render`` also ``frames`` ``[T, H, W, 3]`` (the mannequin, as the clip generator draws
+    it; held in memory whole, so meant for short recordings)."""
     rng = _rng(seed, index, 0)
     fps = preset.fps
     duration = float(rng.uniform(*preset.minutes) * 60.0)
@@ -229,7 +232,13 @@ def generate_recording(
         "seed": seed,
         "index": index,
     }
-    return {"keypoints": observed, "keypoints_clean": clean, "fps": fps, "size": (H, W), "meta": meta}
+    out = {"keypoints": observed, "keypoints_clean": clean, "fps": fps, "size": (H, W), "meta": meta}
+    if render:
+        from microaction.data.synth.render import render_clip, sample_style
+
+        style = sample_style(_rng(seed, index, 1))
+        out["frames"], _ = render_clip(body, ps, cam, style, _rng(seed, index, 2), occlude_legs=occlude)
+    return out
 
 
 def _write_sidecar(root: Path, stem: str, rec: dict[str, Any]) -> None:
@@ -256,6 +265,38 @@ def _work(job: tuple[int, str, str, RecordingPreset, dict[str, Any], int, str]) 
     return stem, {"subset": split, "duration": m["duration"], "actions": m["actions"]}
 
 
+def _stems(p: RecordingPreset) -> list[tuple[int, str, str]]:
+    """``(index, stem, split)`` of every recording of a preset, in generation order."""
+    out: list[tuple[int, str, str]] = []
+    for split in SPLITS:
+        for k in range(p.recordings.get(split, 0)):
+            out.append((len(out), f"rec_{split}_{k:03d}", split))
+    return out
+
+
+def render_recording(
+    out: str | os.PathLike[str],
+    stem: str,
+    preset: str | RecordingPreset = "recordings",
+    *,
+    seed: int = 0,
+    taxonomy: str = "ma52",
+) -> Path:
+    """The video of one generated recording, ``out/videos/<stem>.mp4`` (H.264), frame for frame
+    with its keypoint sidecar (same seed and preset as ``generate_recordings``)."""
+    from microaction.data.synth.writer import write_mp4
+
+    p = RECORDING_PRESETS[preset] if isinstance(preset, str) else preset
+    found = [(i, split) for i, s, split in _stems(p) if s == stem]
+    if not found:
+        raise ValueError(f"preset {p.name!r} has no recording {stem!r}")
+    index, split = found[0]
+    rec = generate_recording(index, split, p, load_taxonomy(taxonomy), seed, render=True)
+    path = Path(out) / "videos" / f"{stem}.mp4"
+    write_mp4(path, rec["frames"], rec["fps"])
+    return path
+
+
 def generate_recordings(
     out: str | os.PathLike[str],
     preset: str | RecordingPreset = "recordings",
@@ -273,10 +314,7 @@ def generate_recordings(
     tax = load_taxonomy(taxonomy)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    jobs: list[tuple[int, str, str, RecordingPreset, dict[str, Any], int, str]] = []
-    for split in SPLITS:
-        for k in range(p.recordings.get(split, 0)):
-            jobs.append((len(jobs), f"rec_{split}_{k:03d}", split, p, tax.to_dict(), seed, str(root)))
+    jobs = [(i, stem, split, p, tax.to_dict(), seed, str(root)) for i, stem, split in _stems(p)]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if workers <= 1:
         it: Any = map(_work, jobs)
