@@ -159,3 +159,22 @@ def test_submit_from_a_detection_run(detector: tuple[Path, Path, Path], tmp_path
     _, _, dets = detect_split(loaded, "test")
     assert len(back) == len(dets) > 0 and {d.video for d in back} == {VIDEO}
     assert main(["submit", "--run", str(run_dir), "--split", "nope", "--out", str(out)]) == 1
+
+
+def test_overlay_boxes_follow_the_person_where_the_extraction_has_them() -> None:
+    """Streamed recordings store per-step boxes ``step_boxes`` [R+1, T, 4]; the overlay gets them per step."""
+    from microaction.commands.timeline import overlay_boxes
+    from microaction.data.store import Item
+
+    T, R = 7, 4
+    step = np.random.default_rng(0).random((R + 1, T, 4)).astype(np.float32)
+    clip = np.ones((R + 1, 4), np.float32)
+    item = Item("k", np.zeros((R, T, 3)), np.zeros((T, 2)), np.ones(R, bool), np.arange(T) / 6.0,
+                {"boxes": clip, "step_boxes": step})  # fmt: skip
+    got = overlay_boxes(item)
+    assert got.shape == (T, R + 1, 4) and np.array_equal(got[3], step[:, 3])
+    item.extras = {"boxes": clip}
+    assert np.array_equal(overlay_boxes(item), clip)
+    item.extras = {}
+    with pytest.raises(ValueError, match="no region boxes"):
+        overlay_boxes(item)

@@ -88,6 +88,20 @@ def _place_video(video: Path, out: Path) -> Path:
     return dst
 
 
+def overlay_boxes(item: Item) -> Any:
+    """Region boxes for the overlay: per feature step ``[T, R+1, 4]`` where the extraction has them
+    (``step_boxes`` ``[R+1, T, 4]``: boxes that follow the person), else the clip's ``[R+1, 4]``."""
+    import numpy as np
+
+    step = item.extras.get("step_boxes")
+    if step is not None and step.ndim == 3 and step.shape[1] == item.length:
+        return np.transpose(np.asarray(step), (1, 0, 2))
+    boxes = item.extras.get("boxes")
+    if boxes is None:
+        raise ValueError(f"{item.key}: the extraction gave no region boxes; cannot draw an overlay")
+    return np.asarray(boxes)
+
+
 def current_segments(dets: list[Detection], names: list[str], regions: list[str], rows: int = 3) -> Any:
     """``at_time`` for the overlay: the best ``rows`` segments running at a time, and the routing
     of the best one that has a routing (None: draw the regions alike)."""
@@ -147,11 +161,8 @@ def run(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.overlay:
         assert video is not None
-        boxes = item.extras.get("step_boxes", item.extras.get("boxes"))
-        if boxes is None:
-            raise ValueError(f"{item.key}: the extraction gave no region boxes; cannot draw an overlay")
         files = write_overlay(
-            video, args.overlay, boxes=np.asarray(boxes), region_names=list(loaded.regions), routing=None,
+            video, args.overlay, boxes=overlay_boxes(item), region_names=list(loaded.regions), routing=None,
             at_time=current_segments(dets, list(loaded.taxonomy.names), list(loaded.regions)), caption_rows=3,
         )  # fmt: skip
         if not args.quiet:
