@@ -32,6 +32,18 @@ def test_demo_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ev = json.loads((out / "runs" / "bmoe" / "eval_test.json").read_text())
     rows = [r for r in ev["routing_per_class"] if r is not None]  # None: no test clip of the class
     assert rows and all(len(r) == 4 and abs(sum(r) - 1) < 1e-3 for r in rows)
+    # the detection run: test mAP in the summary, the table and the report; the timeline of the
+    # rendered test recording beside its video, and the overlay
+    det = summary["detection"]
+    assert det["model"] == "bmoe_tridet" and 0.0 <= det["metrics"]["mAP"] <= 1.0
+    assert "detector" in printed and "mAP@0.5" in printed
+    ev = json.loads((Path(det["run"]) / "eval_test.json").read_text())
+    assert ev["task"] == "detection" and ev["recordings"] == 1
+    tl = Path(det["timeline"])
+    for name in ("timeline.csv", "timeline.json", "timeline.eaf", "timeline.html", "rec_test_000.mp4", "timeline.mp4"):
+        assert (tl / name).is_file(), name
+    page = (out / "report" / "report.html").read_text()
+    assert "mAP@0.1:0.9" in page and 'id="run-bmoe_tridet"' in page
 
 
 def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:

@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("microaction.commands.train", "train a model from a YAML config"),
     "eval": ("microaction.commands.eval", "evaluate a run with the official metrics"),
     "predict": ("microaction.commands.predict", "predict actions for a feature store or videos"),
+    "timeline": (
+        "microaction.commands.timeline",
+        "a detector over a whole recording: timeline.csv/json/eaf/html (+ overlay video)",
+    ),
     "report": ("microaction.commands.report", "HTML report with plots from one or more runs"),
     "score": ("microaction.commands.score", "score a Codabench prediction CSV against a list file"),
     "submit": ("microaction.commands.submit", "write a Codabench submission zip from test scores"),

@@ -6,6 +6,12 @@ parser reads the sidecars instead of running MediaPipe, see docs/synthetic.md; `
 → ``mar train`` (configs/demo_bmoe.yaml, configs/demo_m3e_global.yaml) → ``mar eval`` on the test
 split (MA-52 metrics) → ``mar report`` → a table: model, action top-1, F1_mean, time.
 
+Detection (``--detector``, default ``bmoe_tridet``): ``mar synth --preset recordings`` (long
+recordings with temporal ground truth; one test recording rendered to video) → ``mar extract``
+(6 feature steps/s) → ``mar train configs/demo_<detector>.yaml`` → ``mar eval --split test``
+(MMA-52 detection mAP) → ``mar timeline`` of the rendered recording (timeline.csv / .json / .eaf /
+.html beside the video, and the overlay video); the run's mAP joins the report's table.
+
 ``--quick`` runs the ``tiny`` preset with few epochs: a smoke test of the whole chain (< 1 min),
 not a measurement.
 """
@@ -16,6 +22,10 @@ import argparse
 from pathlib import Path
 
 MODELS = ("bmoe", "m3e_global")
+DETECTOR = "bmoe_tridet"
+TIMELINE_VIDEO = "rec_test_000"  # the test recording rendered for the timeline
+# the detection part per preset: recordings preset, epochs, training windows per epoch
+DETECTION = {"tiny": ("recordings_tiny", 3, 16), "demo": ("recordings", 6, 128)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     p.add_argument(
         "--models", default=",".join(MODELS), help=f"comma list of demo configs to train (default {','.join(MODELS)})"
+    )
+    p.add_argument(
+        "--detector",
+        default=DETECTOR,
+        help=f"detector config demo_<name>.yaml for the detection run and the timeline (default {DETECTOR}; none: skip)",
     )
     p.add_argument(
         "--configs", default=None, help="folder of demo_<model>.yaml configs (default: the repository's configs/)"
@@ -48,7 +63,7 @@ def _clean(out: Path) -> None:
 
     if out.exists() and any(out.iterdir()) and not (out / "demo.json").is_file():
         raise ValueError(f"{out} exists and is not a demo folder (no demo.json): give another --out")
-    for sub in ("synth", "store", "runs", "report"):
+    for sub in ("synth", "store", "runs", "report", "recordings", "store_recordings", "timeline"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
 
@@ -99,15 +114,18 @@ def train_and_eval(
     epochs: int | None = None,
     name: str | None = None,
     extra: list[str] | None = None,
+    manifest: Path | None = None,
 ) -> tuple[Path, dict]:
     """``mar train configs/demo_<model>.yaml`` on ``store`` then ``mar eval --split test``;
-    returns the run folder and the test metrics."""
+    returns the run folder and the test metrics. ``manifest``: the annotations (default
+    ``data/manifest.csv``)."""
     import json
 
     name = name or model
+    manifest = manifest or data / "manifest.csv"
     # one torch thread: the demo models are small, and two threads on a busy 2-core machine
     # spend most of their time waiting for each other
-    sets = [f"data.store={store}", f"data.manifest={data / 'manifest.csv'}", f"run.out_dir={runs}", f"run.name={name}",
+    sets = [f"data.store={store}", f"data.manifest={manifest}", f"run.out_dir={runs}", f"run.name={name}",
             f"run.seed={seed}", "run.threads=1", *(extra or [])]  # fmt: skip
     if epochs is not None:
         sets.append(f"run.epochs={epochs}")
@@ -117,6 +135,34 @@ def train_and_eval(
     _mar(f"train {name}", argv, timings)
     _mar(f"eval {name}", ["eval", str(runs / name), "--split", "test"], timings)
     return runs / name, json.loads((runs / name / "eval_test.json").read_text())["metrics"]
+
+
+def detection_and_timeline(
+    detector: str, cfg_dir: Path, out: Path, quick: bool, seed: int, workers: int, timings: dict[str, float]
+) -> tuple[Path, dict, Path]:
+    """Recordings → store → a detection run → test mAP → the timeline of one rendered test
+    recording; returns the run folder, its test metrics and the timeline folder."""
+    import time
+
+    from microaction.data.synth.recording import render_recording
+
+    preset, epochs, windows = DETECTION["tiny" if quick else "demo"]
+    data, store = out / "recordings", out / "store_recordings"
+    _mar("synth recordings", ["synth", "--out", str(data), "--preset", preset, "--seed", str(seed),
+                              "--workers", str(workers)], timings)  # fmt: skip
+    t0 = time.perf_counter()
+    video = render_recording(data, TIMELINE_VIDEO, preset, seed=seed)
+    timings["render recording"] = time.perf_counter() - t0
+    _mar("extract recordings", ["extract", "--videos", str(data / "manifest.csv"), "--out", str(store), "--parser",
+                                "groundtruth", "--encoder", "pose", "--fps", "24", "--window", "4", "--window-stride",
+                                "4", "--workers", str(workers)], timings)  # fmt: skip
+    rd, metrics = train_and_eval(detector, cfg_dir, data, store, out / "runs", timings, seed=seed, epochs=epochs,
+                                 extra=[f"detection.windows_per_epoch={windows}"],
+                                 manifest=data / "annotations.json")  # fmt: skip
+    tl = out / "timeline"
+    _mar("timeline", ["timeline", str(rd), str(video), "--out", str(tl), "--overlay", str(tl / "timeline.mp4")],
+         timings)  # fmt: skip
+    return rd, metrics, tl
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,6 +180,11 @@ def run(args: argparse.Namespace) -> int:
     for m in models:
         if not (cfg_dir / f"demo_{m}.yaml").is_file():
             raise FileNotFoundError(f"no config {cfg_dir / f'demo_{m}.yaml'} (use --configs DIR)")
+    detector = None if args.detector.lower() == "none" else args.detector
+    if detector is not None and not (cfg_dir / f"demo_{detector}.yaml").is_file():
+        raise FileNotFoundError(
+            f"no config {cfg_dir / f'demo_{detector}.yaml'} (use --configs DIR, or --detector none)"
+        )
     (out / "demo.json").write_text(json.dumps({"preset": preset, "seed": args.seed, "models": models}) + "\n")
     timings: dict[str, float] = {}
     data, store = prepare_data(out, preset, args.seed, workers, timings)
@@ -141,6 +192,14 @@ def run(args: argparse.Namespace) -> int:
     for m in models:
         rd, metrics = train_and_eval(m, cfg_dir, data, store, out / "runs", timings, seed=args.seed, epochs=epochs)
         results.append((m, rd, metrics, timings[f"train {m}"] + timings[f"eval {m}"]))
+    clip_seconds = sum(timings.values())
+    detection = None
+    if detector is not None:
+        det_rd, det_metrics, tl = detection_and_timeline(
+            detector, cfg_dir, out, args.quick, args.seed, workers, timings
+        )
+        det_seconds = sum(timings.values()) - clip_seconds
+        detection = (detector, det_rd, det_metrics, det_seconds, tl)
     report = None
     try:
         import time
@@ -148,9 +207,8 @@ def run(args: argparse.Namespace) -> int:
         from microaction.report import build_report
 
         t0 = time.perf_counter()
-        report = build_report(
-            [r[1] for r in results], out / "report", title="mar demo: synthetic micro-action benchmark"
-        )
+        run_dirs = [r[1] for r in results] + ([detection[1]] if detection else [])
+        report = build_report(run_dirs, out / "report", title="mar demo: synthetic micro-action benchmark")
         timings["report"] = time.perf_counter() - t0
     except ImportError as e:  # the numbers do not need the report
         print(f"(no report: {e})")
@@ -159,6 +217,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'model':<14} {'action top-1':>12} {'F1_mean':>8} {'time':>8}")
     for m, _, met, secs in results:
         print(f"{m:<14} {100 * met['action_top1']:>11.1f}% {100 * met['f1_mean']:>7.1f}% {secs:>7.1f}s")
+    if detection is not None:
+        name, _, dm, secs, tl = detection
+        print(f"\nsynthetic recordings ({DETECTION['tiny' if args.quick else 'demo'][0]} preset), test split:")
+        print(f"{'detector':<14} {'mAP@0.5':>12} {'mAP':>8} {'time':>8}")
+        print(f"{name:<14} {100 * dm['mAP@0.5']:>11.1f}% {100 * dm['mAP']:>7.1f}% {secs:>7.1f}s")
+        print(f"timeline: {tl / 'timeline.html'} (and .csv, .eaf, .json; overlay {tl / 'timeline.mp4'})")
     print("steps: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + f"; total {sum(timings.values()):.0f}s")
     if report is not None:
         print(f"report: {report}")
@@ -169,5 +233,8 @@ def run(args: argparse.Namespace) -> int:
         "timings": timings,
         "results": [{"model": m, "run": str(rd), "metrics": met, "seconds": s} for m, rd, met, s in results],
     }
+    if detection is not None:
+        name, rd, dm, secs, tl = detection
+        summary["detection"] = {"model": name, "run": str(rd), "metrics": dm, "seconds": secs, "timeline": str(tl)}
     (out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 0

@@ -24,24 +24,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from microaction.engine.detection import evaluate_detection_run
     from microaction.engine.evaluate import evaluate_run
+    from microaction.engine.runs import load_run
     from microaction.metrics import format_metrics
 
-    report = evaluate_run(
-        args.run_dir,
-        args.split,
-        store=args.store,
-        checkpoint=args.checkpoint,
-        out=args.out,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=not args.quiet,
-        precision=args.precision,
-    )
+    loaded = load_run(args.run_dir, args.checkpoint, device=args.device)
+    if loaded.config is not None and loaded.config.task == "detection":
+        report = evaluate_detection_run(loaded, args.split, store=args.store, out=args.out, device=args.device)
+    else:
+        report = evaluate_run(
+            loaded,
+            args.split,
+            store=args.store,
+            checkpoint=args.checkpoint,
+            out=args.out,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.quiet,
+            precision=args.precision,
+        )
     if "submission" in report:
         print(f"{args.split}: labels are hidden; wrote the submission {report['submission']} ({report['clips']} clips)")
         return 0
     m = report["metrics"]
-    print(f"{args.split} ({report['clips']} clips, {report['checkpoint']}): {format_metrics(m) if m else 'no labels'}")
+    unit = "recordings" if report.get("task") == "detection" else "clips"
+    print(f"{args.split} ({report['clips']} {unit}, {report['checkpoint']}): {format_metrics(m) if m else 'no labels'}")
     print(f"wrote {args.out or args.run_dir}/eval_{args.split}.json")
     return 0

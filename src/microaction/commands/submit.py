@@ -1,6 +1,6 @@
 """``mar submit``: write a submission from test-set scores (a Codabench zip for MA-52, a MiGA
 ``id,pred`` CSV for label sets without a body level: iMiGUE), or a MAC detection submission from a
-detector's detections (``--detections``)."""
+detector's detections (``--detections``) or from a detection run (``--run RUN --split test``)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="detections (.json as a detector / `mar timeline` writes them, or a detection .csv) -> "
         "MAC detection submission ,video_id,t_start,t_end,class,score",
     )
+    src.add_argument(
+        "--run", metavar="RUN", help="a detection run: its detections on --split -> MAC detection submission"
+    )
+    p.add_argument("--split", default="test", help="with --run: the split of the run's annotations (default: test)")
+    p.add_argument("--store", help="with --run: feature store to read instead of the run's")
     p.add_argument(
         "--ann",
         metavar="ANN",
@@ -73,9 +78,24 @@ def _submit_detections(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit_run(args: argparse.Namespace) -> int:
+    from microaction.data.segments import write_detections
+    from microaction.engine.detection import detect_split, load_detector
+
+    if not args.out.lower().endswith((".zip", ".csv")):
+        raise ValueError(f"{args.out}: a detection submission is a .zip (holding prediction.csv) or a .csv")
+    loaded = load_detector(args.run)
+    recs, _, dets = detect_split(loaded, args.split, store=args.store)
+    out = write_detections(args.out, dets, taxonomy=loaded.taxonomy)
+    print(f"wrote {out}: {len(dets)} detections in {len(recs)} recordings of split {args.split!r}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.detections:
         return _submit_detections(args)
+    if args.run:
+        return _submit_run(args)
     if not args.ann:
         raise ValueError("--ann is required with --scores (the list the score rows follow)")
     from microaction.data.annotations import read_annotations

@@ -381,7 +381,13 @@ class FeatureStore:
                     if n != int(np.prod(shape)):
                         raise StoreError(f"{key}: {name} has {n} values, its shape {tuple(shape)} needs more")
         path = self._item_path(key)
-        record = {**(info or {}), "status": "ok", "frames": int(T), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+        record = {
+            **(info or {}),
+            "status": "ok",
+            "frames": int(T),
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
         atomic_write_bytes(self._status_path(key), json.dumps(record).encode(), sync=False)
 
     def write_people(self, key: str, people: Sequence[str], info: dict[str, Any] | None = None) -> None:

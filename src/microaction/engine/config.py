@@ -24,6 +24,7 @@ from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, t
 
 __all__ = [
     "DataConfig",
+    "DetectionConfig",
     "ExperimentConfig",
     "LossConfig",
     "ModelConfig",
@@ -173,6 +174,29 @@ class StagesConfig:
 
 
 @dataclass
+class DetectionConfig:
+    """Temporal detection (``task: detection``, ``engine.detection``): windows of recordings.
+
+    ``data.manifest`` (or ``data.annotations``) is then a temporal annotation file (MMA-52 JSON /
+    CSV, iMiGUE instances, SMG finelabels, generic segment CSV) and every store item a recording.
+    """
+
+    window: int = 256  # training window (feature steps), drawn at random positions of the recordings
+    windows_per_epoch: int = 0  # 0: as many as cover the training recordings twice
+    min_inside: float = 0.5  # a segment cut by the window is kept when this share of it is inside
+    tious: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    classifier_run: str | None = None  # sliding_window: start from this clip run's classifier
+
+    def validate(self, where: str) -> None:
+        if self.window < 8 or self.windows_per_epoch < 0:
+            raise ConfigError(f"{where}: detection.window must be >= 8 and detection.windows_per_epoch >= 0")
+        if not 0.0 < self.min_inside <= 1.0:
+            raise ConfigError(f"{where}: detection.min_inside must be in (0, 1]")
+        if not self.tious or any(not 0.0 < t < 1.0 for t in self.tious):
+            raise ConfigError(f"{where}: detection.tious must be thresholds in (0, 1)")
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     out_dir: str = "runs"  # the run folder is out_dir/name
@@ -212,10 +236,15 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    task: str = "classification"  # classification (clips) | detection (recordings, engine.detection)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
 
     def validate(self, where: str = "config") -> ExperimentConfig:
+        if self.task not in ("classification", "detection"):
+            raise ConfigError(f"{where}: task must be classification or detection, got {self.task!r}")
         for f in dataclasses.fields(self):
-            getattr(self, f.name).validate(where)
+            if f.name != "task":
+                getattr(self, f.name).validate(where)
         return self
 
     @property

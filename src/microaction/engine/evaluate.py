@@ -143,6 +143,10 @@ def evaluate_run(
     cfg = loaded.config
     if cfg is None:
         raise FileNotFoundError(f"{loaded.run_dir}: no config.yaml, so the split's annotations are unknown")
+    if cfg.task == "detection":  # engine.detection sits above the experiment, which uses this module
+        raise ValueError(
+            f"{loaded.run_dir}: a detection run; evaluate it with engine.detection.evaluate_detection_run (mar eval does)"
+        )
     tax = loaded.taxonomy
     fs = loaded.open_store(store)
     samples = read_split(cfg.data, tax, split)

@@ -347,6 +347,12 @@ def train(
         cfg = load_experiment(Path(config_path), overrides)
     else:
         raise ValueError("train() needs a config path, a config object or a run folder to resume")
+    if cfg.task == "detection":  # recordings and detectors: engine.detection
+        from microaction.engine.detection import train_detection
+
+        if resume is not None:
+            raise ValueError(f"{resume}: detection runs cannot be resumed; train again (--overwrite)")
+        return train_detection(cfg, overwrite=overwrite)
     threads = torch.get_num_threads()
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)

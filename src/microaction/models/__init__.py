@@ -11,8 +11,11 @@ objectives. Padded steps and invisible regions never change the outputs of the v
 from microaction.models import (  # noqa: F401  (importing a family registers its models)
     baselines,
     bmoe,
+    bmoe_tridet,
     m3e,
     micro_dualnet,
+    sliding_window,
+    tridet,
 )
 from microaction.models.registry import create_model, list_models, model_entry, register_model
 

@@ -13,7 +13,7 @@ subsampled in time) uses Pillow. Text is drawn with OpenCV's Hershey font (ASCII
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -216,6 +216,8 @@ def write_overlay(
     gif: bool = False,
     gif_width: int = 480,
     gif_fps: float = 10.0,
+    at_time: Callable[[float], tuple[Sequence[str], np.ndarray | None]] | None = None,
+    caption_rows: int = 0,
 ) -> list[Path]:
     """Write the explained video; returns the files written.
 
@@ -225,6 +227,9 @@ def write_overlay(
         video frames by nearest relative position. Videos whose shorter side is under ``MIN_SIDE`` are
     drawn (and written) upscaled to it, boxes scaled alike. ``out_path`` ending in ``.gif`` writes only a GIF;
         otherwise an H.264 MP4 is written there and, with ``gif=True``, a GIF beside it (same stem).
+        ``at_time``: what changes over a recording (``mar timeline``): called with each frame's time
+        in seconds, returns that frame's caption lines (at most ``caption_rows``) and routing ``[R]``
+        (None: regions drawn alike); it replaces ``caption_lines`` and ``routing``.
     """
     import av
 
@@ -272,9 +277,14 @@ def write_overlay(
                     img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
                 h, w = img.shape[:2]
                 weights = _per_frame(rw, n_frames, f) if rw is not None else None
+                caption = caption_lines
+                if at_time is not None:
+                    caption, weights = at_time(float(frame.time) if frame.time is not None else f / float(rate))
+                    caption = list(caption)[:caption_rows]
                 if lay is None:
-                    lay = _layout(w, h, bx * scale, names, rw is not None, len(caption_lines))
-                drawn = _draw(img, _per_frame(bx, n_frames, f) * scale, names, weights, caption_lines, lay)
+                    rows = caption_rows if at_time is not None else len(caption_lines)
+                    lay = _layout(w, h, bx * scale, names, rw is not None or at_time is not None, rows)
+                drawn = _draw(img, _per_frame(bx, n_frames, f) * scale, names, weights, caption, lay)
                 if enc is not None:
                     if stream is None:
                         stream = _h264_stream(enc, rate, w + w % 2, h + h % 2)

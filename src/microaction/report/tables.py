@@ -2,7 +2,8 @@
 
 MA-52 (the layout of the benchmark paper's and its successors' tables):
 ``Body-level: Top-1 · F1_macro · F1_micro | Action-level: Top-1 · Top-5 · F1_macro · F1_micro | F1_mean``.
-Label sets without a body level get ``Top-1 · Top-5`` (iMiGUE style); multi-label sets ``mAP``.
+Label sets without a body level get ``Top-1 · Top-5`` (iMiGUE style); multi-label sets ``mAP``;
+detection runs ``mAP@0.5`` and the average over tIoU 0.1-0.9 (MMA-52 / MAC).
 Values are stored in [0, 1] and shown ×100. Metrics a run has beyond its layout (e.g. the body
 metrics derived from the top action when the model also has a body head) are listed apart.
 """
@@ -30,7 +31,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Action-level", "F1_micro", "action_f1_micro"),
     ("", "F1_mean", "f1_mean"),
     ("", "mAP", "map"),
+    ("Detection", "mAP@0.5", "mAP@0.5"),
+    ("Detection", "mAP@0.1:0.9", "mAP"),
 )
+# counts beside the metrics in an evaluation (classes without ground truth, ...): not metrics
+COUNT_KEYS = frozenset({"classes_without_gt", "classes_scored", "classes_without_positives"})
 
 
 @dataclass
@@ -63,7 +68,8 @@ def run_metrics(run: RunData, split: str | None) -> MetricRow:
     """A run's metrics: its ``eval_<split>.json`` if any, else the best epoch's validation metrics."""
     ev = run.eval_for(split)
     if ev is not None:
-        return MetricRow(run.name, ev.split, ev.path.name, dict(ev.metrics), {})
+        values = {k: v for k, v in ev.metrics.items() if k not in COUNT_KEYS}
+        return MetricRow(run.name, ev.split, ev.path.name, values, {})
     return MetricRow(run.name, "val", "metrics.json best", run.best_val_metrics(), {})
 
 

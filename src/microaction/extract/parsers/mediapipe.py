@@ -76,9 +76,6 @@ class MediaPipeSession:
         return kp, mask
 
     def close(self) -> None:
-        self.pose.close()
-
-    def close(self) -> None:
         """Release the graph and the log filter (``result`` does it; safe to call twice)."""
         quiet, self._quiet = self._quiet, None
         if quiet is None:

@@ -1,0 +1,170 @@
+"""``mar timeline``: a detector run over one whole recording -> timeline.csv / .json / .eaf / .html
+(and ``--overlay``: the video with the current segments and the region boxes).
+
+Input is a video (extracted exactly as the run's feature store was: the store's recorded
+extraction parameters, into ``OUT/features``, a feature store of its own, so a killed run resumes
+and a second timeline of the same video does not extract again) or an item of a feature store
+extracted beforehand (``--store STORE --key KEY``, checked against the run's store parameters;
+``--video`` links the recording's video to the page and the ELAN file). The video is linked (or
+copied) into ``OUT`` beside ``timeline.html``, so the page's playhead follows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from microaction.data.segments import Detection
+    from microaction.data.store import Item, StoreManifest
+
+FEATURES = "features"  # OUT/features: the video's feature store
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a detection run (mar train of a task: detection config) or its .safetensors")
+    p.add_argument("video", nargs="?", help="the recording's video (omit with --store/--key)")
+    p.add_argument("--out", required=True, help="output folder: timeline.csv/json/eaf/html, the video, features/")
+    p.add_argument("--store", help="a feature store holding the recording, extracted beforehand (with --key)")
+    p.add_argument("--key", help="the recording's key in --store")
+    p.add_argument(
+        "--video-file", dest="video_file", help="with --store: the recording's video, for the page and --overlay"
+    )
+    p.add_argument(
+        "--overlay", metavar="OUT.mp4", help="also write the video with the current segments and region boxes"
+    )
+    p.add_argument("--min-score", type=float, default=0.1, help="keep detections scoring at least this (default 0.1)")
+    p.add_argument(
+        "--lanes", choices=("body", "class"), default="body", help="one lane per body group (default) or class"
+    )
+    p.add_argument("--checkpoint", default="best", help="best (default), last, or a .safetensors path")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def extract_recording(video: Path, manifest: StoreManifest, store_dir: Path, *, progress: bool = False) -> Item:
+    """The whole recording's features with the run's extraction parameters, through a feature
+    store at ``store_dir`` (the store runner: resumable, and the streamed path for long videos
+    wherever the runner has one)."""
+    from microaction.data.store import FeatureStore, video_key
+    from microaction.extract.pipeline import params_from_manifest
+    from microaction.extract.runner import Job, run_extraction
+
+    key = video_key(video.name)
+    run_extraction([Job(key, str(video))], params_from_manifest(manifest), store_dir, progress=progress)
+    store = FeatureStore.open(store_dir)
+    st = store.status(key) or {}
+    if st.get("status") != "ok":
+        raise RuntimeError(f"{video}: extraction failed: {st.get('error', 'no status written')}")
+    return store.read(key)
+
+
+def _read_item(store_dir: str, key: str, manifest: StoreManifest, run: str) -> Item:
+    from microaction.data.loader import check_store
+    from microaction.data.store import FeatureStore
+
+    store = FeatureStore.open(store_dir)
+    check_store(store, manifest.signature(), source=f"the run {run}")
+    if key not in set(store.keys()):
+        raise ValueError(f"{store_dir}: no item {key!r} (keys e.g. {store.keys()[:3]})")
+    return store.read(key)
+
+
+def _place_video(video: Path, out: Path) -> Path:
+    """The video beside the page: a hard link where the file system allows, else a copy."""
+    import os
+    import shutil
+
+    dst = out / video.name
+    if dst.exists() and dst.resolve() == video.resolve():
+        return dst
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.link(video, dst)
+    except OSError:
+        shutil.copy2(video, dst)
+    return dst
+
+
+def overlay_boxes(item: Item) -> Any:
+    """Region boxes for the overlay: per feature step ``[T, R+1, 4]`` where the extraction has them
+    (``step_boxes`` ``[R+1, T, 4]``: boxes that follow the person), else the clip's ``[R+1, 4]``."""
+    import numpy as np
+
+    step = item.extras.get("step_boxes")
+    if step is not None and step.ndim == 3 and step.shape[1] == item.length:
+        return np.transpose(np.asarray(step), (1, 0, 2))
+    boxes = item.extras.get("boxes")
+    if boxes is None:
+        raise ValueError(f"{item.key}: the extraction gave no region boxes; cannot draw an overlay")
+    return np.asarray(boxes)
+
+
+def current_segments(dets: list[Detection], names: list[str], regions: list[str], rows: int = 3) -> Any:
+    """``at_time`` for the overlay: the best ``rows`` segments running at a time, and the routing
+    of the best one that has a routing (None: draw the regions alike)."""
+    import numpy as np
+
+    order = sorted(dets, key=lambda d: -d.score)
+
+    def at(t: float) -> tuple[list[str], np.ndarray | None]:
+        now = [d for d in order if d.start <= t < d.end][:rows]
+        lines = [f"{names[d.label]} {100 * d.score:.0f}% ({d.start:.1f}-{d.end:.1f}s)" for d in now]
+        routed = next((d for d in now if d.routing is not None and len(d.routing) == len(regions)), None)
+        return lines or ["-"], None if routed is None else np.asarray(routed.routing, dtype=np.float64)
+
+    return at
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from microaction.engine.detection import detect_recording, load_detector, recording_from_item
+    from microaction.report.overlay import write_overlay
+    from microaction.report.timeline import write_timeline
+
+    if (args.store is None) != (args.key is None):
+        raise ValueError("--store and --key go together (a recording extracted beforehand)")
+    if args.store is None and args.video is None:
+        raise ValueError("give the recording: a video, or --store STORE --key KEY")
+    if args.store is not None and args.video is not None:
+        raise ValueError("give either a video or --store/--key, not both (--video-file links a video to a store item)")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise ValueError(f"--min-score must be in [0, 1], got {args.min_score}")
+    video = Path(args.video or args.video_file) if (args.video or args.video_file) else None
+    if video is not None and not video.is_file():
+        raise FileNotFoundError(f"{video}: no such video file")
+    if args.overlay and video is None:
+        raise ValueError("--overlay needs the recording's video (--video-file with --store)")
+    loaded = load_detector(args.run_dir, args.checkpoint, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.store is not None:
+        item = _read_item(args.store, args.key, loaded.manifest, str(args.run_dir))
+        name = args.key.split("__")[-1]  # the recording's id: its key's last path component
+    else:
+        assert video is not None
+        item = extract_recording(video, loaded.manifest, out / FEATURES, progress=not args.quiet)
+        name = video.stem
+    rec = recording_from_item(name, item, where=f"{args.store or video}: {item.key}")
+    dets = [d for d in detect_recording(loaded.model, rec, args.device) if d.score >= args.min_score]
+    regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
+    placed = _place_video(video, out) if video is not None else None
+    paths = write_timeline(
+        dets, out, loaded.taxonomy, regions, placed, duration=rec.to_seconds(np.array(rec.length)).item(),
+        lanes=args.lanes,
+    )  # fmt: skip
+    if not args.quiet:
+        print(f"{name}: {len(dets)} segments over {rec.length * rec.dt:.1f}s (score >= {args.min_score:g})")
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if args.overlay:
+        assert video is not None
+        files = write_overlay(
+            video, args.overlay, boxes=overlay_boxes(item), region_names=list(loaded.regions), routing=None,
+            at_time=current_segments(dets, list(loaded.taxonomy.names), list(loaded.regions)), caption_rows=3,
+        )  # fmt: skip
+        if not args.quiet:
+            print("overlay: " + ", ".join(str(f) for f in files))
+    return 0

@@ -1,0 +1,145 @@
+"""Synthetic long recordings and the detection path through the engine: synth → extract → train → eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from microaction.data.segment_readers import read_segments
+from microaction.data.synth.recording import RECORDING_PRESETS, generate_recording, generate_recordings
+from microaction.taxonomy import load_taxonomy
+
+TAX = load_taxonomy("ma52")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _resources(label: int) -> set[str]:
+    return set(TAX.regions_of_body(int(TAX.body_of(label))))
+
+
+def test_recording_events_share_no_body_part_and_fill_the_ground_truth() -> None:
+    preset = RECORDING_PRESETS["recordings"]
+    rec = generate_recording(3, "train", preset, TAX, seed=1)
+    meta = rec["meta"]
+    fps, T = rec["fps"], rec["keypoints"].shape[0]
+    assert rec["keypoints"].shape == (T, 33, 3) and abs(T / fps - meta["duration"]) < 0.1
+    assert 60.0 <= meta["duration"] <= 180.0
+    acts = meta["actions"]
+    assert len(acts) >= 10, "a 1-3 minute recording at 20 actions/min holds many actions"
+    for c, a, b in acts:
+        assert 0 <= c < TAX.num_classes and 0 <= a < b <= meta["duration"]
+    # actions that overlap in time use disjoint body regions, at most 2 at once
+    for i, (c1, a1, b1) in enumerate(acts):
+        over = [(c2, a2, b2) for c2, a2, b2 in acts[i + 1 :] if a2 < b1 and a1 < b2]
+        for c2, _, _ in over:
+            assert not (_resources(c1) & _resources(c2)), (c1, c2)
+        assert sum(1 for _, a, b in acts if a <= a1 < b) <= 2
+    assert meta["distractors"], "distractors are generated and kept out of the ground truth"
+    # the same seed gives the same recording
+    again = generate_recording(3, "train", preset, TAX, seed=1)
+    assert np.array_equal(again["keypoints"], rec["keypoints"]) and again["meta"] == meta
+
+
+def test_motion_happens_inside_the_segments() -> None:
+    """The clean keypoints move more inside annotated actions than in idle stretches."""
+    rec = generate_recording(0, "train", RECORDING_PRESETS["recordings"], TAX, seed=0)
+    xy = rec["keypoints_clean"][..., :2]
+    speed = np.linalg.norm(np.diff(xy, axis=0), axis=-1).mean(-1)  # [T-1]
+    t = np.arange(len(speed)) / rec["fps"]
+    busy = np.zeros(len(speed), bool)
+    for _, a, b in rec["meta"]["actions"] + rec["meta"]["distractors"]:
+        busy |= (t >= a - 0.2) & (t <= b + 0.8)
+    assert busy.any() and (~busy).any()
+    assert speed[busy].mean() > 2.0 * speed[~busy].mean()
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from microaction.extract.pipeline import ExtractParams
+    from microaction.extract.runner import collect_jobs, run_extraction
+
+    root = tmp_path_factory.mktemp("rec")
+    data = root / "synth"
+    generate_recordings(data, "recordings_tiny", seed=0, workers=1, progress=False)
+    params = ExtractParams(
+        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
+    )
+    run_extraction(collect_jobs(data / "manifest.csv"), params, root / "store", progress=False)
+    return data, root / "store"
+
+
+def test_ground_truth_is_mma52_json(recordings: tuple[Path, Path]) -> None:
+    data, store = recordings
+    table = read_segments(data / "annotations.json", TAX)
+    assert not table.issues
+    doc = json.loads((data / "annotations.json").read_text())
+    assert set(doc) == set(table.videos()) and {d["subset"] for d in doc.values()} == {"train", "val", "test"}
+    assert sum(len(d["actions"]) for d in doc.values()) == len(table.segments)
+    from microaction.data.store import FeatureStore
+
+    fs = FeatureStore.open(store)
+    item = fs.read(fs.keys()[0])
+    steps_per_s = 1.0 / np.median(np.diff(item.timestamps))
+    assert abs(steps_per_s - 6.0) < 1e-3, "24 fps sampled, pose windows of 4: 6 feature steps per second"
+    assert item.length > 100  # a whole recording in one item
+
+
+@pytest.mark.parametrize("model", ["tridet", "bmoe_tridet"])
+def test_train_and_eval_detector(recordings: tuple[Path, Path], tmp_path: Path, model: str) -> None:
+    from microaction.engine.detection import evaluate_detection_run
+    from microaction.engine.trainer import train
+
+    data, store = recordings
+    cfg = Path(__file__).resolve().parents[1] / "configs" / f"demo_{model}.yaml"
+    sets = [f"data.store={store}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={tmp_path}",
+            "run.epochs=2", "detection.window=64", "detection.windows_per_epoch=8", "run.batch_size=4"]  # fmt: skip
+    run_dir = train(cfg, sets)
+    assert (run_dir / "best.safetensors").is_file() and (run_dir / "last.safetensors").is_file()
+    hist = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    assert len(hist) == 2 and "mAP@0.5" in hist[-1]["val"]
+    report = evaluate_detection_run(run_dir, "test")
+    m = report["metrics"]
+    assert set(m) >= {"mAP", *(f"mAP@{t / 10:g}" for t in range(1, 10))}
+    assert all(0.0 <= m[k] <= 1.0 for k in m if k.startswith("mAP"))
+    assert abs(m["mAP"] - np.mean([m[f"mAP@{t / 10:g}"] for t in range(1, 10)])) < 1e-9
+    doc = json.loads((run_dir / "detections_test.json").read_text())
+    dets = doc["detections"]
+    assert dets and len(dets) == report["detections"]
+    if model == "bmoe_tridet":  # every segment carries its routing over the body regions
+        assert doc["regions"] == ["head", "body", "upper_limbs", "lower_limbs"]
+        for d in dets:
+            assert len(d["routing"]) == 4 and abs(sum(d["routing"]) - 1.0) < 1e-3
+    else:
+        assert all("routing" not in d for d in dets)
+
+
+def test_sliding_window_from_a_clip_run(tmp_path: Path) -> None:
+    """A trained clip classifier's checkpoint becomes a sliding-window detector with its weights."""
+    from microaction.engine.checkpoint import save_weights
+    from microaction.engine.detection import sliding_window_from_run
+    from microaction.models import create_model, model_entry
+
+    kw = {"num_classes": 5, "num_body": 2, "regions": ["head", "body"], "region_dim": 6, "global_dim": 8}
+    clip = create_model("m3e_global", preset="tiny", **kw)
+    meta = {"model": "m3e_global", "model_kwargs": {**kw, **model_entry("m3e_global").presets["tiny"]}, "num_steps": 12}
+    save_weights(tmp_path / "best.safetensors", clip.state_dict(), meta)
+    det, dkw = sliding_window_from_run(tmp_path)
+    assert dkw["window"] == 12 and dkw["score"] == "softmax"
+    for k, v in clip.state_dict().items():
+        assert torch.equal(det.classifier.state_dict()[k], v)
+    batch = {"regions": torch.randn(1, 2, 40, 6), "global": torch.randn(1, 40, 8), "mask": torch.ones(1, 40, dtype=torch.bool),
+             "region_valid": torch.ones(1, 2, dtype=torch.bool)}  # fmt: skip
+    with torch.no_grad():
+        out = det.eval()(batch)
+    torch.testing.assert_close(out["scores"].sum(-1)[0], torch.ones(40), atol=1e-5, rtol=0)  # softmax per step

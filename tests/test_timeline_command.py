@@ -1,0 +1,180 @@
+"""``mar timeline``: a detection run over one rendered synthetic recording, end to end (video in,
+timeline.csv / .json / .eaf / .html and the overlay out), the same from a store item, and bad
+input refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from microaction.cli import main
+
+VIDEO = "rec_test_000"
+KEY = f"videos__{VIDEO}"  # its key in the store extracted from the manifest
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(run folder, store, video): a tridet trained briefly on tiny recordings, one test recording rendered."""
+    from microaction.data.synth.recording import generate_recordings, render_recording
+    from microaction.engine.trainer import train
+    from microaction.extract.pipeline import ExtractParams
+    from microaction.extract.runner import collect_jobs, run_extraction
+
+    root = tmp_path_factory.mktemp("timeline")
+    data = root / "synth"
+    generate_recordings(data, "recordings_tiny", seed=0, workers=1, progress=False)
+    video = render_recording(data, VIDEO, "recordings_tiny", seed=0)
+    params = ExtractParams(
+        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
+    )
+    run_extraction(collect_jobs(data / "manifest.csv"), params, root / "store", progress=False)
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "demo_bmoe_tridet.yaml"
+    sets = [f"data.store={root / 'store'}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={root}",
+            "run.epochs=1", "detection.window=64", "detection.windows_per_epoch=4", "run.batch_size=4"]  # fmt: skip
+    return train(cfg, sets), root / "store", video
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_timeline_of_a_rendered_recording(detector: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    import av
+    import pympi
+
+    from microaction.data.store import FeatureStore
+    from microaction.engine.detection import detect_recording, load_detector, recording_from_item
+
+    run_dir, store, video = detector
+    out = tmp_path / "tl"
+    argv = ["timeline", str(run_dir), str(video), "--out", str(out), "--overlay", str(out / "overlay.mp4"),
+            "--min-score", "0", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    for name in ("timeline.csv", "timeline.json", "timeline.eaf", "timeline.html", f"{VIDEO}.mp4", "overlay.mp4"):
+        assert (out / name).is_file(), name
+    # the video sits beside the page, which plays it
+    assert (out / f"{VIDEO}.mp4").read_bytes() == video.read_bytes()
+    assert f'src="{VIDEO}.mp4"' in (out / "timeline.html").read_text()
+    # the rows are the detector's detections on the recording's features (the store's item: the
+    # video was extracted with the run's parameters, so its features are the store's)
+    ref = FeatureStore.open(store).read(KEY)
+    got = FeatureStore.open(out / "features").read(VIDEO)
+    np.testing.assert_array_equal(got.global_, ref.global_)
+    loaded = load_detector(run_dir)
+    dets = detect_recording(loaded.model, recording_from_item(VIDEO, ref, where="test"))
+    rows = _rows(out / "timeline.csv")
+    assert dets and len(rows) == len(dets)
+    want = sorted((round(d.start, 3), round(d.end, 3), d.label, round(d.score, 4)) for d in dets)
+    have = sorted((float(r["start"]), float(r["end"]), int(r["class_id"]), float(r["score"])) for r in rows)
+    np.testing.assert_allclose(np.array(have), np.array(want), atol=1.5e-3)
+    assert all(r["video"] == VIDEO for r in rows)
+    routing = np.array([[float(r[f"routing_{g}"]) for g in loaded.regions] for r in rows])
+    np.testing.assert_allclose(routing.sum(1), 1.0, atol=2e-3)  # bmoe_tridet: routing per segment
+    doc = json.loads((out / "timeline.json").read_text())
+    assert len(doc["segments"]) == len(rows) and doc["regions"] == loaded.regions
+    # the ELAN file reads back: one annotation per segment, linked to the video
+    eaf = pympi.Elan.Eaf(str(out / "timeline.eaf"))
+    notes = [a for tier in eaf.get_tier_names() for a in eaf.get_annotation_data_for_tier(tier)]
+    assert len(notes) == len(rows)
+    assert any(VIDEO in d["MEDIA_URL"] for d in eaf.media_descriptors)
+
+    # the overlay: every frame of the video, drawn
+    def frames(p: Path) -> int:
+        with av.open(str(p)) as c:
+            return sum(1 for _ in c.decode(video=0))
+
+    assert frames(out / "overlay.mp4") == frames(video)
+
+
+def test_timeline_from_a_store_item_matches_the_video_path(detector: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    run_dir, store, video = detector
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert main(["timeline", str(run_dir), str(video), "--out", str(a), "--quiet", "--min-score", "0"]) == 0
+    item = ["--store", str(store), "--key", KEY]
+    assert main(["timeline", str(run_dir), *item, "--out", str(b), "--quiet", "--min-score", "0"]) == 0
+    rows = _rows(b / "timeline.csv")
+    assert rows and _rows(a / "timeline.csv") == rows
+    assert not (b / f"{VIDEO}.mp4").exists()  # no video given: the page has no player
+    assert main(["timeline", str(run_dir), *item, "--out", str(c), "--quiet"]) == 0  # the default --min-score 0.1
+    assert _rows(c / "timeline.csv") == [r for r in rows if float(r["score"]) >= 0.1]
+
+
+def test_timeline_refuses_bad_input(
+    detector: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from microaction.engine.checkpoint import load_weights, save_weights
+    from microaction.models import create_model, model_entry
+
+    run_dir, store, video = detector
+    # a clip classifier's run is not a detector
+    _, meta = load_weights(run_dir / "best.safetensors")
+    kw = {k: meta["model_kwargs"][k] for k in ("num_classes", "regions", "region_dim", "global_dim")}
+    kw = {**kw, "num_body": 7, **model_entry("m3e_global").presets["tiny"]}
+    clip_meta = {k: v for k, v in meta.items() if k != "task"} | {"model": "m3e_global", "model_kwargs": kw}
+    clip = tmp_path / "clip_run"
+    clip.mkdir()
+    save_weights(clip / "best.safetensors", create_model("m3e_global", **kw).state_dict(), clip_meta)
+    out = tmp_path / "out"
+    assert main(["timeline", str(clip), str(video), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "not a detection run" in err and "m3e_global" in err
+    assert not (out / "timeline.csv").exists()
+    # neither a video nor a store item; both; a missing key; an overlay without a video
+    assert main(["timeline", str(run_dir), "--out", str(out)]) == 1
+    assert "give the recording" in capsys.readouterr().err
+    assert main(["timeline", str(run_dir), str(video), "--store", str(store), "--key", KEY, "--out", str(out)]) == 1
+    assert main(["timeline", str(run_dir), "--store", str(store), "--key", "nope", "--out", str(out)]) == 1
+    assert "no item 'nope'" in capsys.readouterr().err
+    argv = ["timeline", str(run_dir), "--store", str(store), "--key", KEY, "--out", str(out), "--overlay", "o.mp4"]
+    assert main(argv) == 1
+    assert "--overlay needs" in capsys.readouterr().err
+
+
+def test_submit_from_a_detection_run(detector: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """``mar submit --run RUN --split test``: the run's detections on the split, as a MAC CSV."""
+    from microaction.engine.detection import detect_split, load_detector
+    from microaction.metrics_detection import read_detection_submission
+
+    run_dir, _, _ = detector
+    out = tmp_path / "prediction.csv"
+    assert main(["submit", "--run", str(run_dir), "--split", "test", "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[0] == ",video_id,t_start,t_end,class,score"
+    loaded = load_detector(run_dir)
+    back = read_detection_submission(out, loaded.taxonomy)
+    _, _, dets = detect_split(loaded, "test")
+    assert len(back) == len(dets) > 0 and {d.video for d in back} == {VIDEO}
+    assert main(["submit", "--run", str(run_dir), "--split", "nope", "--out", str(out)]) == 1
+
+
+def test_overlay_boxes_follow_the_person_where_the_extraction_has_them() -> None:
+    """Streamed recordings store per-step boxes ``step_boxes`` [R+1, T, 4]; the overlay gets them per step."""
+    from microaction.commands.timeline import overlay_boxes
+    from microaction.data.store import Item
+
+    T, R = 7, 4
+    step = np.random.default_rng(0).random((R + 1, T, 4)).astype(np.float32)
+    clip = np.ones((R + 1, 4), np.float32)
+    item = Item("k", np.zeros((R, T, 3)), np.zeros((T, 2)), np.ones(R, bool), np.arange(T) / 6.0,
+                {"boxes": clip, "step_boxes": step})  # fmt: skip
+    got = overlay_boxes(item)
+    assert got.shape == (T, R + 1, 4) and np.array_equal(got[3], step[:, 3])
+    item.extras = {"boxes": clip}
+    assert np.array_equal(overlay_boxes(item), clip)
+    item.extras = {}
+    with pytest.raises(ValueError, match="no region boxes"):
+        overlay_boxes(item)
