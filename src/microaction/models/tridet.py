@@ -262,7 +262,7 @@ class DetectParams(NamedTuple):
 _TINY = {
     "embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "sgp_mlp_dim": 64, "backbone_arch": (1, 1, 3),
     "regression_range": ((0, 4), (4, 8), (8, 16), (16, 10000)), "num_bins": 8, "head_num_layers": 2,
-    "init_loss_norm": 20.0,
+    "init_loss_norm": 20.0, "pre_nms_topk": 500, "max_seg_num": 100,
 }  # fmt: skip
 # TriDet's THUMOS14 configuration (configs/thumos_i3d.yaml: k 5, 768-wide SGP MLP, 16 bins)
 _PAPER = {
@@ -536,9 +536,8 @@ class TriDet(nn.Module):
             blocks = max(1, math.ceil(n_valid / NMS_BLOCK))
             prob = (torch.sigmoid(out["cls_logits"][bi].float()) * out["point_mask"][bi, :, None]).flatten()
             idx = (prob > cfg.pre_nms_thresh).nonzero(as_tuple=True)[0]
-            sc = prob[idx]
-            top = sc.argsort(descending=True)[: cfg.pre_nms_topk * blocks]
-            idx, sc = idx[top], sc[top]
+            sc, top = prob[idx].topk(min(len(idx), cfg.pre_nms_topk * blocks))
+            idx = idx[top]
             p, c = idx // C, idx % C
             off = self.decode_offsets(out, torch.full_like(p, bi), p, c)
             t, s = pts[p, 0], pts[p, 3]
