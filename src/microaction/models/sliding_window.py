@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS
+from microaction.models.detect_ops import NMS_BLOCK, nms_blockwise
 from microaction.models.registry import create_model, register_model
-from microaction.models.tridet import NMS_BLOCK, nms_blockwise
 
 __all__ = ["SlidingWindow", "runs_to_segments"]
 
