@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from microaction.models import create_model, list_models, model_entry
+from microaction.models.detect_ops import segment_routing
 from microaction.models.sliding_window import runs_to_segments
-from microaction.models.tridet import load_tridet_state, segment_routing
+from microaction.models.tridet import load_tridet_state
 
 B, R, T, D_R, D_G, C = 3, 4, 45, 24, 20, 7
 REGIONS = ("head", "body", "upper_limbs", "lower_limbs")

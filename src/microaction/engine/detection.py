@@ -308,8 +308,9 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     from microaction.engine.runs import check_run_dir, prepare_run_dir, write_metrics
     from microaction.models import create_model
 
-    if cfg.run.precision != "fp32":
-        raise ValueError("detection runs train in fp32 (run.precision)")
+    if cfg.run.precision not in ("auto", "fp32"):
+        raise ValueError(f"detection runs train in fp32 (run.precision: auto or fp32, got {cfg.run.precision!r})")
+    cfg.run.precision_used = "fp32"  # config.yaml records it
     info, device = dist_.setup(cfg.run.device)
     if info.enabled:
         raise RuntimeError("detection runs are single-process; start them without torchrun")

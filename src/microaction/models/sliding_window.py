@@ -8,8 +8,10 @@ weights load into it: ``engine.detection.sliding_window_from_run``)::
                     ── clip classifier per window (a window's regions are visible if seen at any of its steps)
                     ──▶ window_logits [B, W, C]
     per-step scores [B, T, C] = mean over the windows covering the step of sigmoid (or softmax) scores
-    segments: for each class and each threshold in ``thresholds``, every run of steps scoring above
-    it is a candidate (score = its mean step score); multi-class NMS keeps the best.
+    segments: for each class and each fraction in ``thresholds`` of the class's best step score in
+    the recording (at least ``min_score``), every run of steps scoring above it is a candidate
+    (score = its mean step score; a multi-threshold grouping as in SSN's TAG proposals);
+    multi-class NMS keeps the best.
 
 Multi-label by construction: each class has its own runs, overlapping runs of different classes
 are separate detections. Trained as a detector (``loss``) each window is a multi-label example:
@@ -29,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS
+from microaction.models.detect_ops import NMS_BLOCK, nms_blockwise
 from microaction.models.registry import create_model, register_model
-from microaction.models.tridet import NMS_BLOCK, nms_blockwise
 
 __all__ = ["SlidingWindow", "runs_to_segments"]
 
@@ -38,14 +40,16 @@ _TINY = {"classifier": "m3e_global", "classifier_preset": "tiny", "window": 16, 
 _PAPER = {"classifier": "bmoe", "classifier_preset": "paper", "window": 16, "stride": 4}
 
 
-def runs_to_segments(scores: torch.Tensor, thresholds: Sequence[float]) -> tuple[torch.Tensor, ...]:
-    """Runs of steps above each threshold, per class: ``scores [T, C]`` → (segments ``[N, 2]`` in
-    steps, step a..b as ``[a - 0.5, b + 0.5]``; mean scores ``[N]``; classes ``[N]``)."""
+def runs_to_segments(scores: torch.Tensor, thresholds: Sequence[float] | torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Runs of steps at or above each threshold, per class: ``scores [T, C]``, ``thresholds`` floats
+    or ``[K, C]`` (one per class) → (segments ``[N, 2]`` in steps, step a..b as ``[a - 0.5, b + 0.5]``;
+    mean scores ``[N]``; classes ``[N]``)."""
     sc = scores.float().t()  # [C, T]
     cs = F.pad(sc.cumsum(1), (1, 0))
     segs, means, labels = [], [], []
     for th in thresholds:
-        on = F.pad((sc >= th).to(torch.int8), (1, 1))
+        th_c = th[:, None] if isinstance(th, torch.Tensor) else th
+        on = F.pad((sc >= th_c).to(torch.int8), (1, 1))
         d = on[:, 1:] - on[:, :-1]  # +1 at a run's first step, -1 after its last
         c0, a = (d == 1).nonzero(as_tuple=True)
         _, b = (d == -1).nonzero(as_tuple=True)
@@ -80,7 +84,8 @@ class SlidingWindow(nn.Module):
         stride: int = 4,
         score: str = "sigmoid",
         label_fraction: float = 0.5,
-        thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        thresholds: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
+        min_score: float = 0.01,
         iou_threshold: float = 0.5,
         max_seg_num: int = 200,
         pre_nms_topk: int = 2000,
@@ -96,6 +101,7 @@ class SlidingWindow(nn.Module):
         self.window, self.stride, self.score = window, stride, score
         self.label_fraction = label_fraction
         self.thresholds = tuple(float(t) for t in thresholds)
+        self.min_score = float(min_score)
         self.iou_threshold, self.max_seg_num, self.pre_nms_topk, self.chunk = (
             iou_threshold,
             max_seg_num,
@@ -203,7 +209,10 @@ class SlidingWindow(nn.Module):
         results = []
         for sc, m in zip(out["scores"], out["valid_steps"]):
             blocks = max(1, math.ceil(float(m) / NMS_BLOCK))  # caps per NMS block, as tridet's
-            segs, means, labels = runs_to_segments(sc, self.thresholds)
+            # thresholds relative to each class's best step in the recording (never below min_score)
+            top_c = sc.max(0).values.clamp_min(self.min_score)  # [C]
+            ths = torch.tensor(self.thresholds, dtype=sc.dtype, device=sc.device)[:, None] * top_c[None]
+            segs, means, labels = runs_to_segments(sc, ths.clamp_min(self.min_score))
             top = means.argsort(descending=True)[: self.pre_nms_topk * blocks]
             segs, means, labels = segs[top], means[top], labels[top]
             k, kept = nms_blockwise(segs, means, labels, run)

@@ -41,7 +41,7 @@ such as MMA-52 needs both); the IoU weight of the focal loss is detached.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS
+from microaction.models.detect_ops import NMS_BLOCK, nms_blockwise, offset_iou, segment_routing, sigmoid_focal_loss
 from microaction.models.registry import register_model
 from microaction.models.sgp import ChannelLayerNorm, SGPBlock
 
@@ -60,8 +61,6 @@ __all__ = [
     "SGPBackbone",
     "TriDet",
     "load_tridet_state",
-    "nms_blockwise",
-    "segment_routing",
 ]
 
 
@@ -223,29 +222,6 @@ def load_tridet_state(model: nn.Module, state: Mapping[str, torch.Tensor], stric
     return model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=strict)
 
 
-# ---------------------------------------------------------------------------------------------
-# losses (RetinaNet's focal loss, 1-D centre-offset IoU / DIoU as in ActionFormer / TriDet)
-
-
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0):
-    p = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * (1 - p_t) ** gamma
-    return (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-
-
-def offset_iou(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
-    """IoU and DIoU loss of segments given as (left, right) distances from the same point, ``[N, 2]``."""
-    lp, rp, lg, rg = pred[:, 0], pred[:, 1], gt[:, 0], gt[:, 1]
-    inter = torch.minimum(lp, lg) + torch.minimum(rp, rg)
-    union = (lp + rp) + (lg + rg) - inter
-    iou = inter / union.clamp(min=eps)
-    enclose = torch.maximum(lp, lg) + torch.maximum(rp, rg)
-    rho = 0.5 * (rp - lp - rg + lg)
-    return iou, 1.0 - iou + (rho / enclose.clamp(min=eps)) ** 2
-
-
 class DetectParams(NamedTuple):
     """Inference settings (TriDet's ``test_cfg``)."""
 
@@ -262,7 +238,7 @@ class DetectParams(NamedTuple):
 _TINY = {
     "embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "sgp_mlp_dim": 64, "backbone_arch": (1, 1, 3),
     "regression_range": ((0, 4), (4, 8), (8, 16), (16, 10000)), "num_bins": 8, "head_num_layers": 2,
-    "init_loss_norm": 20.0,
+    "init_loss_norm": 20.0, "pre_nms_topk": 500, "max_seg_num": 100,
 }  # fmt: skip
 # TriDet's THUMOS14 configuration (configs/thumos_i3d.yaml: k 5, 768-wide SGP MLP, 16 bins)
 _PAPER = {
@@ -524,7 +500,7 @@ class TriDet(nn.Module):
         for models with per-step routing), best first, after multi-class (Soft-)NMS.
 
         ``pre_nms_topk`` and ``max_seg_num`` are per ``NMS_BLOCK`` steps of recording, and NMS runs
-        block by block (``nms_blockwise``), so an hour-long recording costs an hour's worth of
+        block by block (``detect_ops.nms_blockwise``), so an hour-long recording costs an hour's worth of
         short ones instead of one quadratic NMS over all its candidates."""
         from microaction.metrics_detection import nms, soft_nms
 
@@ -536,9 +512,8 @@ class TriDet(nn.Module):
             blocks = max(1, math.ceil(n_valid / NMS_BLOCK))
             prob = (torch.sigmoid(out["cls_logits"][bi].float()) * out["point_mask"][bi, :, None]).flatten()
             idx = (prob > cfg.pre_nms_thresh).nonzero(as_tuple=True)[0]
-            sc = prob[idx]
-            top = sc.argsort(descending=True)[: cfg.pre_nms_topk * blocks]
-            idx, sc = idx[top], sc[top]
+            sc, top = prob[idx].topk(min(len(idx), cfg.pre_nms_topk * blocks))
+            idx = idx[top]
             p, c = idx // C, idx % C
             off = self.decode_offsets(out, torch.full_like(p, bi), p, c)
             t, s = pts[p, 0], pts[p, 3]
@@ -565,53 +540,3 @@ class TriDet(nn.Module):
                 res["routing"] = segment_routing(out["routing"][bi], res["segments"])
             results.append(res)
         return results
-
-
-NMS_BLOCK = 1000  # steps of recording per NMS block (about 2-3 minutes at 6-8 steps/s)
-
-
-def nms_blockwise(
-    segs: torch.Tensor,
-    scores: torch.Tensor,
-    labels: torch.Tensor,
-    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    block: float = NMS_BLOCK,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply ``run`` (an NMS returning kept indices and their scores) block by block along time.
-
-    Each block keeps the results whose centre lies in it, computed with the candidates whose centre
-    lies within the longest candidate's length of it (every segment that can overlap one of the
-    block's); results are merged best first. Recordings shorter than one block are one call."""
-    if len(scores) == 0:
-        return torch.zeros(0, dtype=torch.long, device=scores.device), scores
-    centre = segs.mean(1)
-    lo, hi = float(centre.min()), float(centre.max())
-    if hi - lo < block:
-        return run(segs, scores, labels)
-    margin = float((segs[:, 1] - segs[:, 0]).max())
-    idx_parts, sc_parts = [], []
-    a = lo
-    while a <= hi:
-        core = (centre >= a) & (centre < a + block)
-        if bool(core.any()):
-            sel = ((centre >= a - margin) & (centre < a + block + margin)).nonzero(as_tuple=True)[0]
-            k, sc = run(segs[sel], scores[sel], labels[sel])
-            g = sel[k]
-            inside = core[g]
-            idx_parts.append(g[inside])
-            sc_parts.append(sc[inside])
-        a += block
-    idx, sc = torch.cat(idx_parts), torch.cat(sc_parts)
-    order = torch.argsort(sc, descending=True, stable=True)
-    return idx[order], sc[order]
-
-
-def segment_routing(routing: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-    """Mean per-step routing ``[T, R]`` over each segment ``[K, 2]`` (steps) → ``[K, R]``."""
-    T = routing.shape[0]
-    if len(segments) == 0:
-        return routing.new_zeros(0, routing.shape[1])
-    cs = F.pad(routing.float().cumsum(0), (0, 0, 1, 0))  # [T + 1, R]
-    a = segments[:, 0].floor().clamp(0, T - 1).long()
-    b = torch.maximum(segments[:, 1].ceil().clamp(1, T).long(), a + 1)
-    return (cs[b] - cs[a]) / (b - a).unsqueeze(-1).to(cs.dtype)

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from microaction.data.synth.camera import sample_camera
+from microaction.data.synth.camera import Camera, sample_camera
 from microaction.data.synth.motions import Ctx, apply_motion
 from microaction.data.synth.nuisances import Nuisance, add_idle, observe, sample_timing
 from microaction.data.synth.render import render_clip, sample_style
-from microaction.data.synth.skeleton3d import pose, sample_body, sample_rest
+from microaction.data.synth.skeleton3d import Body, Pose, pose, sample_body, sample_rest
 from microaction.data.synth.writer import GENERATOR
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
@@ -112,6 +112,21 @@ def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index, stream)))
 
 
+def film(
+    rng: np.random.Generator, body: Body, ps: Pose, heights: tuple[int, int], aspect: tuple[float, float]
+) -> tuple[Camera, np.ndarray, np.ndarray, tuple[int, int]]:
+    """A random image size and camera framing the whole pose sequence: (camera, pixel positions
+    ``[T, 33, 2]``, clean keypoints ``[T, 33, 3]`` with confidence 1 inside the image, (H, W))."""
+    H = int(rng.integers(heights[0] // 2, heights[1] // 2 + 1)) * 2
+    W = round(H * rng.uniform(*aspect) / 2) * 2
+    head_top = ps.head_center + ps.head_rot[:, :, 1] * body.head_h * 1.1
+    cam = sample_camera(rng, np.concatenate([ps.landmarks.reshape(-1, 3), head_top]), (H, W))
+    xy, _ = cam.project(ps.landmarks)
+    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= W - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= H - 1)
+    clean = np.concatenate([xy, inside[..., None].astype(np.float64)], -1)
+    return cam, xy, clean, (H, W)
+
+
 def generate_clip(
     spec: ClipSpec, preset: Preset, taxonomy: Taxonomy, seed: int, *, render: bool = False
 ) -> dict[str, Any]:
@@ -140,13 +155,7 @@ def generate_clip(
     add_idle(rng, tr, fps, nz.idle)
     ps = pose(body, tr)
 
-    H = int(rng.integers(preset.heights[0] // 2, preset.heights[1] // 2 + 1)) * 2
-    W = round(H * rng.uniform(*preset.aspect) / 2) * 2
-    head_top = ps.head_center + ps.head_rot[:, :, 1] * body.head_h * 1.1
-    cam = sample_camera(rng, np.concatenate([ps.landmarks.reshape(-1, 3), head_top]), (H, W))
-    xy, _ = cam.project(ps.landmarks)
-    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= W - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= H - 1)
-    clean = np.concatenate([xy, inside[..., None].astype(np.float64)], -1)
+    cam, xy, clean, (H, W) = film(rng, body, ps, preset.heights, preset.aspect)
     occlude = bool(rng.random() < nz.p_occlude_legs)
     observed = observe(rng, xy, (H, W), nz, occlude_legs=occlude)
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from microaction.data.store import atomic_write_bytes
-from microaction.data.synth.camera import sample_camera
+from microaction.data.synth.generate import film
 from microaction.data.synth.motions import Ctx, apply_motion
 from microaction.data.synth.nuisances import Nuisance, add_idle, observe, smooth_noise
 from microaction.data.synth.skeleton3d import Tracks, pose, sample_body, sample_rest
@@ -212,13 +212,7 @@ def generate_recording(
     _drift(rng, tr, fps, preset.drift)
     add_idle(rng, tr, fps, preset.nuisance.idle)
     ps = pose(body, tr)
-    H = int(rng.integers(preset.heights[0] // 2, preset.heights[1] // 2 + 1)) * 2
-    W = round(H * rng.uniform(*preset.aspect) / 2) * 2
-    head_top = ps.head_center + ps.head_rot[:, :, 1] * body.head_h * 1.1
-    cam = sample_camera(rng, np.concatenate([ps.landmarks.reshape(-1, 3), head_top]), (H, W))
-    xy, _ = cam.project(ps.landmarks)
-    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= W - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= H - 1)
-    clean = np.concatenate([xy, inside[..., None].astype(np.float64)], -1)
+    cam, xy, clean, (H, W) = film(rng, body, ps, preset.heights, preset.aspect)
     occlude = bool(rng.random() < preset.nuisance.p_occlude_legs)
     observed = observe(rng, xy, (H, W), preset.nuisance, occlude_legs=occlude)
     actions = [[e.label, round(e.start, 3), round(e.end, 3)] for e in events if e.annotated]
