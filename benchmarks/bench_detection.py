@@ -31,6 +31,13 @@ import torch
 MODELS = ("bmoe_tridet", "tridet", "sliding_window")
 
 
+MAKE_BENCH = {
+    "args": ["--skip-quality"],
+    "budget_s": 60,
+    "mode": "reduced: 1-hour inference only (the 3-seed mAP comparison: run the script alone)",
+}
+
+
 def result(figure: str, value: float, goal: str | None = None, met: bool | None = None) -> dict[str, Any]:
     r = {"figure": figure, "value": round(float(value), 4), "goal": goal, "met": met}
     print("RESULT " + json.dumps(r), flush=True)

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+MAKE_BENCH = {"args": [], "budget_s": 30, "mode": "full"}
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

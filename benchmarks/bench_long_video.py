@@ -45,6 +45,9 @@ _JOINTS = {
 }  # fmt: skip
 
 
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 90, "mode": "reduced: --quick (2/4-minute recordings)"}
+
+
 def _template():
     import numpy as np
 

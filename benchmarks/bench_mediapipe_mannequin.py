@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 40, "mode": "reduced: --quick (2 clips)"}
+
 
 def parse_clip(video: Path) -> tuple[np.ndarray, float]:
     """MediaPipe landmarks [T, 33, 3] (pixels, visibility) of every frame, and the parse seconds."""

@@ -40,6 +40,12 @@ from microaction.extract.people import keypoint_box, score_tracking  # noqa: E40
 from microaction.extract.pipeline import ExtractParams  # noqa: E402
 from microaction.extract.runner import collect_jobs, run_extraction  # noqa: E402
 
+MAKE_BENCH = {
+    "args": ["--scenes", "2", "--parsers", "keypoints"],
+    "budget_s": 40,
+    "mode": "reduced: 2 scenes, keypoint files",
+}
+
 
 def track_boxes(store: FeatureStore, stem: str, T: int, scale: float) -> np.ndarray:
     """``[N, T, 4]`` per-frame boxes of the seen landmarks of every person item of ``stem``."""

@@ -43,3 +43,15 @@ def chromium() -> str:
         if found:
             return found
     pytest.skip("Chromium is not installed (`make chromium` installs it with apt-get; it needs root)")
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one CPU thread for the test (tiny convolutions on a loaded 2-core machine run 30x
+    faster on one thread than on two)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -20,13 +20,8 @@ DETECTORS = [m for m in list_models() if getattr(model_entry(m).cls, "task", "")
 CLASS_REGIONS = [["head"], ["body"], ["upper_limbs"], ["lower_limbs"], ["head", "upper_limbs"], ["body"], ["head"]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions on a loaded 2-core machine run 30x faster on one thread than on two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny convolutions on a loaded 2-core machine run far faster on one thread (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]:

@@ -16,12 +16,8 @@ from microaction.taxonomy import load_taxonomy
 TAX = load_taxonomy("ma52")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny convolutions on a loaded 2-core machine run far faster on one thread (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _resources(label: int) -> set[str]:

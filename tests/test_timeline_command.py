@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from microaction.cli import main
 
@@ -18,12 +17,8 @@ VIDEO = "rec_test_000"
 KEY = f"videos__{VIDEO}"  # its key in the store extracted from the manifest
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny convolutions on a loaded 2-core machine run far faster on one thread (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
