@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from microaction.data.annotations import UNKNOWN, Sample
+from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreError, StoreMismatch
 from microaction.taxonomy import Taxonomy
 
@@ -222,6 +223,7 @@ class ClipDataset(torch.utils.data.Dataset):
         feature_noise: float = 0.0,
         keys: Sequence[str] | None = None,
         face_size: int = 0,
+        stats: FeatureStats | None = None,
     ) -> None:
         self.store = store
         self.samples = list(samples)
@@ -234,6 +236,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.feature_noise = float(feature_noise)
         m = store.manifest
         self.R, self.D, self.Dg = len(m.regions), int(m.region_dim), int(m.global_dim)
+        self.stats = stats  # per-feature standardisation (data.standardize), before augmentation
+        if stats is not None:
+            stats.check(self.R, self.D, self.Dg, source=f"feature statistics for {store.root}")
         from microaction.extract.skeleton import flip_names
 
         self.flip_perm = np.asarray(flip_names(list(m.regions)), dtype=np.int64)
@@ -324,6 +329,9 @@ class ClipDataset(torch.utils.data.Dataset):
             valid[j] = rv
             index[j] = i
             rngs.append(rng)
+        if self.stats is not None:  # standardised valid steps; padded steps stay zero
+            regions = (self.stats.apply_regions(regions.astype(np.float32)) * mask[:, None, :, None]).astype(np.float32)
+            glob = (self.stats.apply_global(glob.astype(np.float32)) * mask[:, :, None]).astype(np.float32)
         regions_t = torch.from_numpy(regions).float()
         glob_t = torch.from_numpy(glob).float()
         if any(r is not None for r in rngs):

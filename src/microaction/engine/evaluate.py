@@ -149,7 +149,15 @@ def evaluate_run(
     if not samples:
         raise ValueError(f"{loaded.run_dir}: split {split!r} has no clips in the run's annotations")
     samples, missing = select_samples(fs, samples, allow_missing=cfg.data.allow_missing, source=f"split {split!r}")
-    ds = ClipDataset(fs, samples, tax, num_steps=loaded.num_steps, sampling="uniform", face_size=loaded.face_size)
+    ds = ClipDataset(
+        fs,
+        samples,
+        tax,
+        num_steps=loaded.num_steps,
+        sampling="uniform",
+        face_size=loaded.face_size,
+        stats=loaded.feature_stats,
+    )
     outputs = infer(
         loaded.model,
         ds,

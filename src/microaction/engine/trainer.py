@@ -44,12 +44,13 @@ from microaction.data.loader import (
     make_loader,
     select_samples,
 )
+from microaction.data.standardize import compute_feature_stats
 from microaction.data.store import FeatureStore, StoreMismatch
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
 from microaction.engine.evaluate import infer, score_outputs
-from microaction.engine.optim import EMA, lr_at, param_groups
+from microaction.engine.optim import EMA, group_lr, lr_at, param_groups
 from microaction.engine.runs import check_run_dir, prepare_run_dir, read_split, resume_config, write_metrics
 from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy, load_taxonomy
@@ -148,6 +149,9 @@ class Stage:
     meta: dict[str, Any]  # checkpoint metadata (model name + kwargs, taxonomy, store, T, metric)
     freeze: Callable[[nn.Module], list[nn.Parameter]] | None = None  # parameters kept fixed ...
     freeze_epochs: int = 0  # ... for this many first epochs
+    experts: Callable[[nn.Module], list[nn.Parameter]] | None = None  # their own AdamW group ...
+    expert_lr_scale: float = 1.0  # ... at this fraction of the learning rate ...
+    expert_warmup_epochs: float = 0.0  # ... warmed up over this many epochs once they train
     on_done: Callable[[nn.Module], None] | None = None  # called on rank 0 with the final weights
 
 
@@ -175,6 +179,8 @@ class Experiment:
                 f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped"
             )
         face_size = int(model_kwargs(cfg, self.taxonomy, self.store).get("face_size", 0) or 0)
+        # data.standardize: statistics of the training clips, once; they travel in every checkpoint
+        self.stats = compute_feature_stats(self.store, [s.key for s in train_samples]) if d.standardize else None
         self.train_ds = ClipDataset(
             self.store,
             train_samples,
@@ -186,6 +192,7 @@ class Experiment:
             flip_prob=d.flip_prob,
             region_drop_prob=d.region_drop_prob,
             feature_noise=d.feature_noise,
+            stats=self.stats,
         )
         self.val_ds = (
             ClipDataset(
@@ -195,13 +202,16 @@ class Experiment:
                 num_steps=d.num_steps,
                 sampling=d.eval_sampling,
                 face_size=face_size,
+                stats=self.stats,
             )
             if val_samples
             else None
         )
 
     def base_meta(self) -> dict[str, Any]:
+        stats = {"feature_stats": self.stats.to_dict()} if self.stats is not None else {}
         return {
+            **stats,
             "taxonomy": self.taxonomy.to_dict(),
             "store_manifest": self.store.manifest.to_dict(),
             "num_steps": self.cfg.data.num_steps,
@@ -270,9 +280,13 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
     loss_module = step_module.loss if isinstance(step_module.loss, nn.Module) else None
     if info.rank > 0:
         torch.manual_seed(r.seed + 1_000_003 * info.rank)  # different dropout per process; rank 0 = single process
-    opt = torch.optim.AdamW(
-        param_groups(step_module, o.weight_decay), lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps
+    groups = param_groups(
+        step_module,
+        o.weight_decay,
+        experts=stage.experts(model) if stage.experts is not None else (),
+        expert_lr_scale=stage.expert_lr_scale,
     )
+    opt = torch.optim.AdamW(groups, lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps)
     ema = EMA(model, o.ema_decay) if o.ema else None
     frozen = {id(p) for p in stage.freeze(model)} if stage.freeze is not None and stage.freeze_epochs > 0 else set()
 
@@ -300,6 +314,8 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
     steps_per_epoch = math.ceil(nb / acc)
     total = steps_per_epoch * stage.epochs
     warmup = round(o.warmup_epochs * steps_per_epoch)
+    unfreeze = steps_per_epoch * stage.freeze_epochs if frozen else 0
+    expert_warmup = round(stage.expert_warmup_epochs * steps_per_epoch)
     if state["epoch"] == 0 and state["batch"] == 0:
         log(
             f"[{stage.name}] {stage.epochs} epochs × {nb} batches of {r.batch_size} "
@@ -360,7 +376,7 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
             if stepping:
                 lr = lr_at(state["step"], total, warmup, stage.lr, schedule=o.schedule, min_ratio=o.min_lr_ratio)
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = group_lr(g, lr, state["step"], unfreeze_step=unfreeze, warmup_steps=expert_warmup)
                 if freeze_now:
                     for p in model.parameters():
                         if id(p) in frozen:
@@ -400,6 +416,7 @@ def _run_stage(exp: Experiment, stage: Stage, state: dict[str, Any]) -> dict[str
             "epoch": epoch + 1,
             "stage": stage.name,
             "lr": opt.param_groups[0]["lr"],
+            "lr_experts": next((g["lr"] for g in opt.param_groups if g["name"] == "experts"), None),
             "train_loss": train_loss,
             "train_parts": parts_mean,
             "val": val,

@@ -87,6 +87,7 @@ __all__ = ["BMoE", "BMoEConcat", "BMoEUniform", "FusionLayer", "encoder_state"]
 _TINY = {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 32}
 _PAPER = {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64}
 ROUTINGS = ("soft", "uniform", "concat")
+COMBINES = ("mix", "tokens")
 
 
 def encoder_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -139,6 +140,8 @@ class BMoE(nn.Module):
         router_temperature: float = 1.0,
         router_top_k: int | None = None,
         router_layers: int = 1,
+        router_noise: float = 0.0,
+        combine: str = "mix",
         fusion_layers: int = 1,
         cls_layers: int = 1,
         expert_impl: str = "batched",
@@ -159,6 +162,10 @@ class BMoE(nn.Module):
             raise ValueError(f"router_temperature must be > 0, got {router_temperature}")
         if router_top_k is not None and router_top_k < 1:
             raise ValueError(f"router_top_k must be >= 1 or None, got {router_top_k}")
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+        if router_noise < 0:
+            raise ValueError(f"router_noise must be >= 0, got {router_noise}")
         self.regions = tuple(regions)
         R = len(self.regions)
         if R < 1:
@@ -166,6 +173,8 @@ class BMoE(nn.Module):
         self.routing = routing
         self.router_temperature = float(router_temperature)
         self.router_top_k = router_top_k
+        self.router_noise = float(router_noise)
+        self.combine = combine if routing != "concat" else "tokens"
         self.n_heads = n_heads
         self.expert_impl = expert_impl
         self.expert_kwargs: dict[str, Any] = {
@@ -202,7 +211,7 @@ class BMoE(nn.Module):
         )
 
         self.region_embed: nn.Parameter | None = None
-        if routing in ("soft", "concat"):
+        if routing in ("soft", "concat") or self.combine == "tokens":
             self.region_embed = nn.Parameter(torch.zeros(R, d))
         if routing == "soft":
             self.relate = nn.ModuleList(
@@ -280,6 +289,8 @@ class BMoE(nn.Module):
             self.router_q(self.router_norm_q(gtok)), self.router_k(self.router_norm_k(z)), self.n_heads
         )
         logits = logits / self.router_temperature
+        if self.training and self.router_noise > 0:  # exploration: every expert gets tried early on
+            logits = logits + self.router_noise * torch.randn_like(logits)
         keep = valid
         if self.router_top_k is not None and self.router_top_k < valid.shape[1]:
             z_l = logits.masked_fill(~valid, float("-inf"))
@@ -308,20 +319,27 @@ class BMoE(nn.Module):
             face_feats, texture_loss = self.head_texture(batch["face"], fvalid)
             extra = (h, face_feats)
         seq, tokens = self._run_experts(x, mask, extra)
-        gseq = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask).seq
+        genc = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask)
+        gseq = genc.seq
 
         sal = masked_softmax(self.saliency(gseq).squeeze(-1), mask)  # [B, T]
         gtok = (sal.unsqueeze(-1) * gseq).sum(1)
         sal_bias = sal.clamp_min(1e-30).log().masked_fill(~mask, float("-inf"))  # log-saliency attention bias
 
         out: dict[str, torch.Tensor] = {"saliency": sal}
-        if self.routing == "concat":
+        # the M3E outputs (regions, then global) in one list, for L_emb on the experts (loss.emb_on)
+        out["expert_tokens"] = torch.cat([tokens, genc.pooled.unsqueeze(1)], 1)
+        out["expert_valid"] = torch.cat([valid, valid.new_ones(B, 1)], 1)
+        w = None
+        if self.routing != "concat":
+            w = self.route(tokens, gtok, valid)
+            out["routing"] = w
+        if self.combine == "tokens":  # experts kept apart: R·T tokens, each with its region embedding
             assert self.region_embed is not None
             q = (seq + self.region_embed[None, :, None, :]).reshape(B, R * T, -1)
             qmask = (valid[:, :, None] & mask[:, None, :]).reshape(B, R * T)
-        else:
-            w = self.route(tokens, gtok, valid)
-            out["routing"] = w
+        else:  # routing-weighted mixture of the region sequences
+            assert w is not None
             q = torch.einsum("br,brtd->btd", w, seq)
             qmask = mask
         for layer in self.fusion:
@@ -329,7 +347,11 @@ class BMoE(nn.Module):
         q = torch.where(qmask.unsqueeze(-1), q, q.new_zeros(()))
         head = torch.cat([self.cls_token.expand(B, -1, -1), (gtok.unsqueeze(1) + self.global_type)], 1)
         tok = torch.cat([head, q], 1)
-        tmask = torch.cat([qmask.new_ones(B, 2), qmask], 1)
+        tmask: torch.Tensor = torch.cat([qmask.new_ones(B, 2), qmask], 1)
+        if self.combine == "tokens" and w is not None:
+            # routing as a log-weight bias on the attention over every expert's tokens
+            lw = w.clamp_min(1e-30).log()[:, :, None].expand(B, R, T).reshape(B, R * T)
+            tmask = torch.cat([lw.new_zeros(B, 2), lw.masked_fill(~qmask, float("-inf"))], 1)
         for layer in self.cls_layers:
             tok = layer(tok, tmask)
         out["features"] = self.pre_logits(self.norm(tok[:, 0]))
@@ -385,6 +407,16 @@ class BMoE(nn.Module):
     def expert_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.experts.parameters()
         yield from self.global_encoder.parameters()
+
+    def router_parameters(self) -> Iterator[nn.Parameter]:
+        """The router's own parameters (none for fixed or no routing)."""
+        if self.routing != "soft":
+            return
+        for m in (self.relate, self.router_norm_q, self.router_norm_k, self.router_q, self.router_k):
+            yield from m.parameters()
+        if self.combine == "mix":  # with kept-apart tokens the region embedding also labels the tokens
+            assert self.region_embed is not None
+            yield self.region_embed
 
     def set_experts_trainable(self, trainable: bool) -> None:
         for p in self.expert_parameters():
