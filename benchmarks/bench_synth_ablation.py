@@ -47,15 +47,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 DEFAULT = "pooled_linear,m3e_global,micro_dualnet,bmoe,bmoe_routed"
 
 
-def routing_supervised(run: Path) -> bool:
-    import yaml
-
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    return float(cfg.get("loss", {}).get("routing_weight", 0.0)) > 0
-
-
 def main() -> int:
-    from microaction.commands.demo import configs_dir, prepare_data, train_and_eval
+    from microaction.commands.demo import configs_dir, prepare_data, routing_supervised, train_and_eval
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_routing_faithfulness import faithfulness
@@ -68,6 +61,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench_synth_ablation")
     ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     ap.add_argument("--resume", action="store_true", help="reuse runs that have finished (eval_test.json)")
+    ap.add_argument("--report-only", action="store_true", help="train nothing: the table of the finished runs")
     ap.add_argument("--results", default="results.json", help="file name in --out (parallel parts: one each)")
     ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
     args = ap.parse_args()
@@ -81,6 +75,7 @@ def main() -> int:
     out, cfg = Path(args.out), configs_dir(None)
     timings: dict[str, float] = {}
     data, store = out / "synth", out / "store"
+    args.resume = args.resume or args.report_only
     if not (args.resume and (store / "manifest.json").is_file()):
         data, store = prepare_data(out, preset, args.data_seed, args.workers, timings, render=False)
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
@@ -92,6 +87,8 @@ def main() -> int:
             if args.resume and (run / "eval_test.json").is_file():
                 met = json.loads((run / "eval_test.json").read_text())["metrics"]
                 seconds = None
+            elif args.report_only:
+                continue
             else:
                 run, met = train_and_eval(config, cfg, data, store, out / "runs", timings, seed=seed, epochs=epochs,
                                           name=name, extra=["run.progress=false", *sets])  # fmt: skip
@@ -108,9 +105,11 @@ def main() -> int:
                                                           "seeds": seeds, "results": results}, indent=1) + "\n")  # fmt: skip
     print(f"\nsynthetic benchmark, {preset} preset (data seed {args.data_seed}), test split, training seeds {seeds}:")
     print(f"{'variant':<18} {'routing sup.':<12} {'F1_mean':>13} {'action top-1':>13}  {'faithful':>13} "
-          f"{'experts on top':>14}  per seed F1_mean")  # fmt: skip
+          f"{'experts on top':>14}  per seed F1_mean (seeds)")  # fmt: skip
     for v in variants:
         rows = results[v]
+        if not rows:
+            continue
         f1 = 100 * np.array([r["f1_mean"] for r in rows])
         t1 = 100 * np.array([r["action_top1"] for r in rows])
         sup = "yes (ours)" if any(r["routing_supervised"] for r in rows) else "no"
@@ -121,7 +120,8 @@ def main() -> int:
             fa = f"{fv.mean():.1f} ± {fv.std():.1f}"
             top = "/".join(str(r["experts_on_top"]) for r in rows)
         print(f"{v:<18} {sup:<12} {f1.mean():>6.1f} ± {f1.std():>4.1f} {t1.mean():>6.1f} ± {t1.std():>4.1f}  "
-              f"{fa:>13} {top:>14}  " + " ".join(f"{x:.1f}" for x in f1))  # fmt: skip
+              f"{fa:>13} {top:>14}  " + " ".join(f"{x:.1f}" for x in f1)
+              + f" ({','.join(str(r['seed']) for r in rows)})")  # fmt: skip
     print(f"wrote {out / args.results}")
     return 0
 

@@ -14,25 +14,15 @@ from microaction.engine.stages import Stage1Ensemble
 from microaction.models import create_model
 from microaction.models.bmoe import BMoE
 from microaction.models.losses import LossComputer
-
-REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
-KW = {"num_classes": 6, "num_body": 3, "regions": REGIONS, "region_dim": 20, "global_dim": 12}
+from test_bmoe import KW, REGIONS
+from test_bmoe import batch as bmoe_batch
 
 
 def batch(B: int = 3, T: int = 9, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.ones(B, T, dtype=torch.bool)
-    mask[0, 6:] = False
-    valid = torch.ones(B, len(REGIONS), dtype=torch.bool)
-    valid[1, 3] = False
-    return {
-        "regions": torch.randn(B, len(REGIONS), T, 20, generator=g),
-        "global": torch.randn(B, T, 12, generator=g),
-        "mask": mask,
-        "region_valid": valid,
-        "action": torch.randint(0, 6, (B,), generator=g),
-        "body": torch.randint(0, 3, (B,), generator=g),
-    }
+    """``test_bmoe.batch`` with action and body labels."""
+    b = bmoe_batch(B, T, seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    return {**b, "action": torch.randint(0, 6, (B,), generator=g), "body": torch.randint(0, 3, (B,), generator=g)}
 
 
 def bmoe(seed: int = 0, **kw) -> BMoE:
@@ -44,10 +34,10 @@ def _decay_of(groups: list[dict], p: torch.nn.Parameter) -> float:
     return next(g["weight_decay"] for g in groups if any(q is p for q in g["params"]))
 
 
-@pytest.mark.parametrize("combine", ["mix", "tokens"])
-def test_one_step_gives_the_same_parameters_for_loop_and_batched(combine):
-    loop = bmoe(seed=1, expert_impl="loop", combine=combine).train()
-    fast = bmoe(seed=2, expert_impl="batched", combine=combine).train()
+@pytest.mark.parametrize("combine,pool,readout", [("mix", "mean", False), ("tokens", "mean+stats", True)])
+def test_one_step_gives_the_same_parameters_for_loop_and_batched(combine, pool, readout):
+    loop = bmoe(seed=1, expert_impl="loop", combine=combine, pool=pool, readout_pooled=readout).train()
+    fast = bmoe(seed=2, expert_impl="batched", combine=combine, pool=pool, readout_pooled=readout).train()
     fast.load_state_dict({k: v for k, v in loop.state_dict().items() if not k.startswith("experts.")}, strict=False)
     fast.load_experts({r: loop.expert_state_dict(r) for r in REGIONS})
     # weight decay judged per expert: a norm gain [C] (loop) and its stack [G, C] (batched) agree

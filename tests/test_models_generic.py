@@ -17,7 +17,12 @@ REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
 ATOL = 1e-5
 FACE = 16  # side of the face crops of the "+face" variants
 # variants checked like registered models: "<name>+face" = the model with its head-texture branch
-VARIANT_KWARGS = {"face": {"face_size": FACE, "face_patch": 8, "face_dim": 32, "face_depth": 1, "texture_frames": 8}}
+VARIANT_KWARGS = {
+    "face": {"face_size": FACE, "face_patch": 8, "face_dim": 32, "face_depth": 1, "texture_frames": 8},
+    # experts kept apart (routing as an attention bias), tokens that see the inputs' statistics
+    "tokens": {"combine": "tokens", "pool": "mean+stats", "router_noise": 0.5, "readout_pooled": True},
+    "stats": {"pool": "mean+stats"},
+}
 
 
 def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]:
@@ -79,7 +84,7 @@ def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 
 
 MODELS = list_models()
-VARIANTS = [*MODELS, "bmoe+face", "bmoe_concat+face"]
+VARIANTS = [*MODELS, "bmoe+face", "bmoe_concat+face", "bmoe+tokens", "m3e_global+stats"]
 
 
 def test_registry_lists_builtins_and_names_unknown():

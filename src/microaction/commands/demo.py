@@ -119,6 +119,14 @@ def train_and_eval(
     return runs / name, json.loads((runs / name / "eval_test.json").read_text())["metrics"]
 
 
+def routing_supervised(run_dir: Path) -> bool:
+    """Whether a run trained its routing towards the body group's regions (loss.routing_weight)."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    return float((cfg.get("loss") or {}).get("routing_weight", 0.0) or 0.0) > 0
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -156,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"(no report: {e})")
 
     print(f"\nsynthetic benchmark ({preset} preset, seed {args.seed}), test split:")
-    print(f"{'model':<14} {'action top-1':>12} {'F1_mean':>8} {'time':>8}")
-    for m, _, met, secs in results:
-        print(f"{m:<14} {100 * met['action_top1']:>11.1f}% {100 * met['f1_mean']:>7.1f}% {secs:>7.1f}s")
+    print(f"{'model':<14} {'action top-1':>12} {'F1_mean':>8} {'time':>8}  routing supervision")
+    for m, rd, met, secs in results:
+        sup = "yes (ours, not the paper's)" if routing_supervised(rd) else "no"
+        print(f"{m:<14} {100 * met['action_top1']:>11.1f}% {100 * met['f1_mean']:>7.1f}% {secs:>7.1f}s  {sup}")
     print("steps: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()) + f"; total {sum(timings.values()):.0f}s")
     if report is not None:
         print(f"report: {report}")

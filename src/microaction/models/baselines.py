@@ -58,6 +58,10 @@ class RunningStandardize(nn.Module):
     batch, and a batch of one works); eval uses the stored ones. They are buffers: saved with the
     weights."""
 
+    count: torch.Tensor
+    mean: torch.Tensor
+    m2: torch.Tensor
+
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps

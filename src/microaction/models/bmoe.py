@@ -10,14 +10,23 @@ Forward (``batch`` as in ``microaction.models``; R regions, T steps, d = ``d_mod
     router:  token + region embedding → ``router_layers`` transformer layers over the visible regions
              (inter-region relations) → the global token queries them: head-averaged scaled dot
              products / temperature → softmax over visible regions (optional top-k) = routing [B, R]
-    fusion:  mixture m_t = Σ_r routing_r · seq_{r,t}  [B, T, d]  attends to gseq with the attention
-             logits biased by log saliency (the "saliency-weighted global sequence")
-             (``fusion_layers`` pre-LN cross-attention + MLP layers)
-    classifier: [CLS, gtok + type embedding, fused_1..T] → ``cls_layers`` transformer layers
-             (masked) → LayerNorm(CLS) → Linear-GELU (``features``) → action / body heads
+    fusion (``combine="mix"``): mixture m_t = Σ_r routing_r · seq_{r,t}  [B, T, d]  attends to gseq
+             with the attention logits biased by log saliency (the "saliency-weighted global
+             sequence") (``fusion_layers`` pre-LN cross-attention + MLP layers)
+    fusion (``combine="tokens"``): the experts kept apart: all R·T steps seq_{r,t} + region
+             embedding_r attend to gseq the same way
+    classifier: [CLS, gtok + type embedding, fused tokens] → ``cls_layers`` transformer layers
+             (masked; with ``combine="tokens"`` the attention logits of region r's tokens get
+             + log routing_r: routing as a log-weight bias) → LayerNorm(CLS) → Linear-GELU
+             (``features``) → action / body heads
 
 Outputs: ``action``, ``body`` (num_body > 0), ``features`` [B, d], ``routing`` [B, R] (not for
-``routing="concat"``), ``saliency`` [B, T]. Padded steps and invisible regions are zeroed on
+``routing="concat"``), ``saliency`` [B, T], ``expert_tokens`` [B, R+1, d] / ``expert_valid``
+[B, R+1] (every M3E's pooled output, regions then global: L_emb on the experts, ``loss.emb_on``).
+``router_noise`` > 0 adds Gaussian noise of that std to the routing logits in training.
+``readout_pooled``: the read-out also attends to every expert's pooled token (+ region embedding;
+with ``combine="tokens"`` biased by log routing) and the global M3E's pooled token, so what the
+experts pool (``pool="mean+stats"``: their inputs' statistics) reaches the classifier. Padded steps and invisible regions are zeroed on
 entry, excluded from every softmax / attention, and get routing 0, so they cannot change outputs.
 
 Head texture branch (``face_size > 0``; ``models.head_texture``): the batch also carries head-box
@@ -54,7 +63,8 @@ from them)::
 ``stage1_streams()`` is ``["region:<name>" for each region] + ["global"]``; ``load_experts``
 accepts ``M3EClassifier`` state dicts (their ``encoder.*`` part is used) or bare ``M3E`` ones, for
 any subset of regions. ``expert_parameters()`` yields the experts' and the global encoder's
-parameters (for a separate learning rate).
+parameters (their own AdamW group in stage 2), ``router_parameters()`` the router's (frozen with
+the experts unless ``stages.router_trains_frozen``).
 """
 
 from __future__ import annotations
@@ -142,6 +152,7 @@ class BMoE(nn.Module):
         router_layers: int = 1,
         router_noise: float = 0.0,
         combine: str = "mix",
+        readout_pooled: bool = False,
         fusion_layers: int = 1,
         cls_layers: int = 1,
         expert_impl: str = "batched",
@@ -175,6 +186,7 @@ class BMoE(nn.Module):
         self.router_top_k = router_top_k
         self.router_noise = float(router_noise)
         self.combine = combine if routing != "concat" else "tokens"
+        self.readout_pooled = bool(readout_pooled)
         self.n_heads = n_heads
         self.expert_impl = expert_impl
         self.expert_kwargs: dict[str, Any] = {
@@ -211,7 +223,7 @@ class BMoE(nn.Module):
         )
 
         self.region_embed: nn.Parameter | None = None
-        if routing in ("soft", "concat") or self.combine == "tokens":
+        if routing in ("soft", "concat") or self.combine == "tokens" or self.readout_pooled:
             self.region_embed = nn.Parameter(torch.zeros(R, d))
         if routing == "soft":
             self.relate = nn.ModuleList(
@@ -352,6 +364,17 @@ class BMoE(nn.Module):
             # routing as a log-weight bias on the attention over every expert's tokens
             lw = w.clamp_min(1e-30).log()[:, :, None].expand(B, R, T).reshape(B, R * T)
             tmask = torch.cat([lw.new_zeros(B, 2), lw.masked_fill(~qmask, float("-inf"))], 1)
+        if self.readout_pooled:  # the experts' pooled tokens (and the global M3E's) join the read-out
+            assert self.region_embed is not None
+            ptok = torch.cat([tokens + self.region_embed, genc.pooled.unsqueeze(1) + self.global_type], 1)
+            pvalid = torch.cat([valid, valid.new_ones(B, 1)], 1)
+            pbias = ptok.new_zeros(B, R + 1)
+            if w is not None and self.combine == "tokens":
+                pbias = torch.cat([w.clamp_min(1e-30).log(), w.new_zeros(B, 1)], 1)
+            if tmask.dtype == torch.bool:
+                tmask = tok.new_zeros(tmask.shape).masked_fill(~tmask, float("-inf"))
+            tok = torch.cat([tok, ptok], 1)
+            tmask = torch.cat([tmask, pbias.masked_fill(~pvalid, float("-inf"))], 1)
         for layer in self.cls_layers:
             tok = layer(tok, tmask)
         out["features"] = self.pre_logits(self.norm(tok[:, 0]))
@@ -414,7 +437,7 @@ class BMoE(nn.Module):
             return
         for m in (self.relate, self.router_norm_q, self.router_norm_k, self.router_q, self.router_k):
             yield from m.parameters()
-        if self.combine == "mix":  # with kept-apart tokens the region embedding also labels the tokens
+        if self.combine == "mix" and not self.readout_pooled:  # else it also labels the read-out tokens
             assert self.region_embed is not None
             yield self.region_embed
 
