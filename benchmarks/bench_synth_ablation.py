@@ -32,12 +32,15 @@ import numpy as np
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pooled_linear": ("pooled_linear", []),
     "m3e_global": ("m3e_global", []),
+    "m3e_global_mean": ("m3e_global", ["model.kwargs.pool=mean"]),  # its token: the mean of the steps only
     "micro_dualnet": ("micro_dualnet", []),
     "bmoe": ("bmoe", []),  # the paper's objective: CE + L_emb, no routing supervision
     "bmoe_routed": ("bmoe_routed", []),  # + body-part routing supervision (ours)
     "bmoe_mix": ("bmoe", ["model.kwargs.combine=mix"]),  # routing-weighted average of the experts
     "bmoe_emb_features": ("bmoe", ["loss.emb_on=features"]),  # L_emb on the classifier input only
-    "bmoe_no_stats": ("bmoe", ["model.kwargs.pool=mean"]),  # experts pool the mean only
+    "bmoe_stats": ("bmoe", ["model.kwargs.pool=mean+stats"]),  # expert tokens see their inputs' statistics
+    # ... and the read-out sees the experts' pooled tokens
+    "bmoe_stats_readout": ("bmoe", ["model.kwargs.pool=mean+stats", "model.kwargs.readout_pooled=true"]),
     "bmoe_noise": ("bmoe", ["model.kwargs.router_noise=1.0"]),  # Gaussian noise on routing logits
     "bmoe_balance": ("bmoe", ["loss.load_balance_weight=0.05"]),  # load-balance term
     "bmoe_uniform": ("bmoe_uniform", []),
