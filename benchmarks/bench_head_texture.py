@@ -4,7 +4,8 @@ On one synthetic dataset (generated as ``mar demo`` does: the demo preset, rende
 and one feature store extracted with head-box face crops (``mar extract --parser groundtruth
 --encoder pose --face-size 32``), it trains for every seed of ``--seeds``:
 
-* ``bmoe``: ``configs/demo_bmoe.yaml`` (no face branch; the face crops in the store are ignored);
+* ``bmoe``: ``configs/demo_bmoe_texture.yaml`` with ``model.kwargs.face_size=0`` (no face branch,
+  everything else the same; the face crops in the store are ignored);
 * ``bmoe+face``: ``configs/demo_bmoe_texture.yaml`` with ``model.kwargs.texture_target=none``
   (the face features join the head expert, no auxiliary loss);
 * ``bmoe+face+ldp``: ``configs/demo_bmoe_texture.yaml`` as shipped (L-SSAT's LDP texture-MAE loss);
@@ -50,7 +51,7 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("bmoe", "bmoe", "demo_bmoe.yaml"),
+    Variant("bmoe", "bmoe", "demo_bmoe_texture.yaml", ("model.kwargs.face_size=0",)),
     Variant("bmoe+face", "bmoe_face", "demo_bmoe_texture.yaml", ("model.kwargs.texture_target=none",)),
     Variant("bmoe+face+ldp", "bmoe_face_ldp", "demo_bmoe_texture.yaml"),
 )

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from microaction.data.annotations import Sample
-from microaction.data.loader import ClipDataset, TrainBatchSampler, make_loader
+from microaction.data.loader import ClipDataset, make_loader
+from microaction.data.samplers import TrainBatchSampler
 from microaction.data.store import FeatureStore
 from microaction.engine.testing import make_packed_store
 from microaction.models import create_model

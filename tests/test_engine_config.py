@@ -80,3 +80,10 @@ def test_expected_shipped_set() -> None:
         for prefix in ("ma52", "imigue", "demo"):
             assert f"{prefix}_{model}" in names
     assert load_experiment(REPO / "configs" / "ma52_bmoe.yaml").data.expect["region_dim"] == 1408
+
+
+def test_paper_configs_have_no_routing_supervision() -> None:
+    # body-part routing supervision is ours, not the paper's: off in every config named after it
+    for stem in ("demo_bmoe", "ma52_bmoe", "imigue_bmoe"):
+        assert load_experiment(REPO / "configs" / f"{stem}.yaml").loss.routing_weight == 0.0, stem
+    assert load_experiment(REPO / "configs" / "demo_bmoe_routed.yaml").loss.routing_weight > 0

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -179,6 +180,16 @@ def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
     for k, v in head.items():
         assert torch.equal(v, stage1[f"models.region__head.encoder.{k}"]), k
     assert any(not k.startswith(("experts.", "global_encoder.")) for k in final)
+    # the router is not trained on frozen experts (stages.router_trains_frozen is off): it still
+    # holds its initial weights (stage 2 builds its model right after seeding with run.seed)
+    from microaction.models import create_model
+
+    torch.manual_seed(0)
+    fresh = create_model("bmoe", **loaded.meta["model_kwargs"])
+    for (k, v), (_, w) in zip(fresh.named_parameters(), loaded.model.named_parameters()):
+        if k.startswith(("router_", "relate.", "region_embed")):
+            assert torch.equal(v, w), k
+    assert not torch.equal(fresh.cls_token, loaded.model.cls_token)  # the rest did train
     m = json.loads((run_dir / "metrics.json").read_text())
     assert [(e["stage"], e["epoch"]) for e in m["epochs"]] == [("pretrain", 1), ("main", 1)]
     assert set(m["epochs"][0]["train_parts"]) == {
@@ -243,3 +254,52 @@ def test_per_step_validity_reaches_training_evaluation_and_prediction(tmp_path: 
     assert rep["metrics"]["f1_mean"] == pytest.approx(
         json.loads((run_dir / "metrics.json").read_text())["best"]["value"]
     )
+
+
+def test_standardisation_travels_with_the_checkpoint(ds: dict[str, Any], tmp_path: Path) -> None:
+    from microaction.data.annotations import read_annotations
+    from microaction.data.loader import ClipDataset
+    from microaction.data.standardize import FeatureStats, compute_feature_stats
+    from microaction.data.store import FeatureStore
+    from microaction.taxonomy import load_taxonomy
+
+    run_dir = train(
+        write_config(ds, tmp_path, "std", data={"standardize": True}, model={"name": "pooled_linear", "preset": "tiny"})
+    )
+    loaded = load_run(run_dir)
+    stats = loaded.feature_stats
+    assert stats is not None and stats.region_mean.shape == (4, 16) and stats.global_std.shape == (16,)
+    # computed on the training split only, over the valid steps of the visible regions
+    fs = FeatureStore.open(ds["store"])
+    tax = load_taxonomy(str(ds["taxonomy"]))
+    train_keys = [s.key for s in read_annotations(ds["manifest"], tax, "train")]
+    want = compute_feature_stats(fs, train_keys)
+    np.testing.assert_allclose(stats.global_mean, want.global_mean, atol=1e-6)
+    items = [fs.read(k) for k in train_keys]
+    g = np.concatenate([it.global_.astype(np.float64) for it in items])
+    np.testing.assert_allclose(stats.global_mean, g.mean(0), atol=1e-5)
+    np.testing.assert_allclose(stats.global_std, g.std(0), atol=1e-4)
+    head = np.concatenate([it.regions[0].astype(np.float64) for it in items if it.region_valid[0]])
+    np.testing.assert_allclose(stats.region_std[0], head.std(0), atol=1e-4)
+    # the dataset applies them on valid steps only; a round trip through the metadata keeps them
+    samples = read_annotations(ds["manifest"], tax, "val")[:4]
+    raw = ClipDataset(fs, samples, tax, num_steps=8).__getitems__([0, 1, 2, 3])
+    std = ClipDataset(fs, samples, tax, num_steps=8, stats=stats).__getitems__([0, 1, 2, 3])
+    m = raw["mask"]
+    torch.testing.assert_close(
+        std["global"][m], (raw["global"][m] - torch.from_numpy(stats.global_mean)) / torch.from_numpy(stats.global_std)
+    )
+    assert (std["global"][~m] == 0).all()
+    back = FeatureStats.from_dict(stats.to_dict())
+    assert np.array_equal(back.region_std, stats.region_std)
+    # eval and predict (store and raw arrays) standardise the same way as training
+    rep = evaluate_run(run_dir, "val", progress=False)
+    best = json.loads((run_dir / "metrics.json").read_text())["best"]["value"]
+    assert rep["metrics"]["f1_mean"] == pytest.approx(best)
+    p = Predictor(loaded)
+    key = samples[0].key
+    item = fs.read(key)
+    a = p.predict_store(ds["store"], [key])[0]
+    b = p.predict_arrays(item.regions, item.global_, item.region_valid)
+    assert [x[0] for x in a.actions] == [x[0] for x in b.actions]
+    assert a.actions[0][2] == pytest.approx(b.actions[0][2], abs=1e-5)

@@ -10,15 +10,8 @@ import pytest
 import torch
 
 from microaction.data.annotations import read_manifest_csv
-from microaction.data.loader import (
-    ClipDataset,
-    EvalBatchSampler,
-    TrainBatchSampler,
-    check_store,
-    class_weights,
-    sample_steps,
-    select_samples,
-)
+from microaction.data.loader import ClipDataset, check_store, sample_steps, select_samples, store_keys
+from microaction.data.samplers import EvalBatchSampler, TrainBatchSampler, class_weights
 from microaction.data.store import FeatureStore, StoreError, StoreMismatch
 from microaction.engine.testing import make_random_dataset
 from microaction.taxonomy import load_taxonomy
@@ -250,3 +243,17 @@ def test_region_valid_steps_of_a_bad_item(sv_ds: dict[str, Path], tmp_path: Path
         d.__getitems__([d.keys.index(key)])
     with pytest.raises(StoreError, match="step_valid"):
         store.pack()
+
+
+def test_feature_stats_count_only_the_steps_a_region_is_seen(sv_ds: dict[str, Path]) -> None:
+    from microaction.data.standardize import compute_feature_stats
+
+    fs = FeatureStore.open(sv_ds["store"])
+    keys = store_keys(fs)
+    items = [fs.read(k) for k in keys]
+    assert any(not it.extras["step_valid"][it.region_valid].all() for it in items)  # some unseen steps
+    r = 0
+    seen = np.concatenate([it.regions[r][it.extras["step_valid"][r]] for it in items if it.region_valid[r]])
+    stats = compute_feature_stats(fs, keys)
+    np.testing.assert_allclose(stats.region_mean[r], seen.astype(np.float64).mean(0), atol=1e-5)
+    np.testing.assert_allclose(stats.region_std[r], seen.astype(np.float64).std(0), atol=1e-4)

@@ -18,7 +18,12 @@ REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
 ATOL = 1e-5
 FACE = 16  # side of the face crops of the "+face" variants
 # variants checked like registered models: "<name>+face" = the model with its head-texture branch
-VARIANT_KWARGS = {"face": {"face_size": FACE, "face_patch": 8, "face_dim": 32, "face_depth": 1, "texture_frames": 8}}
+VARIANT_KWARGS = {
+    "face": {"face_size": FACE, "face_patch": 8, "face_dim": 32, "face_depth": 1, "texture_frames": 8},
+    # experts kept apart (routing as an attention bias), tokens that see the inputs' statistics
+    "tokens": {"combine": "tokens", "pool": "mean+stats", "router_noise": 0.5, "readout_pooled": True},
+    "stats": {"pool": "mean+stats"},
+}
 
 
 def make_batch(seed: int = 0, B: int = B, T: int = T) -> dict[str, torch.Tensor]:
@@ -81,7 +86,7 @@ def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 
 # detectors (task "detection": per-step outputs on sequences) have their own generic tests: test_detectors.py
 MODELS = [m for m in list_models() if getattr(model_entry(m).cls, "task", "classification") == "classification"]
-VARIANTS = [*MODELS, "bmoe+face", "bmoe_concat+face"]
+VARIANTS = [*MODELS, "bmoe+face", "bmoe_concat+face", "bmoe+tokens", "m3e_global+stats"]
 
 
 def test_registry_lists_builtins_and_names_unknown():
@@ -295,8 +300,9 @@ def test_step_validity_all_true_or_absent_is_the_same(name):
         a, b, c = model(batch), model(full), model(holes)
     for k, v in per_sample(a, B).items():
         torch.testing.assert_close(v, b[k], atol=0, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
-    if name != "m3e_global":  # its default stream is the global one, which has no regions
-        assert not torch.allclose(a["action"], c["action"], atol=ATOL), "per-step validity must reach the outputs"
+    if name.split("+")[0] != "m3e_global":  # its default stream is the global one, which has no regions
+        key = "features" if "features" in a else "action"  # pooled_linear's heads start at zero
+        assert not torch.allclose(a[key], c[key], atol=ATOL), "per-step validity must reach the outputs"
 
 
 def test_region_stream_m3e_follows_step_validity():

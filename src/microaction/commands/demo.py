@@ -165,6 +165,14 @@ def detection_and_timeline(
     return rd, metrics, tl
 
 
+def routing_supervised(run_dir: Path) -> bool:
+    """Whether a run trained its routing towards the body group's regions (loss.routing_weight)."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    return float((cfg.get("loss") or {}).get("routing_weight", 0.0) or 0.0) > 0
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -214,9 +222,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"(no report: {e})")
 
     print(f"\nsynthetic benchmark ({preset} preset, seed {args.seed}), test split:")
-    print(f"{'model':<14} {'action top-1':>12} {'F1_mean':>8} {'time':>8}")
-    for m, _, met, secs in results:
-        print(f"{m:<14} {100 * met['action_top1']:>11.1f}% {100 * met['f1_mean']:>7.1f}% {secs:>7.1f}s")
+    print(f"{'model':<14} {'action top-1':>12} {'F1_mean':>8} {'time':>8}  routing supervision")
+    for m, rd, met, secs in results:
+        sup = "yes (ours, not the paper's)" if routing_supervised(rd) else "no"
+        print(f"{m:<14} {100 * met['action_top1']:>11.1f}% {100 * met['f1_mean']:>7.1f}% {secs:>7.1f}s  {sup}")
     if detection is not None:
         name, _, dm, secs, tl = detection
         print(f"\nsynthetic recordings ({DETECTION['tiny' if args.quick else 'demo'][0]} preset), test split:")

@@ -25,7 +25,7 @@ are read item by item from ``items/<key>.npz``.
 Determinism: every random choice of a training clip (temporal jitter, flip, region drop, noise)
 comes from a generator seeded with ``(seed, epoch, position in the epoch)``, and the order of an
 epoch from ``(seed, epoch)``; nothing depends on worker processes, their number or their timing.
-So an epoch can be resumed from any batch (``TrainBatchSampler.set_epoch(epoch, start_batch)``)
+So an epoch can be resumed from any batch (``data.samplers.TrainBatchSampler.set_epoch(epoch, start_batch)``)
 and reproduces what an uninterrupted run would have seen. Under ``torchrun`` every process draws
 the same global order and takes its own slice of each global batch.
 """
@@ -42,14 +42,14 @@ import numpy as np
 import torch
 
 from microaction.data.annotations import UNKNOWN, Sample
+from microaction.data.samplers import Key
+from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreError, StoreMismatch
 from microaction.taxonomy import Taxonomy
 
 __all__ = [
     "ClipDataset",
-    "EvalBatchSampler",
     "PrefetchLoader",
-    "TrainBatchSampler",
     "check_store",
     "make_loader",
     "sample_steps",
@@ -58,8 +58,6 @@ __all__ = [
     "store_has_step_valid",
     "store_keys",
 ]
-
-Key = tuple[int, int, int]  # (sample index, epoch, position in the epoch); epoch -1: evaluation (no randomness)
 
 
 def sample_steps(
@@ -252,6 +250,7 @@ class ClipDataset(torch.utils.data.Dataset):
         feature_noise: float = 0.0,
         keys: Sequence[str] | None = None,
         face_size: int = 0,
+        stats: FeatureStats | None = None,
     ) -> None:
         self.store = store
         self.samples = list(samples)
@@ -264,6 +263,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.feature_noise = float(feature_noise)
         m = store.manifest
         self.R, self.D, self.Dg = len(m.regions), int(m.region_dim), int(m.global_dim)
+        self.stats = stats  # per-feature standardisation (data.standardize), before augmentation
+        if stats is not None:
+            stats.check(self.R, self.D, self.Dg, source=f"feature statistics for {store.root}")
         from microaction.skeleton import flip_names
 
         self.flip_perm = np.asarray(flip_names(list(m.regions)), dtype=np.int64)
@@ -379,6 +381,9 @@ class ClipDataset(torch.utils.data.Dataset):
             valid[j] = rv
             index[j] = i
             rngs.append(rng)
+        if self.stats is not None:  # standardised valid steps; padded steps stay zero
+            regions = (self.stats.apply_regions(regions.astype(np.float32)) * mask[:, None, :, None]).astype(np.float32)
+            glob = (self.stats.apply_global(glob.astype(np.float32)) * mask[:, :, None]).astype(np.float32)
         regions_t = torch.from_numpy(regions).float()
         glob_t = torch.from_numpy(glob).float()
         if any(r is not None for r in rngs):
@@ -447,84 +452,6 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.feature_noise > 0:
             regions += self.feature_noise * rng.standard_normal(regions.shape, dtype=np.float32) * mask[None, :, None]
             glob += self.feature_noise * rng.standard_normal(glob.shape, dtype=np.float32) * mask[:, None]
-
-
-def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-sample drawing probability ∝ 1 / frequency of its class (unknown labels: the mean)."""
-    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
-    inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
-    w = np.where(labels >= 0, inv[np.clip(labels, 0, None)], inv[inv > 0].mean() if (inv > 0).any() else 1.0)
-    return w / w.sum()
-
-
-class TrainBatchSampler:
-    """Batches of one training epoch, a pure function of ``(seed, epoch)``.
-
-    ``batch_size`` is the global batch; under DDP each of ``world`` processes takes its own
-    contiguous slice of every global batch (so the processes together see exactly what one
-    process would). The last incomplete batch is dropped when the epoch has at least one full
-    batch. ``weights`` (per-sample probabilities) draws the epoch with replacement (class-balanced
-    sampling); otherwise it is a permutation. ``set_epoch(epoch, start_batch)`` resumes mid-epoch.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        *,
-        seed: int,
-        weights: np.ndarray | None = None,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        if n < 1:
-            raise ValueError("no training clips")
-        if batch_size % world:
-            raise ValueError(f"run.batch_size {batch_size} must be a multiple of the number of processes {world}")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.weights, self.rank, self.world = weights, rank, world
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start = int(epoch), int(start_batch)
-
-    def num_batches(self) -> int:
-        if self.n >= self.batch_size:
-            return self.n // self.batch_size
-        return 1
-
-    def __len__(self) -> int:
-        return self.num_batches() - self.start
-
-    def order(self) -> np.ndarray:
-        rng = np.random.default_rng((self.seed, self.epoch, 7))
-        if self.weights is not None:
-            return rng.choice(self.n, size=self.n, replace=True, p=self.weights)
-        return rng.permutation(self.n)
-
-    def __iter__(self) -> Iterator[list[Key]]:
-        order = self.order()
-        B = min(self.batch_size, self.n)
-        for b in range(self.start, self.num_batches()):
-            pos = np.arange(b * B, (b + 1) * B)
-            lo, hi = self.rank * len(pos) // self.world, (self.rank + 1) * len(pos) // self.world
-            yield [(int(order[p]), self.epoch, int(p)) for p in pos[lo:hi]]
-
-
-class EvalBatchSampler:
-    """Every clip once, in order; under DDP each process takes a contiguous share."""
-
-    def __init__(self, n: int, batch_size: int, *, rank: int = 0, world: int = 1) -> None:
-        lo, hi = rank * n // world, (rank + 1) * n // world
-        self.indices = list(range(lo, hi))
-        self.batch_size = batch_size
-
-    def __len__(self) -> int:
-        return (len(self.indices) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for a in range(0, len(self.indices), self.batch_size):
-            yield self.indices[a : a + self.batch_size]
 
 
 def _collated(batch: Any) -> Any:

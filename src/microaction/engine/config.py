@@ -54,6 +54,7 @@ class DataConfig:
     num_steps: int = 16  # T: every clip is sampled (or padded) to this many feature steps
     train_sampling: str = "jitter"  # jitter: a random step inside each of T segments; uniform: segment centres
     eval_sampling: str = "uniform"
+    standardize: bool = False  # per-feature mean / std of the training split, kept in the checkpoint
     allow_missing: bool = False  # skip (with a warning) clips the store lacks instead of failing
     keep_no_person: bool = False  # use clips extracted with no person found (status no_person) instead of failing
     # augmentation (training only)
@@ -134,6 +135,7 @@ class LossConfig:
     logit_adjust_tau: float = 0.0  # > 0: logit-adjusted CE (train on logits + τ·log prior)
     emb_weight: float = 0.0  # semantic alignment L_emb (0: off)
     emb_distance: str = "cosine"  # cosine | mse
+    emb_on: str = "features"  # features (the classifier's input) | experts (every M3E output, one projection)
     label_embeddings: str = "minilm"  # minilm (offline MiniLM of the label names) or a .npy [C, E] file
     router_entropy_weight: float = 0.0  # routing entropy regulariser (mixture models; 0: off)
     load_balance_weight: float = 0.0  # routing load-balance regulariser (0: off)
@@ -147,6 +149,8 @@ class LossConfig:
             raise ConfigError(f"{where}: loss.class_weights must be none, inverse, sqrt_inverse or effective")
         if self.emb_distance not in ("cosine", "mse"):
             raise ConfigError(f"{where}: loss.emb_distance must be cosine or mse")
+        if self.emb_on not in ("features", "experts"):
+            raise ConfigError(f"{where}: loss.emb_on must be features or experts")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"{where}: loss.label_smoothing must be in [0, 1)")
 
@@ -158,19 +162,28 @@ class StagesConfig:
     Stage 1 (``pretrain_epochs`` > 0): one M3E classifier per region stream and one on the global
     stream, each trained with its own classification loss (+ L_emb). Stage 2: the B-MoE model of
     ``model`` with its experts and global encoder initialised from stage 1, trained whole; its
-    experts stay fixed for the first ``freeze_experts_epochs`` epochs.
+    experts stay fixed for the first ``freeze_experts_epochs`` epochs, and so does the router
+    (a router trained on frozen experts learns to prefer whichever expert is best *before* they
+    adapt, the start of a collapse) unless ``router_trains_frozen``. In stage 2 the experts (and
+    the global encoder) are their own AdamW group: learning rate ``expert_lr_scale`` × ``optim.lr``,
+    warmed up linearly over ``expert_warmup_epochs`` from the epoch they start training.
     """
 
     pretrain_epochs: int = 0
     pretrain_lr: float | None = None  # default: optim.lr
     pretrain_kwargs: dict[str, Any] = field(default_factory=dict)  # extra kwargs of the stage-1 M3E models
     freeze_experts_epochs: int = 0
+    router_trains_frozen: bool = False  # train the router while the experts are frozen (off: frozen too)
+    expert_lr_scale: float = 1.0  # stage-2 learning rate of the experts, as a fraction of optim.lr
+    expert_warmup_epochs: float = 0.0  # linear warm-up of the experts' learning rate once they train
 
     def validate(self, where: str) -> None:
         if self.pretrain_epochs < 0 or self.freeze_experts_epochs < 0:
             raise ConfigError(f"{where}: stages.pretrain_epochs and stages.freeze_experts_epochs must be >= 0")
         if self.pretrain_lr is not None and self.pretrain_lr <= 0:
             raise ConfigError(f"{where}: stages.pretrain_lr must be > 0")
+        if self.expert_lr_scale < 0 or self.expert_warmup_epochs < 0:
+            raise ConfigError(f"{where}: stages.expert_lr_scale and stages.expert_warmup_epochs must be >= 0")
 
 
 @dataclass

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from microaction.data.loader import ClipDataset, EvalBatchSampler, make_loader, select_samples
+from microaction.data.loader import ClipDataset, make_loader, select_samples
+from microaction.data.samplers import EvalBatchSampler
 from microaction.data.store import atomic_write_bytes
 from microaction.engine.distributed import DistInfo, gather_objects
 from microaction.engine.precision import Precision, autocast, resolve_precision
@@ -159,7 +160,15 @@ def evaluate_run(
         source=f"split {split!r}",
         keep_no_person=cfg.data.keep_no_person,
     )
-    ds = ClipDataset(fs, samples, tax, num_steps=loaded.num_steps, sampling="uniform", face_size=loaded.face_size)
+    ds = ClipDataset(
+        fs,
+        samples,
+        tax,
+        num_steps=loaded.num_steps,
+        sampling="uniform",
+        face_size=loaded.face_size,
+        stats=loaded.feature_stats,
+    )
     outputs = infer(
         loaded.model,
         ds,

@@ -24,7 +24,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from microaction.data.loader import ClipDataset, TrainBatchSampler, check_store, class_weights, select_samples
+from microaction.data.loader import ClipDataset, check_store, select_samples
+from microaction.data.samplers import TrainBatchSampler, class_weights
+from microaction.data.standardize import compute_feature_stats
 from microaction.data.store import FeatureStore
 from microaction.engine import distributed as dist_
 from microaction.engine.config import ExperimentConfig, OptimConfig, RunConfig
@@ -93,6 +95,9 @@ class Stage:
     meta: dict[str, Any]  # checkpoint metadata (model name + kwargs, taxonomy, store, T, metric)
     freeze: Callable[[nn.Module], list[nn.Parameter]] | None = None  # parameters kept fixed ...
     freeze_epochs: int = 0  # ... for this many first epochs
+    experts: Callable[[nn.Module], list[nn.Parameter]] | None = None  # their own AdamW group ...
+    expert_lr_scale: float = 1.0  # ... at this fraction of the learning rate ...
+    expert_warmup_epochs: float = 0.0  # ... warmed up over this many epochs once they train
     on_done: Callable[[nn.Module], None] | None = None  # called on rank 0 with the final weights
 
 
@@ -166,6 +171,8 @@ class Experiment:
                 f"warning: {len(miss_t)} train and {len(miss_v)} val clips are not in the store; skipped"
             )
         face_size = int(model_kwargs(cfg, self.taxonomy, self.store).get("face_size", 0) or 0)
+        # data.standardize: statistics of the training clips, once; they travel in every checkpoint
+        self.stats = compute_feature_stats(self.store, [s.key for s in train_samples]) if d.standardize else None
         self.train_ds = ClipDataset(
             self.store,
             train_samples,
@@ -177,6 +184,7 @@ class Experiment:
             flip_prob=d.flip_prob,
             region_drop_prob=d.region_drop_prob,
             feature_noise=d.feature_noise,
+            stats=self.stats,
         )
         self.val_ds = (
             ClipDataset(
@@ -186,13 +194,16 @@ class Experiment:
                 num_steps=d.num_steps,
                 sampling=d.eval_sampling,
                 face_size=face_size,
+                stats=self.stats,
             )
             if val_samples
             else None
         )
 
     def base_meta(self) -> dict[str, Any]:
+        stats = {"feature_stats": self.stats.to_dict()} if self.stats is not None else {}
         return {
+            **stats,
             "taxonomy": self.taxonomy.to_dict(),
             "store_manifest": self.store.manifest.to_dict(),
             "num_steps": self.cfg.data.num_steps,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["EMA", "lr_at", "param_groups"]
+__all__ = ["EMA", "group_lr", "lr_at", "param_groups"]
 
 
 def lr_at(
@@ -25,15 +26,55 @@ def lr_at(
     return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay for biases, norms and other 1-D parameters (embeddings of shape [1, ...] too)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+def _decays(p: nn.Parameter) -> bool:
+    """Matrices decay; biases, norms and other 1-D parameters (and ``[1, ...]`` embeddings) do not.
+    Judged on the shape of ONE module: a stacked parameter (``p.stack_dims`` leading axes, as
+    ``StackedM3E`` marks its ``[G, ...]`` weights) decays exactly when its unstacked shape would."""
+    core = p.shape[int(getattr(p, "stack_dims", 0)) :]
+    return len(core) > 1 and core[0] != 1
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    *,
+    experts: Iterable[nn.Parameter] = (),
+    expert_lr_scale: float = 1.0,
+) -> list[dict[str, Any]]:
+    """AdamW groups: decayed / not decayed (``_decays``), and the same two for ``experts`` (B-MoE's
+    expert encoders in stage 2: their own learning rate ``expert_lr_scale`` × lr). Every group has
+    ``name`` (``"main"`` or ``"experts"``) and ``lr_scale``; empty groups are left out."""
+    ids = {id(p) for p in experts}
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or p.shape[0] == 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        buckets.setdefault(("experts" if id(p) in ids else "main", _decays(p)), []).append(p)
+    groups = []
+    for name in ("main", "experts"):
+        for decay in (True, False):
+            params = buckets.get((name, decay), [])
+            if params or name == "main":  # the main pair always exists (a stable layout for resuming)
+                groups.append(
+                    {
+                        "params": params,
+                        "weight_decay": weight_decay if decay else 0.0,
+                        "name": name,
+                        "lr_scale": expert_lr_scale if name == "experts" else 1.0,
+                    }
+                )
+    return groups
+
+
+def group_lr(group: dict[str, Any], lr: float, step: int, *, unfreeze_step: int = 0, warmup_steps: int = 0) -> float:
+    """The learning rate of one parameter group at optimizer step ``step``: the schedule's ``lr`` ×
+    the group's ``lr_scale``; an ``experts`` group also ramps linearly from 0 over ``warmup_steps``
+    steps starting at ``unfreeze_step`` (where frozen experts start training), so they do not
+    start at the peak rate with an empty optimiser state."""
+    lr = lr * float(group.get("lr_scale", 1.0))
+    if group.get("name") == "experts" and warmup_steps > 0:
+        lr *= min(1.0, max(0.0, (step - unfreeze_step + 1) / warmup_steps))
+    return lr
 
 
 class EMA:

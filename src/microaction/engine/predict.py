@@ -166,6 +166,7 @@ class Predictor:
             num_steps=self.run.num_steps,
             keys=keys,
             face_size=self.run.face_size,
+            stats=self.run.feature_stats,
         )
         out = infer(
             self.model,
@@ -203,6 +204,10 @@ class Predictor:
                 f"(R={len(m.regions)}, D={m.region_dim}, Dg={m.global_dim})"
             )
         valid = np.ones(R, bool) if region_valid is None else np.asarray(region_valid, bool)
+        stats = self.run.feature_stats
+        if stats is not None:  # the training split's standardisation, as at training time
+            regions = stats.apply_regions(regions).astype(np.float32)
+            global_ = stats.apply_global(global_).astype(np.float32)
         T = self.run.num_steps
         idx = sample_steps(L, T, "uniform")
         n = len(idx)

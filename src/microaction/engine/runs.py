@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from microaction.data.annotations import Sample, read_annotations
+from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import CheckpointError, build_model, load_weights
@@ -73,6 +75,11 @@ class LoadedRun:
     @property
     def num_steps(self) -> int:
         return int(self.meta["num_steps"])
+
+    @cached_property
+    def feature_stats(self) -> FeatureStats | None:
+        """The training split's per-feature standardisation the model expects (None: raw features)."""
+        return FeatureStats.from_meta(self.meta, source=str(self.checkpoint))
 
     @property
     def regions(self) -> list[str]:

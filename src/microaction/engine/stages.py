@@ -11,7 +11,9 @@ Two-stage recipe (``stages.pretrain_epochs`` > 0, models with ``stage1_streams``
   the mean of the streams' probabilities. The weights go to ``pretrain.safetensors``.
 - stage ``main``: the B-MoE model, its region experts and global encoder loaded from stage 1
   (``BMoE.load_experts``), trained whole; with ``stages.freeze_experts_epochs`` = N the experts
-  get no update in the first N epochs (their gradients are dropped, so DDP needs no special case).
+  (and the router, unless ``stages.router_trains_frozen``) get no update in the first N epochs
+  (their gradients are dropped, so DDP needs no special case). The experts are their own AdamW
+  group (``stages.expert_lr_scale``, ``stages.expert_warmup_epochs`` from the epoch they unfreeze).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ def make_loss(
         emb_weight=lc.emb_weight,
         label_embeddings=emb,
         emb_distance=lc.emb_distance,
+        emb_on=lc.emb_on,
         feature_dim=features_dim,
         router_entropy_weight=lc.router_entropy_weight,
         load_balance_weight=lc.load_balance_weight,
@@ -133,8 +136,10 @@ def make_loss(
 class Stage1Ensemble(nn.Module):
     """Stage 1 of the B-MoE recipe: one ``m3e_global`` classifier per stream, side by side.
 
-    ``forward(batch)`` returns ``action`` / ``body`` (mean of the streams' logits, for validation)
-    and ``streams``: each stream's own outputs.
+    ``forward(batch)`` returns ``streams`` (each stream's own outputs) and, for validation,
+    ``action`` / ``body``: the log of the mean of the streams' probabilities, over the streams that
+    see the clip (a region stream whose region is invisible in it does not vote; the global stream
+    always does), so a softmax of them is that mean.
     """
 
     def __init__(self, stream_kwargs: dict[str, dict[str, Any]]) -> None:
@@ -148,13 +153,29 @@ class Stage1Ensemble(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         outs = {s: self.models[_key(s)](batch) for s in self.streams}
         result: dict[str, Any] = {"streams": outs}
-        result["action"] = torch.stack([o["action"] for o in outs.values()]).mean(0)
+        seen = torch.stack([self._sees(s, batch) for s in self.streams], 0).to(torch.float32)  # [S, B]
+        result["action"] = _mean_probs([o["action"] for o in outs.values()], seen)
         if all("body" in o for o in outs.values()):
-            result["body"] = torch.stack([o["body"] for o in outs.values()]).mean(0)
+            result["body"] = _mean_probs([o["body"] for o in outs.values()], seen)
         return result
+
+    def _sees(self, stream: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B]`` bool: the clips in which ``stream`` has input (its region is seen at some step)."""
+        m = self.models[_key(stream)]
+        index = getattr(m, "region_index", None)
+        if index is None:
+            return torch.ones_like(batch["region_valid"][:, 0], dtype=torch.bool)
+        return region_step_mask(batch)[:, index].any(-1)
 
     def stream_state(self, stream: str) -> dict[str, torch.Tensor]:
         return self.models[_key(stream)].state_dict()
+
+
+def _mean_probs(logits: list[torch.Tensor], seen: torch.Tensor) -> torch.Tensor:
+    """log of the ``seen``-weighted mean over streams of softmax(logits) (``seen [S, B]``)."""
+    p = torch.stack([torch.softmax(x.float(), -1) for x in logits], 0)  # [S, B, C]
+    w = seen / seen.sum(0, keepdim=True).clamp_min(1.0)
+    return (w.unsqueeze(-1) * p).sum(0).clamp_min(1e-12).log()
 
 
 def _key(stream: str) -> str:
@@ -230,15 +251,15 @@ def plan_stages(exp: Experiment) -> list[Stage]:
 
     def stage1_loss(model: nn.Module) -> Any:
         ens: Stage1Ensemble = model  # type: ignore[assignment]
-        return Stage1Loss(
-            {
-                s: make_loss(
-                    cfg, tax, labels, features_dim=features_dim(ens.models[_key(s)], exp) if need_dim else None
-                )
-                for s in stream_kwargs
-            },
-            regions,
-        )
+        losses = {
+            s: make_loss(cfg, tax, labels, features_dim=features_dim(ens.models[_key(s)], exp) if need_dim else None)
+            for s in stream_kwargs
+        }
+        if cfg.loss.emb_on == "experts":  # Fig. 4: one projection of the M3E outputs for every stream
+            shared = next(iter(losses.values())).proj
+            for fn in losses.values():
+                fn.proj = shared
+        return Stage1Loss(losses, regions)
 
     def save_stage1(model: nn.Module) -> None:
         from microaction.engine.checkpoint import save_weights
@@ -263,6 +284,13 @@ def plan_stages(exp: Experiment) -> list[Stage]:
     def experts(model: nn.Module) -> list[nn.Parameter]:
         return list(model.expert_parameters())  # type: ignore[operator]
 
+    def frozen(model: nn.Module) -> list[nn.Parameter]:
+        """What stays fixed in the first epochs: the experts, and the router with them (a router
+        trained on frozen experts settles on whichever expert is best before they adapt)."""
+        if cfg.stages.router_trains_frozen:
+            return experts(model)
+        return experts(model) + list(model.router_parameters())  # type: ignore[operator]
+
     lr1 = cfg.stages.pretrain_lr or cfg.optim.lr
     return [
         Stage("pretrain", cfg.stages.pretrain_epochs, lr1, build_stage1, stage1_loss, stage1_meta, on_done=save_stage1),
@@ -273,8 +301,11 @@ def plan_stages(exp: Experiment) -> list[Stage]:
             build_stage2,
             main_loss,
             meta,
-            freeze=experts,
+            freeze=frozen,
             freeze_epochs=cfg.stages.freeze_experts_epochs,
+            experts=experts,
+            expert_lr_scale=cfg.stages.expert_lr_scale,
+            expert_warmup_epochs=cfg.stages.expert_warmup_epochs,
         ),
     ]
 
@@ -290,6 +321,7 @@ def features_dim(model: nn.Module, exp: Experiment) -> int:
     with torch.no_grad():
         out = model(batch)
     model.train(was)
-    if "features" not in out:
-        raise ConfigError("loss.emb_weight > 0 needs a model that outputs 'features'")
-    return int(out["features"].shape[-1])
+    key = "expert_tokens" if exp.cfg.loss.emb_on == "experts" else "features"
+    if key not in out:
+        raise ConfigError(f"loss.emb_weight > 0 (emb_on {exp.cfg.loss.emb_on}) needs a model that outputs {key!r}")
+    return int(out[key].shape[-1])

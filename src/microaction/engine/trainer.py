@@ -45,7 +45,7 @@ from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
 from microaction.engine.experiment import Experiment, Stage, TrainTask
-from microaction.engine.optim import EMA, lr_at, param_groups
+from microaction.engine.optim import EMA, group_lr, lr_at, param_groups
 from microaction.engine.precision import autocast, resolve_precision
 from microaction.engine.runs import check_run_dir, prepare_run_dir, resume_config, write_metrics
 from microaction.engine.stages import plan_stages
@@ -116,9 +116,13 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
     loss_module = step_module.loss if isinstance(step_module.loss, nn.Module) else None
     if info.rank > 0:
         torch.manual_seed(r.seed + 1_000_003 * info.rank)  # different dropout per process; rank 0 = single process
-    opt = torch.optim.AdamW(
-        param_groups(step_module, o.weight_decay), lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps
+    groups = param_groups(
+        step_module,
+        o.weight_decay,
+        experts=stage.experts(model) if stage.experts is not None else (),
+        expert_lr_scale=stage.expert_lr_scale,
     )
+    opt = torch.optim.AdamW(groups, lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps)
     ema = EMA(model, o.ema_decay) if o.ema else None
     frozen = {id(p) for p in stage.freeze(model)} if stage.freeze is not None and stage.freeze_epochs > 0 else set()
 
@@ -150,6 +154,8 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
     if r.max_steps:
         total = min(total, r.max_steps)
     warmup = round(o.warmup_epochs * steps_per_epoch)
+    unfreeze = steps_per_epoch * stage.freeze_epochs if frozen else 0
+    expert_warmup = round(stage.expert_warmup_epochs * steps_per_epoch)
     if state["epoch"] == 0 and state["batch"] == 0:
         log(
             f"[{stage.name}] {stage.epochs} epochs × {nb} batches of {r.batch_size} "
@@ -214,7 +220,7 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
             if stepping:
                 lr = lr_at(state["step"], total, warmup, stage.lr, schedule=o.schedule, min_ratio=o.min_lr_ratio)
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = group_lr(g, lr, state["step"], unfreeze_step=unfreeze, warmup_steps=expert_warmup)
                 if freeze_now:
                     for p in model.parameters():
                         if id(p) in frozen:
@@ -256,6 +262,7 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
             "epoch": epoch + 1,
             "stage": stage.name,
             "lr": opt.param_groups[0]["lr"],
+            "lr_experts": next((g["lr"] for g in opt.param_groups if g["name"] == "experts"), None),
             "train_loss": train_loss,
             "train_parts": parts_mean,
             "steps": state["step"],

@@ -349,7 +349,7 @@ def prepare_face_data(cfg: FaceTrainConfig, log: Callable[[str], None]) -> FaceD
 
 class FaceImages:
     """A split as the engine's training loop reads it: ``__getitems__(keys)`` with keys
-    ``(index, epoch, position)`` (``data.loader.TrainBatchSampler``) -> a batch ``{"image"`` uint8
+    ``(index, epoch, position)`` (``data.samplers.TrainBatchSampler``) -> a batch ``{"image"`` uint8
     ``[B, C, H, W]``, ``"grey"`` uint8 ``[B, H, W]`` (texture targets), ``"label"``, ``"index"}``.
     Augmentation (random shift with reflect padding, optional horizontal flip) draws from a
     generator seeded with ``(seed, epoch, position)``, so a resumed epoch replays its batches

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from microaction.data.loader import TrainBatchSampler
+from microaction.data.samplers import TrainBatchSampler
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import CheckpointError, load_weights
 from microaction.engine.experiment import RunLog, Stage

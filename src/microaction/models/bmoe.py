@@ -10,14 +10,23 @@ Forward (``batch`` as in ``microaction.models``; R regions, T steps, d = ``d_mod
     router:  token + region embedding → ``router_layers`` transformer layers over the visible regions
              (inter-region relations) → the global token queries them: head-averaged scaled dot
              products / temperature → softmax over visible regions (optional top-k) = routing [B, R]
-    fusion:  mixture m_t = Σ_r routing_r · seq_{r,t}  [B, T, d]  attends to gseq with the attention
-             logits biased by log saliency (the "saliency-weighted global sequence")
-             (``fusion_layers`` pre-LN cross-attention + MLP layers)
-    classifier: [CLS, gtok + type embedding, fused_1..T] → ``cls_layers`` transformer layers
-             (masked) → LayerNorm(CLS) → Linear-GELU (``features``) → action / body heads
+    fusion (``combine="mix"``): mixture m_t = Σ_r routing_r · seq_{r,t}  [B, T, d]  attends to gseq
+             with the attention logits biased by log saliency (the "saliency-weighted global
+             sequence") (``fusion_layers`` pre-LN cross-attention + MLP layers)
+    fusion (``combine="tokens"``): the experts kept apart: all R·T steps seq_{r,t} + region
+             embedding_r attend to gseq the same way
+    classifier: [CLS, gtok + type embedding, fused tokens] → ``cls_layers`` transformer layers
+             (masked; with ``combine="tokens"`` the attention logits of region r's tokens get
+             + log routing_r: routing as a log-weight bias) → LayerNorm(CLS) → Linear-GELU
+             (``features``) → action / body heads
 
 Outputs: ``action``, ``body`` (num_body > 0), ``features`` [B, d], ``routing`` [B, R] (not for
-``routing="concat"``), ``saliency`` [B, T]. Padded steps and invisible regions are zeroed on
+``routing="concat"``), ``saliency`` [B, T], ``expert_tokens`` [B, R+1, d] / ``expert_valid``
+[B, R+1] (every M3E's pooled output, regions then global: L_emb on the experts, ``loss.emb_on``).
+``router_noise`` > 0 adds Gaussian noise of that std to the routing logits in training.
+``readout_pooled``: the read-out also attends to every expert's pooled token (+ region embedding;
+with ``combine="tokens"`` biased by log routing) and the global M3E's pooled token, so what the
+experts pool (``pool="mean+stats"``: their inputs' statistics) reaches the classifier. Padded steps and invisible regions are zeroed on
 entry, excluded from every softmax / attention, and get routing 0, so they cannot change outputs.
 
 Head texture branch (``face_size > 0``; ``models.head_texture``): the batch also carries head-box
@@ -54,7 +63,8 @@ from them)::
 ``stage1_streams()`` is ``["region:<name>" for each region] + ["global"]``; ``load_experts``
 accepts ``M3EClassifier`` state dicts (their ``encoder.*`` part is used) or bare ``M3E`` ones, for
 any subset of regions. ``expert_parameters()`` yields the experts' and the global encoder's
-parameters (for a separate learning rate).
+parameters (their own AdamW group in stage 2), ``router_parameters()`` the router's (frozen with
+the experts unless ``stages.router_trains_frozen``).
 """
 
 from __future__ import annotations
@@ -88,6 +98,7 @@ __all__ = ["BMoE", "BMoEConcat", "BMoEUniform", "FusionLayer", "encoder_state"]
 _TINY = {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 32}
 _PAPER = {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64}
 ROUTINGS = ("soft", "uniform", "concat")
+COMBINES = ("mix", "tokens")
 
 
 def encoder_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -140,6 +151,9 @@ class BMoE(nn.Module):
         router_temperature: float = 1.0,
         router_top_k: int | None = None,
         router_layers: int = 1,
+        router_noise: float = 0.0,
+        combine: str = "mix",
+        readout_pooled: bool = False,
         fusion_layers: int = 1,
         cls_layers: int = 1,
         expert_impl: str = "batched",
@@ -160,6 +174,10 @@ class BMoE(nn.Module):
             raise ValueError(f"router_temperature must be > 0, got {router_temperature}")
         if router_top_k is not None and router_top_k < 1:
             raise ValueError(f"router_top_k must be >= 1 or None, got {router_top_k}")
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+        if router_noise < 0:
+            raise ValueError(f"router_noise must be >= 0, got {router_noise}")
         self.regions = tuple(regions)
         R = len(self.regions)
         if R < 1:
@@ -167,6 +185,9 @@ class BMoE(nn.Module):
         self.routing = routing
         self.router_temperature = float(router_temperature)
         self.router_top_k = router_top_k
+        self.router_noise = float(router_noise)
+        self.combine = combine if routing != "concat" else "tokens"
+        self.readout_pooled = bool(readout_pooled)
         self.n_heads = n_heads
         self.expert_impl = expert_impl
         self.expert_kwargs: dict[str, Any] = {
@@ -203,7 +224,7 @@ class BMoE(nn.Module):
         )
 
         self.region_embed: nn.Parameter | None = None
-        if routing in ("soft", "concat"):
+        if routing in ("soft", "concat") or self.combine == "tokens" or self.readout_pooled:
             self.region_embed = nn.Parameter(torch.zeros(R, d))
         if routing == "soft":
             self.relate = nn.ModuleList(
@@ -282,6 +303,8 @@ class BMoE(nn.Module):
             self.router_q(self.router_norm_q(gtok)), self.router_k(self.router_norm_k(z)), self.n_heads
         )
         logits = logits / self.router_temperature
+        if self.training and self.router_noise > 0:  # exploration: every expert gets tried early on
+            logits = logits + self.router_noise * torch.randn_like(logits)
         keep = valid
         if self.router_top_k is not None and self.router_top_k < valid.shape[1]:
             z_l = logits.masked_fill(~valid, float("-inf"))
@@ -313,20 +336,27 @@ class BMoE(nn.Module):
             extra = (h, face_feats)
         emask = torch.where(valid[..., None], seen, mask[:, None, :])  # invisible: zeros over the clip
         seq, tokens = self._run_experts(x, emask, extra)
-        gseq = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask).seq
+        genc = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask)
+        gseq = genc.seq
 
         sal = masked_softmax(self.saliency(gseq).squeeze(-1), mask)  # [B, T]
         gtok = (sal.unsqueeze(-1) * gseq).sum(1)
         sal_bias = sal.clamp_min(1e-30).log().masked_fill(~mask, float("-inf"))  # log-saliency attention bias
 
         out: dict[str, torch.Tensor] = {"saliency": sal}
-        if self.routing == "concat":
+        # the M3E outputs (regions, then global) in one list, for L_emb on the experts (loss.emb_on)
+        out["expert_tokens"] = torch.cat([tokens, genc.pooled.unsqueeze(1)], 1)
+        out["expert_valid"] = torch.cat([valid, valid.new_ones(B, 1)], 1)
+        w = None
+        if self.routing != "concat":
+            w = self.route(tokens, gtok, valid)
+            out["routing"] = w
+        if self.combine == "tokens":  # experts kept apart: R·T tokens, each with its region embedding
             assert self.region_embed is not None
             q = (seq + self.region_embed[None, :, None, :]).reshape(B, R * T, -1)
             qmask = seen.reshape(B, R * T)
-        else:
-            w = self.route(tokens, gtok, valid)
-            out["routing"] = w
+        else:  # routing-weighted mixture of the region sequences
+            assert w is not None
             q = torch.einsum("br,brtd->btd", w, seq)
             qmask = mask
         for layer in self.fusion:
@@ -334,7 +364,22 @@ class BMoE(nn.Module):
         q = torch.where(qmask.unsqueeze(-1), q, q.new_zeros(()))
         head = torch.cat([self.cls_token.expand(B, -1, -1), (gtok.unsqueeze(1) + self.global_type)], 1)
         tok = torch.cat([head, q], 1)
-        tmask = torch.cat([qmask.new_ones(B, 2), qmask], 1)
+        tmask: torch.Tensor = torch.cat([qmask.new_ones(B, 2), qmask], 1)
+        if self.combine == "tokens" and w is not None:
+            # routing as a log-weight bias on the attention over every expert's tokens
+            lw = w.clamp_min(1e-30).log()[:, :, None].expand(B, R, T).reshape(B, R * T)
+            tmask = torch.cat([lw.new_zeros(B, 2), lw.masked_fill(~qmask, float("-inf"))], 1)
+        if self.readout_pooled:  # the experts' pooled tokens (and the global M3E's) join the read-out
+            assert self.region_embed is not None
+            ptok = torch.cat([tokens + self.region_embed, genc.pooled.unsqueeze(1) + self.global_type], 1)
+            pvalid = torch.cat([valid, valid.new_ones(B, 1)], 1)
+            pbias = ptok.new_zeros(B, R + 1)
+            if w is not None and self.combine == "tokens":
+                pbias = torch.cat([w.clamp_min(1e-30).log(), w.new_zeros(B, 1)], 1)
+            if tmask.dtype == torch.bool:
+                tmask = tok.new_zeros(tmask.shape).masked_fill(~tmask, float("-inf"))
+            tok = torch.cat([tok, ptok], 1)
+            tmask = torch.cat([tmask, pbias.masked_fill(~pvalid, float("-inf"))], 1)
         for layer in self.cls_layers:
             tok = layer(tok, tmask)
         out["features"] = self.pre_logits(self.norm(tok[:, 0]))
@@ -390,6 +435,16 @@ class BMoE(nn.Module):
     def expert_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.experts.parameters()
         yield from self.global_encoder.parameters()
+
+    def router_parameters(self) -> Iterator[nn.Parameter]:
+        """The router's own parameters (none for fixed or no routing)."""
+        if self.routing != "soft":
+            return
+        for m in (self.relate, self.router_norm_q, self.router_norm_k, self.router_q, self.router_k):
+            yield from m.parameters()
+        if self.combine == "mix" and not self.readout_pooled:  # else it also labels the read-out tokens
+            assert self.region_embed is not None
+            yield self.region_embed
 
     def set_experts_trainable(self, trainable: bool) -> None:
         for p in self.expert_parameters():

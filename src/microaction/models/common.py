@@ -27,6 +27,7 @@ __all__ = [
     "masked_mean",
     "masked_softmax",
     "nonempty_mask",
+    "pooled_stats",
     "region_step_mask",
     "scaled_dot_logits",
 ]
@@ -291,3 +292,16 @@ def region_step_mask(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
             )
         seen = seen & steps.bool()
     return seen
+
+
+def pooled_stats(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x [..., T, D]``, ``mask [..., T]`` → ``[..., 3·D]``: mean, std and mean |Δ| (between
+    consecutive valid steps) over the valid steps; zeros where nothing is valid."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    n = m.sum(-2).clamp_min(1.0)
+    mean = (x * m).sum(-2) / n
+    var = (((x - mean.unsqueeze(-2)) ** 2) * m).sum(-2) / n
+    std = (var + 1e-8).sqrt() * (m.sum(-2) > 0).to(x.dtype)
+    pair = m[..., 1:, :] * m[..., :-1, :]
+    delta = ((x[..., 1:, :] - x[..., :-1, :]).abs() * pair).sum(-2) / pair.sum(-2).clamp_min(1.0)
+    return torch.cat([mean, std, delta], -1)

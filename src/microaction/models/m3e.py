@@ -26,7 +26,9 @@ Choices the paper leaves open, made here: the input is layer-normalised before t
 each attention layer is a full pre-LN transformer layer (MLP ratio 4); SGP blocks keep the length
 (stride 1, window k = 1.5, depthwise init std 0.1, GELU MLP 4d) so the sequence can be fused per
 time step; pooling defaults to the masked mean (``pool="attn"`` learns a softmax over valid steps,
-``"mean+attn"`` averages the two); dropout 0.1 on residual branches at paper scale (not on the
+``"mean+attn"`` averages the two; ``"mean+stats"`` adds a linear map of the *input's* pooled mean /
+std / mean |Δ| per feature, the statistics a linear probe classifies well from, which a mean of
+layer-normalised steps cannot express); dropout 0.1 on residual branches at paper scale (not on the
 4×-wide MLP hidden; ``common.fast_dropout`` draws the masks).
 
 Speed (CPU): the stacked linear layers use ``stacked_linear`` (a batched matmul whose backward
@@ -52,6 +54,7 @@ from microaction.models.common import (
     init_linear_layernorm,
     masked_mean,
     masked_softmax,
+    pooled_stats,
     region_step_mask,
 )
 from microaction.models.registry import register_model
@@ -73,7 +76,7 @@ EXPERT_KWARGS = (
     "max_len",
     "pool",
 )
-_POOLS = ("mean", "attn", "mean+attn")
+_POOLS = ("mean", "attn", "mean+attn", "mean+stats")
 
 
 class M3EOutput(NamedTuple):
@@ -138,7 +141,9 @@ class M3E(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
         # no bias: a constant added to every step's score leaves the softmax unchanged (and unlearnable)
-        self.pool_score = nn.Linear(d_model, 1, bias=False) if pool != "mean" else None
+        self.pool_score = nn.Linear(d_model, 1, bias=False) if "attn" in pool else None
+        # "+stats": the pooled token also gets a linear map of the input's mean / std / mean |Δ|
+        self.stats_proj = nn.Linear(3 * in_dim, d_model) if pool.endswith("+stats") else None
         init_linear_layernorm(self)
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
 
@@ -165,6 +170,8 @@ class M3E(nn.Module):
         h = torch.where(m.unsqueeze(-1), self.norm(h), h.new_zeros(()))
         score = self.pool_score(h).squeeze(-1) if self.pool_score is not None else None
         pooled, w = _pool(h, m, self.pool, score)
+        if self.stats_proj is not None:
+            pooled = pooled + self.stats_proj(pooled_stats(x, m))
         return M3EOutput(h, pooled, w)
 
 
@@ -424,7 +431,10 @@ class StackedM3E(nn.Module):
         )
         self.sgp = nn.ModuleList(StackedSGP(G, d_model, sgp_kernel, sgp_k, sgp_init_std) for _ in range(n_sgp))
         self.norm = StackedLayerNorm(G, d_model)
-        self.pool_score = StackedLinear(G, d_model, 1, bias=False) if pool != "mean" else None
+        self.pool_score = StackedLinear(G, d_model, 1, bias=False) if "attn" in pool else None
+        self.stats_proj = StackedLinear(G, 3 * in_dim, d_model) if pool.endswith("+stats") else None
+        for p in self.parameters():  # one leading [G] axis: weight decay judges the per-expert shape
+            p.stack_dims = 1  # type: ignore[attr-defined]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None) -> M3EOutput:
         """``x [G, B, T, D]`` (padded steps already zero), ``mask [B, T]`` (shared) or ``[G, B, T]``
@@ -447,7 +457,10 @@ class StackedM3E(nn.Module):
                 h = blk(h, m)
         h = self.norm(h) * mf
         score = self.pool_score(h).squeeze(-1) if self.pool_score is not None else None
-        pooled, w = _pool(h, m.view(-1, B, T), self.pool, score)
+        mm = m.view(-1, B, T)
+        pooled, w = _pool(h, mm, self.pool, score)
+        if self.stats_proj is not None:
+            pooled = pooled + self.stats_proj(pooled_stats(x, mm.expand(x.shape[0], B, T)))
         return M3EOutput(h, pooled, w)
 
     # -- conversion to and from single experts ------------------------------------------------
@@ -548,7 +561,8 @@ class M3EClassifier(nn.Module):
     def forward_features(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, mask = _stream_input(batch, self.stream, self.region_index)
         enc = self.encoder(x, mask)
-        out = {"features": self.pre_logits(enc.pooled)}
+        # expert_tokens: the M3E output itself, where B-MoE's L_emb applies (loss.emb_on: experts)
+        out = {"features": self.pre_logits(enc.pooled), "expert_tokens": enc.pooled.unsqueeze(1)}
         if enc.pool_weights is not None:
             out["saliency"] = enc.pool_weights
         return out
