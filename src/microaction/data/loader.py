@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from microaction.data.annotations import UNKNOWN, Sample
+from microaction.data.prefetch import background
 from microaction.data.samplers import Key
 from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreError, StoreMismatch
@@ -467,8 +468,6 @@ class PrefetchLoader:
     machine). The order of batches is the DataLoader's; exceptions reach the consumer.
     """
 
-    _END = object()
-
     def __init__(self, loader: torch.utils.data.DataLoader, depth: int = 2) -> None:
         self.loader, self.depth = loader, depth
 
@@ -476,43 +475,7 @@ class PrefetchLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
-        import queue
-        import threading
-
-        q: queue.Queue[Any] = queue.Queue(maxsize=self.depth)
-        stop = threading.Event()
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def fill() -> None:
-            try:
-                for batch in self.loader:
-                    if not put(batch):
-                        return
-                put(self._END)
-            except BaseException as e:  # handed to the consumer
-                put(e)
-
-        thread = threading.Thread(target=fill, name="microaction-prefetch", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = q.get()
-                if item is self._END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join(timeout=10)
+        return background(self.loader, self.depth)
 
 
 def make_loader(dataset: ClipDataset, batch_sampler: Any, *, workers: int = 0, prefetch: int = 2) -> Any:

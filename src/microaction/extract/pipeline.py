@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from microaction.data.prefetch import background
 from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
 from microaction.extract.parsers import Parser, ParseResult, make_parser
 from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout, step_validity
-from microaction.extract.video import Sampling, VideoError, background, iter_frames, probe
+from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
 
 __all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "face_crops", "params_from_manifest"]

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from microaction.data.prefetch import background
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.extract.encoders.base import rate_steps
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
-from microaction.extract.video import VideoError, background, iter_frames, probe
+from microaction.extract.video import VideoError, iter_frames, probe
 
 if TYPE_CHECKING:
     from microaction.extract.pipeline import Extraction, Extractor, ExtractParams, Parsed

@@ -10,19 +10,13 @@ presentation times in seconds, so variable frame rates and GIF frame delays are 
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["Sampling", "Video", "VideoError", "VideoInfo", "background", "iter_frames", "probe", "read_video"]
-
-
-T = TypeVar("T")
+__all__ = ["Sampling", "Video", "VideoError", "VideoInfo", "iter_frames", "probe", "read_video"]
 
 
 class VideoError(RuntimeError):
@@ -216,43 +210,6 @@ def iter_frames(
             raise VideoError(f"{path}: no frame in the requested window (video has {i + 1} frames)")
     finally:
         container.close()
-
-
-def background(items: Iterator[T], maxsize: int = 8) -> Iterator[T]:
-    """The items of ``items`` produced in a thread (e.g. decoding beside a parser that releases
-    the GIL); an exception there is raised here; stopping early stops the thread."""
-    q: queue.Queue = queue.Queue(maxsize=maxsize)
-    stop = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(end)
-        except BaseException as e:  # handed to the consumer
-            q.put(e)
-
-    th = threading.Thread(target=produce, daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        th.join(timeout=5)
 
 
 def read_video(path: str | os.PathLike[str], sampling: Sampling = Sampling()) -> Video:
