@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from microaction.models import create_model
 
 REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
-MAKE_BENCH = {"args": [], "budget_s": 240, "mode": "full"}
+MAKE_BENCH = {"args": ["--profile", "12"], "budget_s": 200, "mode": "full (+ the top 12 ops of one fp32 step)"}
 # the clock every timing uses: wall time, or this process's CPU time with --cpu-time (one thread:
 # on a machine shared with other jobs, time spent preempted does not count)
 CLOCK: list[Callable[[], float]] = [time.perf_counter]
@@ -302,6 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     result("B-MoE fp32 train step, FLOP rate / fp32 matmul rate", round(share, 1), unit="%", goal=">= 80 %",
            met=None if quick else share >= 80, note=note or dims)  # fmt: skip
     result("B-MoE fp32 train step", round(t["fp32"], 3), unit="s", note=note or dims)
+    threads = torch.get_num_threads()
+    if threads > 1:  # the same share on one thread: what the second thread does not buy
+        torch.set_num_threads(1)
+        t1 = interleaved({"mm": fns["mm"], "fp32": fns["fp32"]}, max(1, reps - 1))
+        torch.set_num_threads(threads)
+        share1 = 100 * (flops / t1["fp32"]) / (2 * mm_n**3 / t1["mm"])
+        print(f"  one thread: fp32 step {t1['fp32']:.3f} s, {share1:.1f} % of the one-thread matmul rate "
+              f"(threads {threads} -> 1: matmul {t1['mm'] / t['mm']:.2f}x slower, step {t1['fp32'] / t['fp32']:.2f}x)")  # fmt: skip
+        result("B-MoE fp32 train step, FLOP rate / fp32 matmul rate, one thread", round(share1, 1), unit="%",
+               note=note or f"{dims}; step {t1['fp32'] / t['fp32']:.2f}x and matmul {t1['mm'] / t['mm']:.2f}x slower "
+               f"than on {threads} threads")  # fmt: skip
     if run_bf16:
         print(f"  bf16 autocast: {t['bf16']:.3f} s/step, {B / t['bf16']:.1f} clips/s")
         speedup = t["fp32"] / t["bf16"]

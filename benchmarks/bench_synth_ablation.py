@@ -38,11 +38,13 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "micro_dualnet": ("micro_dualnet", []),
     "bmoe": ("bmoe", []),  # the paper's objective: CE + L_emb, no routing supervision
     "bmoe_routed": ("bmoe_routed", []),  # + body-part routing supervision (ours)
-    "bmoe_mix": ("bmoe", ["model.kwargs.combine=mix"]),  # routing-weighted average of the experts
+    # the read-out: the routed sum of the experts' pooled outputs straight to the head, or not
+    "bmoe_sum_regions": ("bmoe", ["model.kwargs.expert_sum=regions"]),  # ... without the global M3E's
+    "bmoe_no_sum": ("bmoe", ["model.kwargs.expert_sum=none"]),  # experts reach the head through attention only
+    "bmoe_no_sum_readout": ("bmoe", ["model.kwargs.expert_sum=none", "model.kwargs.readout_pooled=true"]),
+    "bmoe_no_sum_mean": ("bmoe", ["model.kwargs.expert_sum=none", "model.kwargs.pool=mean"]),  # the former design
+    "bmoe_mix": ("bmoe", ["model.kwargs.combine=mix"]),  # routing-weighted average of the expert sequences
     "bmoe_emb_features": ("bmoe", ["loss.emb_on=features"]),  # L_emb on the classifier input only
-    "bmoe_stats": ("bmoe", ["model.kwargs.pool=mean+stats"]),  # expert tokens see their inputs' statistics
-    # ... and the read-out sees the experts' pooled tokens
-    "bmoe_stats_readout": ("bmoe", ["model.kwargs.pool=mean+stats", "model.kwargs.readout_pooled=true"]),
     "bmoe_noise": ("bmoe", ["model.kwargs.router_noise=1.0"]),  # Gaussian noise on routing logits
     "bmoe_balance": ("bmoe", ["loss.load_balance_weight=0.05"]),  # load-balance term
     "bmoe_uniform": ("bmoe_uniform", []),

@@ -245,6 +245,26 @@ def test_bad_arguments():
         bmoe()({**batch(), "regions": batch()["regions"][:, :3]})
     with pytest.raises(ValueError, match="max_len"):
         bmoe()(batch(T=40))
+    with pytest.raises(ValueError, match="expert_sum"):
+        bmoe(expert_sum="global")
+
+
+def test_expert_sum_is_the_routed_mixture_of_the_experts_pooled_outputs():
+    b = batch()
+    feats = {}
+    for mode in ("none", "regions", "all"):
+        model = bmoe(seed=3, expert_sum=mode, pool="mean+stats")
+        captured: list[torch.Tensor] = []
+        model.pre_logits.register_forward_hook(lambda m, i, o, seen=captured: seen.append(i[0]))
+        with torch.no_grad():
+            out = model(b)
+        feats[mode] = (captured[0], out)
+    base, out = feats["none"]
+    tokens, w = out["expert_tokens"], out["routing"]  # [B, R+1, d] (regions, then global), [B, R]
+    mix = torch.einsum("br,brd->bd", w, tokens[:, :-1])
+    torch.testing.assert_close(feats["regions"][0], base + mix)
+    torch.testing.assert_close(feats["all"][0], base + mix + tokens[:, -1])
+    assert torch.all(w[1, 3] == 0)  # an invisible region adds nothing
 
 
 def test_paper_preset_dimensions():

@@ -27,7 +27,10 @@ def test_demo_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     n_clips = sum(json.loads((out / "synth" / "dataset.json").read_text())["clips"].values())
     assert len(list((out / "synth" / "videos").glob("*.mp4"))) == n_clips
     assert len(list((out / "store" / "items").glob("*.npz"))) == n_clips
+    assert (out / "store" / "packed" / "keys.json").is_file()  # packed before training
     assert (out / "report" / "report.html").is_file()
+    # the first model trained in a background process, its log in the runs folder
+    assert "finished" in (out / "runs" / "bmoe.log").read_text()
     # B-MoE's routing over the four regions is in its evaluation (the faithfulness benchmark reads it)
     ev = json.loads((out / "runs" / "bmoe" / "eval_test.json").read_text())
     rows = [r for r in ev["routing_per_class"] if r is not None]  # None: no test clip of the class

@@ -23,6 +23,9 @@ VARIANT_KWARGS = {
     # experts kept apart (routing as an attention bias), tokens that see the inputs' statistics
     "tokens": {"combine": "tokens", "pool": "mean+stats", "router_noise": 0.5, "readout_pooled": True},
     "stats": {"pool": "mean+stats"},
+    # the demo configs' B-MoE: + the routed sum of the experts' pooled outputs straight to the head
+    "demo": {"combine": "tokens", "pool": "mean+stats", "expert_sum": "all"},
+    "sumr": {"expert_sum": "regions", "router_noise": 0.5},
 }
 
 
@@ -86,7 +89,16 @@ def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 
 # detectors (task "detection": per-step outputs on sequences) have their own generic tests: test_detectors.py
 MODELS = [m for m in list_models() if getattr(model_entry(m).cls, "task", "classification") == "classification"]
-VARIANTS = [*MODELS, "bmoe+face", "bmoe_concat+face", "bmoe+tokens", "m3e_global+stats"]
+VARIANTS = [
+    *MODELS,
+    "bmoe+face",
+    "bmoe_concat+face",
+    "bmoe+tokens",
+    "bmoe+demo",
+    "bmoe_uniform+demo",
+    "bmoe+sumr",
+    "m3e_global+stats",
+]
 
 
 def test_registry_lists_builtins_and_names_unknown():

@@ -120,6 +120,30 @@ def test_train_and_eval_detector(recordings: tuple[Path, Path], tmp_path: Path, 
         assert all("routing" not in d for d in dets)
 
 
+def test_standardised_detector_carries_its_statistics(recordings: tuple[Path, Path], tmp_path: Path) -> None:
+    """data.standardize: training-split statistics in the checkpoint, applied again at eval time."""
+    from microaction.data.standardize import FeatureStats
+    from microaction.engine.detection import detect_split, load_detector, read_split_segments
+    from microaction.engine.trainer import train
+
+    data, store = recordings
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "demo_tridet.yaml"
+    sets = [f"data.store={store}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={tmp_path}",
+            "run.epochs=1", "detection.window=64", "detection.windows_per_epoch=4", "run.batch_size=4",
+            "data.standardize=true"]  # fmt: skip
+    loaded = load_detector(train(cfg, sets))
+    stats = FeatureStats.from_meta(loaded.meta)
+    assert stats is not None and stats.global_mean.shape == (loaded.manifest.global_dim,)
+    recs, _, dets = detect_split(loaded, "train")
+    assert dets is not None
+    _, videos = read_split_segments(loaded.config, loaded.taxonomy, "train")
+    assert sorted(r.video for r in recs) == sorted(videos)
+    glob = np.concatenate([r.global_ for r in recs]).astype(np.float64)
+    spread = glob.std(0) > 1e-3  # features with spread: mean 0, std 1 over the training recordings
+    np.testing.assert_allclose(glob.mean(0)[spread], 0.0, atol=1e-3)
+    np.testing.assert_allclose(glob.std(0)[spread], 1.0, atol=1e-3)
+
+
 def test_sliding_window_from_a_clip_run(tmp_path: Path) -> None:
     """A trained clip classifier's checkpoint becomes a sliding-window detector with its weights."""
     from microaction.engine.checkpoint import save_weights

@@ -121,6 +121,7 @@ def current_segments(dets: list[Detection], names: list[str], regions: list[str]
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from microaction.data.standardize import FeatureStats
     from microaction.engine.detection import detect_recording, load_detector, recording_from_item
     from microaction.report.overlay import write_overlay
     from microaction.report.timeline import write_timeline
@@ -148,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         assert video is not None
         item = extract_recording(video, loaded.manifest, out / FEATURES, progress=not args.quiet)
         name = video.stem
-    rec = recording_from_item(name, item, where=f"{args.store or video}: {item.key}")
+    stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))  # the run's data.standardize
+    rec = recording_from_item(name, item, where=f"{args.store or video}: {item.key}", stats=stats)
     dets = [d for d in detect_recording(loaded.model, rec, args.device) if d.score >= args.min_score]
     regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
     placed = _place_video(video, out) if video is not None else None

@@ -40,6 +40,7 @@ from torch import nn
 
 from microaction.data.segment_readers import read_segments
 from microaction.data.segments import Detection, Segment, SegmentTable
+from microaction.data.standardize import FeatureStats, compute_feature_stats
 from microaction.data.store import FeatureStore, Item, atomic_write_bytes
 from microaction.engine.checkpoint import save_weights
 from microaction.engine.config import ExperimentConfig
@@ -124,7 +125,16 @@ def _key_index(store: FeatureStore) -> dict[str, str]:
     return index
 
 
-def load_recordings(store: FeatureStore, segments: list[Segment], videos: list[str], *, source: str) -> list[Recording]:
+def load_recordings(
+    store: FeatureStore,
+    segments: list[Segment],
+    videos: list[str],
+    *,
+    source: str,
+    stats: FeatureStats | None = None,
+) -> list[Recording]:
+    """The recordings ``videos`` from ``store`` with their ground truth in steps (standardised with
+    ``stats`` when given)."""
     from microaction.data.store import video_key
 
     index = _key_index(store)
@@ -138,7 +148,7 @@ def load_recordings(store: FeatureStore, segments: list[Segment], videos: list[s
         if not key:
             missing.append(v)
             continue
-        rec = recording_from_item(v, store.read(key), where=f"{store.root}: item {key}")
+        rec = recording_from_item(v, store.read(key), where=f"{store.root}: item {key}", stats=stats)
         segs = by_video.get(v, [])
         if segs:
             rec.segments = np.stack([rec.to_steps(np.array([s.start, s.end])) for s in segs])
@@ -323,7 +333,12 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     seg_tr, vid_tr = read_split_segments(cfg, tax, cfg.data.train_split)
     seg_va, vid_va = read_split_segments(cfg, tax, cfg.data.val_split)
     train = load_recordings(store, seg_tr, vid_tr, source=f"split {cfg.data.train_split!r}")
-    val = load_recordings(store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}")
+    stats = None
+    if cfg.data.standardize:  # statistics of the training recordings; they travel in every checkpoint
+        stats = compute_feature_stats(store, [r.key for r in train])
+        for r in train:
+            standardize_recording(r, stats)
+    val = load_recordings(store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats)
     prepare_run_dir(cfg, info, overwrite)
     kwargs = detection_model_kwargs(cfg, tax, store)
     if cfg.detection.classifier_run:
@@ -359,6 +374,8 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
         "primary_metric": "mAP",
         "task": "detection",
     }
+    if stats is not None:
+        meta["feature_stats"] = stats.to_dict()
     _log(run_dir, f"detection run {run_dir}: {len(train)} training recordings ({total_steps} steps), "
                   f"{len(val)} validation; {per_epoch} windows of {dc.window} steps per epoch, device {device}")  # fmt: skip
     threads = torch.get_num_threads()
@@ -497,14 +514,27 @@ def detect_split(
     segments, videos = read_split_segments(loaded.config, loaded.taxonomy, split)
     if not videos:
         raise ValueError(f"{loaded.run_dir}: split {split!r} has no recordings in the run's annotations")
-    recs = load_recordings(fs, segments, videos, source=f"split {split!r}")
+    stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
+    recs = load_recordings(fs, segments, videos, source=f"split {split!r}", stats=stats)
     model = loaded.model.to(device)
     return recs, segments, [d for r in recs for d in detect_recording(model, r, device)]
 
 
-def recording_from_item(video: str, item: Item, *, where: str) -> Recording:
+def recording_from_item(video: str, item: Item, *, where: str, stats: FeatureStats | None = None) -> Recording:
     """A whole recording's features (a store item or an extraction, store layout) as a
-    ``Recording`` without ground truth, for ``detect_recording``."""
+    ``Recording`` without ground truth, for ``detect_recording``; standardised with ``stats``
+    (a run's ``feature_stats``, ``FeatureStats.from_meta``) when given."""
     t0, dt = step_grid(item.timestamps, where)
-    return Recording(video, item.key, item.regions, item.global_, np.asarray(item.region_valid, bool), t0, dt,
-                     np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
+    rec = Recording(video, item.key, item.regions, item.global_, np.asarray(item.region_valid, bool), t0, dt,
+                    np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
+    if stats is not None:
+        standardize_recording(rec, stats, where=where)
+    return rec
+
+
+def standardize_recording(rec: Recording, stats: FeatureStats, *, where: str = "") -> None:
+    """``rec``'s features standardised in place (float32) with a run's training statistics."""
+    R, _, D = rec.regions.shape
+    stats.check(R, D, rec.global_.shape[-1], source=where or rec.key)
+    rec.regions = stats.apply_regions(rec.regions.astype(np.float32)).astype(np.float32)
+    rec.global_ = stats.apply_global(rec.global_.astype(np.float32)).astype(np.float32)

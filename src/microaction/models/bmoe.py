@@ -26,7 +26,12 @@ Outputs: ``action``, ``body`` (num_body > 0), ``features`` [B, d], ``routing`` [
 ``router_noise`` > 0 adds Gaussian noise of that std to the routing logits in training.
 ``readout_pooled``: the read-out also attends to every expert's pooled token (+ region embedding;
 with ``combine="tokens"`` biased by log routing) and the global M3E's pooled token, so what the
-experts pool (``pool="mean+stats"``: their inputs' statistics) reaches the classifier. Padded steps and invisible regions are zeroed on
+experts pool (``pool="mean+stats"``: their inputs' statistics) reaches the classifier.
+``expert_sum="all"``: the classic mixture-of-experts output, Σ_r routing_r · token_r (every region
+expert's pooled output) + the global M3E's pooled output, is added to the read-out's normalised CLS
+before the MLP (``"regions"``: without the global M3E's, so only routed experts take this path): a direct path from every expert to the classifier, through which the router learns
+which expert helps (without it the experts reach the head only through two attention layers over
+R·T + 2 tokens). Padded steps and invisible regions are zeroed on
 entry, excluded from every softmax / attention, and get routing 0, so they cannot change outputs.
 
 Head texture branch (``face_size > 0``; ``models.head_texture``): the batch also carries head-box
@@ -99,6 +104,7 @@ _TINY = {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 32}
 _PAPER = {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64}
 ROUTINGS = ("soft", "uniform", "concat")
 COMBINES = ("mix", "tokens")
+EXPERT_SUMS = ("none", "regions", "all")
 
 
 def encoder_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -154,6 +160,7 @@ class BMoE(nn.Module):
         router_noise: float = 0.0,
         combine: str = "mix",
         readout_pooled: bool = False,
+        expert_sum: str = "none",
         fusion_layers: int = 1,
         cls_layers: int = 1,
         expert_impl: str = "batched",
@@ -188,6 +195,9 @@ class BMoE(nn.Module):
         self.router_noise = float(router_noise)
         self.combine = combine if routing != "concat" else "tokens"
         self.readout_pooled = bool(readout_pooled)
+        if expert_sum not in EXPERT_SUMS:
+            raise ValueError(f"expert_sum must be one of {EXPERT_SUMS}, got {expert_sum!r}")
+        self.expert_sum = expert_sum
         self.n_heads = n_heads
         self.expert_impl = expert_impl
         self.expert_kwargs: dict[str, Any] = {
@@ -382,7 +392,13 @@ class BMoE(nn.Module):
             tmask = torch.cat([tmask, pbias.masked_fill(~pvalid, float("-inf"))], 1)
         for layer in self.cls_layers:
             tok = layer(tok, tmask)
-        out["features"] = self.pre_logits(self.norm(tok[:, 0]))
+        cls = self.norm(tok[:, 0])
+        if self.expert_sum != "none":  # Σ_r routing_r · expert_r (+ global expert): the MoE output, to the head
+            wr = w if w is not None else valid.to(tokens.dtype) / valid.sum(1, keepdim=True).clamp_min(1)
+            cls = cls + torch.einsum("br,brd->bd", wr, tokens)
+            if self.expert_sum == "all":
+                cls = cls + genc.pooled
+        out["features"] = self.pre_logits(cls)
         if texture_loss is not None:
             out["aux_losses"] = {"texture": texture_loss}  # type: ignore[assignment]
         return out

@@ -1,0 +1,121 @@
+"""The zoom B-MoE relies on: region crops against the whole-person crop, through the pixel path.
+
+The pose features of ``mar demo`` are keypoints: every region stream is a subset of the global
+one, so a region expert sees nothing the global stream lacks. Here the rendered demo videos go
+through the **pixel path** instead: ``mar extract --parser groundtruth --encoder motion
+--crop-size S`` computes optical-flow / gradient descriptors (HOF, MBH, HOG) on each region's
+masked crop resized to S × S (the head crop zooms in on eyes, nose and mouth, the arm crop on the
+hands) and, for the global stream, on the whole-person crop at the **same** S × S. Then, on that
+one store and for every training seed, it trains
+
+* ``pooled_linear`` (the linear probe on pooled mean / std / mean |Δ| of all five streams),
+* ``m3e_global`` (``configs/demo_m3e_global.yaml``: one M3E on the whole-person crop's features),
+* ``bmoe`` (``configs/demo_bmoe.yaml``: region experts on the zoomed crops + the global stream),
+
+evaluates each on the test split and prints mean ± std (population) over the seeds of F1_mean and
+action top-1, and the gap ``bmoe`` − ``m3e_global`` (goal: ≥ +5 F1_mean points).
+
+    python benchmarks/bench_pixel_zoom.py [--quick] [--seeds 0,1,2] [--crop-size 64] [--data DIR] [--out DIR]
+
+``--data``: a rendered synthetic dataset to reuse (``mar demo`` leaves one in ``runs/demo/synth``);
+without it the demo preset is generated and rendered into ``OUT/synth``. The store is reused when
+it exists (an interrupted extraction resumes); ``--resume`` reuses finished runs.
+``--quick``: the tiny preset, one seed, 2 epochs (a smoke run, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import result
+
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 120, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
+MODELS = ("pooled_linear", "m3e_global", "bmoe")
+
+
+def mar(argv: list[str]) -> float:
+    from microaction.cli import main as mar_main
+
+    print(f"\n== mar {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    if mar_main(argv) != 0:
+        raise RuntimeError(f"mar {argv[0]} failed")
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    from microaction.commands.demo import configs_dir, train_and_eval
+
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds")
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--crop-size", type=int, default=64, help="side of every stream's crop (regions and global)")
+    ap.add_argument("--data", help="a rendered synthetic dataset to reuse (default: generate into OUT/synth)")
+    ap.add_argument("--out", default="runs/bench_pixel_zoom")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
+    ap.add_argument("--resume", action="store_true", help="reuse runs that have finished (eval_test.json)")
+    ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
+    args = ap.parse_args()
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    preset = "tiny" if args.quick else "demo"
+    epochs = 2 if args.quick and args.epochs is None else args.epochs
+    out, cfg = Path(args.out), configs_dir(None)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    data = Path(args.data) if args.data else out / "synth"
+    if not (data / "manifest.csv").is_file():
+        timings["synth + render"] = mar(["synth", "--out", str(data), "--preset", preset, "--seed",
+                                         str(args.data_seed), "--workers", str(args.workers), "--render"])  # fmt: skip
+    if not (data / "videos").is_dir():
+        raise SystemExit(f"{data} has no videos/: the pixel path needs a rendered dataset (mar synth --render)")
+    store = out / f"store_motion{args.crop_size}"
+    if not (store / "packed" / "keys.json").is_file():
+        timings["extract (motion)"] = mar(["extract", "--videos", str(data / "manifest.csv"), "--out", str(store),
+                                           "--parser", "groundtruth", "--encoder", "motion", "--crop-size",
+                                           str(args.crop_size), "--workers", str(args.workers), "--quiet"])  # fmt: skip
+        timings["pack"] = mar(["pack", str(store)])
+
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in models}
+    for seed in seeds:
+        for m in models:
+            name = f"{m}_s{seed}"
+            done = out / "runs" / name / "eval_test.json"
+            if args.resume and done.is_file():
+                met = json.loads(done.read_text())["metrics"]
+            else:
+                _, met = train_and_eval(m, cfg, data, store, out / "runs", timings, seed=seed, epochs=epochs,
+                                        name=name, extra=["run.progress=false"])  # fmt: skip
+            rows[m].append(met)
+
+    note = "quick: not a measurement" if args.quick else f"demo preset rendered, motion encoder {args.crop_size}px"
+    print(f"\npixel path (motion encoder, every crop {args.crop_size}x{args.crop_size}), test split, seeds {seeds}:")
+    print(f"{'model':<15} {'F1_mean':>14} {'action top-1':>14}  per seed F1_mean")
+    f1 = {m: 100 * np.array([r["f1_mean"] for r in rows[m]]) for m in models}
+    for m in models:
+        top1 = 100 * np.array([r["action_top1"] for r in rows[m]])
+        per = ", ".join(f"{v:.1f}" for v in f1[m])
+        print(f"{m:<15} {f1[m].mean():>7.1f} ± {f1[m].std():>4.1f} {top1.mean():>7.1f} ± {top1.std():>4.1f}  {per}")
+        result(f"pixel path: {m} test F1_mean", round(float(f1[m].mean()), 1), unit="%", note=note)
+    if "bmoe" in f1 and "m3e_global" in f1:
+        gap = float(f1["bmoe"].mean() - f1["m3e_global"].mean())
+        print(f"bmoe - m3e_global: {gap:+.1f} F1_mean points (goal >= +5)")
+        result("pixel path: bmoe (region crops) - m3e_global (whole-person crop), F1_mean", round(gap, 1),
+               unit="points", goal=">= +5", met=None if args.quick else gap >= 5, note=note)  # fmt: skip
+    if timings:
+        print("steps: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
