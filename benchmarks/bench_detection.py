@@ -59,7 +59,7 @@ def prepare(root: Path, seed: int, preset: str) -> tuple[Path, Path]:
 
 
 def quality(args: argparse.Namespace, cfg_dir: Path, out: Path) -> list[dict[str, Any]]:
-    from microaction.engine.evaluate import evaluate_run
+    from microaction.engine.detection import evaluate_detection_run as evaluate_run
     from microaction.engine.trainer import train
 
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -163,3 +163,13 @@ def test_sliding_window_from_a_clip_run(tmp_path: Path) -> None:
     with torch.no_grad():
         out = det.eval()(batch)
     torch.testing.assert_close(out["scores"].sum(-1)[0], torch.ones(40), atol=1e-5, rtol=0)  # softmax per step
+    # the clip run's standardisation comes with its classifier
+    from microaction.data.standardize import FeatureStats
+    from microaction.engine.detection import classifier_run_stats
+
+    assert classifier_run_stats(tmp_path) is None
+    stats = FeatureStats(np.ones((2, 6), np.float32), np.full((2, 6), 2.0, np.float32), np.zeros(8, np.float32),
+                         np.ones(8, np.float32))  # fmt: skip
+    save_weights(tmp_path / "best.safetensors", clip.state_dict(), {**meta, "feature_stats": stats.to_dict()})
+    got = classifier_run_stats(tmp_path)
+    assert got is not None and np.array_equal(got.region_std, stats.region_std)

@@ -286,6 +286,16 @@ def detection_model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: Fea
     return kw
 
 
+def classifier_run_stats(run_dir: str | os.PathLike[str]) -> FeatureStats | None:
+    """The feature statistics a clip run standardised with (``data.standardize``), or None."""
+    from microaction.engine.checkpoint import load_weights
+    from microaction.engine.runs import find_checkpoint
+
+    path = Path(run_dir)
+    ckpt = path if path.suffix == ".safetensors" else find_checkpoint(path, "best")
+    return FeatureStats.from_meta(load_weights(ckpt)[1], source=str(ckpt))
+
+
 def sliding_window_from_run(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
     """A ``sliding_window`` detector around a trained clip run's classifier (softmax scores, its T
     as the window); returns the model and its constructor kwargs."""
@@ -334,10 +344,17 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     seg_va, vid_va = read_split_segments(cfg, tax, cfg.data.val_split)
     train = load_recordings(store, seg_tr, vid_tr, source=f"split {cfg.data.train_split!r}")
     stats = None
-    if cfg.data.standardize:  # statistics of the training recordings; they travel in every checkpoint
+    if cfg.detection.classifier_run:  # the clip run's classifier expects its own run's standardisation
+        if cfg.data.standardize:
+            raise ValueError(
+                "data.standardize with detection.classifier_run: the classifier keeps the feature "
+                "statistics of its own run; leave data.standardize off"
+            )
+        stats = classifier_run_stats(cfg.detection.classifier_run)
+    elif cfg.data.standardize:  # statistics of the training recordings; they travel in every checkpoint
         stats = compute_feature_stats(store, [r.key for r in train])
-        for r in train:
-            standardize_recording(r, stats)
+    for r in train if stats is not None else ():
+        standardize_recording(r, stats)
     val = load_recordings(store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats)
     prepare_run_dir(cfg, info, overwrite)
     kwargs = detection_model_kwargs(cfg, tax, store)
