@@ -38,8 +38,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "micro_dualnet": ("micro_dualnet", []),
     "bmoe": ("bmoe", []),  # the paper's objective: CE + L_emb, no routing supervision
     "bmoe_routed": ("bmoe_routed", []),  # + body-part routing supervision (ours)
-    # the read-out: the routed sum of the experts' pooled outputs straight to the head, or not
-    "bmoe_sum_regions": ("bmoe", ["model.kwargs.expert_sum=regions"]),  # ... without the global M3E's
+    # the read-out: the routed sum of the region experts' pooled outputs straight to the head (bmoe),
+    # with the global M3E's pooled output added, or no direct path at all
+    "bmoe_sum_all": ("bmoe", ["model.kwargs.expert_sum=all"]),
+    "bmoe_sum_all_balance": ("bmoe", ["model.kwargs.expert_sum=all", "loss.load_balance_weight=0.05"]),
     "bmoe_no_sum": ("bmoe", ["model.kwargs.expert_sum=none"]),  # experts reach the head through attention only
     "bmoe_no_sum_readout": ("bmoe", ["model.kwargs.expert_sum=none", "model.kwargs.readout_pooled=true"]),
     "bmoe_no_sum_mean": ("bmoe", ["model.kwargs.expert_sum=none", "model.kwargs.pool=mean"]),  # the former design

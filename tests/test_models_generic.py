@@ -24,8 +24,8 @@ VARIANT_KWARGS = {
     "tokens": {"combine": "tokens", "pool": "mean+stats", "router_noise": 0.5, "readout_pooled": True},
     "stats": {"pool": "mean+stats"},
     # the demo configs' B-MoE: + the routed sum of the experts' pooled outputs straight to the head
-    "demo": {"combine": "tokens", "pool": "mean+stats", "expert_sum": "all"},
-    "sumr": {"expert_sum": "regions", "router_noise": 0.5},
+    "demo": {"combine": "tokens", "pool": "mean+stats", "expert_sum": "regions"},
+    "sumall": {"expert_sum": "all", "router_noise": 0.5},
 }
 
 
@@ -96,7 +96,7 @@ VARIANTS = [
     "bmoe+tokens",
     "bmoe+demo",
     "bmoe_uniform+demo",
-    "bmoe+sumr",
+    "bmoe+sumall",
     "m3e_global+stats",
 ]
 
@@ -159,6 +159,9 @@ def test_backward_reaches_every_parameter(name):
     loss = F.cross_entropy(out["action"], batch["action"]) + F.cross_entropy(out["body"], batch["body"])
     if "features" in out:
         loss = loss + out["features"].pow(2).mean()
+    if "expert_tokens" in out:  # what L_emb on the experts (loss.emb_on: experts) trains
+        valid = out.get("expert_valid", torch.ones(out["expert_tokens"].shape[:2], dtype=torch.bool))
+        loss = loss + (out["expert_tokens"].pow(2).mean(-1) * valid).mean()
     for v in aux(out).values():
         loss = loss + v
     loss.backward()

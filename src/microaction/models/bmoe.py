@@ -31,7 +31,8 @@ experts pool (``pool="mean+stats"``: their inputs' statistics) reaches the class
 expert's pooled output) + the global M3E's pooled output, is added to the read-out's normalised CLS
 before the MLP (``"regions"``: without the global M3E's, so only routed experts take this path): a direct path from every expert to the classifier, through which the router learns
 which expert helps (without it the experts reach the head only through two attention layers over
-R·T + 2 tokens). Padded steps and invisible regions are zeroed on
+R·T + 2 tokens; with ``"regions"`` only the routed experts take the direct path, so the router
+must find the part that moved). Padded steps and invisible regions are zeroed on
 entry, excluded from every softmax / attention, and get routing 0, so they cannot change outputs.
 
 Head texture branch (``face_size > 0``; ``models.head_texture``): the batch also carries head-box
