@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 REPO = Path(__file__).resolve().parents[1]
-MAKE_BENCH = {"args": [], "budget_s": 150, "mode": "full"}
+MAKE_BENCH = {"args": [], "budget_s": 90, "mode": "full"}
 DEFAULT_CLIPS = Path(os.environ.get("MAR_SHARED", REPO.parent / "shared")) / "data" / "ma52" / "demo_clips"
 
 

@@ -37,7 +37,7 @@ _COCO = np.array(
 _BODY25_FROM_COCO = [0, -1, 6, 8, 10, 5, 7, 9, -2, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3, 15, 15, 15, 16, 16, 16]
 
 
-MAKE_BENCH = {"args": ["--quick"], "budget_s": 40, "mode": "reduced: --quick (2,000 frames, 500 clips)"}
+MAKE_BENCH = {"args": [], "budget_s": 130, "mode": "full (20,000-frame stream, 10,000-clip pickle)"}
 
 
 def _motion(T: int, seed: int) -> np.ndarray:

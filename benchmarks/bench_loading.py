@@ -83,7 +83,7 @@ class MemSampler(threading.Thread):
         self.join()
 
 
-MAKE_BENCH = {"args": [], "budget_s": 180, "mode": "full (22,422 clips, demo dims)"}
+MAKE_BENCH = {"args": [], "budget_s": 110, "mode": "full (22,422 clips, demo dims)"}
 
 
 def main() -> int:

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from microaction.models import create_model
 
 REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
-MAKE_BENCH = {"args": ["--profile", "12"], "budget_s": 200, "mode": "full (+ the top 12 ops of one fp32 step)"}
+MAKE_BENCH = {"args": ["--profile", "12"], "budget_s": 120, "mode": "full (+ the top 12 ops of one fp32 step)"}
 # the clock every timing uses: wall time, or this process's CPU time with --cpu-time (one thread:
 # on a machine shared with other jobs, time spent preempted does not count)
 CLOCK: list[Callable[[], float]] = [time.perf_counter]

@@ -41,9 +41,9 @@ from microaction.extract.pipeline import ExtractParams  # noqa: E402
 from microaction.extract.runner import collect_jobs, run_extraction  # noqa: E402
 
 MAKE_BENCH = {
-    "args": ["--scenes", "2", "--parsers", "keypoints"],
-    "budget_s": 40,
-    "mode": "reduced: 2 scenes, keypoint files",
+    "args": ["--parsers", "keypoints"],
+    "budget_s": 30,
+    "mode": "reduced: 6 scenes from keypoint files (the MediaPipe video path: run the script alone)",
 }
 
 

@@ -63,7 +63,7 @@ def faithfulness(ev: dict) -> dict:
     }
 
 
-MAKE_BENCH = {"args": [], "budget_s": 200, "mode": "full (demo preset, seed 0)"}
+MAKE_BENCH = {"args": [], "budget_s": 240, "mode": "full (demo preset, seed 0)"}
 
 
 def main() -> int:

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 # make bench: the full comparison (3 seeds x 5 default variants, 20 epochs each) does not fit its budget
-MAKE_BENCH = {"args": ["--quick"], "budget_s": 120, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 40, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
 # variant -> (config demo_<config>.yaml, --set overrides): one switch per ablation row
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pooled_linear": ("pooled_linear", []),
+    "pooled_linear_global": ("pooled_linear", ["model.kwargs.streams=global"]),  # the probe on the global stream only
     "m3e_global": ("m3e_global", []),
     "m3e_global_mean": ("m3e_global", ["model.kwargs.pool=mean"]),  # its token: the mean of the steps only
     "micro_dualnet": ("micro_dualnet", []),

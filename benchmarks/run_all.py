@@ -113,7 +113,7 @@ def table(runs: list[dict[str, Any]]) -> str:
         for rec in r["results"]:
             met = {True: "yes", False: "NO", None: "-"}[rec.get("met")]
             fig = rec["figure"] + (f" [{rec['note']}]" if rec.get("note") else "")
-            rows.append((name, fig, _fmt_value(rec), rec.get("goal") or "-", met))
+            rows.append((name, str(fig), str(_fmt_value(rec)), str(rec.get("goal") or "-"), met))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     widths[1] = min(widths[1], 90)
     lines = []

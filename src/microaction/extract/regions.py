@@ -344,12 +344,15 @@ def crop_clips(
     pyramid: dict[tuple[int, int], np.ndarray] = {}  # (level, t) -> frame downscaled 2**level times
 
     def source(t: int, level: int) -> np.ndarray:
-        if level == 0:
-            return frames[t]
-        key = (level, t)
-        if key not in pyramid:
-            pyramid[key] = cv2.pyrDown(source(t, level - 1))
-        return pyramid[key]
+        # a loop, not recursion: a function that calls itself through its closure is a reference
+        # cycle, which kept every chunk's frames alive until the cyclic collector ran
+        img = frames[t]
+        for lv in range(1, level + 1):
+            key = (lv, t)
+            if key not in pyramid:
+                pyramid[key] = cv2.pyrDown(img)
+            img = pyramid[key]
+        return img
 
     for i, n in enumerate(names):
         # crop big boxes from a downscaled frame (cheaper, and area-averaged all the same): the
