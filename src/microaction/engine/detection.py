@@ -353,8 +353,9 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
         stats = classifier_run_stats(cfg.detection.classifier_run)
     elif cfg.data.standardize:  # statistics of the training recordings; they travel in every checkpoint
         stats = compute_feature_stats(store, [r.key for r in train])
-    for r in train if stats is not None else ():
-        standardize_recording(r, stats)
+    if stats is not None:
+        for r in train:
+            standardize_recording(r, stats)
     val = load_recordings(store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats)
     prepare_run_dir(cfg, info, overwrite)
     kwargs = detection_model_kwargs(cfg, tax, store)
