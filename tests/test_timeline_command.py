@@ -52,6 +52,7 @@ def test_timeline_of_a_rendered_recording(detector: tuple[Path, Path, Path], tmp
     import av
     import pympi
 
+    from microaction.data.standardize import FeatureStats
     from microaction.data.store import FeatureStore
     from microaction.engine.detection import detect_recording, load_detector, recording_from_item
 
@@ -71,7 +72,9 @@ def test_timeline_of_a_rendered_recording(detector: tuple[Path, Path, Path], tmp
     got = FeatureStore.open(out / "features").read(VIDEO)
     np.testing.assert_array_equal(got.global_, ref.global_)
     loaded = load_detector(run_dir)
-    dets = detect_recording(loaded.model, recording_from_item(VIDEO, ref, where="test"))
+    stats = FeatureStats.from_meta(loaded.meta)  # the run standardises (data.standardize), so does mar timeline
+    assert stats is not None
+    dets = detect_recording(loaded.model, recording_from_item(VIDEO, ref, where="test", stats=stats))
     rows = _rows(out / "timeline.csv")
     assert dets and len(rows) == len(dets)
     want = sorted((round(d.start, 3), round(d.end, 3), d.label, round(d.score, 4)) for d in dets)
