@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from benchlib import mar
+
 FACE_SIZE = 32  # the side configs/demo_bmoe_texture.yaml expects (model.kwargs.face_size)
 HEAD_GROUPS = ("head", "head_hand")  # MA-52 body groups whose classes the head region carries
 
@@ -69,18 +71,6 @@ class RunResult:
     sec_pretrain: float  # mean seconds per stage-1 epoch (nan: none)
     train_seconds: float  # sum of all epochs' seconds
     texture_loss: list[float] = field(default_factory=list)  # unweighted, first and last main-stage epoch
-
-
-def mar(argv: list[str]) -> float:
-    """Run one ``mar`` command in this process; returns its wall seconds."""
-    from microaction.cli import main as mar_main
-
-    print(f"\n== mar {' '.join(argv)}", flush=True)
-    t0 = time.perf_counter()
-    rc = mar_main(argv)
-    if rc != 0:
-        raise RuntimeError(f"mar {argv[0]} failed (exit {rc})")
-    return time.perf_counter() - t0
 
 
 def prepare(args: argparse.Namespace, out: Path, preset: str) -> tuple[Path, Path, dict[str, Any]]:

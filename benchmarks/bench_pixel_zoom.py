@@ -29,25 +29,14 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchlib import result
+from benchlib import mar, result
 
 MAKE_BENCH = {"args": ["--quick"], "budget_s": 45, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
 MODELS = ("pooled_linear", "m3e_global", "bmoe")
-
-
-def mar(argv: list[str]) -> float:
-    from microaction.cli import main as mar_main
-
-    print(f"\n== mar {' '.join(argv)}", flush=True)
-    t0 = time.perf_counter()
-    if mar_main(argv) != 0:
-        raise RuntimeError(f"mar {argv[0]} failed")
-    return time.perf_counter() - t0
 
 
 def main() -> int:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from typing import Any
 
-__all__ = ["PREFIX", "parse_results", "result"]
+__all__ = ["PREFIX", "mar", "parse_results", "result"]
 
 PREFIX = "RESULT "
 
@@ -57,3 +58,15 @@ def parse_results(text: str) -> list[dict[str, Any]]:
             rec = {"figure": "(malformed RESULT line)", "value": None, "met": False, "note": f"{e}: {line[:80]}"}
         out.append(rec)
     return out
+
+
+def mar(argv: list[str]) -> float:
+    """Run one ``mar`` command in this process; returns its wall seconds (raises when it fails)."""
+    from microaction.cli import main as mar_main
+
+    print(f"\n== mar {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    rc = mar_main(argv)
+    if rc != 0:
+        raise RuntimeError(f"mar {argv[0]} failed (exit {rc})")
+    return time.perf_counter() - t0

@@ -288,12 +288,12 @@ def detection_model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: Fea
 
 def classifier_run_stats(run_dir: str | os.PathLike[str]) -> FeatureStats | None:
     """The feature statistics a clip run standardised with (``data.standardize``), or None."""
-    from microaction.engine.checkpoint import load_weights
+    from microaction.engine.checkpoint import read_meta
     from microaction.engine.runs import find_checkpoint
 
     path = Path(run_dir)
     ckpt = path if path.suffix == ".safetensors" else find_checkpoint(path, "best")
-    return FeatureStats.from_meta(load_weights(ckpt)[1], source=str(ckpt))
+    return FeatureStats.from_meta(read_meta(ckpt), source=str(ckpt))  # the metadata only, no weights
 
 
 def sliding_window_from_run(run_dir: str | os.PathLike[str], **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
