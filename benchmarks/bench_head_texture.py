@@ -179,7 +179,7 @@ def train_variant(
 
 
 # make bench: the full comparison (3 variants x 3 seeds on the rendered demo preset) takes ~20 min
-MAKE_BENCH = {"args": ["--quick"], "budget_s": 45, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 30, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
 
 
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:

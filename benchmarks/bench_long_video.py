@@ -8,14 +8,18 @@
    flow), each in a fresh process, streamed chunk by chunk. Goal: the 20-minute peak is at most
    10 % above the 10-minute one (memory does not grow with the length).
 2. **Frames/s, default parser and encoders.** The real MA-52 demo clips (1080 x 1296, 30 fps)
-   joined into one short video, extracted by the default CPU path (MediaPipe + motion + pose)
-   once streamed (``--stream-after 0``, the default 10-second chunks) and once as one clip, in
-   this run.
+   joined into one video, four times over (44 s, 1,332 frames: five 10-second chunks and five
+   tracker segments), extracted by the default CPU path (MediaPipe + motion + pose) once
+   streamed (``--stream-after 0``) and once as one clip, in this run, each in a fresh process.
    Goal: >= 25 frames/s on 2 cores; the clip path's figure is the reference (the CPUs may be
-   shared), the ratio says what streaming costs.
+   shared), the ratio says what streaming costs. Peak RSS of both is printed too.
+3. ``--tracking`` (not in ``make bench``): the clip path once more with one MediaPipe tracker over
+   the whole video (``track_seconds`` past its length), its speed, and the distance (native
+   pixels, median and 90th percentile) of the streamed run's landmarks, made by tracker segments
+   (``extract.tracking``), from its: in a segment's first half-second and elsewhere.
 
 Each figure is printed as ``RESULT {"figure": ..., "value": ..., "goal": ..., "met": ...}``.
-``--quick``: 2- and 4-minute recordings and 3 clips (a smoke test; the RSS goal is not judged).
+``--quick``: 2- and 4-minute recordings and 3 clips once (a smoke test; the RSS goal is not judged).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ _JOINTS = {
 }  # fmt: skip
 
 
-MAKE_BENCH = {"args": [], "budget_s": 180, "mode": "full (10/20-minute recordings, 6 real 1080p clips)"}
+MAKE_BENCH = {"args": [], "budget_s": 240, "mode": "full (10/20-minute recordings, 6 real 1080p clips x 4)"}
 
 
 def _template():
@@ -156,10 +160,43 @@ def result(figure: str, value: float, goal: str, met: bool | None, **extra) -> d
     return r
 
 
+def tracking_figures(video: Path, d: Path, streamed_fps: float) -> list[dict]:
+    """3. The clip path with one MediaPipe tracker for the whole video (``track_seconds`` past its
+    length: the parse before tracker segments): its speed, and how far the streamed run's
+    landmarks (tracker segments) are from its, in native pixels."""
+    import numpy as np
+
+    from microaction.data.store import FeatureStore
+
+    r = run_child(video, d / "one_tracker", {"feature_rate": 6.0, "stream_after": 1e9, "track_seconds": 1e9})
+    fps = r["frames"] / r["seconds"]
+    print(f"one tracker, clip path: {r['frames']} frames in {r['seconds']:.1f} s", flush=True)
+    one = FeatureStore.open(d / "one_tracker").read("rec").extras
+    seg = FeatureStore.open(d / "speed_streamed").read("rec").extras
+    a, b = one["keypoints"], seg["keypoints"]
+    seen = (a[..., 2] > 0.5) & (b[..., 2] > 0.5)
+    err = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1)
+    t = one["frame_indices"] / 30.0  # the joined video is 30 frames/s
+    first = (t % 10.0 < 0.5) & (t >= 10.0)  # a segment's first half-second, after a restart
+    out = [
+        result("fps_1080p_one_tracker_clip_path", fps, "reference", None),
+        result("fps_streamed_over_one_tracker", streamed_fps / fps, "", None),
+    ]
+    for name, where in (("segment_start", first), ("elsewhere", ~first)):
+        e = err[where[:, None] & seen]
+        out.append(
+            result(
+                f"landmark_px_median_{name}", float(np.median(e)), "", None, p90=round(float(np.percentile(e, 90)), 3)
+            )
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2/4-minute recordings, 3 clips (smoke test)")
     ap.add_argument("--json", action="store_true", help="print all figures as one JSON list at the end")
+    ap.add_argument("--tracking", action="store_true", help="3.: tracker segments against one tracker (+80 s)")
     args = ap.parse_args(argv)
     lengths = (2.0, 4.0) if args.quick else (10.0, 20.0)
     out: list[dict] = []
@@ -188,15 +225,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         # 2. frames/s of the default CPU path on a short 1080p video: streamed vs one clip
-        clips = sorted(p for p in CLIPS.iterdir() if p.suffix == ".mp4")[: 3 if args.quick else None]
-        video, _ = join_clips(clips, d / "joined.mp4")
+        clips = sorted(p for p in CLIPS.iterdir() if p.suffix == ".mp4")
+        clips = clips[:3] if args.quick else clips * 4
+        video, n_frames = join_clips(clips, d / "joined.mp4")
         rates, per_cpu = {}, {}
         for name, extra in (("clip", {"stream_after": 1e9}), ("streamed", {"stream_after": 0.0})):
             r = run_child(video, d / f"speed_{name}", {"feature_rate": 6.0, **extra})
             rates[name] = r["frames"] / r["seconds"]
             per_cpu[name] = r["frames"] / r["cpu_seconds"]
-            print(f"{name} path: {r['frames']} frames (1080x1296) in {r['seconds']:.1f} s, "
-                  f"{r['cpu_seconds']:.1f} CPU-s", flush=True)  # fmt: skip
+            print(f"{name} path: {r['frames']} frames (1080x1296, {n_frames / 30:.0f} s) in {r['seconds']:.1f} s, "
+                  f"{r['cpu_seconds']:.1f} CPU-s, peak RSS {r['rss_mb']:.0f} MB", flush=True)  # fmt: skip
+            out.append(result(f"peak_rss_mb_1080p_{name}", r["rss_mb"], "", None))
         out.append(result("fps_1080p_streamed", rates["streamed"], ">= 25", bool(rates["streamed"] >= 25)))
         out.append(result("fps_1080p_clip_path", rates["clip"], "reference", None))
         out.append(result("fps_streamed_over_clip", rates["streamed"] / rates["clip"], "~ 1", None))
@@ -204,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         # cores give at most twice this
         out.append(result("frames_per_cpu_second_streamed", per_cpu["streamed"], "", None))
         out.append(result("frames_per_cpu_second_clip_path", per_cpu["clip"], "", None))
+        if args.tracking:
+            out += tracking_figures(video, d, rates["streamed"])
     if args.json:
         print(json.dumps(out))
     return 0

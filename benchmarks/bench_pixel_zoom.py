@@ -35,7 +35,7 @@ import numpy as np
 
 from benchlib import mar, result
 
-MAKE_BENCH = {"args": ["--quick"], "budget_s": 45, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 30, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
 MODELS = ("pooled_linear", "m3e_global", "bmoe")
 
 

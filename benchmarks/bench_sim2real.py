@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # make bench: the full probe trains the demo model first (~3 min on 2 cores); --run reuses a run
-MAKE_BENCH = {"args": ["--quick"], "budget_s": 40, "mode": "reduced: --quick (tiny set, 2 epochs, 2 clips)"}
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 30, "mode": "reduced: --quick (tiny set, 2 epochs, 2 clips)"}
 CLIPS = Path(os.environ.get("MAR_SHARED", REPO.parent / "shared")) / "data" / "ma52" / "demo_clips"
 
 

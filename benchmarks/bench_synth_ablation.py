@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 # make bench: the full comparison (3 seeds x 5 default variants, 20 epochs each) does not fit its budget
-MAKE_BENCH = {"args": ["--quick"], "budget_s": 40, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
+MAKE_BENCH = {"args": ["--quick"], "budget_s": 30, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
 # variant -> (config demo_<config>.yaml, --set overrides): one switch per ablation row
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pooled_linear": ("pooled_linear", []),

@@ -86,6 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "length, resumable per chunk)",
     )
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="seconds per chunk of a streamed recording")
+    p.add_argument("--track-seconds", type=float, default=10.0,
+                   help="seconds per MediaPipe tracker segment (segments are parsed side by side)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device for sapiens / videomae (cuda, cpu)")
     p.add_argument("--shard", help="i/N: this process's share of the videos (SLURM arrays, several machines)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
@@ -144,6 +146,7 @@ def params_from_args(args: argparse.Namespace):
         feature_rate=args.feature_rate,
         stream_after=args.stream_after,
         chunk_seconds=args.chunk_seconds,
+        track_seconds=args.track_seconds,
         checkpoint=args.checkpoint,
         device=args.device,
         parser_options=popts,

@@ -23,6 +23,7 @@ from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, re
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
 from microaction.extract.parsers import Parser, ParseResult, make_parser
 from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout, step_validity
+from microaction.extract.tracking import as_tracker, parse_segments
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
 
@@ -49,6 +50,7 @@ class ExtractParams:
     feature_rate: float | None = None  # steps/s of the stored sequence (None: the first encoder's grid; recordings 6)
     stream_after: float = 60.0  # seconds: a longer video is streamed chunk by chunk (``extract.stream``)
     chunk_seconds: float = 10.0  # seconds of video per streamed chunk (the unit of resuming)
+    track_seconds: float = 10.0  # seconds per tracker segment: MediaPipe restarts on this grid (``extract.tracking``)
     checkpoint: str | None = None  # videomae directory or sapiens TorchScript file
     device: str = "cpu"
     parser_options: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +75,8 @@ class ExtractParams:
             raise ValueError(f"box_window must be > 0 seconds, got {self.box_window}")
         if self.feature_rate is not None and not self.feature_rate > 0:
             raise ValueError(f"feature_rate must be > 0 steps/s (or None), got {self.feature_rate}")
+        if not self.track_seconds > 0:
+            raise ValueError(f"track_seconds must be > 0 seconds, got {self.track_seconds}")
         if not (self.stream_after >= 0 and self.chunk_seconds > 0):
             raise ValueError(f"stream_after must be >= 0 and chunk_seconds > 0 seconds, got {self.stream_after}, "
                              f"{self.chunk_seconds}")  # fmt: skip
@@ -120,14 +124,21 @@ class Extraction:
 
 @dataclass
 class Parsed:
-    """Stage 1's output: sampled frames (None on the keypoints-only path) and their parse."""
+    """Stage 1's output: sampled frames (None on the keypoints-only path; a list where a streamed
+    chunk stacks only the frames its encoders see) and their parse."""
 
-    frames: np.ndarray | None
+    frames: np.ndarray | list[np.ndarray] | None
     timestamps: np.ndarray
     indices: np.ndarray
     native: tuple[int, int]  # (H, W) of the video
     parse: ParseResult
     t0: float
+
+
+def take_frames(frames: np.ndarray | list[np.ndarray], sel: np.ndarray) -> np.ndarray:
+    if isinstance(frames, np.ndarray):
+        return frames[sel]
+    return np.stack([frames[j] for j in sel]) if len(sel) else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 class Extractor:
@@ -239,8 +250,6 @@ class Extractor:
         )  # fmt: skip
         if self.params.flip:
             parse = parse.flipped()
-            if frames is not None:
-                frames = np.ascontiguousarray(frames[:, :, ::-1])
         layout = region_layout(
             parse,
             self.regions,
@@ -249,8 +258,12 @@ class Extractor:
         )
         if span is not None:
             sel = np.flatnonzero((timestamps >= span[0]) & (timestamps < span[1]))
-            frames = None if frames is None else frames[sel]
+            frames = None if frames is None else take_frames(frames, sel)
             timestamps, indices, parse, layout = timestamps[sel], indices[sel], parse.take(sel), layout.take(sel)
+        elif frames is not None and not isinstance(frames, np.ndarray):
+            frames = np.stack(frames)
+        if self.params.flip and frames is not None:
+            frames = np.ascontiguousarray(frames[:, :, ::-1])
         clips: dict[int, dict[str, np.ndarray]] = {}
         for e in self.encoders:
             if e.input_size is not None and e.input_size not in clips:
@@ -309,25 +322,34 @@ class Extractor:
     def _decode_and_parse(self, path, sampling: Sampling):
         """Decode in a background thread while the parser works frame by frame."""
         info = probe(path)
-        session = self.parser.session() if self.parser.needs_pixels and hasattr(self.parser, "session") else None
-        frames, ts, idx = [], [], []
-        for i, t, f in background(iter_frames(path, sampling)):
-            frames.append(f)
-            ts.append(t)
-            idx.append(i)
-            if session is not None:
-                session.add(f)
+        decoded = background(iter_frames(path, sampling))
+        frames: list[np.ndarray] = []
+        ts, idx, steps = [], [], []
+        tracker = as_tracker(self.parser)
+        if tracker is not None:
+            for i, t, f, out in parse_segments(tracker, decoded, self.params.track_seconds):
+                assert f is not None
+                frames.append(f)
+                ts.append(t)
+                idx.append(i)
+                steps.append(out)
+        else:
+            for i, t, f in decoded:
+                frames.append(f)
+                ts.append(t)
+                idx.append(i)
         arr = np.stack(frames)
+        size = (int(arr.shape[1]), int(arr.shape[2]))
         indices = np.asarray(idx, dtype=np.int64)
-        if session is not None:
-            parse = session.result()
+        if tracker is not None:
+            parse = tracker.finish([k for k, _ in steps], [m for _, m in steps], size)
         elif self.parser.needs_pixels:
             parse = self.parser.parse(arr, path)
         else:  # file parser with pixel encoders: the sidecar covers every frame of the video
             full = self.parser.parse(None, path)
             if indices.max() >= full.num_frames:
                 raise VideoError(f"{path}: video has frame {indices.max()}, the keypoint file only {full.num_frames}")
-            parse = full.take(indices).rescaled(arr.shape[1:3])
+            parse = full.take(indices).rescaled(size)
         return arr, np.asarray(ts, dtype=np.float32), indices, (info.height, info.width), parse
 
     def _parse_files(self, path, sampling: Sampling):

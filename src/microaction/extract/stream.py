@@ -38,6 +38,7 @@ from microaction.data.prefetch import background
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.extract.encoders.base import rate_steps
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
+from microaction.extract.tracking import as_tracker, parse_segments, resume_from
 from microaction.extract.video import VideoError, iter_frames, probe
 
 if TYPE_CHECKING:
@@ -109,18 +110,15 @@ def is_recording(ex: Extractor, path: str, start: int | None, end: int | None) -
 def _pixel_frames(ex: Extractor, path: str, start: int | None, end: int | None, skip: float | None) -> Iterator[_Frame]:
     """Decoded frames with their landmarks, one at a time (decoding in a thread beside the parser)."""
     frames = background(iter_frames(path, ex.params.sampling(start, end), skip_before=skip))
-    parser = ex.parser
-    if parser.needs_pixels and hasattr(parser, "session"):
-        session = parser.session()
-        try:
-            for pos, (i, t, f) in enumerate(frames):
-                if f is None:
-                    yield _Frame(i, t, pos, None, None)  # skipped (resumed): counted only
-                    continue
-                kp, mask = session.step(f)
-                yield _Frame(i, t, pos, f, kp, None, mask, raw=True)
-        finally:
-            session.close()
+    parser, tracker = ex.parser, as_tracker(ex.parser)
+    if tracker is not None:
+        # trackers on a fixed grid of segments, side by side (``extract.tracking``)
+        for pos, (i, t, f, out) in enumerate(parse_segments(tracker, frames, ex.params.track_seconds)):
+            if f is None:
+                yield _Frame(i, t, pos, None, None)  # skipped (resumed): counted only
+                continue
+            kp, mask = out
+            yield _Frame(i, t, pos, f, kp, None, mask, raw=True)
     elif parser.needs_pixels:  # a parser of whole clips: each chunk is parsed on its own
         for pos, (i, t, f) in enumerate(frames):
             yield _Frame(i, t, pos, f, None)
@@ -164,9 +162,10 @@ def _chunk_parsed(
 
     ts = np.array([r.t for r in recs], np.float32)
     idx = np.array([r.index for r in recs], np.int64)
-    frames = np.stack([r.frame for r in recs]) if recs[0].frame is not None else None  # type: ignore[misc]
+    # the frames as a list: the encoders stack only those in their span
+    frames: list[np.ndarray] | None = [r.frame for r in recs] if recs[0].frame is not None else None  # type: ignore[misc]
     if recs[0].kp is None:
-        parse = ex.parser.parse(frames, path)
+        parse = ex.parser.parse(np.stack(frames) if frames is not None else None, path)  # type: ignore[arg-type]
     else:
         kp = np.stack([r.kp for r in recs])  # type: ignore[misc]
         pm = np.stack([r.person_mask for r in recs]) if recs[0].person_mask is not None else None  # type: ignore[misc]
@@ -248,8 +247,9 @@ def stream_recording(
     else:
         info = probe(path)
         native, size = (info.height, info.width), None
-        skip = (origin + k * L - C) if (origin is not None and k > 0) else None
-        source = _pixel_frames(ex, path, start, end, skip if skip is None else max(0.0, skip))
+        # a resumed recording parses from the tracker segment its first chunk's context needs
+        skip = resume_from(origin + k * L - C, ex.params.track_seconds) if (origin is not None and k > 0) else None
+        source = _pixel_frames(ex, path, start, end, skip)
 
     def chunk(k: int, recs: list[_Frame], last: float, ended: bool) -> None:
         assert origin is not None and size is not None

@@ -95,10 +95,7 @@ class MediaPipeSession:
         self.close()
         if self.size is None:
             raise ValueError("no frames were parsed")
-        kp = interpolate_gaps(np.stack(self.kps), self.p.max_gap)
-        person = np.stack(self.masks)
-        regions = landmark_region_masks(kp, person, self.size)
-        return ParseResult(kp, self.size, regions, person_mask=person)
+        return self.p.finish(self.kps, self.masks, self.size)
 
 
 class MediaPipeParser(Parser):
@@ -128,6 +125,13 @@ class MediaPipeParser(Parser):
 
     def session(self) -> MediaPipeSession:
         return MediaPipeSession(self)
+
+    def finish(self, kps: list[np.ndarray], masks: list[np.ndarray], size: tuple[int, int]) -> ParseResult:
+        """A clip's ``ParseResult`` from its frames' ``MediaPipeSession.step`` results: short
+        gaps filled, region masks derived."""
+        kp = interpolate_gaps(np.stack(kps), self.max_gap)
+        person = np.stack(masks)
+        return ParseResult(kp, size, landmark_region_masks(kp, person, size), person_mask=person)
 
     def parse(self, frames: np.ndarray | None, video_path: str | os.PathLike[str]) -> ParseResult:
         if frames is None:
