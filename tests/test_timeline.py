@@ -229,3 +229,34 @@ def test_chromium_screenshot_shows_coloured_segments(chromium: str, tmp_path: Pa
     target = np.array([int(score_colour(0.91)[i : i + 2], 16) for i in (1, 3, 5)])
     close = (np.abs(px - target).sum(axis=2) < 30).sum()
     assert close > 0.35 * 1150 * 14 * 0.8, close  # ~35 % of the track width x the segment height
+
+
+def test_several_people_get_lanes_of_their_own(tmp_path: Path) -> None:
+    """Per person and body group: a person column, ELAN tiers and page lanes per person (also for
+    a person with no segment), in person order."""
+    from dataclasses import replace
+
+    dets = [replace(d, person="person 1") for d in _dets()[:2]] + [replace(_dets()[2], person="person 0")]
+    people = ["person 0", "person 1", "person 10"]
+    paths = write_timeline(dets, tmp_path / "tl", MA52, REGIONS, duration=3.0, people=people)
+    with paths["csv"].open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:3] == ["video", "person", "start"]
+    assert [(r["person"], r["class"]) for r in rows] == [
+        ("person 1", "nodding"), ("person 1", "turning head"), ("person 0", "shaking legs")
+    ]  # fmt: skip
+    doc = json.loads(paths["json"].read_text())
+    assert doc["people"] == people and doc["segments"][2]["person"] == "person 0"
+    eaf = pympi.Elan.Eaf(str(paths["eaf"]))
+    tiers = set(eaf.get_tier_names())
+    assert {f"{p}: {g}" for p in people for g in MA52.body_names} <= tiers
+    assert "person 1: head 2" in tiers  # person 1's two head segments overlap
+    assert eaf.get_annotation_data_for_tier("person 0: lower_limb") == [(1000, 1800, "shaking legs (0.32)")]
+    assert eaf.get_annotation_data_for_tier("person 0: head") == []
+    page = paths["html"].read_text()
+    lanes = re.findall(r'data-lane="([^"]+)"', page)
+    assert lanes[: len(MA52.body_names)] == [f"person 0: {g}" for g in MA52.body_names]
+    assert lanes[-1] == f"person 10: {MA52.body_names[-1]}" and len(lanes) == 3 * len(MA52.body_names)
+    # one person: no person column, lanes as before
+    with write_timeline(_dets(), tmp_path / "one", MA52, REGIONS, duration=3.0)["csv"].open() as f:
+        assert "person" not in next(csv.reader(f))

@@ -112,6 +112,44 @@ def test_timeline_from_a_store_item_matches_the_video_path(detector: tuple[Path,
     assert _rows(c / "timeline.csv") == [r for r in rows if float(r["score"]) >= 0.1]
 
 
+def test_timeline_of_several_people(
+    detector: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording extracted person by person (``--people all``: status ``people``, items KEY#id):
+    each person's detections in lanes and tiers of their own; person 0's are the one-person ones."""
+    import pympi
+
+    from microaction.data.store import FeatureStore
+
+    run_dir, store, _video = detector
+    src = FeatureStore.open(store)
+    item = src.read(KEY)
+    people = FeatureStore.create(tmp_path / "people", src.manifest)
+    for pid, shift in ((0, 0), (1, 40)):  # person 1 does the same, 40 steps later
+        people.write(f"{KEY}#{pid}", regions=np.roll(item.regions, shift, 1), global_=np.roll(item.global_, shift, 0),
+                     region_valid=item.region_valid, timestamps=item.timestamps, extras=item.extras,
+                     info={"person": pid})  # fmt: skip
+    people.write_people(KEY, [f"{KEY}#0", f"{KEY}#1"])
+    one, both = tmp_path / "one", tmp_path / "both"
+    common = ["--key", KEY, "--quiet", "--min-score", "0"]
+    assert main(["timeline", str(run_dir), "--store", str(store), *common, "--out", str(one)]) == 0
+    assert main(["timeline", str(run_dir), "--store", str(tmp_path / "people"), *common, "--out", str(both)]) == 0
+    rows = _rows(both / "timeline.csv")
+    assert {r["person"] for r in rows} == {"person 0", "person 1"}
+    assert [{k: v for k, v in r.items() if k != "person"} for r in rows if r["person"] == "person 0"] == _rows(
+        one / "timeline.csv"
+    )
+    assert json.loads((both / "timeline.json").read_text())["people"] == ["person 0", "person 1"]
+    tiers = pympi.Elan.Eaf(str(both / "timeline.eaf")).get_tier_names()
+    assert "person 0: head" in tiers and "person 1: lower_limb" in tiers
+    # one person's region boxes per overlay
+    argv = ["timeline", str(run_dir), "--store", str(tmp_path / "people"), "--key", KEY, "--video-file", str(_video),
+            "--out", str(both), "--overlay", str(both / "o.mp4"), "--quiet"]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 1 and not (both / "o.mp4").exists()
+    assert "has 2 people" in capsys.readouterr().err
+
+
 def test_timeline_refuses_bad_input(
     detector: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

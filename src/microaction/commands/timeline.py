@@ -38,37 +38,59 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lanes", choices=("body", "class"), default="body", help="one lane per body group (default) or class"
     )
+    p.add_argument(
+        "--people", choices=("main", "all"), default=None,
+        help="all: every person of the video, a lane per person and body group (default: as the run's store)",
+    )  # fmt: skip
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a .safetensors path")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def extract_recording(video: Path, manifest: StoreManifest, store_dir: Path, *, progress: bool = False) -> Item:
-    """The whole recording's features with the run's extraction parameters, through a feature
-    store at ``store_dir`` (the store runner: resumable, and the streamed path for long videos
-    wherever the runner has one)."""
+def extract_recording(
+    video: Path, manifest: StoreManifest, store_dir: Path, *, progress: bool = False, people: str | None = None
+) -> list[tuple[str | None, Item]]:
+    """The whole recording's features with the run's extraction parameters (``people``: ``all``
+    for every person), through a feature store at ``store_dir`` (the store runner: resumable, and
+    the streamed path for long videos) -> ``[(person, item)]`` (person None: one person)."""
+    from dataclasses import replace
+
     from microaction.data.store import FeatureStore, video_key
     from microaction.extract.pipeline import params_from_manifest
     from microaction.extract.runner import Job, run_extraction
 
     key = video_key(video.name)
-    run_extraction([Job(key, str(video))], params_from_manifest(manifest), store_dir, progress=progress)
+    params = params_from_manifest(manifest)
+    if people is not None:
+        params = replace(params, people=people)
+    run_extraction([Job(key, str(video))], params, store_dir, progress=progress)
     store = FeatureStore.open(store_dir)
     st = store.status(key) or {}
-    if st.get("status") != "ok":
+    if st.get("status") not in ("ok", "people"):
         raise RuntimeError(f"{video}: extraction failed: {st.get('error', 'no status written')}")
-    return store.read(key)
+    return _items(store, key)
 
 
-def _read_item(store_dir: str, key: str, manifest: StoreManifest, run: str) -> Item:
+def _items(store: Any, key: str) -> list[tuple[str | None, Item]]:
+    """A key's items: itself, or each of its people (a video extracted with ``--people all``)."""
+    st = store.status(key) or {}
+    if st.get("status") != "people":
+        return [(None, store.read(key))]
+    return [
+        (f"person {(store.status(k) or {}).get('person', k.rsplit('#', 1)[-1])}", store.read(k)) for k in st["people"]
+    ]
+
+
+def _read_items(store_dir: str, key: str, manifest: StoreManifest, run: str) -> list[tuple[str | None, Item]]:
     from microaction.data.loader import check_store
     from microaction.data.store import FeatureStore
 
     store = FeatureStore.open(store_dir)
     check_store(store, manifest.signature(), source=f"the run {run}")
-    if key not in set(store.keys()):
+    st = store.status(key) or {}
+    if key not in set(store.keys()) and st.get("status") != "people":
         raise ValueError(f"{store_dir}: no item {key!r} (keys e.g. {store.keys()[:3]})")
-    return store.read(key)
+    return _items(store, key)
 
 
 def _place_video(video: Path, out: Path) -> Path:
@@ -119,6 +141,8 @@ def current_segments(dets: list[Detection], names: list[str], regions: list[str]
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import numpy as np
 
     from microaction.data.standardize import FeatureStats
@@ -143,26 +167,39 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.store is not None:
-        item = _read_item(args.store, args.key, loaded.manifest, str(args.run_dir))
-        name = args.key.split("__")[-1]  # the recording's id: its key's last path component
+        if args.people is not None:
+            raise ValueError("--people is for a video; a store's key names its people itself (status 'people')")
+        items = _read_items(args.store, args.key, loaded.manifest, str(args.run_dir))
+        name = args.key.split("__")[-1].split("#")[0]  # the recording's id: its key's last path component
     else:
         assert video is not None
-        item = extract_recording(video, loaded.manifest, out / FEATURES, progress=not args.quiet)
+        items = extract_recording(video, loaded.manifest, out / FEATURES, progress=not args.quiet, people=args.people)
         name = video.stem
+    if args.overlay and len(items) > 1:
+        raise ValueError(
+            f"--overlay draws one person's region boxes; {name} has {len(items)} people: give one of them "
+            "with --store STORE --key KEY#ID (the video's features are in OUT/features)"
+        )
     stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))  # the run's data.standardize
-    rec = recording_from_item(name, item, where=f"{args.store or video}: {item.key}", stats=stats)
-    dets = [d for d in detect_recording(loaded.model, rec, args.device) if d.score >= args.min_score]
+    dets, seconds = [], 0.0
+    for person, item in items:
+        rec = recording_from_item(name, item, where=f"{args.store or video}: {item.key}", stats=stats)
+        found = detect_recording(loaded.model, rec, args.device)
+        dets += [replace(d, person=person) for d in found if d.score >= args.min_score]
+        seconds = max(seconds, float(rec.to_seconds(np.array(rec.length)).item()))
     regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
     placed = _place_video(video, out) if video is not None else None
+    people = [p for p, _ in items if p is not None]
     paths = write_timeline(
-        dets, out, loaded.taxonomy, regions, placed, duration=rec.to_seconds(np.array(rec.length)).item(),
-        lanes=args.lanes,
-    )  # fmt: skip
+        dets, out, loaded.taxonomy, regions, placed, duration=seconds, lanes=args.lanes, people=people
+    )
     if not args.quiet:
-        print(f"{name}: {len(dets)} segments over {rec.length * rec.dt:.1f}s (score >= {args.min_score:g})")
+        who = f", {len(items)} people" if len(items) > 1 else ""
+        print(f"{name}: {len(dets)} segments over {seconds:.1f}s{who} (score >= {args.min_score:g})")
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.overlay:
         assert video is not None
+        item = items[0][1]
         files = write_overlay(
             video, args.overlay, boxes=overlay_boxes(item), region_names=list(loaded.regions), routing=None,
             at_time=current_segments(dets, list(loaded.taxonomy.names), list(loaded.regions)), caption_rows=3,

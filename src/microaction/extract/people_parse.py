@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,8 +34,9 @@ from microaction.extract.video import VideoError, iter_frames, probe
 
 if TYPE_CHECKING:
     from microaction.extract.pipeline import Extractor, Parsed
+    from microaction.extract.video import Sampling
 
-__all__ = ["PEOPLE_MODES", "find_people", "parse_people"]
+__all__ = ["PEOPLE_MODES", "file_tracks", "find_people", "parse_people", "person_finder"]
 
 PEOPLE_MODES = ("main", "all")
 
@@ -54,15 +56,19 @@ def _positions(indices: np.ndarray, target: dict[int, np.ndarray], scale: float)
 
 
 def find_people(
-    frames: np.ndarray,
+    frames: Iterable[np.ndarray],
     finder: PersonFinder,
     *,
     target: dict[int, np.ndarray] | None = None,
     tracker: PeopleTracker | None = None,
+    pack_masks: bool = False,
 ) -> list[PersonTrack]:
-    """Track the people of decoded frames ``[T, H, W, 3]``. With ``target`` ({position: box}),
-    only the neighbourhood of that person is searched (its boxes, then its track)."""
+    """Track the people of decoded frames (``[T, H, W, 3]``, or one frame at a time). With
+    ``target`` ({position: box}), only the neighbourhood of that person is searched (its boxes,
+    then its track). ``pack_masks``: each mask is kept bit-packed (``np.packbits`` of its pixels,
+    ``PersonTrack.masks`` ``[T, bytes]``): a long recording's masks in an eighth of the memory."""
     tracker = tracker or PeopleTracker()
+    t = -1
     for t, img in enumerate(frames):
         hints = [b for _, b in tracker.predicted_boxes(t)]
         if target is not None:
@@ -72,8 +78,46 @@ def find_people(
         else:
             missing = any(t - tr.last > 1 for tr in tracker.live)
             discover = t % finder.detect_every == 0 or not hints or missing
-        tracker.update(t, finder.detect(img, hints, discover=discover))
-    return tracker.tracks(len(frames))
+        dets = finder.detect(img, hints, discover=discover)
+        if pack_masks:
+            for d in dets:
+                d.mask = None if d.mask is None else np.packbits(d.mask.reshape(-1) > 0)
+        tracker.update(t, dets)
+    return tracker.tracks(t + 1)
+
+
+def person_finder(ex: Extractor) -> PersonFinder:
+    popts = ex.params.parser_options
+    return PersonFinder(
+        mask_side=int(popts.get("mask_side", 160)),
+        min_detection_confidence=float(popts.get("min_detection_confidence", 0.5)),
+    )
+
+
+def file_tracks(
+    ex: Extractor, path: str | os.PathLike[str], sampling: Sampling
+) -> tuple[list[PersonTrack], np.ndarray, np.ndarray, tuple[int, int], float]:
+    """Every person of the keypoint file of ``path``, tracked over the sampled frames -> (tracks,
+    seconds, frame indices, (H, W) of the keypoints' frame, fps)."""
+    from microaction.extract.pipeline import file_fps
+
+    kp_path = ex.parser.find(path)  # type: ignore[attr-defined]
+    dets, fps, fsize = load_people(kp_path)
+    fps = file_fps(path, fps or ex.params.fps)
+    times = np.arange(len(dets), dtype=np.float64) / fps
+    idx = sampling.select(times)
+    if len(idx) == 0:
+        raise VideoError(f"{path}: no frame in the requested window ({len(dets)} frames)")
+    if fsize is None:
+        try:
+            pi = probe(path)
+            fsize = (pi.height, pi.width)
+        except VideoError:
+            seen = [d.box for fr in dets for d in fr]
+            hi = np.max(np.stack(seen), 0) if seen else np.ones(4)
+            fsize = (int(np.ceil(hi[3] + 1)), int(np.ceil(hi[2] + 1)))
+    tracks = track_people([dets[i] for i in idx.tolist()])
+    return tracks, times[idx].astype(np.float32), idx, (int(fsize[0]), int(fsize[1])), float(fps)
 
 
 def _person_parse(tr: PersonTrack, size: tuple[int, int], fps: float | None, max_gap: int) -> ParseResult:
@@ -93,7 +137,7 @@ def parse_people(
     target: dict[int, np.ndarray] | None = None,
 ) -> list[tuple[int, Parsed]]:
     """Every person of a video (or the annotation's ``target`` person) -> ``[(id, Parsed)]``."""
-    from microaction.extract.pipeline import Parsed, file_fps
+    from microaction.extract.pipeline import Parsed
 
     t0 = time.perf_counter()
     sampling = ex.params.sampling(start, end)
@@ -110,36 +154,16 @@ def parse_people(
         size = (int(frames.shape[1]), int(frames.shape[2]))
         native = (info.height, info.width)
         tgt = None if target is None else _positions(idx, target, size[1] / info.width)
-        finder = PersonFinder(
-            mask_side=int(popts.get("mask_side", 160)),
-            min_detection_confidence=float(popts.get("min_detection_confidence", 0.5)),
-        )
+        finder = person_finder(ex)
         try:
             tracks = find_people(frames, finder, target=tgt)
         finally:
             finder.close()
         fps = None
     elif name == "keypoints":
-        kp_path = ex.parser.find(path)  # type: ignore[attr-defined]
-        dets, fps, fsize = load_people(kp_path)
-        fps = file_fps(path, fps or ex.params.fps)
-        times = np.arange(len(dets), dtype=np.float64) / fps
-        idx = sampling.select(times)
-        if len(idx) == 0:
-            raise VideoError(f"{path}: no frame in the requested window ({len(dets)} frames)")
-        ts = times[idx].astype(np.float32)
-        if fsize is None:
-            try:
-                pi = probe(path)
-                fsize = (pi.height, pi.width)
-            except VideoError:
-                seen = [d.box for fr in dets for d in fr]
-                hi = np.max(np.stack(seen), 0) if seen else np.ones(4)
-                fsize = (int(np.ceil(hi[3] + 1)), int(np.ceil(hi[2] + 1)))
-        size = native = (int(fsize[0]), int(fsize[1]))
-        picked = [dets[i] for i in idx.tolist()]
+        tracks, ts, idx, size, fps = file_tracks(ex, path, sampling)
+        native = size
         tgt = None if target is None else _positions(idx, target, 1.0)
-        tracks = track_people(picked)
         if ex.needs_pixels:  # pixel encoders: decode the same frames (keypoints in video pixels)
             items = list(iter_frames(path, sampling))
             if len(items) != len(idx):

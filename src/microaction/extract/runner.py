@@ -28,7 +28,14 @@ from microaction.data.person_boxes import BoxRow, check_person_columns, person_f
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
-from microaction.extract.stream import Recording, discard_work, is_recording, stream_recording, write_recording
+from microaction.extract.stream import (
+    WORK,
+    Recording,
+    discard_work,
+    is_recording,
+    stream_recording,
+    write_recording,
+)
 from microaction.taxonomy import load_taxonomy
 
 __all__ = [
@@ -244,7 +251,15 @@ def process_job(
     return finish_job(extractor, store, job, _stage1(extractor, job), debug_dir)
 
 
-def _stage1(extractor: Extractor, job: Job) -> Parsed | Recording | list[tuple[int, Parsed]] | BaseException:
+def _long_keypoints(extractor: Extractor, parsed: Parsed) -> bool:
+    """A keypoint stream (no frames) longer than ``stream_after``: streamed like a long video."""
+    ts = parsed.timestamps
+    return parsed.frames is None and len(ts) > 0 and float(ts[-1] - ts[0]) > extractor.params.stream_after
+
+
+def _stage1(
+    extractor: Extractor, job: Job
+) -> Parsed | Recording | list[tuple[int, Parsed | Recording]] | BaseException:
     try:
         if job.tracks and extractor.params.people != "all":
             raise ValueError(
@@ -254,15 +269,15 @@ def _stage1(extractor: Extractor, job: Job) -> Parsed | Recording | list[tuple[i
         if job.boxes or extractor.params.people == "all":
             from microaction.extract.people_parse import parse_people
 
+            if not job.boxes and is_recording(extractor, job.path, job.start, job.end):
+                return Recording(people=True)  # found, then streamed person by person in stage 2
             target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
-            return parse_people(extractor, job.path, job.start, job.end, target=target)
+            people = parse_people(extractor, job.path, job.start, job.end, target=target)
+            return [(pid, Recording(p) if _long_keypoints(extractor, p) else p) for pid, p in people]
         if is_recording(extractor, job.path, job.start, job.end):
             return Recording()  # decoded, parsed and encoded chunk by chunk in stage 2
         parsed = extractor.parse(job.path, job.start, job.end)
-        ts = parsed.timestamps
-        if parsed.frames is None and len(ts) and float(ts[-1] - ts[0]) > extractor.params.stream_after:
-            return Recording(parsed)  # a long keypoint stream
-        return parsed
+        return Recording(parsed) if _long_keypoints(extractor, parsed) else parsed
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
@@ -274,7 +289,7 @@ def finish_job(
     extractor: Extractor,
     store: FeatureStore,
     job: Job,
-    parsed: Parsed | Recording | list[tuple[int, Parsed]] | BaseException,
+    parsed: Parsed | Recording | list[tuple[int, Parsed | Recording]] | BaseException,
     debug_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str, int, str]:
     """Stage 2 of a job: encode and write the item(s), or record the failure of either stage.
@@ -283,6 +298,11 @@ def finish_job(
     try:
         if isinstance(parsed, BaseException):
             raise parsed
+        if isinstance(parsed, Recording) and parsed.people:
+            from microaction.extract.people_stream import find_people_stream
+
+            found = find_people_stream(extractor, job.path, job.start, job.end, store.root / WORK / job.key)
+            parsed = [(p.id, Recording(person=p)) for p in found]
         people: list[tuple[int | None, Parsed | Recording]] = (
             list(parsed) if isinstance(parsed, list) else [(None, parsed)]
         )
@@ -292,7 +312,13 @@ def finish_job(
             key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
             who = {} if pid is None else {"person": pid}
             if isinstance(one, Recording):  # a long recording: chunk by chunk, resumable, written piece by piece
-                chunks = stream_recording(extractor, store, key, job.path, job.start, job.end, parsed=one.parsed)
+                if pid is not None and (store.status(key) or {}).get("status") == "ok" and store.is_done(key):
+                    keys.append(key)  # a person committed before the run was killed
+                    statuses.append("ok")
+                    continue
+                chunks = stream_recording(
+                    extractor, store, key, job.path, job.start, job.end, parsed=one.parsed, person=one.person
+                )
                 frames = write_recording(extractor, store, key, chunks, {"video": job.path, **who})
                 discard_work(store, key)
                 keys.append(key)
@@ -324,6 +350,7 @@ def finish_job(
                 _debug(debug_dir, key, ex)
         if isinstance(parsed, list) and not job.boxes:
             store.write_people(job.key, keys, {"video": job.path})
+            discard_work(store, job.key)  # pass 1's people of a streamed recording
         status = "ok" if "ok" in statuses else "no_person"
     except (KeyboardInterrupt, SystemExit):
         raise

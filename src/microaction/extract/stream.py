@@ -42,6 +42,7 @@ from microaction.extract.tracking import as_tracker, parse_segments, resume_from
 from microaction.extract.video import VideoError, iter_frames, probe
 
 if TYPE_CHECKING:
+    from microaction.extract.people_stream import PersonStream
     from microaction.extract.pipeline import Extraction, Extractor, ExtractParams, Parsed
 
 __all__ = [
@@ -65,9 +66,12 @@ _STEP_ARRAYS = ("step_boxes", "step_valid", "face", "face_valid")  # extras on t
 
 @dataclass
 class Recording:
-    """Stage 1's answer for a long recording: stream it (``parsed``: its keypoints, when read)."""
+    """Stage 1's answer for a long recording: stream it (``parsed``: its keypoints, when read;
+    ``people``: find every person first, ``extract.people_stream``; ``person``: one of them)."""
 
     parsed: Parsed | None = None
+    people: bool = False
+    person: PersonStream | None = None
 
 
 @dataclass
@@ -107,11 +111,21 @@ def is_recording(ex: Extractor, path: str, start: int | None, end: int | None) -
     return (b - a) / info.fps > ex.params.stream_after
 
 
-def _pixel_frames(ex: Extractor, path: str, start: int | None, end: int | None, skip: float | None) -> Iterator[_Frame]:
+def _pixel_frames(
+    ex: Extractor, path: str, start: int | None, end: int | None, skip: float | None, person: PersonStream | None
+) -> Iterator[_Frame]:
     """Decoded frames with their landmarks, one at a time (decoding in a thread beside the parser)."""
     frames = background(iter_frames(path, ex.params.sampling(start, end), skip_before=skip))
     parser, tracker = ex.parser, as_tracker(ex.parser)
-    if tracker is not None:
+    if person is not None:  # one of several people, found beforehand (``extract.people_stream``)
+        for pos, (i, t, img) in enumerate(frames):
+            if pos >= len(person.keypoints):
+                raise VideoError(f"{path}: more frames than when its people were found ({len(person.keypoints)})")
+            if img is None:
+                yield _Frame(i, t, pos, None, None)
+                continue
+            yield _Frame(i, t, pos, img, person.keypoints[pos], None, person.mask(pos), raw=True)
+    elif tracker is not None:
         # trackers on a fixed grid of segments, side by side (``extract.tracking``)
         for pos, (i, t, f, out) in enumerate(parse_segments(tracker, frames, ex.params.track_seconds)):
             if f is None:
@@ -170,9 +184,10 @@ def _chunk_parsed(
         kp = np.stack([r.kp for r in recs])  # type: ignore[misc]
         pm = np.stack([r.person_mask for r in recs]) if recs[0].person_mask is not None else None  # type: ignore[misc]
         rm = None
-        if recs[0].raw and pm is not None:
-            max_gap = int(getattr(ex.parser, "max_gap", 8))
+        max_gap = int(getattr(ex.parser, "max_gap", ex.params.parser_options.get("max_gap", 8)))
+        if recs[0].raw:
             kp = interpolate_gaps(kp, max_gap)
+        if recs[0].raw and pm is not None:
             todo = [j for j, r in enumerate(recs) if r.region_mask is None]
             if todo:
                 new = landmark_region_masks(kp[todo], pm[todo], size)
@@ -229,11 +244,13 @@ def stream_recording(
     end: int | None = None,
     *,
     parsed: Parsed | None = None,
+    person: PersonStream | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> Chunks:
     """Extract a long recording chunk by chunk into ``store``'s work area, resuming at the first
     unfinished chunk (then ``write_recording`` and ``discard_work``, or ``join``).
-    ``parsed``: keypoints already read (keypoints-only path); else the video is decoded."""
+    ``parsed``: keypoints already read (keypoints-only path); else the video is decoded (and,
+    with ``person``, that person's landmarks and masks go with the frames)."""
     t_start = time.perf_counter()
     L, C, rate = float(ex.params.chunk_seconds), context_seconds(ex), recording_rate(ex)
     work = store.root / WORK / key
@@ -249,7 +266,7 @@ def stream_recording(
         native, size = (info.height, info.width), None
         # a resumed recording parses from the tracker segment its first chunk's context needs
         skip = resume_from(origin + k * L - C, ex.params.track_seconds) if (origin is not None and k > 0) else None
-        source = _pixel_frames(ex, path, start, end, skip)
+        source = _pixel_frames(ex, path, start, end, skip, person)
 
     def chunk(k: int, recs: list[_Frame], last: float, ended: bool) -> None:
         assert origin is not None and size is not None

@@ -5,6 +5,8 @@
 
 - ``timeline.csv``: one row per detected segment, ``video,start,end,class_id,class,body,score``
   and one ``routing_<region>`` column per body region (empty when the detector has no routing);
+  in a recording of several people a ``person`` column follows ``video``, and every lane and
+  tier below is per person (``"person 1: head"``);
 - ``timeline.json``: the same rows plus the recording's metadata (taxonomy, regions, body groups,
   duration, video file);
 - ``timeline.eaf``: an ELAN file (written with pympi-ling) linked to the video, one tier per body
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from microaction.data.segments import Detection
 from microaction.report.timeline_html import write_timeline_html
-from microaction.report.timeline_rows import TimelineRow, assign_lanes, lane_groups, timeline_rows
+from microaction.report.timeline_rows import TimelineRow, assign_lanes, lane_groups, lane_people, timeline_rows
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["video_duration", "write_eaf", "write_timeline"]
@@ -36,12 +38,19 @@ FILES = ("csv", "json", "eaf", "html")
 
 
 def _write_csv(path: Path, rows: Sequence[TimelineRow], regions: Sequence[str]) -> None:
+    people = any(r.person for r in rows)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["video", "start", "end", "class_id", "class", "body", "score", *(f"routing_{r}" for r in regions)])
+        who = ["person"] if people else []
+        w.writerow(
+            ["video", *who, "start", "end", "class_id", "class", "body", "score", *(f"routing_{r}" for r in regions)]
+        )
         for r in rows:
             routing = [f"{r.routing[g]:.4f}" if r.routing is not None else "" for g in regions]
-            w.writerow([r.video, f"{r.start:.3f}", f"{r.end:.3f}", r.label, r.name, r.body, f"{r.score:.4f}", *routing])
+            who = [r.person] if people else []
+            w.writerow(
+                [r.video, *who, f"{r.start:.3f}", f"{r.end:.3f}", r.label, r.name, r.body, f"{r.score:.4f}", *routing]
+            )
 
 
 def _write_json(path: Path, rows: Sequence[TimelineRow], meta: dict[str, object]) -> None:
@@ -57,6 +66,7 @@ def _write_json(path: Path, rows: Sequence[TimelineRow], meta: dict[str, object]
                 "body": r.body,
                 "score": round(r.score, 4),
                 "routing": None if r.routing is None else {k: round(v, 4) for k, v in r.routing.items()},
+                **({"person": r.person} if r.person else {}),
             }
             for r in rows
         ],
@@ -75,9 +85,11 @@ def write_eaf(
     taxonomy: Taxonomy,
     *,
     video: str | os.PathLike[str] | None = None,
+    people: Sequence[str] = (),
 ) -> Path:
-    """An ELAN file of the rows (one recording): one tier per body group (or class), overflow
-    tiers for overlapping segments, annotations ``"<class> (<score>)"``, linked to ``video``."""
+    """An ELAN file of the rows (one recording): one tier per body group (or class; per person
+    with several), overflow tiers for overlapping segments, annotations ``"<class> (<score>)"``,
+    linked to ``video``."""
     import pympi
 
     path = Path(path)
@@ -95,7 +107,7 @@ def write_eaf(
     def tier(group: str, k: int) -> str:
         return group if k == 0 else f"{group} {k + 1}"
 
-    for group in lane_groups(rows, taxonomy):
+    for group in lane_groups(rows, taxonomy, by_class=not taxonomy.has_body, people=people):
         for k in range(max(depth.get(group, 0), 1)):
             eaf.add_tier(tier(group, k))
     for r, k in zip(rows, lanes):
@@ -141,6 +153,7 @@ def write_timeline(
     *,
     duration: float | None = None,
     lanes: str = "body",
+    people: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write ``timeline.{csv,json,eaf,html}`` for one recording into ``out_dir``.
 
@@ -148,6 +161,8 @@ def write_timeline(
     relative to ``out_dir``; the page's playhead follows the video when it sits there) and gives
     the duration (else the last segment's end, or ``duration``). All detections must belong to
     one video. ``lanes``: ``body`` (one lane per body group) or ``class`` (one per class).
+    ``people``: the recording's people (``"person <id>"``; detections name theirs in ``person``),
+    each with lanes of their own, also when nothing was detected for them.
     """
 
     videos = {d.video for d in detections}
@@ -173,12 +188,14 @@ def write_timeline(
         "taxonomy": taxonomy.name,
         "regions": list(regions),
         "body_groups": list(taxonomy.body_names),
+        **({"people": who} if (who := lane_people(rows, people)) else {}),
     }
     paths = {k: out / f"timeline.{k}" for k in FILES}
     _write_csv(paths["csv"], rows, regions)
     _write_json(paths["json"], rows, meta)
-    write_eaf(paths["eaf"], rows, taxonomy, video=video_path)
+    write_eaf(paths["eaf"], rows, taxonomy, video=video_path, people=people)
     write_timeline_html(
-        paths["html"], rows, taxonomy, regions, video=name, video_src=rel_video, duration=total, lanes=lanes
-    )
+        paths["html"], rows, taxonomy, regions, video=name, video_src=rel_video, duration=total, lanes=lanes,
+        people=people,
+    )  # fmt: skip
     return paths

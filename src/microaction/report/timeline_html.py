@@ -1,6 +1,7 @@
 """``timeline.html``: one self-contained page per recording (no external file but the video).
 
-One lane per body group (or per class), overlapping segments of a lane stacked in sub-rows;
+One lane per body group (or per class; per person and body group in a recording of several
+people), overlapping segments of a lane stacked in sub-rows;
 each segment is a box coloured by its score (viridis ramp, legend on top) and labelled with
 its class when wide enough; hovering shows class, body group, score, times and the routing over
 body regions; zoom buttons widen the track for long recordings. When the recording's video file
@@ -110,7 +111,7 @@ inner.addEventListener('mousemove', e => {
   const seg = e.target.closest('.seg');
   if (!seg) { tip.style.display='none'; return; }
   const s = data.segments[+seg.dataset.i];
-  let h = '<b>'+esc(s.name)+'</b>' + (s.body ? ' &middot; '+esc(s.body) : '') + '<br>score '+s.score.toFixed(3)
+  let h = (s.person ? esc(s.person)+': ' : '') + '<b>'+esc(s.name)+'</b>' + (s.body ? ' &middot; '+esc(s.body) : '') + '<br>score '+s.score.toFixed(3)
         + '<br>'+clock(s.start)+' &ndash; '+clock(s.end)+' ('+(s.end-s.start).toFixed(2)+' s)';
   if (s.routing) {
     h += '<table>' + Object.entries(s.routing).sort((a,b)=>b[1]-a[1]).map(([k,v]) =>
@@ -149,17 +150,16 @@ def write_timeline_html(
     video_src: str | None,
     duration: float,
     lanes: str = "body",
+    people: Sequence[str] = (),
 ) -> Path:
-    """Write the page (see the module docstring); ``lanes`` = ``body`` or ``class``."""
+    """Write the page (see the module docstring); ``lanes`` = ``body`` or ``class``; ``people``:
+    lanes for these people also without a segment."""
     path = Path(path)
-    if lanes == "class" or not taxonomy.has_body:
-        groups = [taxonomy.names[c] for c in sorted({r.label for r in rows})]
-        key = [r.name for r in rows]
-        sub = assign_lanes([_as_class_group(r) for r in rows])
-    else:
-        groups = lane_groups(rows, taxonomy)
-        key = [r.group for r in rows]
-        sub = assign_lanes(rows)
+    by_class = lanes == "class" or not taxonomy.has_body
+    groups = lane_groups(rows, taxonomy, by_class=by_class, people=people)
+    placed = [_as_class_group(r) for r in rows] if by_class else list(rows)
+    key = [r.group for r in placed]
+    sub = assign_lanes(placed)
     depth = {g: 1 for g in groups}
     for g, k in zip(key, sub):
         depth[g] = max(depth[g], k + 1)
@@ -174,8 +174,9 @@ def write_timeline_html(
             f'background:{colour}" title="{html.escape(r.name)} {r.score:.2f}">{html.escape(r.name)}</div>'
         )
         data.append(
-            {"name": r.name, "body": r.body, "score": r.score, "start": r.start, "end": r.end, "routing": r.routing}
-        )
+            {"name": r.name, "body": r.body, "score": r.score, "start": r.start, "end": r.end, "routing": r.routing,
+             "person": r.person}
+        )  # fmt: skip
     names = "".join(
         f'<div style="height:{depth[g] * _ROW}px;line-height:{_ROW}px" title="{html.escape(g)}">{html.escape(g)}</div>'
         for g in groups
@@ -222,4 +223,4 @@ def write_timeline_html(
 
 def _as_class_group(r: TimelineRow) -> TimelineRow:
     """The row with its class as its group (for per-class lanes)."""
-    return TimelineRow(r.video, r.start, r.end, r.label, r.name, "", r.score, r.routing)
+    return TimelineRow(r.video, r.start, r.end, r.label, r.name, "", r.score, r.routing, r.person)

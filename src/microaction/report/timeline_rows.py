@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from microaction.data.segments import Detection
 from microaction.taxonomy import Taxonomy
 
-__all__ = ["TimelineRow", "assign_lanes", "lane_groups", "timeline_rows"]
+__all__ = ["TimelineRow", "assign_lanes", "lane_groups", "lane_people", "timeline_rows"]
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,14 @@ class TimelineRow:
     body: str  # body group name ("" for a label set without a body level)
     score: float
     routing: dict[str, float] | None  # region -> weight
+    person: str = ""  # "person <id>" in a recording of several people ("" for one)
 
     @property
     def group(self) -> str:
-        """The lane / tier the segment belongs to: its body group, or its class without one."""
-        return self.body or self.name
+        """The lane / tier the segment belongs to: its body group, or its class without one (each
+        person's own, ``"person 1: head"``, in a recording of several people)."""
+        base = self.body or self.name
+        return f"{self.person}: {base}" if self.person else base
 
 
 def timeline_rows(detections: Sequence[Detection], taxonomy: Taxonomy, regions: Sequence[str]) -> list[TimelineRow]:
@@ -57,9 +60,10 @@ def timeline_rows(detections: Sequence[Detection], taxonomy: Taxonomy, regions: 
                 body,
                 float(d.score),
                 routing,
+                d.person or "",
             )
         )
-    return sorted(rows, key=lambda r: (r.video, r.start, -r.score, r.end, r.label))
+    return sorted(rows, key=lambda r: (r.video, r.start, -r.score, r.end, r.label, r.person))
 
 
 def assign_lanes(rows: Sequence[TimelineRow]) -> list[int]:
@@ -81,9 +85,25 @@ def assign_lanes(rows: Sequence[TimelineRow]) -> list[int]:
     return out
 
 
-def lane_groups(rows: Sequence[TimelineRow], taxonomy: Taxonomy) -> list[str]:
-    """Lane / tier names in a stable order: every body group of the taxonomy, else the classes seen."""
-    if taxonomy.has_body:
-        return list(taxonomy.body_names)
-    seen = {r.label for r in rows}
-    return [taxonomy.names[c] for c in sorted(seen)]
+def lane_groups(
+    rows: Sequence[TimelineRow], taxonomy: Taxonomy, *, by_class: bool = False, people: Sequence[str] = ()
+) -> list[str]:
+    """Lane / tier names in a stable order: every body group of the taxonomy (``by_class`` or
+    without a body level: the classes seen); per person, in person order, when rows name people
+    (``people``: also those without a segment)."""
+    if taxonomy.has_body and not by_class:
+        base = list(taxonomy.body_names)
+    else:
+        base = [taxonomy.names[c] for c in sorted({r.label for r in rows})]
+    who = lane_people(rows, people)
+    return [f"{p}: {g}" for p in who for g in base] if who else base
+
+
+def lane_people(rows: Sequence[TimelineRow], people: Sequence[str] = ()) -> list[str]:
+    """The people named by the rows and ``people``, in person order ("person 2" before "person 10")."""
+    return sorted({r.person for r in rows if r.person} | set(people), key=_person_order)
+
+
+def _person_order(name: str) -> tuple[int, str]:
+    tail = name.rsplit(" ", 1)[-1]
+    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
