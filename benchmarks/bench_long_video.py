@@ -1,6 +1,6 @@
 """Long recordings through ``mar extract``: peak memory against the recording's length, and speed.
 
-    python benchmarks/bench_long_video.py [--quick] [--json]
+    python benchmarks/bench_long_video.py [--quick] [--json] [--tracking] [--people]
 
 1. **Peak RSS, 10 vs 20 minutes.** Two recordings of a drawn seated person that sways, drifts and
    moves its arms (10 and 20 minutes at 4 frames/s, 128 x 96, keypoint sidecars) are extracted
@@ -17,6 +17,9 @@
    the whole video (``track_seconds`` past its length), its speed, and the distance (native
    pixels, median and 90th percentile) of the streamed run's landmarks, made by tracker segments
    (``extract.tracking``), from its: in a segment's first half-second and elsewhere.
+4. ``--people`` (not in ``make bench``): the 10- and 20-minute recordings with two people side
+   by side, ``--people all`` (their keypoint file, pixel encoders): each person streamed as a
+   recording of its own; peak RSS growth (goal as in 1.).
 
 Each figure is printed as ``RESULT {"figure": ..., "value": ..., "goal": ..., "met": ...}``.
 ``--quick``: 2- and 4-minute recordings and 3 clips once (a smoke test; the RSS goal is not judged).
@@ -70,43 +73,50 @@ def _template():
     return out
 
 
-def make_recording(folder: Path, minutes: float, fps: int = 4, size: tuple[int, int] = (96, 128)) -> Path:
-    """``folder/videos/rec.mp4`` and its keypoints ``folder/keypoints/rec.npz``, drawn frame by frame."""
+def make_recording(
+    folder: Path, minutes: float, fps: int = 4, size: tuple[int, int] = (96, 128), people: int = 1
+) -> Path:
+    """``folder/videos/rec.mp4`` and its keypoints ``folder/keypoints/rec.npz``, drawn frame by
+    frame: ``people`` seated side by side, each ``size[1]`` wide (keypoints ``[T, 33, 3]``, or
+    ``[M, T, 33, 3]`` for several)."""
     import av
     import cv2
     import numpy as np
 
     from microaction.skeleton import BONES
 
-    H, W = size
+    H, Wp = size
+    W = Wp * people
     n = int(minutes * 60 * fps)
-    base = _template() * np.array([W, H], np.float32)
+    base = _template() * np.array([Wp, H], np.float32)
     rng = np.random.default_rng(0)
-    kps = np.zeros((n, len(base), 3), np.float32)
+    kps = np.zeros((people, n, len(base), 3), np.float32)
     (folder / "videos").mkdir(parents=True, exist_ok=True)
     (folder / "keypoints").mkdir(exist_ok=True)
     path = folder / "videos" / "rec.mp4"
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=fps)
         s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        drift = np.zeros(2, np.float32)
+        drift = np.zeros((people, 2), np.float32)
         for t in range(n):
-            drift = 0.999 * drift + rng.normal(0, 0.15, 2).astype(np.float32)  # posture drifts
-            kp = base + drift
-            kp[:11, 1] += 2.0 * np.sin(t * 1.0)  # the head nods
-            kp[15:23, 0] += 4.0 * np.sin(t * 0.6) * (np.sin(t * 0.025) > 0.5)  # a hand moves at times
-            kps[t, :, :2] = kp
-            kps[t, :, 2] = 0.95
+            drift = 0.999 * drift + rng.normal(0, 0.15, (people, 2)).astype(np.float32)  # posture drifts
             img = np.full((H, W, 3), 40, np.uint8)
-            for a, b in BONES:
-                pa, pb = tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b])
-                cv2.line(img, pa, pb, (200, 160, 130), 3)
-            cv2.circle(img, tuple(int(v) for v in kp[0]), 6, (220, 180, 150), -1)
+            for p in range(people):
+                kp = base + drift[p] + np.array([Wp * p, 0], np.float32)
+                kp[:11, 1] += 2.0 * np.sin(t * 1.0 + p)  # the head nods
+                kp[15:23, 0] += 4.0 * np.sin(t * 0.6) * (np.sin(t * 0.025 + p) > 0.5)  # a hand moves at times
+                kps[p, t, :, :2] = kp
+                kps[p, t, :, 2] = 0.95
+                for a, b in BONES:
+                    pa, pb = tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b])
+                    cv2.line(img, pa, pb, (200, 160, 130), 3)
+                cv2.circle(img, tuple(int(v) for v in kp[0]), 6, (220, 180, 150), -1)
             for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(pkt)
         for pkt in s.encode():
             c.mux(pkt)
-    np.savez(folder / "keypoints" / "rec.npz", keypoints=kps, fps=np.float32(fps), size=np.array([H, W]))
+    np.savez(folder / "keypoints" / "rec.npz", keypoints=kps[0] if people == 1 else kps, fps=np.float32(fps),
+             size=np.array([H, W]))  # fmt: skip
     return path
 
 
@@ -192,11 +202,33 @@ def tracking_figures(video: Path, d: Path, streamed_fps: float) -> list[dict]:
     return out
 
 
+def people_figures(d: Path, lengths: tuple[float, float], *, quick: bool) -> list[dict]:
+    """4. Two people side by side in the drawn recordings, ``--people all`` (their keypoint file,
+    pixel encoders): each person streamed as a recording of its own; peak RSS against length."""
+    from microaction.data.store import FeatureStore
+
+    params = {"parser": "keypoints", "encoders": ["motion", "pose"], "stream_after": 60.0, "people": "all"}
+    peaks, out = [], []
+    for minutes in lengths:
+        video = make_recording(d / f"two{minutes:g}", minutes, people=2)
+        r = run_child(video, d / f"two_store{minutes:g}", params)
+        store = FeatureStore.open(d / f"two_store{minutes:g}")
+        chunks = [store.status(k)["chunks"] for k in store.status("rec")["people"]]
+        peaks.append(r["rss_mb"])
+        print(f"{minutes:g}-minute recording, two people: {len(chunks)} people streamed in {chunks} chunks in "
+              f"{r['seconds']:.1f} s, peak RSS {r['rss_mb']:.0f} MB", flush=True)  # fmt: skip
+        out.append(result(f"peak_rss_mb_two_people_{minutes:g}min", r["rss_mb"], "", None))
+    growth = 100.0 * (peaks[1] / peaks[0] - 1.0)
+    out.append(result("peak_rss_growth_pct_two_people", growth, "<= 10", None if quick else bool(growth <= 10.0)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2/4-minute recordings, 3 clips (smoke test)")
     ap.add_argument("--json", action="store_true", help="print all figures as one JSON list at the end")
     ap.add_argument("--tracking", action="store_true", help="3.: tracker segments against one tracker (+80 s)")
+    ap.add_argument("--people", action="store_true", help="4.: peak RSS with two people, --people all (+4 min)")
     args = ap.parse_args(argv)
     lengths = (2.0, 4.0) if args.quick else (10.0, 20.0)
     out: list[dict] = []
@@ -245,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         out.append(result("frames_per_cpu_second_clip_path", per_cpu["clip"], "", None))
         if args.tracking:
             out += tracking_figures(video, d, rates["streamed"])
+        if args.people:
+            out += people_figures(d, lengths, quick=args.quick)
     if args.json:
         print(json.dumps(out))
     return 0
