@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--video-file", dest="video_file", help="with --store: the recording's video, for the page and --overlay"
     )
     p.add_argument(
-        "--overlay", metavar="OUT.mp4", help="also write the video with the current segments and region boxes"
+        "--overlay",
+        metavar="OUT.mp4",
+        help="also write the video with the current segments and region boxes (several people: OUT_person<id>.mp4 each)",
     )
     p.add_argument("--min-score", type=float, default=0.1, help="keep detections scoring at least this (default 0.1)")
     p.add_argument(
@@ -175,11 +177,6 @@ def run(args: argparse.Namespace) -> int:
         assert video is not None
         items = extract_recording(video, loaded.manifest, out / FEATURES, progress=not args.quiet, people=args.people)
         name = video.stem
-    if args.overlay and len(items) > 1:
-        raise ValueError(
-            f"--overlay draws one person's region boxes; {name} has {len(items)} people: give one of them "
-            "with --store STORE --key KEY#ID (the video's features are in OUT/features)"
-        )
     stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))  # the run's data.standardize
     dets, seconds = [], 0.0
     for person, item in items:
@@ -199,11 +196,17 @@ def run(args: argparse.Namespace) -> int:
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.overlay:
         assert video is not None
-        item = items[0][1]
-        files = write_overlay(
-            video, args.overlay, boxes=overlay_boxes(item), region_names=list(loaded.regions), routing=None,
-            at_time=current_segments(dets, list(loaded.taxonomy.names), list(loaded.regions)), caption_rows=3,
-        )  # fmt: skip
-        if not args.quiet:
-            print("overlay: " + ", ".join(str(f) for f in files))
+        names, regs = list(loaded.taxonomy.names), list(loaded.regions)
+        for person, item in items:
+            # several people: one overlay each (its region boxes, its segments), <stem>_person<id>
+            target = Path(args.overlay)
+            if person is not None and len(items) > 1:
+                target = target.with_name(f"{target.stem}_{person.replace(' ', '')}{target.suffix}")
+            mine = [d for d in dets if d.person == person]
+            files = write_overlay(
+                video, target, boxes=overlay_boxes(item), region_names=regs, routing=None,
+                at_time=current_segments(mine, names, regs), caption_rows=3,
+            )  # fmt: skip
+            if not args.quiet:
+                print("overlay: " + ", ".join(str(f) for f in files))
     return 0

@@ -135,10 +135,9 @@ class Parsed:
     t0: float
 
 
-def take_frames(frames: np.ndarray | list[np.ndarray], sel: np.ndarray) -> np.ndarray:
-    if isinstance(frames, np.ndarray):
-        return frames[sel]
-    return np.stack([frames[j] for j in sel]) if len(sel) else np.zeros((0, 0, 0, 3), np.uint8)
+def take_frames(frames: np.ndarray | list[np.ndarray], sel: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """The selected frames: an array's rows, or a list's items (not stacked: no copy)."""
+    return frames[sel] if isinstance(frames, np.ndarray) else [frames[j] for j in sel.tolist()]
 
 
 class Extractor:
@@ -260,10 +259,10 @@ class Extractor:
             sel = np.flatnonzero((timestamps >= span[0]) & (timestamps < span[1]))
             frames = None if frames is None else take_frames(frames, sel)
             timestamps, indices, parse, layout = timestamps[sel], indices[sel], parse.take(sel), layout.take(sel)
-        elif frames is not None and not isinstance(frames, np.ndarray):
-            frames = np.stack(frames)
-        if self.params.flip and frames is not None:
+        if self.params.flip and isinstance(frames, np.ndarray):
             frames = np.ascontiguousarray(frames[:, :, ::-1])
+        elif self.params.flip and frames is not None:
+            frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
         clips: dict[int, dict[str, np.ndarray]] = {}
         for e in self.encoders:
             if e.input_size is not None and e.input_size not in clips:
@@ -314,7 +313,7 @@ class Extractor:
             ref.astype(np.float32),
             extras,
             info,
-            frames if keep else None,
+            frames if keep and isinstance(frames, np.ndarray) else None,  # a streamed chunk's list: not kept
             parse if keep else None,
             layout if keep else None,
         )
@@ -395,7 +394,7 @@ def box_window_frames(timestamps: np.ndarray, seconds: float) -> int:
 
 
 def face_crops(
-    frames: np.ndarray, timestamps: np.ndarray, steps: np.ndarray, layout: RegionLayout, size: int
+    frames: np.ndarray | list[np.ndarray], timestamps: np.ndarray, steps: np.ndarray, layout: RegionLayout, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grey crops of the head box ``[len(steps), size, size]`` uint8 (unmasked: the texture around
     the face matters too), one per feature step from the frame nearest in time, and whether the

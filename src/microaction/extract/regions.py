@@ -15,6 +15,7 @@ carries no gradient or motion for the hand-crafted descriptors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -322,7 +323,7 @@ def _crop_mask(mask: np.ndarray, box: np.ndarray, size: int, sx: float, sy: floa
 
 
 def crop_clips(
-    frames: np.ndarray,
+    frames: np.ndarray | Sequence[np.ndarray],
     parse: ParseResult,
     layout: RegionLayout,
     size: int,
@@ -330,8 +331,10 @@ def crop_clips(
     masked: bool = True,
     fill: tuple[int, int, int] = FILL,
 ) -> dict[str, np.ndarray]:
-    """Region clips and the global clip: ``{name: [T, size, size, 3] uint8}`` (regions, then ``GLOBAL``)."""
-    T, H, W = frames.shape[:3]
+    """Region clips and the global clip: ``{name: [T, size, size, 3] uint8}`` (regions, then
+    ``GLOBAL``), from ``frames`` ``[T, H, W, 3]`` (or a list of ``[H, W, 3]`` frames)."""
+    T = len(frames)
+    H, W = frames[0].shape[:2] if T else (1, 1)
     masks = parse.region_masks
     msx = msy = 1.0
     if masks is not None:
