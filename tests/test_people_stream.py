@@ -21,9 +21,10 @@ STREAMED = dict(stream_after=0.0, chunk_seconds=0.5)
 ONE_PASS = dict(stream_after=1000.0)
 
 
-def _run(video: Path, out: Path, **kw) -> FeatureStore:
-    s = run_extraction([Job("talk", str(video))], ExtractParams(people="all", feature_rate=6.0, **kw), out,
-                       progress=False)  # fmt: skip
+def _run(video: Path, out: Path, boxes: tuple = (), **kw) -> FeatureStore:
+    people = "main" if boxes else "all"
+    s = run_extraction([Job("talk", str(video), boxes=boxes)], ExtractParams(people=people, feature_rate=6.0, **kw),
+                       out, progress=False)  # fmt: skip
     assert s.failed == 0, s.errors
     return FeatureStore.open(out)
 
@@ -90,7 +91,7 @@ def test_pixels_of_several_people_streamed_and_resumed(scene_video: Path, tmp_pa
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         _run(scene_video, out, **kw, **STREAMED)
-    assert (out / "work" / "talk" / people_stream.CACHE).is_file()
+    assert (out / "work" / "talk#people" / people_stream.CACHE).is_file()
     assert FeatureStore.open(out).status("talk#0")["status"] == "ok"
     monkeypatch.setattr(stream, "atomic_write_bytes", real_write)
 
@@ -108,3 +109,20 @@ def test_pixels_of_several_people_streamed_and_resumed(scene_video: Path, tmp_pa
     monkeypatch.setattr("microaction.extract.runner.stream_recording", counting)
     _same_people(one, _run(scene_video, out, **kw, **STREAMED), 2, motion=True)
     assert streamed == ["talk#1"]  # the first person's item was kept
+
+
+def test_a_manifest_box_in_a_long_recording(scene_video: Path, tmp_path: Path) -> None:
+    """An annotation's person box (frame 3, the second person): that person is found and
+    streamed, under the job's key, as one pass extracts it."""
+    scene = generate_scene(0, people=2, crossing=True, seed=0)
+    boxes = ((3, *[float(v) for v in scene["people"][1]["box"][3]]),)
+    kw = dict(encoders=["motion", "pose"], box_window=0.5, max_side=200)
+    one = _run(scene_video, tmp_path / "one", boxes=boxes, **kw, **ONE_PASS).read("talk")
+    store = _run(scene_video, tmp_path / "str", boxes=boxes, **kw, **STREAMED)
+    got = store.read("talk")
+    assert store.keys() == ["talk"] and store.status("talk")["chunks"] >= 3
+    assert np.array_equal(got.extras["keypoints"], one.extras["keypoints"])
+    nose = one.extras["keypoints"][3, 0, :2]  # the boxed person's, not the other's
+    x1, y1, x2, y2 = boxes[0][1:]
+    assert x1 <= nose[0] <= x2 and y1 <= nose[1] <= y2
+    assert not any((tmp_path / "str" / "work").iterdir())

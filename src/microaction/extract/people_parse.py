@@ -36,12 +36,12 @@ if TYPE_CHECKING:
     from microaction.extract.pipeline import Extractor, Parsed
     from microaction.extract.video import Sampling
 
-__all__ = ["PEOPLE_MODES", "file_tracks", "find_people", "parse_people", "person_finder"]
+__all__ = ["PEOPLE_MODES", "box_positions", "file_tracks", "find_people", "parse_people", "person_finder"]
 
 PEOPLE_MODES = ("main", "all")
 
 
-def _positions(indices: np.ndarray, target: dict[int, np.ndarray], scale: float) -> dict[int, np.ndarray]:
+def box_positions(indices: np.ndarray, target: dict[int, np.ndarray], scale: float) -> dict[int, np.ndarray]:
     """Annotation boxes keyed by video frame -> keyed by position among the sampled frames (the
     nearest sampled frame at or after it; boxes before the window are dropped), in parse pixels."""
     out: dict[int, np.ndarray] = {}
@@ -153,7 +153,7 @@ def parse_people(
         idx = np.asarray([i for i, _, _ in items], np.int64)
         size = (int(frames.shape[1]), int(frames.shape[2]))
         native = (info.height, info.width)
-        tgt = None if target is None else _positions(idx, target, size[1] / info.width)
+        tgt = None if target is None else box_positions(idx, target, size[1] / info.width)
         finder = person_finder(ex)
         try:
             tracks = find_people(frames, finder, target=tgt)
@@ -163,7 +163,7 @@ def parse_people(
     elif name == "keypoints":
         tracks, ts, idx, size, fps = file_tracks(ex, path, sampling)
         native = size
-        tgt = None if target is None else _positions(idx, target, 1.0)
+        tgt = None if target is None else box_positions(idx, target, 1.0)
         if ex.needs_pixels:  # pixel encoders: decode the same frames (keypoints in video pixels)
             items = list(iter_frames(path, sampling))
             if len(items) != len(idx):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,8 @@ import numpy as np
 from microaction.data.prefetch import background
 from microaction.data.store import atomic_write_bytes
 from microaction.extract.parsers.base import ParseError
-from microaction.extract.people_parse import file_tracks, find_people, person_finder
+from microaction.extract.people import pick_target
+from microaction.extract.people_parse import box_positions, file_tracks, find_people, person_finder
 from microaction.extract.video import iter_frames, probe, working_size
 
 if TYPE_CHECKING:
@@ -92,40 +94,86 @@ def _save(cache: Path, plan: dict[str, Any], people: list[PersonStream]) -> None
     atomic_write_bytes(cache, buf.getvalue())
 
 
+def _lazy_positions(
+    items: Iterable[tuple[int, float, np.ndarray]],
+    target: dict[int, np.ndarray],
+    scale: float,
+    out: dict[int, np.ndarray],
+) -> Iterator[np.ndarray]:
+    """The frames of ``items``; before each is handed on, the annotation boxes up to its frame
+    index are placed at its position in ``out`` (in parse pixels): the nearest sampled frame at or
+    after each box's frame, as ``people_parse`` places them on a clip read whole."""
+    boxes = sorted(target.items())
+    k = 0
+    for pos, (i, _t, f) in enumerate(items):
+        while k < len(boxes) and boxes[k][0] <= i:
+            out.setdefault(pos, np.asarray(boxes[k][1], np.float32) * np.float32(scale))
+            k += 1
+        yield f
+
+
 def find_people_stream(
-    ex: Extractor, path: str | os.PathLike[str], start: int | None, end: int | None, work: Path
+    ex: Extractor,
+    path: str | os.PathLike[str],
+    start: int | None,
+    end: int | None,
+    work: Path,
+    target: dict[int, np.ndarray] | None = None,
 ) -> list[PersonStream]:
     """Pass 1 (see the module docstring): every person of the recording, ids 0.. in order of
-    first appearance; read back from ``work/people.npz`` when it was made under the same plan."""
+    first appearance, or with ``target`` (an annotation's person boxes, ``{video frame: xyxy
+    native pixels}``) the person those boxes pick, id 0; read back from ``work/people.npz`` when
+    it was made under the same plan."""
     path = str(path)
     plan = _plan(ex, path, start, end)
+    if target is not None:
+        plan["target"] = {str(k): [float(v) for v in b] for k, b in sorted(target.items())}
     cache = work / CACHE
     if cache.is_file() and (got := _load(cache, plan)) is not None:
         return got
     sampling = ex.params.sampling(start, end)
     name = ex.parser.name
+    tgt: dict[int, np.ndarray] | None = None if target is None else {}
     if name == "mediapipe":
         info = probe(path)
         w, h = working_size(info.width, info.height, sampling.max_side)
         finder = person_finder(ex)
         try:
-            frames = (f for _, _, f in background(iter_frames(path, sampling)))
-            tracks = find_people(frames, finder, pack_masks=True)
+            items = background(iter_frames(path, sampling))
+            frames = (
+                (f for _, _, f in items) if tgt is None else _lazy_positions(items, target or {}, w / info.width, tgt)
+            )
+            tracks = find_people(frames, finder, target=tgt, pack_masks=True)
         finally:
             finder.close()
         shape = finder.mask_size(h, w)
-        people = [PersonStream(tr.id, tr.keypoints, tr.masks, shape) for tr in tracks]
     elif name == "keypoints":
-        tracks, _ts, _idx, size, _fps = file_tracks(ex, path, sampling)
+        tracks, _ts, idx, size, _fps = file_tracks(ex, path, sampling)
+        sx = 1.0
         if ex.needs_pixels:  # pixel encoders: landmarks in the decoded (working) frame's pixels
             info = probe(path)
-            w, _h = working_size(info.width, info.height, sampling.max_side)
+            sx = working_size(info.width, info.height, sampling.max_side)[0] / size[1]
             for tr in tracks:
-                tr.keypoints[..., :2] *= w / size[1]
-        people = [PersonStream(tr.id, tr.keypoints) for tr in tracks]
+                tr.keypoints[..., :2] *= sx
+                tr.boxes *= sx
+        if target is not None:
+            tgt = box_positions(idx, target, sx)
+        shape = None
     else:
-        raise ParseError(f"several people (--people all) need the mediapipe or keypoints parser, not {name!r}")
-    if not people:
+        raise ParseError(
+            f"several people (--people all, person boxes) need the mediapipe or keypoints parser, not {name!r}"
+        )
+    if target is not None:
+        if not tgt:
+            raise ParseError(f"{path}: the person box's frame {min(target)} is after the recording's last frame")
+        try:
+            k = pick_target(tracks, tgt)
+        except ValueError as e:
+            raise ParseError(f"{path}: {e}") from None
+        tracks = [tracks[k]]
+        tracks[0].id = 0
+    if not tracks:
         raise ParseError(f"{path}: no person found")
+    people = [PersonStream(tr.id, tr.keypoints, tr.masks, shape if tr.masks is not None else None) for tr in tracks]
     _save(cache, plan, people)
     return people

@@ -269,7 +269,7 @@ def _stage1(
         if job.boxes or extractor.params.people == "all":
             from microaction.extract.people_parse import parse_people
 
-            if not job.boxes and is_recording(extractor, job.path, job.start, job.end):
+            if is_recording(extractor, job.path, job.start, job.end):
                 return Recording(people=True)  # found, then streamed person by person in stage 2
             target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
             people = parse_people(extractor, job.path, job.start, job.end, target=target)
@@ -298,10 +298,15 @@ def finish_job(
     try:
         if isinstance(parsed, BaseException):
             raise parsed
+        found_work = None
         if isinstance(parsed, Recording) and parsed.people:
             from microaction.extract.people_stream import find_people_stream
 
-            found = find_people_stream(extractor, job.path, job.start, job.end, store.root / WORK / job.key)
+            target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
+            found_work = f"{job.key}#people"  # pass 1's result, kept until the job is committed
+            found = find_people_stream(
+                extractor, job.path, job.start, job.end, store.root / WORK / found_work, target=target
+            )
             parsed = [(p.id, Recording(person=p)) for p in found]
         people: list[tuple[int | None, Parsed | Recording]] = (
             list(parsed) if isinstance(parsed, list) else [(None, parsed)]
@@ -312,7 +317,7 @@ def finish_job(
             key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
             who = {} if pid is None else {"person": pid}
             if isinstance(one, Recording):  # a long recording: chunk by chunk, resumable, written piece by piece
-                if pid is not None and (store.status(key) or {}).get("status") == "ok" and store.is_done(key):
+                if one.person is not None and (store.status(key) or {}).get("status") == "ok" and store.is_done(key):
                     keys.append(key)  # a person committed before the run was killed
                     statuses.append("ok")
                     continue
@@ -350,7 +355,8 @@ def finish_job(
                 _debug(debug_dir, key, ex)
         if isinstance(parsed, list) and not job.boxes:
             store.write_people(job.key, keys, {"video": job.path})
-            discard_work(store, job.key)  # pass 1's people of a streamed recording
+        if found_work is not None:
+            discard_work(store, found_work)
         status = "ok" if "ok" in statuses else "no_person"
     except (KeyboardInterrupt, SystemExit):
         raise
