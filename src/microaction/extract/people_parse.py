@@ -36,7 +36,15 @@ if TYPE_CHECKING:
     from microaction.extract.pipeline import Extractor, Parsed
     from microaction.extract.video import Sampling
 
-__all__ = ["PEOPLE_MODES", "box_positions", "file_tracks", "find_people", "parse_people", "person_finder"]
+__all__ = [
+    "PEOPLE_MODES",
+    "box_positions",
+    "chosen_tracks",
+    "file_tracks",
+    "find_people",
+    "parse_people",
+    "person_finder",
+]
 
 PEOPLE_MODES = ("main", "all")
 
@@ -84,6 +92,22 @@ def find_people(
                 d.mask = None if d.mask is None else np.packbits(d.mask.reshape(-1) > 0)
         tracker.update(t, dets)
     return tracker.tracks(t + 1)
+
+
+def chosen_tracks(
+    path: str | os.PathLike[str], tracks: list[PersonTrack], target: dict[int, np.ndarray] | None
+) -> list[PersonTrack]:
+    """Every track, or (``target``: {position: box}) the one the annotation's boxes pick, as id 0."""
+    if target is not None:
+        try:
+            k = pick_target(tracks, target)
+        except ValueError as e:
+            raise ParseError(f"{path}: {e}") from None
+        tracks = [tracks[k]]
+        tracks[0].id = 0
+    if not tracks:
+        raise ParseError(f"{path}: no person found")
+    return tracks
 
 
 def person_finder(ex: Extractor) -> PersonFinder:
@@ -181,13 +205,5 @@ def parse_people(
             f"several people (--people all, or a person box in the manifest) need the mediapipe or keypoints "
             f"parser, not {name!r}"
         )
-    if tgt is not None:
-        try:
-            k = pick_target(tracks, tgt)
-        except ValueError as e:
-            raise ParseError(f"{path}: {e}") from None
-        tracks = [tracks[k]]
-        tracks[0].id = 0
-    if not tracks:
-        raise ParseError(f"{path}: no person found")
+    tracks = chosen_tracks(path, tracks, tgt)
     return [(tr.id, Parsed(frames, ts, idx, native, _person_parse(tr, size, fps, max_gap), t0)) for tr in tracks]

@@ -29,8 +29,7 @@ import numpy as np
 from microaction.data.prefetch import background
 from microaction.data.store import atomic_write_bytes
 from microaction.extract.parsers.base import ParseError
-from microaction.extract.people import pick_target
-from microaction.extract.people_parse import box_positions, file_tracks, find_people, person_finder
+from microaction.extract.people_parse import box_positions, chosen_tracks, file_tracks, find_people, person_finder
 from microaction.extract.video import iter_frames, probe, working_size
 
 if TYPE_CHECKING:
@@ -163,17 +162,9 @@ def find_people_stream(
         raise ParseError(
             f"several people (--people all, person boxes) need the mediapipe or keypoints parser, not {name!r}"
         )
-    if target is not None:
-        if not tgt:
-            raise ParseError(f"{path}: the person box's frame {min(target)} is after the recording's last frame")
-        try:
-            k = pick_target(tracks, tgt)
-        except ValueError as e:
-            raise ParseError(f"{path}: {e}") from None
-        tracks = [tracks[k]]
-        tracks[0].id = 0
-    if not tracks:
-        raise ParseError(f"{path}: no person found")
+    if target is not None and not tgt:
+        raise ParseError(f"{path}: the person box's frame {min(target)} is after the recording's last frame")
+    tracks = chosen_tracks(path, tracks, tgt)
     people = [PersonStream(tr.id, tr.keypoints, tr.masks, shape if tr.masks is not None else None) for tr in tracks]
     _save(cache, plan, people)
     return people
