@@ -30,6 +30,7 @@ from microaction.data.prefetch import background
 from microaction.data.store import atomic_write_bytes
 from microaction.extract.parsers.base import ParseError
 from microaction.extract.people_parse import box_positions, chosen_tracks, file_tracks, find_people, person_finder
+from microaction.extract.stream import source_identity
 from microaction.extract.video import iter_frames, probe, working_size
 
 if TYPE_CHECKING:
@@ -58,10 +59,7 @@ class PersonStream:
 
 
 def _plan(ex: Extractor, path: str, start: int | None, end: int | None) -> dict[str, Any]:
-    p = Path(path.split("#", 1)[0])
-    st = p.stat() if p.is_file() else None
-    source = {"path": path, "bytes": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
-    return {"source": source, "start": start, "end": end, "params": ex.params.to_dict()}
+    return {"source": source_identity(path), "start": start, "end": end, "params": ex.params.to_dict()}
 
 
 def _load(cache: Path, plan: dict[str, Any]) -> list[PersonStream] | None:

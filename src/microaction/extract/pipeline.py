@@ -116,7 +116,7 @@ class Extraction:
     timestamps: np.ndarray  # [T'] seconds
     extras: dict[str, np.ndarray]  # boxes [R+1, 4] native-pixel xyxy (person last), keypoints [T, 33, 3]
     info: dict[str, Any]
-    # kept for debugging/overlays when asked (not stored)
+    # kept for debugging/overlays when asked (not stored); the layout (boxes, visibility) always
     frames: np.ndarray | None = None
     parse: ParseResult | None = None
     layout: RegionLayout | None = None
@@ -313,9 +313,9 @@ class Extractor:
             ref.astype(np.float32),
             extras,
             info,
-            frames if keep and isinstance(frames, np.ndarray) else None,  # a streamed chunk's list: not kept
+            None if not keep or frames is None else np.asarray(frames),
             parse if keep else None,
-            layout if keep else None,
+            layout,
         )
 
     def _decode_and_parse(self, path, sampling: Sampling):

@@ -55,6 +55,7 @@ __all__ = [
     "is_recording",
     "join",
     "recording_rate",
+    "source_identity",
     "stream_recording",
     "write_recording",
 ]
@@ -203,7 +204,8 @@ def _chunk_parsed(
     return Parsed(frames, ts, idx, native, parse, time.perf_counter())
 
 
-def _source_identity(path: str) -> dict[str, Any]:
+def source_identity(path: str) -> dict[str, Any]:
+    """What a plan in the work area depends on of its source file (size and time)."""
     p = Path(path.split("#", 1)[0])
     if not p.is_file():
         return {"path": path}
@@ -254,7 +256,7 @@ def stream_recording(
     t_start = time.perf_counter()
     L, C, rate = float(ex.params.chunk_seconds), context_seconds(ex), recording_rate(ex)
     work = store.root / WORK / key
-    plan: dict[str, Any] = {"source": _source_identity(path), "start": start, "end": end, "chunk_seconds": L,
+    plan: dict[str, Any] = {"source": source_identity(path), "start": start, "end": end, "chunk_seconds": L,
                             "context": C, "rate": rate, "params": ex.params.to_dict()}  # fmt: skip
     plan, k = _open_work(work, plan)
     origin: float | None = plan["origin"] if isinstance(plan.get("origin"), float) else None
@@ -281,7 +283,7 @@ def stream_recording(
             first -= 1
         a = float(ts[min(first, len(ts) - 1)])
         parsed = _chunk_parsed(ex, recs, native, size, path, ended)
-        got = ex.encode(parsed, keep=True, rate=rate, steps=steps, span=(a, hi + enc))
+        got = ex.encode(parsed, rate=rate, steps=steps, span=(a, hi + enc))
         kept = (ts >= a) & (ts < hi + enc)
         own = ((ts >= lo) & (ts < hi))[kept]
         assert got.layout is not None
