@@ -30,8 +30,7 @@ from microaction.data.prefetch import background
 from microaction.data.store import atomic_write_bytes
 from microaction.extract.parsers.base import ParseError
 from microaction.extract.people_parse import box_positions, chosen_tracks, file_tracks, find_people, person_finder
-from microaction.extract.stream import source_identity
-from microaction.extract.video import iter_frames, probe, working_size
+from microaction.extract.video import iter_frames, probe, source_identity, working_size
 
 if TYPE_CHECKING:
     from microaction.extract.pipeline import Extractor

@@ -39,7 +39,7 @@ from microaction.data.store import FeatureStore, StoreManifest, atomic_write_byt
 from microaction.extract.encoders.base import rate_steps
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
 from microaction.extract.tracking import as_tracker, parse_segments, resume_from
-from microaction.extract.video import VideoError, iter_frames, probe
+from microaction.extract.video import VideoError, iter_frames, probe, source_identity
 
 if TYPE_CHECKING:
     from microaction.extract.people_stream import PersonStream
@@ -55,7 +55,6 @@ __all__ = [
     "is_recording",
     "join",
     "recording_rate",
-    "source_identity",
     "stream_recording",
     "write_recording",
 ]
@@ -202,15 +201,6 @@ def _chunk_parsed(
             rm = np.stack([r.region_mask for r in recs])  # type: ignore[misc]
         parse = ParseResult(kp, size, rm, person_mask=pm)
     return Parsed(frames, ts, idx, native, parse, time.perf_counter())
-
-
-def source_identity(path: str) -> dict[str, Any]:
-    """What a plan in the work area depends on of its source file (size and time)."""
-    p = Path(path.split("#", 1)[0])
-    if not p.is_file():
-        return {"path": path}
-    st = p.stat()
-    return {"path": path, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _open_work(work: Path, plan: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -13,10 +13,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Sampling", "Video", "VideoError", "VideoInfo", "iter_frames", "probe", "read_video"]
+__all__ = ["Sampling", "Video", "VideoError", "VideoInfo", "iter_frames", "probe", "read_video", "source_identity"]
 
 
 class VideoError(RuntimeError):
@@ -221,3 +222,13 @@ def read_video(path: str | os.PathLike[str], sampling: Sampling = Sampling()) ->
         ts.append(t)
         frames.append(rgb)
     return Video(np.stack(frames), np.asarray(ts, dtype=np.float32), np.asarray(idx, dtype=np.int64), info)
+
+
+def source_identity(path: str) -> dict[str, Any]:
+    """A video file as a plan in a store's work area depends on it: path, size and time (a
+    changed file starts the work over)."""
+    p = Path(path.split("#", 1)[0])
+    if not p.is_file():
+        return {"path": path}
+    st = p.stat()
+    return {"path": path, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
