@@ -70,6 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--fps", type=float, help="detections: frame rate of annotations given in frames (SMG, iMiGUE)")
     p.add_argument("--json", action="store_true", help="print one JSON object (values in [0, 1]) instead of a table")
+    p.add_argument(
+        "--max-unzipped-mb",
+        type=float,
+        metavar="MB",
+        help="refuse a submission zip whose member inflates past this many MB (default 256, or $MAR_MAX_UNZIPPED_MB)",
+    )
 
 
 def _score_detections(args: argparse.Namespace) -> int:
@@ -133,7 +139,10 @@ def _online_f1(args: argparse.Namespace, taxonomy: Taxonomy) -> int:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from microaction.data.archives import set_max_unzipped_mb
     from microaction.metrics_detection import is_detection_file
+
+    set_max_unzipped_mb(getattr(args, "max_unzipped_mb", None))
 
     if is_detection_file(args.pred):
         return _score_detections(args)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from microaction import layouts
+from microaction.data.archives import load_npz
 from microaction.extract.parsers.base import ParseError, Parser, ParseResult, interpolate_gaps
 from microaction.layouts import Layout, LayoutError, detect_layout, get_layout, layout_names
 from microaction.skeleton import LANDMARKS, NUM_LANDMARKS
@@ -298,12 +299,12 @@ def _read_pickle_sample(
 
 def read_keypoints_npz(p: Path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
     """``keypoints`` (any shape, float32), ``fps`` and ``size`` (H, W) of an npz (shapes are the caller's)."""
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            kp = np.asarray(z["keypoints"], dtype=np.float32)
-            fps = float(z["fps"]) if "fps" in z.files else None
-            hw = [int(v) for v in z["size"]] if "size" in z.files else None
-    except (OSError, ValueError, KeyError) as e:
+    try:  # bounded: an .npz is a zip, and may come from anywhere
+        z = load_npz(p)
+        kp = np.asarray(z["keypoints"], dtype=np.float32)
+        fps = float(z["fps"]) if "fps" in z else None
+        hw = [int(v) for v in z["size"]] if "size" in z else None
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ParseError(f"{p}: unreadable keypoints npz ({e})") from None
     if hw is not None and len(hw) != 2:
         raise ParseError(f"{p}: size {hw} is not [H, W]")
