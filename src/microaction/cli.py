@@ -66,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         if os.environ.get("MAR_DEBUG"):
             raise
-        print(f"mar {args.command}: error: {e}", file=sys.stderr)
+        from microaction.data.errors import readable_text
+
+        # a message quoting a damaged file's bytes stays short and prints no binary
+        print(f"mar {args.command}: error: {readable_text(str(e), 4000)}", file=sys.stderr)
         rc = 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker whose work is done (files closed, process group destroyed) leaves

@@ -35,9 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _write(path: str, preds: list) -> None:
-    import csv
     import json
     from pathlib import Path
+
+    from microaction.data import csv_cells
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def _write(path: str, preds: list) -> None:
         header += [f"body_{i + 1}" for i in range(ntop)] + [f"body_score_{i + 1}" for i in range(ntop)]
         header += [f"routing_{r}" for r in regions]
         with open(out, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
+            w = csv_cells.writer(f)  # class names from files: no spreadsheet formulas
             w.writerow(header)
             for p in preds:
                 w.writerow(

@@ -32,6 +32,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from microaction.data.errors import readable_text
+
 __all__ = [
     "FORMAT_VERSION",
     "READABLE_STATUSES",
@@ -419,7 +421,7 @@ class FeatureStore:
 
     def damaged(self, key: str, error: BaseException | str) -> StoreError:
         """The error for an item file that cannot be read: names the item and what to run."""
-        what = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        what = readable_text(error if isinstance(error, str) else f"{type(error).__name__}: {error}", 160)
         return StoreError(
             f"{self._item_path(key)}: damaged item {key!r} of feature store {self.root} ({what}). "
             f"List the damaged items with `mar extract --verify {self.root}`; re-extract them with "

@@ -11,6 +11,7 @@ are atomic, so a SIGKILL leaves no torn entry.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ import numpy as np
 
 from microaction.data.groups import is_mpiigi_csv, read_mpiigi_csv
 from microaction.data.person_boxes import BoxRow, check_person_columns, person_fields
+from microaction.data.samples import read_text
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
@@ -125,14 +127,16 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
             jobs.append(Job(s.key, str(_with_extension(root / s.video)), s.start, s.end))
     elif src.is_file() and src.suffix.lower() == ".csv":
         root = Path(video_root) if video_root else src.parent
-        with open(src, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
+        # read_text: a byte that is not UTF-8 is named by file and line
+        reader = csv.DictReader(io.StringIO(read_text(src), newline=""))
+        try:
             cols = [c.strip().lower() for c in (reader.fieldnames or [])]
             if "video" not in cols:
                 raise ValueError(f"{src}: manifest has no 'video' column (has {cols})")
             check_person_columns(cols, f"{src}:1")
             boxed: dict[str, int] = {}
-            for n, row in enumerate(reader, start=2):
+            for row in reader:
+                n = reader.line_num
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 if not row.get("video"):
                     continue
@@ -141,6 +145,12 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                     end = int(row["end"]) if row.get("end") else None
                 except ValueError:
                     raise ValueError(f"{src}:{n}: start/end must be integers") from None
+                if (start is None) != (end is None):
+                    raise ValueError(
+                        f"{src}:{n}: 'start' without 'end' (or 'end' without 'start'): give both or neither"
+                    )
+                if start is not None and end is not None and end <= start:
+                    raise ValueError(f"{src}:{n}: end {end} must be greater than start {start}")
                 person, box = person_fields(row, f"{src}:{n}", start)
                 if person is not None and box is None:  # a track number of --people all: the video's job
                     jobs.append(
@@ -155,6 +165,8 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                 if box is not None:
                     boxed[key] = len(jobs)
                 jobs.append(Job(key, str(root / row["video"]), start, end, () if box is None else (box,)))
+        except csv.Error as e:
+            raise ValueError(f"{src}:{reader.line_num}: {e}") from None
     elif src.is_file() and src.suffix.lower() in (".pkl", ".pickle"):
         from microaction.extract.parsers.keypoints import pose_ref, pose_set
 
