@@ -145,6 +145,22 @@ def test_verify_repair_rebuilds_a_damaged_pack(trained: dict[str, Path], tmp_pat
     assert FeatureStore.open(c["store"]).verify_packed().damaged == {}
 
 
+def test_a_pack_older_than_its_items_is_stale(trained: dict[str, Path], tmp_path: Path, capsys) -> None:
+    c = _copy(trained, tmp_path)
+    store = FeatureStore.open(c["store"])
+    key = "videos__train_0005"
+    it = store.read(key, packed=False)
+    store.write(key, regions=it.regions * 0.5, global_=it.global_, region_valid=it.region_valid,
+                timestamps=it.timestamps, extras=it.extras)  # fmt: skip  # re-extracted after mar pack
+    assert mar(["extract", "--verify", str(c["store"])]) == 1
+    out = capsys.readouterr().out
+    assert "packed from an earlier extraction of 1 item(s): videos__train_0005" in out
+    assert mar(["pack", str(c["store"])]) == 0  # rebuilt: the pack now holds the new features
+    np.testing.assert_array_equal(
+        FeatureStore.open(c["store"]).read(key).regions, (it.regions * 0.5).astype(np.float16)
+    )
+
+
 def test_nan_in_packed_features_names_item_and_file(trained: dict[str, Path], tmp_path: Path, capsys) -> None:
     c = _copy(trained, tmp_path)
     store = FeatureStore.open(c["store"])
@@ -203,6 +219,12 @@ def test_checkpoint_with_flipped_bytes_is_refused(trained: dict[str, Path], tmp_
     assert str(ckpt) in err and "checksum mismatch" in err
     assert mar(["predict", str(c["run"]), str(c["store"]), "--quiet"]) == 1
     assert str(ckpt) in capsys.readouterr().err
+    key = FeatureStore.open(c["store"]).keys()[0]
+    timeline = ["timeline", str(c["run"]), "--store", str(c["store"]), "--key", key, "--out", str(tmp_path / "tl")]
+    for argv in (timeline, ["submit", "--run", str(c["run"]), "--split", "val", "--out", str(tmp_path / "s.zip")]):
+        assert mar(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert str(ckpt) in err and "checksum mismatch" in err, (argv, err)
     with pytest.raises(CheckpointError, match="checksum mismatch"):
         load_weights(ckpt)
 

@@ -224,9 +224,10 @@ def _layout_problems(
         path = folder / name
         if name in problems:
             continue
-        size = path.stat().st_size if path.is_file() else None
-        if size != rec.get("bytes"):
-            problems[name] = f"{path}: {'missing' if size is None else f'{size} bytes'}, {rec.get('bytes')} were packed"
+        if not path.is_file():
+            problems[name] = f"{path}: missing"
+        elif path.stat().st_size != rec.get("bytes"):
+            problems[name] = f"{path}: {path.stat().st_size} bytes, {rec.get('bytes')} were packed"
     return problems, layouts, keys, offsets
 
 
@@ -236,7 +237,10 @@ class PackedArrays:
     def __init__(self, root: str | os.PathLike[str], regions: int, region_dim: int, global_dim: int) -> None:
         self.root = Path(root)
         folder = self.root / "packed"
-        record = _pack_record(folder)
+        try:
+            record = _pack_record(folder)
+        except StoreError as e:
+            raise StoreError(f"{e}: damaged packed arrays of {self.root}; {rebuild_hint(self.root)}") from None
         problems, layouts, keys, offsets = _layout_problems(folder, (regions, region_dim, global_dim), record)
         if problems or offsets is None:
             first = next(iter(problems.values()))
@@ -281,7 +285,7 @@ def write_pack(
     lengths: list[int],
     dims: tuple[int, int, int],
     read: Callable[[str], ClipArrays],
-    item_sha256: Mapping[str, str],
+    item_sha256: Mapping[str, str | None],
 ) -> Path:
     """Write ``root/packed`` from the clips ``read(key)`` gives (into ``packed.tmp``, renamed into
     place when complete), with ``pack.json`` recording every file's size and SHA-256 and the
