@@ -115,6 +115,19 @@ def test_truncated_packed_file_is_named_everywhere_and_rebuilt(
     assert mar(["eval", str(c["run"]), "--quiet"]) == 0
 
 
+def test_truncated_file_of_a_pack_without_checksums_is_named(tmp_path: Path) -> None:
+    from microaction.engine.testing import make_packed_store
+
+    make_packed_store(tmp_path / "s", 3, region_dim=8, global_dim=8)  # no pack.json: the headers alone tell
+    reg = tmp_path / "s" / "packed" / "regions.npy"
+    size = reg.stat().st_size
+    with open(reg, "r+b") as f:
+        f.truncate(size - 16)
+    with pytest.raises(StoreError) as e:
+        FeatureStore.open(tmp_path / "s").packed_arrays()
+    assert str(reg) in str(e.value) and f"{size - 16} bytes, its header needs {size}" in str(e.value)
+
+
 def test_flipped_bytes_in_packed_regions_are_found_and_force_rebuilds(
     trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
