@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from microaction.data.annotations import UNKNOWN, Sample
-from microaction.data.packed import PackedArrays
+from microaction.data.packed import PackedArrays, all_finite
 from microaction.data.prefetch import background
 from microaction.data.samplers import Key
 from microaction.data.standardize import FeatureStats
@@ -252,10 +252,8 @@ class ClipDataset(torch.utils.data.Dataset):
             i = packed.index[key]
             a, b = packed.span(key)
             idx = sample_steps(b - a, self.num_steps, mode, rng)
-            reg = packed.regions.take(a, idx)
+            reg = packed.regions.take(a, idx).transpose(1, 0, 2)
             glo = packed.global_.take(a, idx)
-            packed.check_finite(key, {"regions.npy": reg, "global.npy": glo})
-            reg = reg.transpose(1, 0, 2)
             steps = None
             if self.step_valid:
                 if packed.step_valid is not None:
@@ -267,6 +265,15 @@ class ClipDataset(torch.utils.data.Dataset):
         idx = sample_steps(item.length, self.num_steps, mode, rng)
         steps = self._step_valid(key, item.extras.get("step_valid"), item.length, idx) if self.step_valid else None
         return item.regions[:, idx], item.global_[idx], item.region_valid, idx, steps
+
+    def _refuse_non_finite(self, keys: Sequence[str], regions: np.ndarray, glob: np.ndarray) -> None:
+        """Raise for the first clip of a batch with NaN or inf features, naming it and its file
+        (items refuse them when read, so such a clip comes from the packed arrays)."""
+        j = next(j for j in range(len(keys)) if not (all_finite(regions[j]) and all_finite(glob[j])))
+        packed = self._packed_index()
+        if packed is not None and keys[j] in packed.index:
+            packed.check_finite(keys[j], {"regions.npy": regions[j], "global.npy": glob[j]})
+        raise StoreError(f"{self.store.root}: item {keys[j]!r}: non-finite features (NaN or inf)")
 
     def _step_valid(self, key: str, steps: np.ndarray | None, length: int, idx: np.ndarray) -> np.ndarray | None:
         """A clip's per-step validity at the sampled steps; None for an item written without it."""
@@ -315,6 +322,8 @@ class ClipDataset(torch.utils.data.Dataset):
             valid[j] = rv
             index[j] = i
             rngs.append(rng)
+        if not (all_finite(regions) and all_finite(glob)):  # one check per batch; the culprit named
+            self._refuse_non_finite([self.keys[i] for i in index], regions, glob)
         if self.stats is not None:  # standardised valid steps; padded steps stay zero
             regions = (self.stats.apply_regions(regions.astype(np.float32)) * mask[:, None, :, None]).astype(np.float32)
             glob = (self.stats.apply_global(glob.astype(np.float32)) * mask[:, :, None]).astype(np.float32)

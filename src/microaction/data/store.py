@@ -31,7 +31,7 @@ import numpy as np
 
 from microaction.data.errors import StoreError, StoreMismatch
 from microaction.data.fileio import atomic_file, atomic_write_bytes, sha256_file
-from microaction.data.packed import ClipArrays, PackedArrays, PackVerdict, verify_pack, write_pack
+from microaction.data.packed import ClipArrays, PackedArrays, PackVerdict, all_finite, verify_pack, write_pack
 
 __all__ = [
     "FORMAT_VERSION",
@@ -361,7 +361,7 @@ class FeatureStore:
                 item = Item(key, z["regions"], z["global"], z["region_valid"], z["timestamps"], extras)
         except Exception as e:  # a cut or overwritten file: zipfile, zlib, numpy and OS errors alike
             raise self.damaged(key, e) from None
-        if not (np.isfinite(item.regions).all() and np.isfinite(item.global_).all()):
+        if not (all_finite(item.regions) and all_finite(item.global_)):
             raise self.damaged(key, "non-finite values (NaN or inf) in its features")
         return item
 
