@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if args.json:
-        print(json.dumps(vars(summary)))
+        print(json.dumps({**{k: v for k, v in vars(summary).items() if k != "errors"}, "errors": summary.errors}))
     else:
         print(f"mar extract: {summary.line()}")
         if summary.no_person:

@@ -9,7 +9,8 @@ Layout (documented for users in ``docs/feature_store.md``)::
       status/<key>.json      {"status": "ok" | "no_person" | "failed", "error": ..., "sha256": ...,
                              "bytes": ..., ...} written after the item (sha256 / bytes: the item file's);
                              "people": a video extracted person by person, items <key>#<id>
-      packed/                consolidated memory-mappable arrays (``FeatureStore.pack``)
+      packed/                consolidated memory-mappable arrays (``FeatureStore.pack``) with their
+                             checksums in packed/pack.json (``data.packed``: what is checked when)
 
 Every file is written to a temporary name and renamed into place, so a process killed at any
 instant leaves either the complete entry or none; ``status/<key>.json`` is the commit record of a
