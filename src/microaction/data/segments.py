@@ -229,11 +229,12 @@ def _positive(value: object, *, what: str, where: str) -> float:
     return v
 
 
-def _label(value: object, taxonomy: Taxonomy, where: str) -> int:
+def _label(value: object, taxonomy: Taxonomy, where: str, base: int = 0) -> int:
+    """A class id from a cell: a class name, or a class number of a file whose ids start at ``base``."""
     if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, str) and not value.strip()):
         raise AnnotationError(f"{where}: label {value!r} is not a class id or name")
     try:
-        return taxonomy.label_id(value, source=where)
+        return taxonomy.label_id(value, source=where, base=base)
     except TaxonomyError as e:
         raise AnnotationError(str(e)) from None
 
