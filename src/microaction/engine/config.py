@@ -15,12 +15,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from microaction.engine.precision import PRECISIONS
 from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
+
+if TYPE_CHECKING:
+    from microaction.taxonomy import Taxonomy
 
 __all__ = [
     "DataConfig",
@@ -31,6 +34,7 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "StagesConfig",
+    "check_routing_supervision",
     "config_to_yaml",
     "load_experiment",
 ]
@@ -279,3 +283,21 @@ def experiment_from_dict(data: dict[str, Any], *, where: str = "config") -> Expe
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def check_routing_supervision(routing_weight: float, taxonomy: Taxonomy) -> None:
+    """Refuse ``loss.routing_weight`` > 0 with a label set that cannot supervise routing: one
+    without body groups (iMiGUE, SocialGesture, MPII-GI), or whose groups name no regions."""
+    if routing_weight <= 0:
+        return
+    if not taxonomy.has_body:
+        raise ConfigError(
+            f"loss.routing_weight {routing_weight:g}: label set {taxonomy.name!r} has no body groups (no body level "
+            "above its classes), and routing is supervised towards the regions of each clip's body group; "
+            "set loss.routing_weight: 0"
+        )
+    if not taxonomy.body_regions:
+        raise ConfigError(
+            f"loss.routing_weight {routing_weight:g}: label set {taxonomy.name!r} has body groups but no "
+            "body_regions (the feature regions each group moves) to supervise routing towards"
+        )
