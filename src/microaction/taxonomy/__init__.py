@@ -105,9 +105,10 @@ class Taxonomy:
         if not 0 <= cid < self.num_classes or cid in self.raw_id_map.values():
             spelled = "".join(f", {k}" for k in sorted(self.raw_id_map))
             last = base + self.num_classes - 1 - len(set(self.raw_id_map.values()))
+            hint = f"; a file numbered from {raw}?" if 0 <= raw < base else ""
             raise TaxonomyError(
                 f"{source}: class {raw} is not a class number of this file ({self.name} numbered from {base}: "
-                f"{base}..{last}{spelled})"
+                f"{base}..{last}{spelled}){hint}"
             )
         return cid
 
