@@ -14,7 +14,8 @@ the per-format readers live in ``microaction.data.segment_readers``):
   (``read_segment_csv``).
 
 Frame numbers become seconds as ``frame / fps`` (the convention that turns the MMA-52 CSV into
-its JSON). Times are seconds from the start of the video; a segment is ``[start, end)``.
+its JSON); iMiGUE's end frame is inclusive, so its end is ``(end_frame + 1) / fps``. Times are
+seconds from the start of the video; a segment is ``[start, end)``.
 
 Malformed rows (a missing field, a value that is not a number, an unknown class) are errors
 naming the file and line (``AnnotationError``). Rows that parse but do not make a usable segment
