@@ -68,7 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="detections: detection mAP (MMA-52 / MAC, default) or online recognition F1 at overlap > 0.3 "
         "(SMG / iMiGUE)",
     )
-    p.add_argument("--fps", type=float, help="detections: frame rate of annotations given in frames (SMG, iMiGUE)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="detections: frame rate of annotations given in frames (SMG; iMiGUE's instance CSV: 25 unless given)",
+    )
     p.add_argument(
         "--partial",
         action="store_true",

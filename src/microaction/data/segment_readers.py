@@ -120,9 +120,8 @@ def read_mma52_csv(
     """The MMA-52 CSV form ``id,video_id,start_frame,end_frame,class,total_frames,fps``.
 
     Class ids are MA-52's (``MMA52_ID_BASE``: 0-based). Seconds are ``frame / fps``; the duration
-    is ``total_frames / fps``. The file holds one
-    split; its name tells which (``val.csv`` -> ``val``), or ``split`` does (a ``split`` that
-    contradicts the file's name is an error).
+    is ``total_frames / fps``. The file holds one split; its name tells which (``val.csv`` ->
+    ``val``), or ``split`` does (a ``split`` that contradicts the file's name is an error).
     """
     path = Path(path)
     named = _split_in_name(path)
@@ -222,8 +221,8 @@ def _instance_span(get: dict[str, str], fps: float, where: str) -> tuple[float, 
         if abs(t * fps - frame) > 1.0 + 1e-6:
             raise AnnotationError(
                 f"{where}: {what}_time {t:g} s is frame {t * fps:.1f} at {fps:g} fps, but {what}_frame is "
-                f"{frame:g}: the file's frame rate is not {fps:g} fps (iMiGUE's is {IMIGUE_FPS:g}; give the "
-                "videos' rate with fps= / --fps)"
+                f"{frame:g}: times and frames disagree at {fps:g} fps (iMiGUE's videos run at {IMIGUE_FPS:g} fps; "
+                "give another rate with fps= / --fps)"
             )
     return first / fps, (last + 1) / fps
 
