@@ -112,8 +112,8 @@ def test_oracle_timeline_rows_are_the_ground_truth_seconds(oracle_run: tuple[Pat
                                                            video: str) -> None:  # fmt: skip
     run, store = oracle_run
     out = tmp_path / "tl"
-    argv = ["timeline", str(run), "--store", str(store), "--key", video, "--out", str(out), "--quiet", "--min-score", "0"]
-    assert mar(argv) == 0
+    argv = ["timeline", str(run), "--store", str(store), "--key", video, "--out", str(out), "--min-score", "0"]
+    assert mar([*argv, "--quiet"]) == 0
     with (out / "timeline.csv").open(newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)

@@ -118,7 +118,8 @@ def test_clip_training_without_validation_says_best_is_last(tmp_path: Path) -> N
     }  # fmt: skip
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run = train(tmp_path / "c.yaml")
-    assert read_meta(run / "best.safetensors")["epoch"] == 2 and read_meta(run / "best.safetensors")["best_by"] == "last"
+    best = read_meta(run / "best.safetensors")
+    assert best["epoch"] == 2 and best["best_by"] == "last"
     assert yaml.safe_load((run / "config.yaml").read_text())["run"]["best_by"] == "last"
     assert "best.safetensors is the last epoch" in (run / "log.txt").read_text()
     assert mar(["eval", str(run), "--quiet"]) == 0  # no val split: evaluates test

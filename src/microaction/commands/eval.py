@@ -77,7 +77,8 @@ def default_split(loaded: Any) -> tuple[str, str]:
     if cfg.task == "detection":
         have = split_names(cfg, loaded.taxonomy)
     else:
-        have = [n for n in dict.fromkeys([d.train_split, d.val_split, d.test_split]) if read_split(d, loaded.taxonomy, n)]
+        names = dict.fromkeys([d.train_split, d.val_split, d.test_split])
+        have = [n for n in names if read_split(d, loaded.taxonomy, n)]
     if d.val_split in have or not have:
         return d.val_split, ""
     pick = next((n for n in (d.test_split, d.train_split) if n in have), have[0])

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --store or keypoints: the recording's video, for the page and --overlay",
     )
     p.add_argument("--keypoints-fps", type=float, help="keypoint input: frame rate of files that do not carry one")
-    p.add_argument("--layout", help="keypoint input: joint layout (as mar extract --layout; default: the run's or found)")
+    p.add_argument("--layout", help="keypoint input: joint layout (as mar extract --layout; default: found)")
     p.add_argument(
         "--overlay",
         metavar="OUT.mp4",

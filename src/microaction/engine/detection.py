@@ -477,7 +477,7 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
                 run_dir / "last.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score}
             )
             write_metrics(run_dir, {"history": json.dumps(history), "best": json.dumps(best)})
-            shown = f"val mAP {100 * score:.2f}" if score is not None else "no validation (best.safetensors: this epoch)"
+            shown = f"val mAP {100 * score:.2f}" if score is not None else "no validation (best: this epoch)"
             _log(
                 run_dir,
                 f"epoch {epoch + 1}/{cfg.run.epochs}: loss {rec['train_loss']:.4f}, {shown} ({rec['seconds']}s)",
