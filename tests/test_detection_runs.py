@@ -72,6 +72,30 @@ def test_without_validation_best_is_the_last_epoch(
     assert "it has 'train', 'test'" in capsys.readouterr().err
 
 
+def test_an_older_run_whose_best_stayed_at_epoch_one_is_named(
+    recordings: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run trained without validation before this fix: its best.safetensors is epoch 1 (no
+    ``best_by``); whatever loads it says so and names --checkpoint last."""
+    from safetensors.torch import load_file
+
+    from microaction.engine.checkpoint import save_weights
+
+    ann, store = recordings
+    run = _train(ann, store, tmp_path, "run.epochs=2")
+    meta = {k: v for k, v in read_meta(run / "last.safetensors").items() if k != "best_by"}
+    save_weights(run / "best.safetensors", load_file(run / "best.safetensors"), {**meta, "epoch": 1})
+    capsys.readouterr()
+    assert mar(["eval", str(run), "--split", "test"]) == 0
+    err = capsys.readouterr().err
+    assert "is epoch 1 of a run trained without validation" in err and "--checkpoint last" in err
+    assert mar(["eval", str(run), "--split", "test", "--checkpoint", "last"]) == 0
+    assert "--checkpoint last" not in capsys.readouterr().err
+    save_weights(run / "best.safetensors", load_file(run / "best.safetensors"), {**meta, "best_by": "last"})
+    assert mar(["eval", str(run), "--split", "test"]) == 0  # a run of this version: nothing to say
+    assert "--checkpoint last" not in capsys.readouterr().err
+
+
 def test_with_validation_best_follows_the_val_map(tmp_path: Path, recordings: tuple[Path, Path]) -> None:
     ann, store = recordings
     doc = json.loads(ann.read_text())

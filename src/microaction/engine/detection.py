@@ -32,6 +32,7 @@ import inspect
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -557,7 +558,28 @@ def load_detector(run: Any, checkpoint: str = "best", *, device: str = "cpu") ->
             "this needs a run trained with task: detection (tridet, bmoe_tridet, sliding_window; "
             "e.g. mar train configs/demo_tridet.yaml)"
         )
+    note = stale_best_note(loaded.meta, Path(loaded.checkpoint))
+    if note:
+        print(note, file=sys.stderr, flush=True)
     return loaded
+
+
+def stale_best_note(meta: dict[str, Any], checkpoint: Path) -> str:
+    """A line for the ``best.safetensors`` of a detection run trained without validation before
+    best meant the last epoch (its best stayed at epoch 1): use ``--checkpoint last``; '' otherwise."""
+    from microaction.engine.checkpoint import read_meta
+
+    last = checkpoint.with_name("last.safetensors")
+    if checkpoint.name != "best.safetensors" or "best_by" in meta or meta.get("metric") is not None:
+        return ""
+    epoch = read_meta(last).get("epoch") if last.is_file() else None
+    if epoch is None or epoch == meta.get("epoch"):
+        return ""
+    return (
+        f"note: {checkpoint} is epoch {meta.get('epoch')} of a run trained without validation by an older "
+        f"version, which kept the first epoch as best; its last epoch ({epoch}) is in last.safetensors: "
+        "pass --checkpoint last (or train again)"
+    )
 
 
 def detect_split(
