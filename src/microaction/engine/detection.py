@@ -150,11 +150,9 @@ def load_recordings(
     source: str,
     stats: FeatureStats | None = None,
     allow_missing: bool = False,
-    missing: list[str] | None = None,
 ) -> list[Recording]:
     """The recordings ``videos`` from ``store`` with their ground truth in steps (standardised with
-    ``stats`` when given). A recording the store lacks is an error, or with ``allow_missing``
-    (``data.allow_missing``) skipped and appended to ``missing``."""
+    ``stats`` when given). A recording the store lacks is an error, or skipped with ``allow_missing``."""
     from microaction.data.store import video_key
 
     index = _key_index(store)
@@ -179,8 +177,6 @@ def load_recordings(
             f"{source}: {len(absent)} recording(s) not in the feature store {store.root}, e.g. {absent[:3]} "
             "(extract them with mar extract, or set data.allow_missing: true to skip them)"
         )
-    if missing is not None:
-        missing.extend(absent)
     return out
 
 
@@ -365,11 +361,7 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     seg_tr, vid_tr = read_split_segments(cfg, tax, cfg.data.train_split)
     seg_va, vid_va = read_split_segments(cfg, tax, cfg.data.val_split)
     skip = cfg.data.allow_missing
-    miss_t: list[str] = []
-    miss_v: list[str] = []
-    train = load_recordings(
-        store, seg_tr, vid_tr, source=f"split {cfg.data.train_split!r}", allow_missing=skip, missing=miss_t
-    )
+    train = load_recordings(store, seg_tr, vid_tr, source=f"split {cfg.data.train_split!r}", allow_missing=skip)
     stats = None
     if cfg.detection.classifier_run:  # the clip run's classifier expects its own run's standardisation
         if cfg.data.standardize:
@@ -384,15 +376,17 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
         for r in train:
             standardize_recording(r, stats)
     val = load_recordings(
-        store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats, allow_missing=skip, missing=miss_v
+        store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats, allow_missing=skip
     )
     # without validation ground truth no epoch can be told better than another: the last one is best
     validated = any(len(r.labels) for r in val)
     cfg.run.best_by = "val" if validated else "last"  # config.yaml records it
     prepare_run_dir(cfg, info, overwrite)
-    if miss_t or miss_v:
-        _log(run_dir, f"warning: {len(miss_t)} train and {len(miss_v)} val recordings are not in the store; skipped "
-                      f"(data.allow_missing), e.g. {(miss_t + miss_v)[:3]}")  # fmt: skip
+    found = {r.video for r in train + val}
+    missing = [v for v in vid_tr + vid_va if v not in found]
+    if missing:
+        _log(run_dir, f"warning: {len(vid_tr) - len(train)} train and {len(vid_va) - len(val)} val recordings are "
+                      f"not in the store; skipped (data.allow_missing), e.g. {missing[:3]}")  # fmt: skip
     kwargs = detection_model_kwargs(cfg, tax, store)
     if cfg.detection.classifier_run:
         if cfg.model.name != "sliding_window":
@@ -549,7 +543,7 @@ def is_detector_run(meta: dict[str, Any]) -> bool:
 def load_detector(run: Any, checkpoint: str = "best", *, device: str = "cpu") -> Any:
     """A detection run (folder, ``.safetensors`` or ``LoadedRun``) loaded; a run of another task
     (a clip classifier) is refused with the models that detect."""
-    from microaction.engine.runs import LoadedRun, load_run
+    from microaction.engine.runs import LoadedRun, load_run, stale_best_note
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device=device)
     if not is_detector_run(loaded.meta):
@@ -558,28 +552,10 @@ def load_detector(run: Any, checkpoint: str = "best", *, device: str = "cpu") ->
             "this needs a run trained with task: detection (tridet, bmoe_tridet, sliding_window; "
             "e.g. mar train configs/demo_tridet.yaml)"
         )
-    note = stale_best_note(loaded.meta, Path(loaded.checkpoint))
+    note = stale_best_note(loaded.meta, Path(loaded.checkpoint))  # a run trained before best_by
     if note:
         print(note, file=sys.stderr, flush=True)
     return loaded
-
-
-def stale_best_note(meta: dict[str, Any], checkpoint: Path) -> str:
-    """A line for the ``best.safetensors`` of a detection run trained without validation before
-    best meant the last epoch (its best stayed at epoch 1): use ``--checkpoint last``; '' otherwise."""
-    from microaction.engine.checkpoint import read_meta
-
-    last = checkpoint.with_name("last.safetensors")
-    if checkpoint.name != "best.safetensors" or "best_by" in meta or meta.get("metric") is not None:
-        return ""
-    epoch = read_meta(last).get("epoch") if last.is_file() else None
-    if epoch is None or epoch == meta.get("epoch"):
-        return ""
-    return (
-        f"note: {checkpoint} is epoch {meta.get('epoch')} of a run trained without validation by an older "
-        f"version, which kept the first epoch as best; its last epoch ({epoch}) is in last.safetensors: "
-        "pass --checkpoint last (or train again)"
-    )
 
 
 def detect_split(
