@@ -142,6 +142,27 @@ def test_timeline_from_a_keypoint_file(detector: tuple[Path, Path, Path], tmp_pa
     argv = ["timeline", str(run_dir), str(kp), "--video-file", str(video), "--out", str(with_video), "--quiet"]
     assert main(argv) == 0 and (with_video / f"{VIDEO}.mp4").is_file()
 
+    # the same keypoints as a folder of OpenPose BODY_25 JSON (one file per frame, no frame rate)
+    from microaction.layouts import get_layout
+
+    body25 = get_layout("body25")
+    frames = np.load(kp)["keypoints"]
+    folder = tmp_path / "openpose" / VIDEO
+    folder.mkdir(parents=True)
+    for t, pts in enumerate(frames):
+        joints = np.zeros((body25.num_joints, 3))
+        for m, j in body25.mediapipe:
+            joints[j] = pts[m]
+        doc = {"people": [{"pose_keypoints_2d": joints.ravel().tolist()}]}
+        (folder / f"{VIDEO}_{t:012d}_keypoints.json").write_text(json.dumps(doc))
+    argv = ["timeline", str(run_dir), str(folder), "--keypoints-fps", "24", "--out", str(tmp_path / "op"), "--quiet"]
+    assert main(argv) == 0
+    item = FeatureStore.open(tmp_path / "op" / "features").read(VIDEO)
+    np.testing.assert_allclose(item.timestamps, ref.timestamps, atol=1e-5)  # 24 fps, as the npz says
+    # keypoint options with a video are a mistake worth naming
+    argv = ["timeline", str(run_dir), str(video), "--keypoints-fps", "24", "--out", str(tmp_path / "no"), "--quiet"]
+    assert main(argv) == 1
+
 
 def test_keypoint_sources_are_told_from_videos(tmp_path: Path) -> None:
     from microaction.extract.parsers.keypoints import is_keypoint_source
