@@ -67,16 +67,17 @@ def default_split(loaded: Any) -> tuple[str, str]:
     """The split ``mar eval`` scores without ``--split``: the run's validation split, or where its
     annotations have none, its test split (else train, else the first there is); and a line saying
     so ('' when it is the validation split)."""
-    from microaction.engine.detection import split_names
-    from microaction.engine.runs import read_split
-
     cfg = loaded.config
     if cfg is None:
         return "val", ""
     d = cfg.data
     if cfg.task == "detection":
+        from microaction.engine.detection import split_names
+
         have = split_names(cfg, loaded.taxonomy)
     else:
+        from microaction.engine.runs import read_split
+
         names = dict.fromkeys([d.train_split, d.val_split, d.test_split])
         have = [n for n in names if read_split(d, loaded.taxonomy, n)]
     if d.val_split in have or not have:
