@@ -221,6 +221,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | bf16! (forced); see engine/precision.py
     precision_used: str | None = None  # written by mar train: what ``precision`` resolved to (fp32 | bf16)
+    # written by mar train: what picks best.safetensors: val (the validation split's primary metric)
+    # or last (no validation split with labels: the last epoch)
+    best_by: str | None = None
     epochs: int = 30
     batch_size: int = 32  # global: summed over processes under torchrun
     eval_batch_size: int = 64
@@ -237,6 +240,8 @@ class RunConfig:
             raise ConfigError(f"{where}: run.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.precision_used not in (None, "fp32", "bf16"):
             raise ConfigError(f"{where}: run.precision_used must be fp32 or bf16 (mar train writes it)")
+        if self.best_by not in (None, "val", "last"):
+            raise ConfigError(f"{where}: run.best_by must be val or last (mar train writes it)")
         if self.max_steps < 0:
             raise ConfigError(f"{where}: run.max_steps must be >= 0 (0: no limit)")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:

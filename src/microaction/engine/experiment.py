@@ -209,6 +209,7 @@ class Experiment:
             "store_manifest": self.store.manifest.to_dict(),
             "num_steps": self.cfg.data.num_steps,
             "primary_metric": self.primary,
+            "best_by": self.cfg.run.best_by,
             "run": self.cfg.run.name,
         }
 
