@@ -315,11 +315,12 @@ def test_predict_on_a_folder_keeps_the_good_clips(tmp_path: Path, capsys: pytest
     data = tmp_path / "synth"
     assert mar(["synth", "--out", str(data), "--preset", "tiny", "--render", "--workers", "1"]) == 0
     videos = data / "videos"
-    good = ["test_00000.mp4", "test_00001.mp4", "test_00002.mp4"]
+    good, bad = ["test_00000.mp4", "test_00002.mp4", "test_00003.mp4"], "test_00001.mp4"
     for v in videos.iterdir():
-        if v.name not in good:
+        if v.name not in (*good, bad):
             v.unlink()
-    (videos / "test_00001b.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)  # a broken clip
+    sidecar = data / "keypoints" / "test_00001.npz"
+    sidecar.write_bytes(sidecar.read_bytes()[:500])  # a bad clip: its keypoint file cut short
     store = tmp_path / "store"
     assert mar(["extract", "--videos", str(videos), "--out", str(store), "--parser", "groundtruth", "--encoder", "pose",
                 "--quiet", "--allow-failures"]) == 0  # fmt: skip
@@ -336,14 +337,14 @@ def test_predict_on_a_folder_keeps_the_good_clips(tmp_path: Path, capsys: pytest
     capsys.readouterr()
     assert mar(["predict", str(run), str(videos), "--out", str(out), "--quiet"]) == 3
     err = capsys.readouterr().err
-    assert "test_00001b.mp4" in err and "1 of 4 videos failed" in err
+    assert bad in err and "1 of 4 videos failed" in err
     with open(out, newline="") as f:
         assert [r["key"] for r in csv.DictReader(f)] == good
     with open(tmp_path / "preds.failed.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [Path(r["video"]).name for r in rows] == ["test_00001b.mp4"] and rows[0]["error"]
+    assert [Path(r["video"]).name for r in rows] == [bad] and rows[0]["error"]
     assert mar(["predict", str(run), str(videos), "--out", str(out), "--quiet", "--allow-failures"]) == 0
-    (videos / "test_00001b.mp4").unlink()
+    (videos / bad).unlink()
     assert mar(["predict", str(run), str(videos), "--out", str(out), "--quiet"]) == 0
     assert not (tmp_path / "preds.failed.csv").exists()  # no failures: no stale list
     assert "3 a folder of videos in which some failed" in _help("predict")

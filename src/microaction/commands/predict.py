@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, args.checkpoint, device=args.device, top=args.top, precision=args.precision
     )
     src = Path(args.input)
+    check_groundtruth_parser(predictor.run.manifest, src, args.parser)  # type: ignore[attr-defined]
     failed: dict[str, str] = {}  # video -> why it could not be predicted (a folder of videos)
     if (src / "manifest.json").is_file():
         if args.overlay:
@@ -214,3 +215,25 @@ def _overlays(args: argparse.Namespace, preds: list, predictor: object) -> None:
         )
         if not args.quiet:
             print("overlay: " + ", ".join(str(f) for f in files))
+
+
+def check_groundtruth_parser(manifest: object, src: object, parser: str | None) -> None:
+    """Video input to a run whose store used the ``groundtruth`` parser (the synthetic benchmark's
+    sidecar keypoints): refused, naming ``--parser mediapipe``, when a video has no such sidecar."""
+    from pathlib import Path
+
+    from microaction.engine.predict import VIDEO_SUFFIXES, find_videos
+    from microaction.extract.parsers.groundtruth import GroundTruthParser
+
+    path = Path(str(src))
+    if parser is not None or getattr(manifest, "parser", None) != "groundtruth" or (path / "manifest.json").is_file():
+        return
+    videos = [path] if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES else []
+    videos += find_videos(path) if path.is_dir() else []
+    lacking = [v for v in videos if not GroundTruthParser.sidecar(v, "keypoints", ".npz").is_file()]
+    if lacking:
+        raise ValueError(
+            f"{lacking[0]}: this run's feature store used the groundtruth parser (the synthetic benchmark's "
+            f"sidecar keypoints), which {'this video has' if len(videos) == 1 else f'{len(lacking)} of the videos have'}"
+            " not: pass --parser mediapipe to parse real video"
+        )
