@@ -1,4 +1,8 @@
-"""``mar extract``: videos → body parts → region crops → feature store."""
+"""``mar extract``: videos → body parts → region crops → feature store.
+
+Exit status: 0 every video extracted (or recorded with no person found); 3 some videos failed and
+the others are done; 1 every video failed, or an error stopped the run; ``--allow-failures``
+makes the first two 0. ``--verify``: 1 while damaged items or packed arrays remain."""
 
 from __future__ import annotations
 
@@ -7,6 +11,11 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "exit status: 0 every video extracted (or stored with no person found); 3 some videos failed, the "
+        "others are done; 1 every video failed, or an error stopped the run (--allow-failures: 0 for the "
+        "first two); --verify: 1 while damaged items or packed arrays remain"
+    )
     p.add_argument(
         "--videos",
         help="folder of videos, a manifest CSV (video[,start,end]), one video file, or a pose pickle "
@@ -93,6 +102,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--ray", action="store_true", help="run the videos as Ray tasks (RAY_ADDRESS or a local cluster)")
     p.add_argument("--retry-failed", action="store_true", help="try videos recorded as failed again")
+    p.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help="exit 0 even when videos failed (by default: 3 when some failed and the others are done, "
+        "1 when all failed; videos that failed in an earlier run and were not retried count)",
+    )
     p.add_argument("--debug-crops", metavar="DIR", help="write each clip's region crops and boxes as images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -157,6 +172,7 @@ def params_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from microaction.cli import items_status
     from microaction.extract.native_logs import set_verbose
     from microaction.extract.runner import collect_jobs, parse_shard, run_extraction
 
@@ -195,17 +211,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {summary.no_person_line()}")
         for k, e in summary.errors.items():
             print(f"  failed {k}: {e.splitlines()[0] if e else ''}")
-    return 0
+        for k, e in summary.failed_before.items():
+            print(f"  failed earlier {k}: {e.splitlines()[0] if e else ''} (--retry-failed tries it again)")
+    failed = summary.failed + len(summary.failed_before)
+    return items_status(summary.total - failed, failed, allow_failures=args.allow_failures)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """``--verify STORE [--repair]``: list the damaged items; re-extract them when asked.
-    Exit status 1 while damaged items remain."""
+    """``--verify STORE [--repair]``: list the damaged items and packed arrays; re-extract the items
+    and rebuild the pack when asked. Exit status 1 while anything damaged remains."""
     from microaction.data.store import FeatureStore
     from microaction.extract.repair import repair_items
 
     store = FeatureStore.open(args.verify)
     damaged = store.verify()
+    packed = store.verify_packed()
     repaired: dict[str, str] = {}
     if damaged and args.repair:
         repaired = repair_items(
@@ -213,15 +233,32 @@ def _verify(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )  # fmt: skip
     left = {k: why for k, why in damaged.items() if repaired.get(k) not in ("ok", "no_person")}
+    rebuilt = ""
+    if args.repair and (store.root / "packed").is_dir() and (packed.damaged or repaired) and not left:
+        rebuilt = str(store.pack(sorted(set(store.keys()) | set(packed.keys))))
+    packed_left = {} if rebuilt else packed.damaged
     n = sum(1 for st in store.statuses().values() if st.get("status") != "failed")
+    bad = bool(left or packed_left)
     if args.json:
-        print(json.dumps({"store": str(store.root), "checked": n, "damaged": damaged,
-                          "repaired": repaired, "still_damaged": sorted(left)}))  # fmt: skip
-        return 1 if left else 0
+        print(json.dumps({"store": str(store.root), "checked": n, "damaged": damaged, "repaired": repaired,
+                          "still_damaged": sorted(left), "packed_checked": packed.checked,
+                          "packed_damaged": packed.damaged, "packed_rebuilt": bool(rebuilt),
+                          "packed_note": packed.note}))  # fmt: skip
+        return 1 if bad else 0
     print(f"mar extract --verify: {store.root}: {n} items checked, {len(damaged)} damaged")
     for k, why in sorted(damaged.items()):
         fix = f" -> re-extracted: {repaired[k]}" if k in repaired else ""
         print(f"  damaged {k}: {why}{fix}")
     if left and not args.repair:
         print(f"re-extract them with: mar extract --verify {store.root} --repair [--videos SRC]")
-    return 1 if left else 0
+    if (store.root / "packed").is_dir():
+        print(f"packed arrays: {packed.checked} files hashed, {len(packed.damaged)} damaged")
+        for name, why in sorted(packed.damaged.items()):
+            print(f"  damaged {name}: {why}")
+        if packed.note:
+            print(f"  note: {packed.note}")
+        if rebuilt:
+            print(f"  rebuilt {rebuilt} from the items")
+        elif packed_left:
+            print(f"rebuild them with: mar pack --force {store.root} (or mar extract --verify {store.root} --repair)")
+    return 1 if bad else 0

@@ -70,6 +70,7 @@ class RunSummary:
     done: int = 0  # extracted now, a person found
     skipped: int = 0  # already in the store
     failed: int = 0  # failed now
+    failed_before: dict[str, str] = field(default_factory=dict)  # skipped: failed in an earlier run (key -> error)
     no_person: int = 0  # extracted now, no body region seen (status no_person)
     frames: int = 0
     seconds: float = 0.0
@@ -82,9 +83,10 @@ class RunSummary:
             if self.seconds > 0
             else ""
         )
+        before = f" (+{len(self.failed_before)} failed earlier, not retried)" if self.failed_before else ""
         return (
             f"{self.total} videos: {self.done} done, {self.no_person} no person, {self.skipped} skipped, "
-            f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({rate})"
+            f"{self.failed} failed{before}; {self.frames} frames in {self.seconds:.1f} s ({rate})"
         )
 
     def no_person_line(self) -> str:
@@ -506,6 +508,8 @@ def run_extraction(
             or (st.get("status") == "failed" and not retry_failed)
         ):
             summary.skipped += 1
+            if st.get("status") == "failed":
+                summary.failed_before[j.key] = str(st.get("error", ""))
         else:
             todo.append(j)
     t0 = time.perf_counter()

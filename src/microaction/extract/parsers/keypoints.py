@@ -40,6 +40,7 @@ __all__ = [
     "COORDS",
     "TO_MEDIAPIPE",
     "KeypointsParser",
+    "is_keypoint_source",
     "load_keypoints",
     "pose_ref",
     "pose_set",
@@ -433,3 +434,10 @@ def _size_of(video_path: str | os.PathLike[str], frames: np.ndarray | None, kp: 
     if not seen.any():
         return 1, 1
     return int(np.ceil(kp[..., 1][seen].max() + 1)), int(np.ceil(kp[..., 0][seen].max() + 1))
+
+
+def is_keypoint_source(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a keypoint file ``load_keypoints`` reads (``.npz``, ``.csv``) or a folder
+    of OpenPose JSON, rather than a video."""
+    p = Path(path)
+    return p.suffix.lower() in (".npz", ".csv") if p.is_file() else (p.is_dir() and any(p.glob("*.json")))
