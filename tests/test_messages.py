@@ -132,3 +132,17 @@ def test_predict_and_timeline_csvs_carry_no_formulas(tmp_path: Path) -> None:
     assert {r["video"] for r in got} == {"'=v.mp4"} and {r["body"] for r in got} == {"'=g"}
     for r in got:
         assert not r["class"].startswith(("=", "+", "@", "\t", "\r")) and r["class"] != "-cmd"
+
+
+def test_yaml_payloads_are_refused_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Configs and label sets are read with yaml.safe_load: a python/object tag is an error naming
+    the file, and its command never runs."""
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f'name: !!python/object/apply:os.system ["touch {marker}"]\nclasses: []\n')
+    assert mar(["train", str(evil)]) == 1
+    assert f"{evil}:1: invalid YAML (could not determine a constructor for the tag" in capsys.readouterr().err
+    (tmp_path / "p.csv").write_text("vid\n")
+    assert mar(["score", "--taxonomy", str(evil), "--pred", str(tmp_path / "p.csv"), "--ann", str(evil)]) == 1
+    assert f"{evil}: not a readable YAML label set" in capsys.readouterr().err
+    assert not marker.exists()
