@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchlib import result
 
-MAKE_BENCH = {"args": [], "budget_s": 30, "mode": "full (10,000 cases)"}
+MAKE_BENCH = {"args": [], "budget_s": 20, "mode": "full (10,000 cases)"}
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchlib import result
 
-MAKE_BENCH = {"args": [], "budget_s": 20, "mode": "full (a 2 GiB member)"}
+MAKE_BENCH = {"args": [], "budget_s": 15, "mode": "full (a 2 GiB member)"}
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = """
