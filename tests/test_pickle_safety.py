@@ -166,6 +166,10 @@ def test_scalars_need_exact_bytes_and_arrays_exact_sizes() -> None:
         safe_loads(dumps(annotation(array(f4, (3,), b"\0" * 8)), 2))
     with pytest.raises(AnnotationError, match=r"shape \(1, 4611686018427387904\) .* cannot come from 8 bytes"):
         safe_loads(dumps(annotation(frombuffer(f4, (1, 1 << 62), b"\0" * 8)), 5))
+    # numpy 2's module names under the STACK_GLOBAL of protocols 4-5
+    for protocol in (4, 5):
+        got = safe_loads(dumps(annotation(array(f4, (2,), b"\0\0\x80?" * 2, pkg="numpy._core")), protocol))
+        assert got["annotations"][0]["keypoint"].tolist() == [1.0, 1.0]
     with pytest.raises(AnnotationError, match="dtype 'f4' is not a plain numeric dtype's"):
         safe_loads(dumps(annotation(scalar(dtype("f4", (3, "<", None, None, None, 4, 4, 0)), b"\0" * 4)), 2))
 
@@ -195,3 +199,9 @@ def test_globals_cannot_be_rebuilt_or_called_otherwise() -> None:
         safe_loads(pickle.dumps(bytearray(b"x"), protocol=2))
     with pytest.raises(AnnotationError, match=r"_codecs\.encode is admitted only as latin-1"):
         safe_loads(b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x04\x00\x00\x00zlib\x86R.")
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    deep = b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."
+    with pytest.raises(AnnotationError, match=r"deep\.pkl: not a readable pickle \(nested too deeply\)"):
+        safe_loads(deep, source="deep.pkl")
