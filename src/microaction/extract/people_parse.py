@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
-from microaction.extract.people import PeopleTracker, PersonTrack, pick_target, track_people
+from microaction.extract.people import PeopleTracker, PersonTrack, consolidate, pick_target, track_people
 from microaction.extract.people_find import PersonFinder, load_people
 from microaction.extract.video import VideoError, iter_frames, probe
 
@@ -40,6 +40,7 @@ __all__ = [
     "PEOPLE_MODES",
     "box_positions",
     "chosen_tracks",
+    "person_floor",
     "file_tracks",
     "find_people",
     "parse_people",
@@ -94,11 +95,21 @@ def find_people(
     return tracker.tracks(t + 1)
 
 
+def person_floor(ex: Extractor, frames: int, rate: float) -> int:
+    """Frames a person must be seen in to be kept (``min_person_seconds`` at ``rate`` frames/s,
+    at most half of a clip of ``frames`` frames: a short clip keeps its people)."""
+    return max(1, min(round(ex.params.min_person_seconds * rate), frames // 2))
+
+
 def chosen_tracks(
-    path: str | os.PathLike[str], tracks: list[PersonTrack], target: dict[int, np.ndarray] | None
+    path: str | os.PathLike[str], tracks: list[PersonTrack], target: dict[int, np.ndarray] | None, min_frames: int = 1
 ) -> list[PersonTrack]:
-    """Every track, or (``target``: {position: box}) the one the annotation's boxes pick, as id 0."""
-    if target is not None:
+    """Every person (``consolidate``: broken tracks joined, those seen in fewer than
+    ``min_frames`` frames dropped), or (``target``: {position: box}) the track the annotation's
+    boxes pick, as id 0."""
+    if target is None:
+        tracks = consolidate(tracks, min_frames)
+    else:
         try:
             k = pick_target(tracks, target)
         except ValueError as e:
@@ -125,21 +136,22 @@ def file_tracks(
     seconds, frame indices, (H, W) of the keypoints' frame, fps)."""
     from microaction.extract.pipeline import file_fps
 
-    kp_path = ex.parser.find(path)  # type: ignore[attr-defined]
-    dets, fps, fsize = load_people(kp_path)
-    fps = file_fps(path, fps or ex.params.fps)
+    parser = ex.parser
+    kp_path = parser.find(path)  # type: ignore[attr-defined]
+    dets, fps, fsize = load_people(
+        kp_path,
+        min_confidence=getattr(parser, "min_confidence", None),
+        layout=getattr(parser, "layout", None),
+        kinect=getattr(parser, "kinect", "project"),
+    )
+    fps = file_fps(path, fps or getattr(parser, "fps", None) or ex.params.fps)
     times = np.arange(len(dets), dtype=np.float64) / fps
     idx = sampling.select(times)
     if len(idx) == 0:
         raise VideoError(f"{path}: no frame in the requested window ({len(dets)} frames)")
-    if fsize is None:
-        try:
-            pi = probe(path)
-            fsize = (pi.height, pi.width)
-        except VideoError:
-            seen = [d.box for fr in dets for d in fr]
-            hi = np.max(np.stack(seen), 0) if seen else np.ones(4)
-            fsize = (int(np.ceil(hi[3] + 1)), int(np.ceil(hi[2] + 1)))
+    every = [d.keypoints for fr in dets for d in fr]
+    points = np.stack(every) if every else np.zeros((1, 1, 3), np.float32)
+    fsize, _ = parser.frame_of(path, fsize, points)  # type: ignore[attr-defined]
     tracks = track_people([dets[i] for i in idx.tolist()])
     return tracks, times[idx].astype(np.float32), idx, (int(fsize[0]), int(fsize[1])), float(fps)
 
@@ -205,5 +217,11 @@ def parse_people(
             f"several people (--people all, or a person box in the manifest) need the mediapipe or keypoints "
             f"parser, not {name!r}"
         )
-    tracks = chosen_tracks(path, tracks, tgt)
+    tracks = chosen_tracks(path, tracks, tgt, person_floor(ex, len(ts), _rate(ts)))
     return [(tr.id, Parsed(frames, ts, idx, native, _person_parse(tr, size, fps, max_gap), t0)) for tr in tracks]
+
+
+def _rate(ts: np.ndarray) -> float:
+    """Frames per second of sampled frames at ``ts`` seconds."""
+    span = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
+    return (len(ts) - 1) / span if span > 0 else 1.0

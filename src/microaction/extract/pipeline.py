@@ -46,6 +46,7 @@ class ExtractParams:
     flip: bool = False
     face_size: int = 0  # > 0: also store a grey crop of the head box (this side) at every feature step
     people: str = "main"  # "main": the main person (key video); "all": every person (keys video#id)
+    min_person_seconds: float = 1.0  # people "all": a person seen for less (or half a shorter clip) is dropped
     box_window: float = 8.0  # seconds: region boxes follow the person over windows this long
     feature_rate: float | None = None  # steps/s of the stored sequence (None: the first encoder's grid; recordings 6)
     stream_after: float = 60.0  # seconds: a longer video is streamed chunk by chunk (``extract.stream``)
@@ -71,6 +72,8 @@ class ExtractParams:
             raise ValueError(f"face_size must be 0 (off) or at least 8 pixels, got {self.face_size}")
         if self.people not in ("main", "all"):
             raise ValueError(f"people must be 'main' or 'all', got {self.people!r}")
+        if not self.min_person_seconds >= 0:
+            raise ValueError(f"min_person_seconds must be >= 0, got {self.min_person_seconds}")
         if not self.box_window > 0:
             raise ValueError(f"box_window must be > 0 seconds, got {self.box_window}")
         if self.feature_rate is not None and not self.feature_rate > 0:
@@ -366,14 +369,20 @@ class Extractor:
 
 
 def file_fps(path: str | os.PathLike[str], fps: float | None) -> float:
-    """A keypoint file's frame rate: ``fps`` (the file's, else ``--fps``), else the video's."""
+    """A keypoint file's frame rate: ``fps`` (the file's, else ``--keypoints-fps``), else the video's."""
     if not fps:
         try:
             fps = probe(path).fps
         except VideoError:
             fps = None
     if not fps:
-        raise VideoError(f"{path}: frame rate unknown (keypoint file has no 'fps' and the video cannot be probed)")
+        from microaction.taxonomy.releases import release_fps, release_names
+
+        known = ", ".join(f"{n} = {release_fps(n):g}" for n in release_names())
+        raise VideoError(
+            f"{path}: frame rate unknown: the keypoint file carries none and there is no video to probe; give it "
+            f"with --keypoints-fps N (frames per second) or a release's name ({known})"
+        )
     return float(fps)
 
 
