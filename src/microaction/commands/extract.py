@@ -229,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {summary.no_person_line()}")
         for k, e in summary.errors.items():
             print(f"  failed {k}: {e.splitlines()[0] if e else ''}")
+        for line in summary.warnings():
+            print(f"  warning: {line}")
     return 0
 
 

@@ -24,10 +24,10 @@ frame into tracks (online, so the pixel person finder can ask where each person 
   (``SAME_PERSON``); tracks seen in fewer than ``min_frames`` frames are dropped at the end.
 
 ``consolidate`` then keeps people that stay people (``--min-person-seconds``): a track that
-starts where another one ended, after a gap the tracker could not bridge (a pose estimator that
-loses a person for a second, OpenPose above all), is the same person and joins it; a track seen
-in fewer frames than the floor after that (OpenPose's short spurious "people": a coat, a
-reflection) is dropped.
+starts where another one ended, after a gap the tracker could not bridge but shorter than the
+floor (a pose estimator that loses a person for a moment, OpenPose above all), is the same
+person and joins it; a track seen in fewer frames than the floor after that (OpenPose's short
+spurious "people": a coat, a reflection) is dropped.
 
 Tracks are numbered in order of first appearance, left to right among those that appear in the
 same frame; the number is the ``person`` part of the store key ``video#person``.
@@ -295,11 +295,12 @@ STITCH_IOU = 0.3  # a track starting where another ended (IoU of the two boxes) 
 STITCH_DISTANCE = 0.5  # ... or this close (box centres, × the larger box's longer side)
 
 
-def _continues(a: PersonTrack, b: PersonTrack) -> float | None:
-    """How well ``b`` continues ``a`` (``a`` seen last before ``b`` is first seen): the gap in
-    frames when the box where ``a`` was last is near the box where ``b`` is first, else None."""
+def _continues(a: PersonTrack, b: PersonTrack, max_gap: int) -> float | None:
+    """How well ``b`` continues ``a`` (``a`` seen last before ``b`` is first seen, at most
+    ``max_gap`` frames before): the gap in frames when the box where ``a`` was last is near the
+    box where ``b`` is first, else None."""
     sa, sb = np.flatnonzero(a.seen), np.flatnonzero(b.seen)
-    if not len(sa) or not len(sb) or sa[-1] >= sb[0]:
+    if not len(sa) or not len(sb) or not 0 < sb[0] - sa[-1] <= max_gap:
         return None
     ba, bb = a.boxes[sa[-1]], b.boxes[sb[0]]
     side = max(float(ba[2] - ba[0]), float(ba[3] - ba[1]), float(bb[2] - bb[0]), float(bb[3] - bb[1]), 1.0)
@@ -310,15 +311,15 @@ def _continues(a: PersonTrack, b: PersonTrack) -> float | None:
 
 
 def consolidate(tracks: list[PersonTrack], min_frames: int) -> list[PersonTrack]:
-    """People that stay people: each track that continues an earlier one (``_continues``; the
-    nearest gap first) joins it, then tracks seen in fewer than ``min_frames`` frames are
-    dropped; the rest are renumbered 0.. in order of first appearance (left to right within a
-    frame)."""
+    """People that stay people: each track that continues an earlier one within ``min_frames``
+    (``_continues``; the nearest gap first) joins it, then tracks seen in fewer than
+    ``min_frames`` frames are dropped; the rest are renumbered 0.. in order of first appearance
+    (left to right within a frame)."""
     live = [tr for tr in tracks if tr.seen.any()]
     live.sort(key=lambda tr: int(np.argmax(tr.seen)))
     out: list[PersonTrack] = []
     for b in live:
-        gaps = [(g, k) for k, a in enumerate(out) if (g := _continues(a, b)) is not None]
+        gaps = [(g, k) for k, a in enumerate(out) if (g := _continues(a, b, min_frames)) is not None]
         if not gaps:
             out.append(b)
             continue

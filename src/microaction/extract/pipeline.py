@@ -22,7 +22,15 @@ from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
 from microaction.extract.parsers import Parser, ParseResult, make_parser
-from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout, step_validity
+from microaction.extract.regions import (
+    RegionLayout,
+    crop_clips,
+    crop_frame,
+    landmark_counts,
+    region_layout,
+    region_report,
+    step_validity,
+)
 from microaction.extract.tracking import as_tracker, parse_segments
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
@@ -303,12 +311,18 @@ class Extractor:
         if self.params.face_size:
             assert frames is not None
             extras["face"], extras["face_valid"] = face_crops(frames, timestamps, ref, layout, self.params.face_size)
+        thresholds = parse.info.get("thresholds")
         info = {
             "frames": len(timestamps),
             "steps": int(T_),
             "size": [int(native[0]), int(native[1])],
             "seconds": round(time.perf_counter() - t0, 3),
+            "regions": region_report(self.regions, layout.visible.sum(0), layout.valid,
+                                     landmark_counts(parse.keypoints, thresholds), len(timestamps), thresholds,
+                                     parse.info.get("provided")),  # fmt: skip
         }
+        if parse.info.get("size_from"):
+            info["size_from"] = parse.info["size_from"]
         return Extraction(
             np.nan_to_num(regions),
             np.nan_to_num(glob),

@@ -38,8 +38,10 @@ from microaction.data.prefetch import background
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.extract.encoders.base import rate_steps
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
+from microaction.extract.regions import landmark_counts, region_report
 from microaction.extract.tracking import as_tracker, parse_segments, resume_from
 from microaction.extract.video import VideoError, iter_frames, probe, source_identity
+from microaction.skeleton import NUM_LANDMARKS
 
 if TYPE_CHECKING:
     from microaction.extract.people_stream import PersonStream
@@ -285,6 +287,8 @@ def stream_recording(
             "frames": np.int64(own.sum()),
             "boxes": got.extras["boxes"],
             "keypoints": got.extras["keypoints"][own],
+            "landmarks": landmark_counts(got.extras["keypoints"][own], parsed.parse.info.get("thresholds")),
+            **{n: np.asarray(parsed.parse.info[n]) for n in ("thresholds", "provided") if n in parsed.parse.info},
             "frame_indices": got.extras["frame_indices"][own],
             **{n: got.extras[n] for n in _STEP_ARRAYS if n in got.extras},
         }
@@ -368,11 +372,17 @@ def _pieces(ex: Extractor, chunks: Chunks) -> tuple[Pieces, dict[str, Any]]:
     steps = frames = 0
     visible = None
     boxes = []
+    counts = np.zeros((3, NUM_LANDMARKS))
+    source: dict[str, np.ndarray] = {}  # the source's thresholds and provided landmarks
     for f in files:
         ts, fi, vis, box = _load(f, "timestamps", "frame_indices", "visible", "boxes")
         steps, frames = steps + len(ts), frames + len(fi)
         visible = vis if visible is None else visible + vis
         boxes.append(box)
+        with np.load(f, allow_pickle=False) as z:
+            if "landmarks" in z.files:  # chunks of an older run have none
+                counts += z["landmarks"]
+            source.update({n: z[n] for n in ("thresholds", "provided") if n in z.files})
     assert visible is not None
     valid = visible / max(frames, 1) >= ex.params.min_visible_fraction
     with np.load(files[0], allow_pickle=False) as z:
@@ -412,7 +422,9 @@ def _pieces(ex: Extractor, chunks: Chunks) -> tuple[Pieces, dict[str, Any]]:
         arrays["extra_face"] = ((steps, *first["face"][0][1:]), np.uint8, along("face"))
         arrays["extra_face_valid"] = ((steps,), bool, along("face_valid"))
     info = {"frames": frames, "steps": steps, "size": [int(chunks.native[0]), int(chunks.native[1])],
-            "seconds": round(chunks.seconds, 3), "chunks": chunks.count, "feature_rate": chunks.rate}  # fmt: skip
+            "seconds": round(chunks.seconds, 3), "chunks": chunks.count, "feature_rate": chunks.rate,
+            "regions": region_report(ex.regions, visible, valid, counts, frames, source.get("thresholds"),
+                                     source.get("provided"))}  # fmt: skip
     return arrays, info
 
 
@@ -420,7 +432,7 @@ def write_recording(ex: Extractor, store: FeatureStore, key: str, chunks: Chunks
     """Write a streamed recording's item from its chunks, piece by piece, and its status (``info``
     added); returns its frame count."""
     arrays, meta = _pieces(ex, chunks)
-    keep = ("size", "seconds", "chunks", "feature_rate")
+    keep = ("size", "seconds", "chunks", "feature_rate", "regions")
     store.write_pieces(key, arrays, {**info, "frames_decoded": meta["frames"], **{k: meta[k] for k in keep}})
     return int(meta["frames"])
 

@@ -399,7 +399,9 @@ def read_keypoints(
         lay = _find_layout(raw, layout or ("mediapipe33" if raw.shape[1] == NUM_LANDMARKS else None), str(p))
         # MediaPipe's own landmarks keep their zeros at (0, 0) as seen (a corner is a place)
         kp = _mapped(raw, lay, min_confidence, zero_is_missing=lay.name != "mediapipe33")
-        return KeypointFile(kp, fps, size, _thresholds(lay, min_confidence), lay.provided, lay.name)
+        kp, size2 = to_pixels(kp, coords, size or frame_size, source=str(p))
+        return KeypointFile(kp, fps, size or (None if size2 == frame_size else size2),
+                            _thresholds(lay, min_confidence), lay.provided, lay.name)  # fmt: skip
     raise ParseError(f"{p}: unknown keypoint file type (npz, csv, a pose .pkl or a folder of OpenPose JSON)")
 
 
