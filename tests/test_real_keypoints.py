@@ -227,7 +227,7 @@ def test_pcan_pickle_body_and_arms(tmp_path: Path) -> None:
     assert _extract_pickle(pkl, out, "--keypoints-fps", "ma52") == 0
     st = FeatureStore.open(out)
     regions = st.manifest.regions
-    valid = np.stack([st.read(k).region_valid for k in st.keys()])
+    valid = np.stack([item.region_valid for item in st])
     assert len(valid) == 20
     share = dict(zip(regions, valid.mean(0)))
     assert share["body"] >= 0.95 and share["upper_limbs"] >= 0.95, share

@@ -40,11 +40,11 @@ __all__ = [
     "PEOPLE_MODES",
     "box_positions",
     "chosen_tracks",
-    "person_floor",
     "file_tracks",
     "find_people",
     "parse_people",
     "person_finder",
+    "person_floor",
 ]
 
 PEOPLE_MODES = ("main", "all")

@@ -170,8 +170,8 @@ def find_people_stream(
         )
     if target is not None and not tgt:
         raise ParseError(f"{path}: the person box's frame {min(target)} is after the recording's last frame")
-    frames = len(tracks[0].keypoints) if tracks else 0
-    tracks = chosen_tracks(path, tracks, tgt, person_floor(ex, frames, rate))
+    count = len(tracks[0].keypoints) if tracks else 0
+    tracks = chosen_tracks(path, tracks, tgt, person_floor(ex, count, rate))
     people = [PersonStream(tr.id, tr.keypoints, tr.masks, shape if tr.masks is not None else None) for tr in tracks]
     _save(cache, plan, people)
     return people

@@ -317,9 +317,15 @@ class Extractor:
             "steps": int(T_),
             "size": [int(native[0]), int(native[1])],
             "seconds": round(time.perf_counter() - t0, 3),
-            "regions": region_report(self.regions, layout.visible.sum(0), layout.valid,
-                                     landmark_counts(parse.keypoints, thresholds), len(timestamps), thresholds,
-                                     parse.info.get("provided")),  # fmt: skip
+            "regions": region_report(
+                self.regions,
+                layout.visible.sum(0),
+                layout.valid,
+                landmark_counts(parse.keypoints, thresholds),
+                len(timestamps),
+                thresholds,
+                parse.info.get("provided"),
+            ),
         }
         if parse.info.get("size_from"):
             info["size_from"] = parse.info["size_from"]

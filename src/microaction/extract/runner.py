@@ -97,7 +97,6 @@ class RunSummary:
             f"unless data.keep_no_person: true): {shown}"
         )
 
-
     def warnings(self) -> list[str]:
         """What the run got that a user should not take silently: regions invalid in nearly every
         item (``regions.unseen_lines``) and frame sizes guessed from the points."""
@@ -119,7 +118,9 @@ def _run_report(store: FeatureStore, keys: Sequence[str], summary: RunSummary) -
     reports = []
     for key in keys:
         st = store.status(key) or {}
-        items = [(k, store.status(k) or {}) for k in st.get("people", [])] if st.get("status") == "people" else [(key, st)]
+        items = (
+            [(k, store.status(k) or {}) for k in st.get("people", [])] if st.get("status") == "people" else [(key, st)]
+        )
         for k, one in items:
             if isinstance(one.get("regions"), dict):
                 reports.append(one["regions"])
@@ -367,9 +368,10 @@ def finish_job(
             frames = int(ex.info["frames"])
             # every region invalid: no one was found (or too briefly), the features are all zeros
             status = "ok" if bool(np.any(ex.region_valid)) else "no_person"
-            info = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                    "seconds": ex.info["seconds"], "person_share": round(person_share(ex.extras["keypoints"]), 4),
-                    **{k: ex.info[k] for k in ("regions", "size_from") if k in ex.info}}  # fmt: skip
+            info: dict[str, Any] = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
+                                    "seconds": ex.info["seconds"],
+                                    "person_share": round(person_share(ex.extras["keypoints"]), 4)}  # fmt: skip
+            info.update({k: ex.info[k] for k in ("regions", "size_from") if k in ex.info})
             if job.start is not None or job.end is not None:
                 info.update(start=job.start, end=job.end)
             if pid is not None:

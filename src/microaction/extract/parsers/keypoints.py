@@ -49,9 +49,9 @@ __all__ = [
     "guess_size",
     "load_keypoints",
     "parse_frame_size",
-    "read_keypoints",
     "pose_ref",
     "pose_set",
+    "read_keypoints",
     "split_ref",
     "to_mediapipe",
 ]
