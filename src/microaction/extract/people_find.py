@@ -85,6 +85,7 @@ class PersonFinder:
         crop_margin: float = 0.25,
         mask_side: int = 160,
         min_detection_confidence: float = 0.5,
+        min_confidence: float = VISIBLE,
     ) -> None:
         from microaction.extract.parsers.mediapipe import _quiet
 
@@ -95,6 +96,7 @@ class PersonFinder:
         self.detect_every = max(1, int(detect_every))
         self.crop_margin = float(crop_margin)
         self.mask_side = int(mask_side)
+        self.min_confidence = float(min_confidence)  # visibility counted as seen (--min-confidence)
         self.pose = mp.solutions.pose.Pose(
             static_image_mode=True,
             model_complexity=1,
@@ -128,6 +130,10 @@ class PersonFinder:
         inside = (kp[:, 0] >= x0 - 0.02 * cw) & (kp[:, 0] <= x1 + 0.02 * cw)
         inside &= (kp[:, 1] >= y0 - 0.02 * ch) & (kp[:, 1] <= y1 + 0.02 * ch)
         kp[~inside, 2] = np.minimum(kp[~inside, 2], 0.1)
+        if self.min_confidence != VISIBLE:
+            from microaction.extract.parsers.base import to_seen_scale
+
+            kp[:, 2] = to_seen_scale(kp[:, 2], self.min_confidence)
         box = keypoint_box(kp)
         if box is None:
             return None

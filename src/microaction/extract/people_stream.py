@@ -152,7 +152,7 @@ def find_people_stream(
         shape = finder.mask_size(h, w)
         rate = float(sampling.fps or (info.fps or 30.0) / max(1, sampling.stride))
     elif name == "keypoints":
-        tracks, ts, idx, size, _fps = file_tracks(ex, path, sampling)
+        tracks, ts, idx, size, _fps, _source = file_tracks(ex, path, sampling)
         rate = (len(ts) - 1) / max(float(ts[-1] - ts[0]), 1e-6) if len(ts) > 1 else 1.0
         sx = 1.0
         if ex.needs_pixels:  # pixel encoders: landmarks in the decoded (working) frame's pixels

@@ -169,11 +169,18 @@ def _parsed_frames(parsed: Parsed) -> Iterator[_Frame]:
 
 
 def _chunk_parsed(
-    ex: Extractor, recs: list[_Frame], native: tuple[int, int], size: tuple[int, int], path: str, ended: bool
+    ex: Extractor,
+    recs: list[_Frame],
+    native: tuple[int, int],
+    size: tuple[int, int],
+    path: str,
+    ended: bool,
+    info: dict[str, Any] | None = None,
 ):
     """The ``Parsed`` of a chunk and its context. Region masks derived from a frame-by-frame parse
     are kept with their frames (the next chunks' context reuses them) once no later frame can
-    change their gap filling."""
+    change their gap filling. ``info``: what the whole parse said of its source (the landmarks it
+    has, its confidence thresholds), kept with every chunk."""
     from microaction.extract.pipeline import Parsed
 
     ts = np.array([r.t for r in recs], np.float32)
@@ -201,7 +208,7 @@ def _chunk_parsed(
             rm = np.stack([got.get(j, r.region_mask) for j, r in enumerate(recs)])  # type: ignore[misc]
         elif recs[0].region_mask is not None:
             rm = np.stack([r.region_mask for r in recs])  # type: ignore[misc]
-        parse = ParseResult(kp, size, rm, person_mask=pm)
+        parse = ParseResult(kp, size, rm, person_mask=pm, info=dict(info or {}))
     return Parsed(frames, ts, idx, native, parse, time.perf_counter())
 
 
@@ -252,9 +259,11 @@ def stream_recording(
                             "context": C, "rate": rate, "params": ex.params.to_dict()}  # fmt: skip
     plan, k = _open_work(work, plan)
     origin: float | None = plan["origin"] if isinstance(plan.get("origin"), float) else None
+    source_info: dict[str, Any] | None = None
     if parsed is not None:
         source, native = _parsed_frames(parsed), parsed.native
         size: tuple[int, int] | None = parsed.parse.image_size
+        source_info = {k: v for k, v in parsed.parse.info.items() if k in ("provided", "thresholds", "layout")}
     else:
         info = probe(path)
         native, size = (info.height, info.width), None
@@ -274,7 +283,7 @@ def stream_recording(
         while first > 0 and recs[first].pos % align:
             first -= 1
         a = float(ts[min(first, len(ts) - 1)])
-        parsed = _chunk_parsed(ex, recs, native, size, path, ended)
+        parsed = _chunk_parsed(ex, recs, native, size, path, ended, source_info)
         got = ex.encode(parsed, rate=rate, steps=steps, span=(a, hi + enc))
         kept = (ts >= a) & (ts < hi + enc)
         own = ((ts >= lo) & (ts < hi))[kept]

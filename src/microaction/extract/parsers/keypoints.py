@@ -52,6 +52,7 @@ __all__ = [
     "pose_ref",
     "pose_set",
     "read_keypoints",
+    "source_layout",
     "split_ref",
     "to_mediapipe",
 ]
@@ -420,6 +421,28 @@ def load_keypoints(
     """``read_keypoints`` as (``[T, 33, 3]`` pixels, fps or None, (H, W) or None)."""
     f = read_keypoints(path, layout=layout, coords=coords, kinect=kinect, min_confidence=min_confidence)
     return f.keypoints, f.fps, f.size
+
+
+def source_layout(path: str | os.PathLike[str], layout: str | None = None) -> Layout:
+    """The layout of a keypoint file without reading it whole: the named one, or the one found by
+    the first frame's joint count (the first OpenPose frame with someone in it, a CSV's first
+    line); MediaPipe's 33 for npz files."""
+    if layout:
+        return _find_layout(np.zeros((1, 3)), layout, str(path))
+    p = Path(path)
+    count = NUM_LANDMARKS
+    if p.is_dir():
+        for f, doc in openpose_docs(p):
+            joints = _openpose_frame(doc, f)
+            if joints is not None:
+                count = len(joints)
+                break
+    elif p.suffix == ".csv":
+        width = _csv_width(p)
+        if width in (25 * _KINECT_VALUES, 25 * _KINECT_VALUES + 1):
+            return get_layout("kinect25")
+        count = width // 3
+    return _find_layout(np.zeros((count, 3)), None, str(p))
 
 
 def parse_frame_size(text: str | None) -> tuple[int, int] | None:
