@@ -255,3 +255,18 @@ def test_frame_size_for_normalised_points(tmp_path: Path, capsys: pytest.Capture
     assert mar(["extract", "--parser", "keypoints", "--videos", str(tmp_path / "v.mp4"), "--out", str(out),
                 "--frame-size", "640*480"]) != 0  # fmt: skip
     assert "expected WxH" in capsys.readouterr().err
+
+
+def test_streamed_stream_keeps_the_source_thresholds(stream: Path, tmp_path: Path) -> None:
+    # a long recording is extracted chunk by chunk: every chunk reads confidence as the source does
+    out = tmp_path / "st"
+    assert _extract(stream, out, "--keypoints-fps", "25", "--frame-size", f"{W}x{H}", "--stream-after", "5",
+                    "--chunk-seconds", "4", "--feature-rate", "6") == 0  # fmt: skip
+    st = FeatureStore.open(out)
+    status = st.status("talk")
+    assert status["chunks"] > 1
+    share = _step_share(st, "talk")
+    assert share["head"] >= 0.95 and share["body"] >= 0.95 and share["upper_limbs"] >= 0.95, share
+    hip = status["regions"]["unseen"]["lower_limbs"]["left_hip"]
+    assert hip[:2] == [0.0, 0.0] and hip[3] == pytest.approx(0.1)  # never given; OpenPose's body threshold
+    assert status["regions"]["seen"]["body"] >= 0.9
