@@ -270,3 +270,20 @@ def test_streamed_stream_keeps_the_source_thresholds(stream: Path, tmp_path: Pat
     hip = status["regions"]["unseen"]["lower_limbs"]["left_hip"]
     assert hip[:2] == [0.0, 0.0] and hip[3] == pytest.approx(0.1)  # never given; OpenPose's body threshold
     assert status["regions"]["seen"]["body"] >= 0.9
+
+
+def test_store_made_at_the_old_single_threshold_is_told_apart(
+    stream: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "st"
+    assert _extract(stream, out, "--keypoints-fps", "25") == 0
+    assert FeatureStore.open(out).manifest.params["extract"]["parser_options"]["confidence"] == "source"
+    # a store from before: its parser options say nothing of confidence (every source read at 0.5)
+    m = json.loads((out / "manifest.json").read_text())
+    del m["params"]["extract"]["parser_options"]["confidence"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    assert _extract(stream, out, "--keypoints-fps", "25") != 0
+    assert "continue it with --min-confidence 0.5" in capsys.readouterr().err
+    assert _extract(stream, out, "--keypoints-fps", "25", "--min-confidence", "0.5") == 0
+    assert "1 skipped" in capsys.readouterr().out

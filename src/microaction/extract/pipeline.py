@@ -80,6 +80,9 @@ class ExtractParams:
             raise ValueError(f"face_size must be 0 (off) or at least 8 pixels, got {self.face_size}")
         if self.people not in ("main", "all"):
             raise ValueError(f"people must be 'main' or 'all', got {self.people!r}")
+        if self.parser == "keypoints" and not {"confidence", "min_confidence"} & set(self.parser_options):
+            # confidence read as each layout's source means it, recorded (older stores lack it)
+            self.parser_options = {**self.parser_options, "confidence": "source"}
         if not self.min_person_seconds >= 0:
             raise ValueError(f"min_person_seconds must be >= 0, got {self.min_person_seconds}")
         if not self.box_window > 0:
@@ -106,6 +109,10 @@ class ExtractParams:
         bad = set(d) - known
         if bad:
             raise ValueError(f"unknown extraction parameters {sorted(bad)}")
+        popts = d.get("parser_options") or {}
+        if d.get("parser") == "keypoints" and not {"confidence", "min_confidence"} & set(popts):
+            # a store made when every keypoint source was read at confidence 0.5: extract as it was
+            d = {**d, "parser_options": {**popts, "min_confidence": 0.5}}
         return cls(**d)
 
 

@@ -266,6 +266,15 @@ def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> 
     """Refuse to resume a store made with other extraction parameters (mixing would be silent)."""
     a = {k: v for k, v in (have.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
     b = {k: v for k, v in (want.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
+    hint = ""
+    popts = a.get("parser_options")
+    if a.get("parser") == "keypoints" and isinstance(popts, dict) and not {"confidence", "min_confidence"} & set(popts):
+        # made before keypoint confidence was read as each source means it: every source at 0.5
+        a["parser_options"] = {**popts, "min_confidence": 0.5}
+        hint = (
+            "\n  (the store was made when every keypoint source was read at confidence 0.5: continue it with "
+            "--min-confidence 0.5, or extract into a new store)"
+        )
     # a parameter added after the store was made, at its default, changes nothing that store holds
     defaults = ExtractParams().to_dict()
     b = {k: v for k, v in b.items() if k in a or v != defaults.get(k)}
@@ -273,7 +282,7 @@ def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> 
         f"{k}: store has {a.get(k)!r}, this run {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
     ]
     if diffs:
-        raise StoreMismatch(f"{source}: store was extracted with other parameters:\n  " + "\n  ".join(diffs))
+        raise StoreMismatch(f"{source}: store was extracted with other parameters:\n  " + "\n  ".join(diffs) + hint)
 
 
 def process_job(

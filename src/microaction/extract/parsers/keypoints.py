@@ -473,8 +473,8 @@ class KeypointsParser(Parser):
     ``layout``: the files' joint layout (``microaction.layouts``; default: found by the
     joint count); ``coords``: ``auto`` / ``pixels`` / ``unit`` / ``centred``; ``fps``: the frame
     rate of files that do not carry one; ``kinect``: ``project`` or ``xy`` for Kinect files;
-    ``min_confidence``: the score at which a joint counts as seen, for every source (default: what
-    each layout declares); ``frame_size``: ``"WxH"`` of the frames the points are in, for files
+    ``min_confidence``: the score at which a joint counts as seen, for every source (default,
+    ``confidence="source"``: what each layout declares); ``frame_size``: ``"WxH"`` of the frames the points are in, for files
     that do not say (default: the video's, else a guess from the points' extent, one per file,
     recorded in the item's ``size_from``)."""
 
@@ -491,8 +491,13 @@ class KeypointsParser(Parser):
         kinect: str = "project",
         min_confidence: float | None = None,
         frame_size: str | None = None,
+        confidence: str = "source",
     ) -> None:
         self.root = Path(root) if root else None
+        if confidence != "source":
+            raise ParseError(
+                f"keypoint confidence {confidence!r}: 'source' (each layout's threshold) is the one reading"
+            )
         self.max_gap = int(max_gap)
         if layout:
             try:
