@@ -48,7 +48,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["auto", "pixels", "unit", "centred"],
         help="keypoint coordinates: pixels, unit ([0, 1]), centred ([-1, 1], MMN); auto tells them apart",
     )
-    p.add_argument("--keypoints-fps", type=float, help="frame rate of keypoint files that do not carry one")
+    p.add_argument(
+        "--keypoints-fps",
+        help="frame rate of keypoint files that do not carry one (pose pickles, OpenPose folders, CSVs): a number, "
+        "or a release's name for its rate (imigue: 25, ma52: 30)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        help="score at which a keypoint counts as seen, for every source (default: what each source means: "
+        "MediaPipe 0.5, OpenPose body 0.1 / face 0.4 / hands 0.2, MMPose 0.3, AlphaPose 0.4; see docs/data_formats.md)",
+    )
+    p.add_argument(
+        "--frame-size",
+        metavar="WxH",
+        help="frame size of keypoint files that do not give one (default: the video's, else guessed from the points)",
+    )
     p.add_argument(
         "--kinect",
         default="project",
@@ -77,6 +92,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["main", "all"],
         help="main: the main person of each video (key video); all: find, track and extract every person "
         "(keys video#0, video#1, ...); a manifest's person box always picks its person",
+    )
+    p.add_argument(
+        "--min-person-seconds",
+        type=float,
+        default=1.0,
+        help="--people all: a person seen for less than this (or half the clip, if shorter) is dropped, after "
+        "the pieces of one person's broken track are joined",
     )
     p.add_argument(
         "--box-window", type=float, default=8.0, help="seconds over which region boxes follow the person (smoothed)"
@@ -142,9 +164,20 @@ def params_from_args(args: argparse.Namespace):
         if args.layout:
             popts["layout"] = args.layout
         if args.keypoints_fps:
-            popts["fps"] = args.keypoints_fps
-    elif args.layout or args.keypoints_fps or args.coords != "auto" or args.kinect != "project":
-        raise ValueError("--layout, --coords, --keypoints-fps and --kinect go with --parser keypoints")
+            from microaction.taxonomy.releases import resolve_fps
+
+            popts["fps"] = resolve_fps(args.keypoints_fps)
+        if args.frame_size:
+            from microaction.extract.parsers.keypoints import parse_frame_size
+
+            h, w = parse_frame_size(args.frame_size)  # type: ignore[misc]
+            popts["frame_size"] = f"{w}x{h}"
+    elif args.layout or args.keypoints_fps or args.frame_size or args.coords != "auto" or args.kinect != "project":
+        raise ValueError("--layout, --coords, --keypoints-fps, --frame-size and --kinect go with --parser keypoints")
+    if args.min_confidence is not None:
+        if args.parser not in ("keypoints", "mediapipe"):
+            raise ValueError("--min-confidence goes with --parser keypoints or mediapipe")
+        popts["min_confidence"] = args.min_confidence
     return ExtractParams(
         parser=args.parser,
         encoders=encoders,
@@ -157,6 +190,7 @@ def params_from_args(args: argparse.Namespace):
         flip=args.flip,
         face_size=args.face_size,
         people=args.people,
+        min_person_seconds=args.min_person_seconds,
         box_window=args.box_window,
         feature_rate=args.feature_rate,
         stream_after=args.stream_after,
@@ -213,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  failed {k}: {e.splitlines()[0] if e else ''}")
         for k, e in summary.failed_before.items():
             print(f"  failed earlier {k}: {e.splitlines()[0] if e else ''} (--retry-failed tries it again)")
+        for line in summary.warnings():
+            print(f"  warning: {line}")
     failed = summary.failed + len(summary.failed_before)
     return items_status(summary.total - failed, failed, allow_failures=args.allow_failures)
 
