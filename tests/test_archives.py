@@ -56,7 +56,8 @@ def test_mar_score_refuses_a_zip_bomb_before_inflating(tmp_path: Path) -> None:
         "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
         "from microaction.cli import main\n"
         "rc = main(sys.argv[1:])\n"
-        "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        # VmHWM: this process's peak (ru_maxrss would carry the forking parent's over exec)
+        "print('maxrss_kb', open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
         "sys.exit(rc)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
