@@ -105,8 +105,8 @@ def test_loader_refuses_a_store_without_face_crops(tmp_path: Path) -> None:
     store = FeatureStore.open(d["store"])
     with pytest.raises(StoreMismatch, match=r"no face crops.*--face-size 16"):
         ClipDataset(store, [], load_taxonomy(str(d["taxonomy"])), num_steps=4, face_size=16)
+    other = make_random_dataset(tmp_path / "b", splits={"train": 4}, face_size=16)
     with pytest.raises(StoreMismatch, match="holds 16-pixel face crops, the model needs 32"):
-        other = make_random_dataset(tmp_path / "b", splits={"train": 4}, face_size=16)
         ClipDataset(FeatureStore.open(other["store"]), [], load_taxonomy(str(d["taxonomy"])), num_steps=4, face_size=32)
 
 
