@@ -51,12 +51,17 @@ def ma52_dir(shared: Path) -> Path:
 
 @pytest.fixture(scope="session")  # session: set up (and skipped) before a module's training fixtures
 def chromium() -> str:
-    """The headless browser (``MAR_CHROMIUM`` or the usual names); skips when there is none."""
+    """The headless browser (``MAR_CHROMIUM`` or the usual names). Skips when there is none, but
+    fails where ``MAR_REQUIRE_CHROMIUM=1`` (set by .ci/run on CI): CI must not lose the browser tests
+    to a quiet skip."""
     for name in (os.environ.get("MAR_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name) if name else None
         if found:
             return found
-    pytest.skip("Chromium is not installed (`make chromium` installs it with apt-get; it needs root)")
+    why = "Chromium is not installed (`make chromium` installs it with apt-get; it needs root)"
+    if os.environ.get("MAR_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(f"{why}; MAR_REQUIRE_CHROMIUM=1 makes this an error", pytrace=False)
+    pytest.skip(why)
 
 
 @pytest.fixture
