@@ -53,7 +53,9 @@ def test_make_chromium_is_an_error_only_where_required(tmp_path: Path, required:
 def test_ci_run_requires_chromium_on_ci(tmp_path: Path) -> None:
     """.ci/run hands ``MAR_REQUIRE_CHROMIUM=1`` to ``make test`` when ``CI=true``, and says loudly
     when the browser tests were skipped elsewhere."""
-    fake = _bin(tmp_path, {"make": 'echo "make $* MAR_REQUIRE_CHROMIUM=${MAR_REQUIRE_CHROMIUM:-unset}"'}, ("bash", "dirname"))
+    fake = _bin(
+        tmp_path, {"make": 'echo "make $* MAR_REQUIRE_CHROMIUM=${MAR_REQUIRE_CHROMIUM:-unset}"'}, ("bash", "dirname")
+    )
     ci = subprocess.run([str(REPO / ".ci" / "run")], env=_env(fake, CI="true"), capture_output=True, text=True)
     assert ci.returncode == 0, ci.stderr
     assert ci.stdout.splitlines() == ["make test MAR_REQUIRE_CHROMIUM=1"]
