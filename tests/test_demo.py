@@ -31,7 +31,7 @@ def test_demo_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert row[1:3] == [f"{100 * m['action_top1']:.1f}%", f"{100 * m['f1_mean']:.1f}%"], row
         history = json.loads((Path(r["run"]) / "metrics.json").read_text())["epochs"]
         main_losses = [e["train_loss"] for e in history if e["stage"] == "main"]
-        assert len(main_losses) == 4 and main_losses[-1] < main_losses[0], main_losses
+        assert len(main_losses) >= 2 and main_losses[-1] < main_losses[0], main_losses
     # the rendered videos went through the store: one item per clip of the manifest
     n_clips = sum(json.loads((out / "synth" / "dataset.json").read_text())["clips"].values())
     assert len(list((out / "synth" / "videos").glob("*.mp4"))) == n_clips
@@ -51,7 +51,7 @@ def test_demo_quick_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ev = json.loads((Path(det["run"]) / "eval_test.json").read_text())
     assert ev["task"] == "detection" and ev["recordings"] == 1 and det["metrics"] == ev["metrics"]
     losses = [e["train_loss"] for e in json.loads((Path(det["run"]) / "metrics.json").read_text())["epochs"]]
-    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], losses  # observed 7.4 -> 3.5
+    assert len(losses) >= 2 and losses[-1] < 0.8 * losses[0], losses  # observed 7.4 -> 3.5
     tl = Path(det["timeline"])
     for name in ("timeline.csv", "timeline.json", "timeline.eaf", "timeline.html", "rec_test_000.mp4", "timeline.mp4"):
         assert (tl / name).is_file(), name
