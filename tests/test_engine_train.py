@@ -192,7 +192,7 @@ def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     fresh = create_model("bmoe", **loaded.meta["model_kwargs"])
-    for (k, v), (_, w) in zip(fresh.named_parameters(), loaded.model.named_parameters()):
+    for (k, v), (_, w) in zip(fresh.named_parameters(), loaded.model.named_parameters(), strict=True):
         if k.startswith(("router_", "relate.", "region_embed")):
             assert torch.equal(v, w), k
     assert not torch.equal(fresh.cls_token, loaded.model.cls_token)  # the rest did train
