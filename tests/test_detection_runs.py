@@ -59,7 +59,7 @@ def test_without_validation_best_is_the_last_epoch(
     assert yaml.safe_load((run / "config.yaml").read_text())["run"]["best_by"] == "last"
     assert "best.safetensors is the last epoch" in (run / "log.txt").read_text()
     doc = json.loads((run / "metrics.json").read_text())  # strict JSON: no NaN for the missing metric
-    assert doc["best"]["epoch"] == 3 and doc["best"]["metric"] is None and doc["best"]["by"] == "last"
+    assert doc["best"]["epoch"] == 3 and doc["best"]["value"] is None and doc["best"]["by"] == "last"
 
     # mar eval without --split: the run has no val split, so it says so and scores test
     capsys.readouterr()

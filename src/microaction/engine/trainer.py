@@ -45,6 +45,7 @@ from microaction.data.store import StoreMismatch
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
+from microaction.engine.detection_task import DetectionTask
 from microaction.engine.experiment import Experiment, Stage, TrainTask
 from microaction.engine.optim import EMA, group_lr, lr_at, param_groups
 from microaction.engine.precision import autocast, resolve_precision
@@ -421,12 +422,6 @@ def train(
         cfg = load_experiment(Path(config_path), overrides)
     else:
         raise ValueError("train() needs a config path, a config object or a run folder to resume")
-    if cfg.task == "detection":  # recordings and detectors: engine.detection
-        from microaction.engine.detection import train_detection
-
-        if resume is not None:
-            raise ValueError(f"{resume}: detection runs cannot be resumed; train again (--overwrite)")
-        return train_detection(cfg, overwrite=overwrite)
     threads = torch.get_num_threads()
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
@@ -439,7 +434,7 @@ def train(
         else:
             run_dir = cfg.run_dir
             check_run_dir(run_dir, overwrite)
-        exp = Experiment(cfg, run_dir, info, device)  # reads and checks the data before anything is written
+        exp = make_task(cfg, run_dir, info, device)  # reads and checks the data before anything is written
         started_in, cfg.run.precision_used = cfg.run.precision_used, exp.precision.used  # config.yaml records it
         cfg.run.best_by = "val" if has_val_labels(exp) else "last"  # and what picks best.safetensors
         if resume is None:
@@ -460,15 +455,26 @@ def train(
         )
         if state is not None and started_in not in (None, exp.precision.used):
             exp.log(f"note: this run started in {started_in} and continues in {exp.precision.used} on {device}")
-        run_stages(exp, plan_stages(exp), state, store_sig)
+        run_stages(exp, [exp.stage()] if isinstance(exp, DetectionTask) else plan_stages(exp), state, store_sig)
         return run_dir
     finally:
         dist_.cleanup(info)
         torch.set_num_threads(threads)
 
 
-def has_val_labels(exp: Experiment) -> bool:
-    """Whether the experiment's validation split has labels to pick the best epoch by."""
+def make_task(
+    cfg: ExperimentConfig, run_dir: Path, info: dist_.DistInfo, device: torch.device
+) -> Experiment | DetectionTask:
+    """The task of a config: clips (``Experiment``) or recordings (``task: detection``)."""
+    if cfg.task == "detection":
+        return DetectionTask(cfg, run_dir, info, device)
+    return Experiment(cfg, run_dir, info, device)
+
+
+def has_val_labels(exp: Experiment | DetectionTask) -> bool:
+    """Whether the task's validation split has labels to pick the best epoch by."""
+    if isinstance(exp, DetectionTask):
+        return exp.validated
     ds = exp.val_ds
     if ds is None:
         return False
