@@ -64,6 +64,7 @@ def _strip(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_detection_sigkill_then_resume_is_exact(recordings: tuple[Path, Path], tmp_path: Path) -> None:
+    from microaction.cli import main as mar
     from microaction.engine.trainer import train
 
     # EMA on, a state every optimizer step: 4 epochs x 2 steps
@@ -93,7 +94,7 @@ def test_detection_sigkill_then_resume_is_exact(recordings: tuple[Path, Path], t
     assert not killed_at["done"] and killed_at["step"] < 8
     print(f"killed at epoch {killed_at['epoch']} batch {killed_at['batch']} step {killed_at['step']}")
 
-    train(resume=tmp_path / "killed")
+    assert mar(["train", "--resume", str(tmp_path / "killed")]) == 0
     ref = train(CONFIG, _sets(recordings, tmp_path, "ref", *extra))
     for name in ("last.safetensors", "best.safetensors"):
         a, b = load_file(str(tmp_path / "killed" / name)), load_file(str(ref / name))
