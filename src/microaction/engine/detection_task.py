@@ -134,6 +134,7 @@ class DetectionTask:
     """A ``task: detection`` config as the loop's task (``engine.experiment.TrainTask``)."""
 
     primary = "mAP"
+    items = "recordings"  # what the datasets hold, for the log
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, info: dist_.DistInfo, device: torch.device) -> None:
         from microaction.data.loader import check_store

@@ -377,7 +377,7 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
     if state["epoch"] == 0 and state["batch"] == 0:
         exp.log(
             f"[{stage.name}] {stage.epochs} epochs × {run.num_batches} batches of {r.batch_size} "
-            f"({len(exp.train_ds)} train / {len(exp.val_ds) if exp.val_ds else 0} val clips), "
+            f"({len(exp.train_ds)} train / {len(exp.val_ds) if exp.val_ds else 0} val {getattr(exp, 'items', 'clips')}), "
             f"{sum(p.numel() for p in run.model.parameters()):,} parameters"
         )
     elif "model" in state:
