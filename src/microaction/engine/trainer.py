@@ -17,8 +17,13 @@ kill at any instant replays the same batches and ends with the same weights, bit
 A state is saved every epoch and, with ``run.save_every_steps``, every N optimizer steps.
 
 The loop (``run_stages``) runs any ``engine.experiment.TrainTask``: ``train`` builds the action
-task (``Experiment``) from an experiment config; ``mar face train`` runs the L-SSAT face task
-(``face.train.FaceTask``) through the same loop. ``run.max_steps`` caps the optimizer steps.
+task (``Experiment``) from an experiment config, or the detection task
+(``engine.detection_task.DetectionTask``) from a ``task: detection`` one; ``mar face train`` runs
+the L-SSAT face task (``face.train.FaceTask``) through the same loop. ``run.max_steps`` caps the
+optimizer steps. One stage is a sequence of named steps: ``build_stage`` (model, loss, optimizer,
+EMA, DDP; a saved state loaded), then per epoch ``train_epoch`` (``optimizer_step`` per step) and
+``end_epoch`` (``epoch_entry``, ``update_best``: best / patience, checkpoints, ``snapshot``), and
+``finish_stage``.
 
 Under ``torchrun`` each process takes its share of every global batch (``run.batch_size`` is the
 global batch), gradients are averaged by DDP, and only rank 0 writes.
