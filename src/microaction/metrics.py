@@ -20,7 +20,6 @@ import io
 import os
 import re
 import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,17 +387,19 @@ class PredictionTable:
 
 def _prediction_text(path: Path) -> tuple[str, str]:
     """Text of a prediction CSV, or of prediction.csv inside a submission zip."""
+    from microaction.data.archives import ArchiveError, read_member, zip_members
+
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if not n.endswith("/")]
-                raw = zf.read(CSV_NAME) if CSV_NAME in names else None
+        if zipfile.is_zipfile(path):  # a submission zip: its member bounded (zip bombs)
+            names = [n for n in zip_members(path) if not n.endswith("/")]
+            raw = read_member(path, CSV_NAME) if CSV_NAME in names else None
             source = f"{path}!{CSV_NAME}"
         else:
             raw = path.read_bytes()
             source = str(path)
-    except (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error, zipfile.BadZipFile) as e:
-        # a damaged zip raises any of these (RuntimeError: encrypted; NotImplementedError: method)
+    except ArchiveError as e:
+        raise MetricsError(str(e)) from None
+    except OSError as e:
         raise MetricsError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     if raw is None:
         raise MetricsError(f"{path}: no {CSV_NAME} at the zip's root (has {names[:5]})")

@@ -85,6 +85,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="print one JSON object instead of a table (metrics in [0, 1]; with --partial also the counts "
         "'scored' and 'left_out')",
     )
+    p.add_argument(
+        "--max-unzipped-mb",
+        type=float,
+        metavar="MB",
+        help="refuse a submission zip whose member inflates past this many MB (default 256, or $MAR_MAX_UNZIPPED_MB)",
+    )
 
 
 def _score_detections(args: argparse.Namespace) -> int:
@@ -149,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from microaction.data.archives import set_max_unzipped_mb
     from microaction.metrics_detection import is_detection_file
+
+    set_max_unzipped_mb(getattr(args, "max_unzipped_mb", None))
 
     if is_detection_file(args.pred):
         if args.partial:

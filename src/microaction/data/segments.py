@@ -445,14 +445,15 @@ def read_detections(path: str | os.PathLike[str], taxonomy: Taxonomy | None = No
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = [n for n in z.namelist() if n.lower().endswith(".csv")]
-                if len(names) != 1:
-                    raise AnnotationError(f"{path}: expected one .csv inside the zip, found {names}")
-                raw = z.read(names[0])
-        except (zipfile.BadZipFile, OSError) as e:
-            raise AnnotationError(f"{path}: not a readable zip ({e})") from None
+        from microaction.data.archives import ArchiveError, read_member, zip_members
+
+        try:  # the member bounded (zip bombs)
+            names = [n for n in zip_members(path) if n.lower().endswith(".csv")]
+            if len(names) != 1:
+                raise AnnotationError(f"{path}: expected one .csv inside the zip, found {names[:5]}")
+            raw = read_member(path, names[0])
+        except ArchiveError as e:
+            raise AnnotationError(str(e)) from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:

@@ -20,13 +20,13 @@ Times are seconds in CSV / JSON / HTML and milliseconds in ELAN.
 
 from __future__ import annotations
 
-import csv
 import json
 import mimetypes
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from microaction.data import csv_cells
 from microaction.data.segments import Detection
 from microaction.report.timeline_html import write_timeline_html
 from microaction.report.timeline_rows import TimelineRow, assign_lanes, lane_groups, lane_people, timeline_rows
@@ -41,7 +41,7 @@ def _write_csv(path: Path, rows: Sequence[TimelineRow], regions: Sequence[str]) 
     """The rows; ``regions``: the routing columns (none for a detector without routing)."""
     people = any(r.person for r in rows)
     with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
+        w = csv_cells.writer(f, lineterminator="\n")  # names from files: no spreadsheet formulas
         who = ["person"] if people else []
         w.writerow(
             ["video", *who, "start", "end", "class_id", "class", "body", "score", *(f"routing_{r}" for r in regions)]
