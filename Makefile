@@ -34,14 +34,21 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest -q tests
 
-# Headless Chromium for the report rendering test; installed when missing, never fatal (the test
-# then skips and says why). Needs root or password-less sudo for apt-get.
+# Headless Chromium for the browser tests (report images, timeline page), installed with apt-get
+# when missing (root or password-less sudo). Where it cannot be installed the tests skip and say why,
+# except with MAR_REQUIRE_CHROMIUM=1 (.ci/run sets it on CI): then it is an error here and in pytest.
+CHROMIUM_LOG ?= $(or $(TMPDIR),/tmp)/mar-chromium-install.log
 chromium:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	@[ -n "$$MAR_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
-	  echo "installing chromium (apt-get) for the report screenshot test"; \
-	  ( $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium ) >/dev/null 2>&1 \
-	    || echo "chromium could not be installed: the report screenshot test will be skipped"; }
+	  echo "installing chromium (apt-get) for the browser tests"; \
+	  ( $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium ) >"$(CHROMIUM_LOG)" 2>&1 || { \
+	    if [ "$${MAR_REQUIRE_CHROMIUM:-0}" = 1 ]; then \
+	      tail -n 20 "$(CHROMIUM_LOG)" >&2; \
+	      echo "error: chromium could not be installed and MAR_REQUIRE_CHROMIUM=1 (log: $(CHROMIUM_LOG))" >&2; \
+	      exit 1; \
+	    fi; \
+	    echo "chromium could not be installed: the browser tests will be skipped (log: $(CHROMIUM_LOG))"; }; }
 
 test: install chromium lint typecheck unit
 

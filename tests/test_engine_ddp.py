@@ -74,6 +74,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
     ma = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     mb = json.loads((single / "metrics.json").read_text())
-    for ea, eb in zip(ma["epochs"], mb["epochs"]):
+    assert len(ma["epochs"]) == 2
+    for ea, eb in zip(ma["epochs"], mb["epochs"], strict=True):
         assert ea["train_loss"] == pytest.approx(eb["train_loss"], rel=1e-4)
         assert ea["val"] == pytest.approx(eb["val"], abs=1e-6)

@@ -1,4 +1,4 @@
-"""Exact resume: a run SIGKILLed at a random moment and resumed ends bit for bit like an
+"""Exact resume: a run SIGKILLed at a seeded random moment and resumed ends bit for bit like an
 uninterrupted one (weights, best checkpoint, per-epoch metrics)."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from microaction.engine.checkpoint import load_state
 from microaction.engine.testing import make_random_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+EPOCHS, STEPS_PER_EPOCH = 8, 3  # 48 train clips, batch 8, accumulate 2
+KILL_SEED = 22  # the kill point (step and delay) is drawn from this seed: a failure can be replayed
 
 
 def _config(ds: dict[str, Any], out: Path, name: str) -> Path:
@@ -40,7 +42,7 @@ def _config(ds: dict[str, Any], out: Path, name: str) -> Path:
         "run": {
             "name": name,
             "out_dir": str(out),
-            "epochs": 5,
+            "epochs": EPOCHS,
             "batch_size": 8,
             "progress": False,
             "threads": 1,
@@ -67,19 +69,27 @@ def test_sigkill_then_resume_is_exact(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     state_file = tmp_path / "killed" / "last_state.pt"
-    target = random.randint(1, 12)  # of 15 optimizer steps (5 epochs x 3)
+    rng = random.Random(KILL_SEED)
+    # within the first half of the run: the rest (> 12 steps, 4 validations) outlasts the delay below
+    target = rng.randint(1, EPOCHS * STEPS_PER_EPOCH // 2)
+    delay = rng.uniform(0.0, 0.15)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if state_file.exists() and load_state(state_file)["step"] >= target:
             break
         time.sleep(0.03)
-    time.sleep(random.uniform(0.0, 0.3))  # and then anywhere: mid-step, mid-write, during validation ...
+    time.sleep(delay)  # and then anywhere: mid-step, mid-write, during validation ...
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr.read().decode() if proc.stderr else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    # the kill landed: a run that finished (or failed) first would test nothing
+    assert proc.returncode == -signal.SIGKILL, f"exit {proc.returncode}, not killed at step {target}: {err}"
     killed_at = load_state(state_file)
     print(f"killed at stage {killed_at['stage']} epoch {killed_at['epoch']} batch {killed_at['batch']}")
+    assert not killed_at["done"] and target <= killed_at["step"] < EPOCHS * STEPS_PER_EPOCH, killed_at["step"]
+    partial = tmp_path / "killed" / "metrics.json"
+    assert not partial.is_file() or len(json.loads(partial.read_text())["epochs"]) < EPOCHS
 
     train(resume=tmp_path / "killed")
     ref = train(_config(ds, tmp_path, "ref"))
@@ -91,5 +101,5 @@ def test_sigkill_then_resume_is_exact(tmp_path: Path) -> None:
     mb = json.loads((ref / "metrics.json").read_text())
     assert _strip(ma) == _strip(mb) and ma["best"] == mb["best"]
     sa, sb = load_state(tmp_path / "killed" / "last_state.pt"), load_state(ref / "last_state.pt")
-    assert sa["done"] and sb["done"] and sa["step"] == sb["step"]
+    assert sa["done"] and sb["done"] and sa["step"] == sb["step"] == EPOCHS * STEPS_PER_EPOCH
     assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sb["model"])

@@ -13,6 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from baselines import chance_f1_mean
 from microaction.cli import main as mar
 from microaction.data.store import StoreError, StoreMismatch
 from microaction.engine import Predictor, evaluate_run, load_run, train
@@ -63,7 +64,12 @@ def test_cli_round_trip(ds: dict[str, Any], tmp_path: Path, capsys: pytest.Captu
 
     assert mar(["eval", str(run), "--quiet"]) == 0
     rep = json.loads((run / "eval_val.json").read_text())
-    assert rep["split"] == "val" and 0 <= rep["metrics"]["f1_mean"] <= 1
+    assert rep["split"] == "val"
+    # above what no link to the clips gives (majority class, shuffled predictions) on the same split;
+    # margin 0.15: over dataset seeds 0-4 trained runs beat it by 0.32-0.56, runs on zeroed class
+    # signal or shuffled training labels fall 0.01-0.14 below the ceiling itself
+    chance = chance_f1_mean(rep["confusion_action"], rep["confusion_body"])
+    assert rep["metrics"]["f1_mean"] > chance + 0.15, (rep["metrics"]["f1_mean"], chance)
     assert rep["metrics"]["f1_mean"] == pytest.approx(metrics["best"]["value"])  # eval reproduces training's val
     assert len(rep["per_class_f1"]) == 10 and len(rep["confusion_action"]) == 10 and len(rep["confusion_body"]) == 5
     assert sum(map(sum, rep["confusion_action"])) == 40 and rep["routing_per_class"] is None
@@ -186,7 +192,7 @@ def test_two_stage_recipe(ds: dict[str, Any], tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     fresh = create_model("bmoe", **loaded.meta["model_kwargs"])
-    for (k, v), (_, w) in zip(fresh.named_parameters(), loaded.model.named_parameters()):
+    for (k, v), (_, w) in zip(fresh.named_parameters(), loaded.model.named_parameters(), strict=True):
         if k.startswith(("router_", "relate.", "region_embed")):
             assert torch.equal(v, w), k
     assert not torch.equal(fresh.cls_token, loaded.model.cls_token)  # the rest did train

@@ -30,7 +30,7 @@ def _items(store: Path) -> dict[str, tuple]:
 def _same(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
-        for x, y in zip(a[k], b[k]):
+        for x, y in zip(a[k], b[k], strict=True):
             np.testing.assert_array_equal(x, y)
 
 

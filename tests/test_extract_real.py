@@ -143,3 +143,77 @@ def test_sigkill_then_resume_equals_uninterrupted(real_store: dict[str, Path], s
         for name in ("regions", "global_", "region_valid", "timestamps"):
             np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=f"{k}.{name}")
         np.testing.assert_array_equal(x.extras["boxes"], y.extras["boxes"])
+
+
+# -- mar predict on a video file: the same numbers as the store path on the same clip --------------
+CLIP = "B1_nodding"
+
+
+@pytest.fixture(scope="module")
+def real_run(real_store: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small run fitted to the extracted MA-52 clips: its checkpoint records the
+    store's extraction parameters, which `mar predict` on a video must reproduce."""
+    import yaml
+
+    from microaction.cli import main as mar
+
+    root = tmp_path_factory.mktemp("real_run")
+    keys = FeatureStore.open(real_store["ma52"]).keys()
+    # the demo clips' names carry their class (A1_shaking_body -> "shaking body")
+    rows = ["video,label,split"] + [f"{k}.mp4,{k.split('_', 1)[1].replace('_', ' ')},train" for k in keys]
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    cfg = {
+        "data": {"store": str(real_store["ma52"]), "taxonomy": "ma52", "manifest": str(root / "manifest.csv"),
+                 "num_steps": 8},
+        "model": {"name": "mean_mlp", "preset": "tiny"},
+        # fitted hard to its 6 clips: its outputs then move with the features (an untrained model's
+        # near-uniform outputs would match whatever features the video path gave)
+        "optim": {"lr": 1e-2, "warmup_epochs": 0},
+        "run": {"name": "real", "out_dir": str(root), "epochs": 8, "batch_size": 6, "progress": False, "threads": 1},
+    }  # fmt: skip
+    (root / "real.yaml").write_text(yaml.safe_dump(cfg))
+    assert mar(["train", str(root / "real.yaml")]) == 0
+    return root / "real"
+
+
+def _scores(pred: dict) -> dict[str, float]:
+    return {a["name"]: a["score"] for a in pred["actions"]} | {f"body:{b['name']}": b["score"] for b in pred["bodies"]}
+
+
+def test_predict_on_a_video_matches_the_store_path(real_run: Path, real_store: dict[str, Path], shared: Path,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    """`mar predict RUN clip.mp4` extracts the clip with the run's parameters (extract_video_features)
+    and predicts (predict_video): its probabilities match `mar predict RUN STORE` on the
+    same clip (float16 storage aside), and --overlay writes a decodable video, one frame per frame."""
+    import av
+
+    from microaction.cli import main as mar
+
+    clip = shared / "ma52" / "demo_clips" / f"{CLIP}.mp4"
+    every = ["--top", "52", "--quiet"]  # all 52 classes: the whole distribution is compared
+    other = "B2_shaking_head"
+    assert mar(["predict", str(real_run), str(real_store["ma52"]), "--keys", CLIP, other, "--out",
+                str(tmp_path / "s.json"), *every]) == 0  # fmt: skip
+    overlay = tmp_path / "overlay.mp4"
+    assert mar(["predict", str(real_run), str(clip), "--out", str(tmp_path / "v.json"), "--overlay", str(overlay),
+                *every]) == 0  # fmt: skip
+    from_store, from_other = json.loads((tmp_path / "s.json").read_text())
+    (from_video,) = json.loads((tmp_path / "v.json").read_text())
+    assert from_video["video"] == str(clip) and len(from_video["actions"]) == 52
+    s, v = _scores(from_store), _scores(from_video)
+    assert s.keys() == v.keys()
+    off = {k: (s[k], v[k]) for k in s if abs(s[k] - v[k]) >= 1e-3}  # observed: < 1e-5 (float16 store)
+    assert not off, off
+    o = _scores(from_other)  # the model tells clips apart, so matching within 1e-3 means something
+    assert max(abs(s[k] - o[k]) for k in s) > 0.05
+    assert [a["name"] for a in from_video["actions"][:3]] == [a["name"] for a in from_store["actions"][:3]]
+    # the boxes drawn come from the same extraction as the stored item's
+    boxes = FeatureStore.open(real_store["ma52"]).read(CLIP).extras["boxes"]
+    np.testing.assert_allclose(np.asarray(from_video["boxes"]), boxes, atol=1.0)
+    with av.open(str(clip)) as src:
+        n_src = sum(1 for _ in src.decode(video=0))
+    with av.open(str(overlay)) as out:
+        frames = [f.to_ndarray(format="rgb24") for f in out.decode(video=0)]
+    n_out = len(frames)
+    assert n_out == n_src > 0
+    assert frames[n_src // 2].std() > 10  # a picture, not a blank encode

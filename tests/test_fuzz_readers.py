@@ -33,7 +33,6 @@ MA52 = load_taxonomy("ma52")
 IMIGUE = load_taxonomy("imigue")
 FUZZ = settings(
     max_examples=40,
-    deadline=1000,  # ms per example: a hang fails
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     database=None,
     derandomize=True,  # the same examples on every run

@@ -19,7 +19,6 @@ MA52 = load_taxonomy("ma52")
 IMIGUE = load_taxonomy("imigue")
 FUZZ = settings(
     max_examples=60,
-    deadline=1000,
     suppress_health_check=[HealthCheck.too_slow],
     database=None,
     derandomize=True,

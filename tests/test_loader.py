@@ -112,7 +112,7 @@ def test_train_sampler_order_resume_and_ddp_slices() -> None:
         r = TrainBatchSampler(50, 8, seed=3, rank=rank, world=2)
         r.set_epoch(2)
         parts.append(list(r))
-    assert [a + b for a, b in zip(*parts)] == full  # the processes share each global batch
+    assert [a + b for a, b in zip(*parts, strict=True)] == full  # the processes share each global batch
     with pytest.raises(ValueError, match="multiple"):
         TrainBatchSampler(50, 7, seed=0, world=2)
     w = class_weights(np.array([0, 0, 0, 1]), 2)

@@ -259,7 +259,8 @@ def test_normalised_coordinates(tmp_path: Path) -> None:
     declared, _, _ = load_keypoints(pose_ref(p, "n"), coords="pixels")  # declared: taken as they are
     np.testing.assert_allclose(declared[:, MP("nose"), :2], centred[:, 0], atol=1e-6)
     unit, s2 = to_pixels(np.array([[[0.5, 0.25, 1.0]]], np.float32), "auto", (100, 200))
-    np.testing.assert_allclose(unit[0, 0], [0.5 * 199, 0.25 * 99, 1.0]) and s2 == (100, 200)
+    np.testing.assert_allclose(unit[0, 0], [0.5 * 199, 0.25 * 99, 1.0])
+    assert s2 == (100, 200)
     # pose-only encoders need no pixels: a store from normalised skeletons
     out = tmp_path / "st"
     assert mar(["extract", "--parser", "keypoints", "--videos", str(p), "--out", str(out), "--encoder", "pose",

@@ -91,6 +91,26 @@ def test_ground_truth_is_mma52_json(recordings: tuple[Path, Path]) -> None:
     assert item.length > 100  # a whole recording in one item
 
 
+def _fits_its_training_recordings(run_dir: Path) -> None:
+    """The detector learnt where and what the actions of its training recordings are: its mAP there
+    beats its own detections with shuffled labels or at random times. The tiny preset's val / test
+    recordings hold classes no training recording has, so only the fit can be checked in seconds.
+    Margin 0.04: over run seeds 0-3 both detectors beat the ceiling by 0.07-0.12 (mAP 0.11-0.18
+    against 0.03-0.08); trained on zeroed features they reach 0.003, below the ceiling itself."""
+    from baselines import chance_map
+    from microaction.engine.detection import detect_split, load_detector, score_detections
+
+    loaded = load_detector(run_dir, "last")  # "best" follows the val recordings: no use here
+    recs, segments, dets = detect_split(loaded, "train")
+
+    def score(d: list) -> dict[str, float]:
+        return score_detections(recs, d, segments, loaded.taxonomy.num_classes, loaded.config.detection.tious)
+
+    got = score(dets)["mAP"]
+    chance = chance_map(score, dets, {r.video: r.length * r.dt for r in recs})
+    assert got > chance + 0.04, (got, chance)
+
+
 @pytest.mark.parametrize("model", ["tridet", "bmoe_tridet"])
 def test_train_and_eval_detector(recordings: tuple[Path, Path], tmp_path: Path, model: str) -> None:
     from microaction.engine.detection import evaluate_detection_run
@@ -99,15 +119,15 @@ def test_train_and_eval_detector(recordings: tuple[Path, Path], tmp_path: Path, 
     data, store = recordings
     cfg = Path(__file__).resolve().parents[1] / "configs" / f"demo_{model}.yaml"
     sets = [f"data.store={store}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={tmp_path}",
-            "run.epochs=2", "detection.window=64", "detection.windows_per_epoch=8", "run.batch_size=4"]  # fmt: skip
+            "run.epochs=6", "detection.window=64", "detection.windows_per_epoch=16", "run.batch_size=4"]  # fmt: skip
     run_dir = train(cfg, sets)
     assert (run_dir / "best.safetensors").is_file() and (run_dir / "last.safetensors").is_file()
     hist = json.loads((run_dir / "metrics.json").read_text())["epochs"]
-    assert len(hist) == 2 and "mAP@0.5" in hist[-1]["val"]
+    assert len(hist) == 6 and "mAP@0.5" in hist[-1]["val"]
+    _fits_its_training_recordings(run_dir)
     report = evaluate_detection_run(run_dir, "test")
     m = report["metrics"]
     assert set(m) >= {"mAP", *(f"mAP@{t / 10:g}" for t in range(1, 10))}
-    assert all(0.0 <= m[k] <= 1.0 for k in m if k.startswith("mAP"))
     assert abs(m["mAP"] - np.mean([m[f"mAP@{t / 10:g}"] for t in range(1, 10)])) < 1e-9
     doc = json.loads((run_dir / "detections_test.json").read_text())
     dets = doc["detections"]

@@ -60,7 +60,7 @@ def test_submit_with_body_head_scores(ma52_dir: Path, tmp_path: Path) -> None:
     assert main([*args, "--body-scores", str(tmp_path / "b.npy")]) == 0
     with zipfile.ZipFile(out) as zf:
         rows = _rows(zf.read("prediction.csv").decode())[1:]
-    for row, s, b in zip(rows, scores, body):
+    for row, s, b in zip(rows, scores, body, strict=True):
         assert [int(x) for x in row[1:6]] == list(np.argsort(-s)[:5])
         assert [int(x) for x in row[6:11]] == list(np.argsort(-b)[:5])
 
