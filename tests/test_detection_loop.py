@@ -184,7 +184,7 @@ def test_window_batches_share_every_global_batch() -> None:
         full = list(one)
         assert len(full) == one.num_batches() == 3 and [len(b) for b in full] == [4, 4, 2]
         parts = [list(s) for s in two]
-        assert [a + b for a, b in zip(*parts)] == full  # together, in rank order: one process's batches
+        assert [a + b for a, b in zip(*parts, strict=True)] == full  # together, in rank order: one process's batches
         one.set_epoch(epoch, 2)  # resuming mid-epoch: the same windows from batch 2 on
         assert list(one) == full[2:]
     with pytest.raises(ConfigError, match="windows_per_epoch"):

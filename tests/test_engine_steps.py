@@ -128,8 +128,8 @@ def test_optimizer_step_follows_the_schedule_and_keeps_frozen_parameters(tmp_pat
     loss.backward()
     optimizer_step(run, state, freeze_now=True)
     after = list(run.model.parameters())
-    assert all(torch.equal(a, b) for a, b in zip(before[:n_frozen], after[:n_frozen]))
-    assert any(not torch.equal(a, b) for a, b in zip(before[n_frozen:], after[n_frozen:]))
+    assert all(torch.equal(a, b) for a, b in zip(before[:n_frozen], after[:n_frozen], strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before[n_frozen:], after[n_frozen:], strict=True))
     assert state["step"] == 1
     assert run.opt.param_groups[0]["lr"] == lr_at(0, run.total, run.warmup, stage.lr)
     assert all(p.grad is None for p in run.model.parameters())  # gradients cleared for the next step
