@@ -8,29 +8,25 @@ annotation's video ids by their key (``video_key``) or its last path component.
 
 - Time: step ``i`` of a recording sits at ``timestamps[0] + i·dt`` (``dt`` the median step) and
   covers ± dt/2; segments go to steps and detections back to seconds through that grid.
-- Training (``train_detection``): each epoch draws ``detection.windows_per_epoch`` windows of
-  ``detection.window`` steps at random positions (recordings in proportion to their length); a
-  segment cut by the window is kept (clipped) when ``detection.min_inside`` of it is inside.
-  AdamW with warm-up + cosine (``optim``), the model's own ``loss(out, batch)``, validation mAP
-  on the ``val`` split after every epoch, ``best.safetensors`` / ``last.safetensors`` as for clips;
-  without a validation split with ground truth, best is the last epoch (``run.best_by: last``
-  in ``config.yaml`` and the checkpoints, said in ``log.txt``). ``data.allow_missing`` skips
+- Training windows (``WindowSampler``, ``collate_windows``): each epoch draws
+  ``detection.windows_per_epoch`` windows of ``detection.window`` steps at random positions
+  (recordings in proportion to their length); a segment cut by the window is kept (clipped) when
+  ``detection.min_inside`` of it is inside. Training itself is the engine's one loop
+  (``engine.detection_task.DetectionTask`` on ``engine.trainer``): exact resume, DDP, EMA,
+  precision, early stopping and the run folder of clip runs; without a validation split with
+  ground truth, best is the last epoch (``run.best_by: last``). ``data.allow_missing`` skips
   recordings the store lacks.
 - Inference (``detect_recording``): a whole recording in one pass (the detectors are convolutional
   and masked, so a recording of any length runs as one sequence), detections in seconds with the
   routing over regions where the model has one.
 - Evaluation (``evaluate_detection_run``): MMA-52 detection mAP (``metrics_detection``) at
   ``detection.tious``; ``eval_<split>.json`` and ``detections_<split>.json`` in the run folder.
-
-Runs are single-process (no DDP) and not resumable mid-way: a detection run on the demo's scale
-takes a minute.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
 import sys
 import time
@@ -44,12 +40,10 @@ from torch import nn
 
 from microaction.data.segment_readers import read_segments
 from microaction.data.segments import Detection, Segment, SegmentTable
-from microaction.data.standardize import FeatureStats, compute_feature_stats
+from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, Item, atomic_write_bytes
-from microaction.engine.checkpoint import save_weights
 from microaction.engine.config import ExperimentConfig
-from microaction.engine.optim import lr_at, param_groups
-from microaction.taxonomy import Taxonomy, load_taxonomy
+from microaction.taxonomy import Taxonomy
 
 __all__ = [
     "Recording",
@@ -63,7 +57,6 @@ __all__ = [
     "read_split_segments",
     "recording_from_item",
     "split_names",
-    "train_detection",
 ]
 
 
@@ -287,7 +280,7 @@ def score_detections(
 
 
 # ---------------------------------------------------------------------------------------------
-# training
+# models
 
 
 def detection_model_kwargs(cfg: ExperimentConfig, taxonomy: Taxonomy, store: FeatureStore) -> dict[str, Any]:
@@ -330,156 +323,6 @@ def sliding_window_from_run(run_dir: str | os.PathLike[str], **overrides: Any) -
     model = create_model("sliding_window", **kw)
     model.classifier.load_state_dict(state, strict=True)  # type: ignore[union-attr]
     return model, kw
-
-
-def _log(run_dir: Path, msg: str) -> None:
-    line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-    print(line, flush=True)
-    with open(run_dir / "log.txt", "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-
-
-def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
-    """Train a detector (``task: detection``); returns the run folder."""
-    from microaction.data.loader import check_store
-    from microaction.engine import distributed as dist_
-    from microaction.engine.runs import check_run_dir, prepare_run_dir, write_metrics
-    from microaction.models import create_model
-
-    if cfg.run.precision not in ("auto", "fp32"):
-        raise ValueError(f"detection runs train in fp32 (run.precision: auto or fp32, got {cfg.run.precision!r})")
-    cfg.run.precision_used = "fp32"  # config.yaml records it
-    info, device = dist_.setup(cfg.run.device)
-    if info.enabled:
-        raise RuntimeError("detection runs are single-process; start them without torchrun")
-    torch.manual_seed(cfg.run.seed)
-    tax = load_taxonomy(cfg.data.taxonomy)
-    store = FeatureStore.open(cfg.data.store)
-    check_store(store, cfg.data.expect, source=cfg.data.store)
-    run_dir = cfg.run_dir
-    check_run_dir(run_dir, overwrite)
-    seg_tr, vid_tr = read_split_segments(cfg, tax, cfg.data.train_split)
-    seg_va, vid_va = read_split_segments(cfg, tax, cfg.data.val_split)
-    skip = cfg.data.allow_missing
-    train = load_recordings(store, seg_tr, vid_tr, source=f"split {cfg.data.train_split!r}", allow_missing=skip)
-    stats = None
-    if cfg.detection.classifier_run:  # the clip run's classifier expects its own run's standardisation
-        if cfg.data.standardize:
-            raise ValueError(
-                "data.standardize with detection.classifier_run: the classifier keeps the feature "
-                "statistics of its own run; leave data.standardize off"
-            )
-        stats = classifier_run_stats(cfg.detection.classifier_run)
-    elif cfg.data.standardize:  # statistics of the training recordings; they travel in every checkpoint
-        stats = compute_feature_stats(store, [r.key for r in train])
-    if stats is not None:
-        for r in train:
-            standardize_recording(r, stats)
-    val = load_recordings(
-        store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats, allow_missing=skip
-    )
-    # without validation ground truth no epoch can be told better than another: the last one is best
-    validated = any(len(r.labels) for r in val)
-    cfg.run.best_by = "val" if validated else "last"  # config.yaml records it
-    prepare_run_dir(cfg, info, overwrite)
-    found = {r.video for r in train + val}
-    missing = [v for v in vid_tr + vid_va if v not in found]
-    if missing:
-        _log(run_dir, f"warning: {len(vid_tr) - len(train)} train and {len(vid_va) - len(val)} val recordings are "
-                      f"not in the store; skipped (data.allow_missing), e.g. {missing[:3]}")  # fmt: skip
-    kwargs = detection_model_kwargs(cfg, tax, store)
-    if cfg.detection.classifier_run:
-        if cfg.model.name != "sliding_window":
-            raise ValueError("detection.classifier_run is for model sliding_window")
-        extra = {
-            k: v
-            for k, v in kwargs.items()
-            if k not in ("num_classes", "num_body", "regions", "region_dim", "global_dim")
-        }
-        model, kwargs = sliding_window_from_run(cfg.detection.classifier_run, **extra)
-    else:
-        model = create_model(cfg.model.name, **kwargs)
-    if getattr(model, "task", "") != "detection":
-        raise ValueError(
-            f"model {cfg.model.name!r} is not a detector; task: detection needs tridet, bmoe_tridet or sliding_window"
-        )
-    model.to(device)
-    dc, oc = cfg.detection, cfg.optim
-    total_steps = sum(r.length for r in train)
-    per_epoch = dc.windows_per_epoch or max(cfg.run.batch_size, math.ceil(2 * total_steps / dc.window))
-    sampler = WindowSampler(train, dc.window, cfg.run.seed)
-    steps_per_epoch = math.ceil(per_epoch / cfg.run.batch_size)
-    total = steps_per_epoch * cfg.run.epochs
-    warmup = round(oc.warmup_epochs * steps_per_epoch)
-    opt = torch.optim.AdamW(param_groups(model, oc.weight_decay), lr=oc.lr, betas=tuple(oc.betas), eps=oc.eps)  # type: ignore[arg-type]
-    meta = {
-        "model": cfg.model.name,
-        "model_kwargs": kwargs,
-        "taxonomy": tax.to_dict(),
-        "store_manifest": store.manifest.to_dict(),
-        "num_steps": dc.window,
-        "primary_metric": "mAP",
-        "task": "detection",
-        "best_by": cfg.run.best_by,
-    }
-    if stats is not None:
-        meta["feature_stats"] = stats.to_dict()
-    _log(run_dir, f"detection run {run_dir}: {len(train)} training recordings ({total_steps} steps), "
-                  f"{len(val)} validation; {per_epoch} windows of {dc.window} steps per epoch, device {device}")  # fmt: skip
-    if not validated:
-        why = f"{len(val)} recordings without ground truth" if val else "none"
-        _log(run_dir, f"no validation split {cfg.data.val_split!r} with ground truth ({why}): "
-                      "best.safetensors is the last epoch (run.best_by: last)")  # fmt: skip
-    threads = torch.get_num_threads()
-    if cfg.run.threads > 0:
-        torch.set_num_threads(cfg.run.threads)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    step = 0
-    try:
-        for epoch in range(cfg.run.epochs):
-            t0 = time.perf_counter()
-            model.train()
-            losses = []
-            for spans in sampler.epoch(epoch, per_epoch, cfg.run.batch_size):
-                batch = collate_windows([train[i] for i, _, _ in spans], [(a, b) for _, a, b in spans], dc.min_inside)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total, warmup, oc.lr, schedule=oc.schedule, min_ratio=oc.min_lr_ratio)
-                loss = model.loss(model(batch), batch)["loss"]  # type: ignore[operator]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if oc.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), oc.clip_grad)
-                opt.step()
-                step += 1
-                losses.append(float(loss.detach()))
-            val_metrics: dict[str, float] = {}
-            if val:
-                dets = [d for r in val for d in detect_recording(model, r, device)]
-                val_metrics = score_detections(val, dets, seg_va, tax.num_classes, dc.tious)
-            rec = {"epoch": epoch + 1, "stage": "detection", "lr": opt.param_groups[0]["lr"],
-                   "train_loss": float(np.mean(losses)), "val": val_metrics,
-                   "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
-            history.append(rec)
-            score = val_metrics.get("mAP")
-            if best is None or score is None or best["metric"] is None or score > best["metric"]:
-                best = {"epoch": epoch + 1, "metric": score, "by": cfg.run.best_by, "val": val_metrics}
-                save_weights(
-                    run_dir / "best.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score}
-                )
-            save_weights(
-                run_dir / "last.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score}
-            )
-            write_metrics(run_dir, {"history": json.dumps(history), "best": json.dumps(best)})
-            shown = f"val mAP {100 * score:.2f}" if score is not None else "no validation (best: this epoch)"
-            _log(
-                run_dir,
-                f"epoch {epoch + 1}/{cfg.run.epochs}: loss {rec['train_loss']:.4f}, {shown} ({rec['seconds']}s)",
-            )
-    finally:
-        torch.set_num_threads(threads)
-    return run_dir
 
 
 # ---------------------------------------------------------------------------------------------

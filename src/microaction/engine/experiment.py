@@ -36,7 +36,7 @@ from microaction.engine.runs import read_split
 from microaction.engine.yamlconfig import ConfigError
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["Experiment", "LoopConfig", "RunLog", "Stage", "TrainTask", "model_kwargs"]
+__all__ = ["BatchSampler", "Experiment", "LoopConfig", "RunLog", "Stage", "TrainTask", "model_kwargs"]
 
 
 class RunLog:
@@ -111,6 +111,20 @@ class LoopConfig(Protocol):
     def optim(self) -> OptimConfig: ...
 
 
+class BatchSampler(Protocol):
+    """The training batches of an epoch (``data.samplers.TrainBatchSampler``, the detection
+    windows of ``engine.detection_task``): a function of ``(seed, epoch)``; ``set_epoch(epoch,
+    start_batch)`` resumes mid-epoch."""
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None: ...
+
+    def num_batches(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Any: ...
+
+
 class TrainTask(Protocol):
     """What the training loop needs from a task (see the module docstring); ``primary`` is the
     validation metric that picks the best epoch (higher is better)."""
@@ -139,7 +153,7 @@ class TrainTask(Protocol):
     @property
     def val_ds(self) -> Any: ...  # None: no validation
 
-    def sampler(self) -> TrainBatchSampler: ...
+    def sampler(self) -> BatchSampler: ...
 
     def validate(self, model: nn.Module) -> dict[str, float]: ...
 

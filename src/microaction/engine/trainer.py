@@ -17,8 +17,13 @@ kill at any instant replays the same batches and ends with the same weights, bit
 A state is saved every epoch and, with ``run.save_every_steps``, every N optimizer steps.
 
 The loop (``run_stages``) runs any ``engine.experiment.TrainTask``: ``train`` builds the action
-task (``Experiment``) from an experiment config; ``mar face train`` runs the L-SSAT face task
-(``face.train.FaceTask``) through the same loop. ``run.max_steps`` caps the optimizer steps.
+task (``Experiment``) from an experiment config, or the detection task
+(``engine.detection_task.DetectionTask``) from a ``task: detection`` one; ``mar face train`` runs
+the L-SSAT face task (``face.train.FaceTask``) through the same loop. ``run.max_steps`` caps the
+optimizer steps. One stage is a sequence of named steps: ``build_stage`` (model, loss, optimizer,
+EMA, DDP; a saved state loaded), then per epoch ``train_epoch`` (``optimizer_step`` per step) and
+``end_epoch`` (``epoch_entry``, ``update_best``: best / patience, checkpoints, ``snapshot``), and
+``finish_stage``.
 
 Under ``torchrun`` each process takes its share of every global batch (``run.batch_size`` is the
 global batch), gradients are averaged by DDP, and only rank 0 writes.
@@ -32,6 +37,7 @@ import os
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,7 @@ from microaction.data.store import StoreMismatch
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
+from microaction.engine.detection_task import DetectionTask
 from microaction.engine.experiment import Experiment, Stage, TrainTask
 from microaction.engine.optim import EMA, group_lr, lr_at, param_groups
 from microaction.engine.precision import autocast, resolve_precision
@@ -106,14 +113,43 @@ def fresh_state(stage: str, *, store: str, history: str = "[]") -> dict[str, Any
     }
 
 
-def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str, Any]:
-    """Train ``stage`` from ``state`` (a saved state of this stage, or ``fresh_state``); returns the final state."""
-    cfg, info, device, log = exp.cfg, exp.info, exp.device, exp.log
+@dataclass
+class StageRun:
+    """What one stage trains with, made by ``build_stage`` and used by the steps below."""
+
+    exp: TrainTask
+    stage: Stage
+    model: nn.Module
+    step_module: TrainStep
+    net: nn.Module  # step_module, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    ema: EMA | None
+    frozen: set[int]  # ids of the parameters held fixed for stage.freeze_epochs
+    sampler: Any
+    num_batches: int  # per epoch
+    total: int  # optimizer steps of the stage (capped by run.max_steps)
+    warmup: int
+    unfreeze: int  # the step at which frozen parameters start training
+    expert_warmup: int
+    precision: str
+
+    @property
+    def loss_module(self) -> nn.Module | None:
+        return self.step_module.loss if isinstance(self.step_module.loss, nn.Module) else None
+
+    def weights(self) -> nn.Module:
+        """The weights checkpoints and validation see: the EMA's when there is one."""
+        return self.ema.model if self.ema is not None else self.model
+
+
+def build_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> StageRun:
+    """Model, loss, optimizer, EMA and DDP wrapper of ``stage``, loaded from ``state`` when it is a
+    saved one (its global RNG states too); the schedule's step counts."""
+    cfg, info, device = exp.cfg, exp.info, exp.device
     r, o = cfg.run, cfg.optim
     torch.manual_seed(r.seed)
     model = stage.build().to(device)
     step_module = TrainStep(model, stage.make_loss(model)).to(device)
-    loss_module = step_module.loss if isinstance(step_module.loss, nn.Module) else None
     if info.rank > 0:
         torch.manual_seed(r.seed + 1_000_003 * info.rank)  # different dropout per process; rank 0 = single process
     groups = param_groups(
@@ -125,203 +161,240 @@ def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str,
     opt = torch.optim.AdamW(groups, lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps)
     ema = EMA(model, o.ema_decay) if o.ema else None
     frozen = {id(p) for p in stage.freeze(model)} if stage.freeze is not None and stage.freeze_epochs > 0 else set()
-
-    state = dict(state)
-    resumed = "model" in state
-    if resumed:
+    if "model" in state:  # a saved state: carry on from it
         model.load_state_dict(state["model"])
-        if loss_module is not None:
-            loss_module.load_state_dict(state["loss"])
+        if isinstance(step_module.loss, nn.Module):
+            step_module.loss.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.model.load_state_dict(state["ema"])
             ema.updates = int(state["ema_updates"])
         rngs = state["rng"]
         set_rng_state(rngs[info.rank] if len(rngs) == info.world else rngs[0])
-
     net: nn.Module = step_module
     if info.enabled:
         net = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    # resolved before the run started (train / the face front record it as run.precision_used)
-    precision = r.precision_used or resolve_precision(r.precision, device).used
     sampler = exp.sampler()
     nb = sampler.num_batches()
-    acc = o.accumulate
-    steps_per_epoch = math.ceil(nb / acc)
+    steps_per_epoch = math.ceil(nb / o.accumulate)
     total = steps_per_epoch * stage.epochs
     if r.max_steps:
         total = min(total, r.max_steps)
-    warmup = round(o.warmup_epochs * steps_per_epoch)
-    unfreeze = steps_per_epoch * stage.freeze_epochs if frozen else 0
-    expert_warmup = round(stage.expert_warmup_epochs * steps_per_epoch)
+    return StageRun(
+        exp, stage, model, step_module, net, opt, ema, frozen, sampler, nb, total,
+        warmup=round(o.warmup_epochs * steps_per_epoch),
+        unfreeze=steps_per_epoch * stage.freeze_epochs if frozen else 0,
+        expert_warmup=round(stage.expert_warmup_epochs * steps_per_epoch),
+        # resolved before the run started (train / the face front record it as run.precision_used)
+        precision=r.precision_used or resolve_precision(r.precision, device).used,
+    )  # fmt: skip
+
+
+def snapshot(run: StageRun, state: dict[str, Any]) -> dict[str, Any]:
+    """The resumable state now: ``state`` plus weights, optimizer, EMA and every process's RNG
+    states (collective under DDP: every process calls it)."""
+    info = run.exp.info
+    rngs = dist_.gather_objects(info, get_rng_state())
+    out = {k: v for k, v in state.items() if k not in ("model", "loss", "optimizer", "rng", "ema")}
+    out.update(
+        model={k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
+        optimizer=run.opt.state_dict(),
+        rng=rngs,
+        world=info.world,
+        format=STATE_FORMAT,
+    )
+    loss_module = run.loss_module
+    if loss_module is not None:
+        out["loss"] = {k: v.detach().cpu().clone() for k, v in loss_module.state_dict().items()}
+    if run.ema is not None:
+        out.update(ema=run.ema.model.state_dict(), ema_updates=run.ema.updates)
+    return out
+
+
+def optimizer_step(run: StageRun, state: dict[str, Any], freeze_now: bool) -> None:
+    """One optimizer step on the accumulated gradients: the schedule's learning rate per group,
+    frozen parameters left alone, clipping, AdamW, EMA; counts the step in ``state``."""
+    o, stage, opt = run.exp.cfg.optim, run.stage, run.opt
+    lr = lr_at(state["step"], run.total, run.warmup, stage.lr, schedule=o.schedule, min_ratio=o.min_lr_ratio)
+    for g in opt.param_groups:
+        g["lr"] = group_lr(g, lr, state["step"], unfreeze_step=run.unfreeze, warmup_steps=run.expert_warmup)
+    if freeze_now:
+        for p in run.model.parameters():
+            if id(p) in run.frozen:
+                p.grad = None
+    if o.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in run.step_module.parameters() if p.grad is not None], o.clip_grad)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.update(run.model)
+    state["step"] += 1
+
+
+def train_epoch(run: StageRun, state: dict[str, Any], epoch: int, t0: float) -> None:
+    """The batches of ``epoch`` from ``state["batch"]`` on (gradient accumulation, a saved state
+    every ``run.save_every_steps`` steps, ``run.max_steps``); loss sums and position in ``state``."""
+    exp, stage = run.exp, run.stage
+    r, info, acc, nb = exp.cfg.run, exp.info, exp.cfg.optim.accumulate, run.num_batches
+    start = state["batch"]
+    run.sampler.set_epoch(epoch, start)
+    run.step_module.train()
+    freeze_now = epoch < stage.freeze_epochs and bool(run.frozen)
+    bar = tqdm(
+        make_loader(exp.train_ds, run.sampler, workers=r.workers),
+        total=nb,
+        initial=start,
+        unit="batch",
+        desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
+        leave=False,
+        disable=None if (r.progress and info.is_main) else True,  # None: off when stderr is not a terminal
+        mininterval=0.5,
+    )
+    clips, t_bar = 0, time.perf_counter()
+    for b, batch in enumerate(bar, start=start):
+        batch = _to(batch, exp.device)
+        stepping = (b + 1) % acc == 0 or b + 1 == nb
+        sync = run.net.no_sync() if info.enabled and not stepping else nullcontext()  # type: ignore[operator]
+        with sync:
+            with autocast(exp.device, run.precision):
+                loss, parts = run.net(batch)
+            (loss / acc).backward()
+        state["loss_sum"] += float(loss.detach())
+        state["loss_count"] += 1
+        for k, v in parts.items():
+            state["parts_sum"][k] = state["parts_sum"].get(k, 0.0) + float(v)
+        clips += len(batch["index"])
+        if stepping:
+            optimizer_step(run, state, freeze_now)
+            state["batch"] = b + 1
+            if r.save_every_steps and state["step"] % r.save_every_steps == 0 and b + 1 < nb:
+                state["seconds"] = time.perf_counter() - t0
+                snap = snapshot(run, state)
+                if info.is_main:
+                    save_state(exp.run_dir / "last_state.pt", snap)
+            if r.max_steps and state["step"] >= r.max_steps:
+                break
+        if info.is_main and r.progress:
+            bar.set_postfix(
+                loss=f"{state['loss_sum'] / max(1, state['loss_count']):.4f}",
+                clips_s=f"{clips / max(1e-9, time.perf_counter() - t_bar):.0f}",
+                refresh=False,
+            )
+    bar.close()
+
+
+def update_best(
+    state: dict[str, Any], entry: dict[str, Any], *, primary: str, early_stopping: int, best_by: str | None = None
+) -> tuple[bool, bool]:
+    """After an epoch (``entry``: its history line): the best so far and the patience count in
+    ``state``. Only the main stage competes; an epoch without a validation value (no labels) is
+    the best we know. Returns (improved, stop: ``early_stopping`` epochs without improvement)."""
+    if entry["stage"] != "main":
+        return False, False
+    value = entry["val"].get(primary) if entry["val"] else None
+    best = json.loads(state.get("best", "null"))
+    improved = best is None or _improved(value, best.get("value"))
+    if improved:
+        best = {"epoch": entry["epoch"], "stage": entry["stage"], "metric": primary, "value": value,
+                "val": entry["val"], **({"by": best_by} if best_by else {})}  # fmt: skip
+        state["patience"] = 0
+        state["best"] = json.dumps(best)
+    else:
+        state["patience"] += 1
+    return improved, early_stopping > 0 and state["patience"] >= early_stopping
+
+
+def epoch_entry(run: StageRun, state: dict[str, Any], epoch: int, t0: float) -> dict[str, Any]:
+    """The history line of an epoch that started at ``t0``: losses averaged over all processes
+    (collective), validation."""
+    sums = dist_.gather_objects(run.exp.info, (state["loss_sum"], state["loss_count"], state["parts_sum"]))
+    n_loss = sum(s[1] for s in sums)
+    val = run.exp.validate(run.weights())
+    return {
+        "epoch": epoch + 1,
+        "stage": run.stage.name,
+        "lr": run.opt.param_groups[0]["lr"],
+        "lr_experts": next((g["lr"] for g in run.opt.param_groups if g["name"] == "experts"), None),
+        "train_loss": sum(s[0] for s in sums) / max(1, n_loss),
+        "train_parts": {k: sum(s[2].get(k, 0.0) for s in sums) / max(1, n_loss) for k in sums[0][2]},
+        "steps": state["step"],
+        "val": val,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def end_epoch(run: StageRun, state: dict[str, Any], epoch: int, t0: float) -> bool:
+    """Validation, best / patience, the epoch's checkpoints, state, metrics and log line; returns
+    whether early stopping ends the stage."""
+    exp, stage, r = run.exp, run.stage, run.exp.cfg.run
+    entry = epoch_entry(run, state, epoch, t0)
+    value = entry["val"].get(exp.primary) if entry["val"] else None
+    history = json.loads(state.get("history", "[]"))
+    history.append(entry)
+    improved, stop = update_best(state, entry, primary=exp.primary, early_stopping=r.early_stopping,
+                                 best_by=r.best_by)  # fmt: skip
+    state.update(epoch=stage.epochs if stop else epoch + 1, batch=0, loss_sum=0.0, loss_count=0, parts_sum={},
+                 seconds=0.0, history=json.dumps(history))  # fmt: skip
+    snap = snapshot(run, state)
+    if exp.info.is_main:
+        sd = run.weights().state_dict()
+        meta = {**stage.meta, "stage": stage.name, "epoch": epoch + 1, "metric": value}
+        if stage.name == "main":
+            if improved:
+                save_weights(exp.run_dir / "best.safetensors", sd, meta)
+            save_weights(exp.run_dir / "last.safetensors", sd, meta)
+        save_state(exp.run_dir / "last_state.pt", snap)
+        write_metrics(exp.run_dir, snap)
+        best = json.loads(state["best"])
+        shown = f" val {exp.primary} {100 * value:.2f}" if value is not None else ""
+        best_s = (
+            f" (best {100 * best['value']:.2f} @ {best['epoch']})" if best and best.get("value") is not None else ""
+        )
+        exp.log(f"[{stage.name}] epoch {epoch + 1}/{stage.epochs} lr {entry['lr']:.2e} "
+                f"loss {entry['train_loss']:.4f}{shown}{best_s} {entry['seconds']:.1f}s")  # fmt: skip
+    if stop:
+        exp.log(f"[{stage.name}] early stopping: no better val {exp.primary} for {r.early_stopping} epochs")
+    return stop
+
+
+def finish_stage(run: StageRun, state: dict[str, Any]) -> dict[str, Any]:
+    """The stage is over: its state marked done (resuming then goes straight on), its weights
+    handed on (``stage.on_done``); returns the final state."""
+    exp = run.exp
+    final = snapshot(run, state)
+    final["done"] = True
+    if exp.info.is_main:
+        save_state(exp.run_dir / "last_state.pt", final)
+        write_metrics(exp.run_dir, final)
+        if run.stage.on_done is not None:
+            run.stage.on_done(run.weights())
+    dist_.barrier(exp.info)
+    return final
+
+
+def _run_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> dict[str, Any]:
+    """Train ``stage`` from ``state`` (a saved state of this stage, or ``fresh_state``); returns the final state."""
+    state = dict(state)
+    run = build_stage(exp, stage, state)
+    r = exp.cfg.run
     if state["epoch"] == 0 and state["batch"] == 0:
-        log(
-            f"[{stage.name}] {stage.epochs} epochs × {nb} batches of {r.batch_size} "
-            f"({len(exp.train_ds)} train / {len(exp.val_ds) if exp.val_ds else 0} val clips), "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters"
+        exp.log(
+            f"[{stage.name}] {stage.epochs} epochs × {run.num_batches} batches of {r.batch_size} "
+            f"({len(exp.train_ds)} train / {len(exp.val_ds) if exp.val_ds else 0} val {getattr(exp, 'items', 'clips')}), "
+            f"{sum(p.numel() for p in run.model.parameters()):,} parameters"
         )
-    elif resumed:
-        log(f"[{stage.name}] resuming after epoch {state['epoch']} (batch {state['batch']}, step {state['step']})")
-
-    def snapshot() -> dict[str, Any]:
-        """The resumable state now (collective under DDP: every process calls it)."""
-        rngs = dist_.gather_objects(info, get_rng_state())
-        out = {k: v for k, v in state.items() if k not in ("model", "loss", "optimizer", "rng", "ema")}
-        out.update(
-            model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            optimizer=opt.state_dict(),
-            rng=rngs,
-            world=info.world,
-            format=STATE_FORMAT,
-        )
-        if loss_module is not None:
-            out["loss"] = {k: v.detach().cpu().clone() for k, v in loss_module.state_dict().items()}
-        if ema is not None:
-            out.update(ema=ema.model.state_dict(), ema_updates=ema.updates)
-        return out
-
-    def weights() -> nn.Module:
-        return ema.model if ema is not None else model
-
+    elif "model" in state:
+        exp.log(f"[{stage.name}] resuming after epoch {state['epoch']} (batch {state['batch']}, step {state['step']})")
     for epoch in range(state["epoch"], stage.epochs):
         if r.max_steps and state["step"] >= r.max_steps:
             break
-        start = state["batch"]
-        sampler.set_epoch(epoch, start)
-        step_module.train()
-        freeze_now = epoch < stage.freeze_epochs and bool(frozen)
         t0 = time.perf_counter() - state["seconds"]
-        bar = tqdm(
-            make_loader(exp.train_ds, sampler, workers=r.workers),
-            total=nb,
-            initial=start,
-            unit="batch",
-            desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
-            leave=False,
-            disable=None if (r.progress and info.is_main) else True,  # None: off when stderr is not a terminal
-            mininterval=0.5,
-        )
-        clips, t_bar = 0, time.perf_counter()
-        for b, batch in enumerate(bar, start=start):
-            batch = _to(batch, device)
-            stepping = (b + 1) % acc == 0 or b + 1 == nb
-            sync = net.no_sync() if info.enabled and not stepping else nullcontext()  # type: ignore[operator]
-            with sync:
-                with autocast(device, precision):
-                    loss, parts = net(batch)
-                (loss / acc).backward()
-            state["loss_sum"] += float(loss.detach())
-            state["loss_count"] += 1
-            for k, v in parts.items():
-                state["parts_sum"][k] = state["parts_sum"].get(k, 0.0) + float(v)
-            clips += len(batch["index"])
-            if stepping:
-                lr = lr_at(state["step"], total, warmup, stage.lr, schedule=o.schedule, min_ratio=o.min_lr_ratio)
-                for g in opt.param_groups:
-                    g["lr"] = group_lr(g, lr, state["step"], unfreeze_step=unfreeze, warmup_steps=expert_warmup)
-                if freeze_now:
-                    for p in model.parameters():
-                        if id(p) in frozen:
-                            p.grad = None
-                if o.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in step_module.parameters() if p.grad is not None], o.clip_grad
-                    )
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if ema is not None:
-                    ema.update(model)
-                state["step"] += 1
-                state["batch"] = b + 1
-                if r.save_every_steps and state["step"] % r.save_every_steps == 0 and b + 1 < nb:
-                    state["seconds"] = time.perf_counter() - t0
-                    snap = snapshot()
-                    if info.is_main:
-                        save_state(exp.run_dir / "last_state.pt", snap)
-                if r.max_steps and state["step"] >= r.max_steps:
-                    break
-            if info.is_main and r.progress:
-                bar.set_postfix(
-                    loss=f"{state['loss_sum'] / max(1, state['loss_count']):.4f}",
-                    clips_s=f"{clips / max(1e-9, time.perf_counter() - t_bar):.0f}",
-                    refresh=False,
-                )
-        bar.close()
-
-        # -- end of epoch: losses over all processes, validation, checkpoints, state, metrics --
-        sums = dist_.gather_objects(info, (state["loss_sum"], state["loss_count"], state["parts_sum"]))
-        n_loss = sum(s[1] for s in sums)
-        train_loss = sum(s[0] for s in sums) / max(1, n_loss)
-        parts_mean = {k: sum(s[2].get(k, 0.0) for s in sums) / max(1, n_loss) for k in sums[0][2]}
-        val = exp.validate(weights())
-        value = val.get(exp.primary) if val else None
-        seconds = time.perf_counter() - t0
-        entry = {
-            "epoch": epoch + 1,
-            "stage": stage.name,
-            "lr": opt.param_groups[0]["lr"],
-            "lr_experts": next((g["lr"] for g in opt.param_groups if g["name"] == "experts"), None),
-            "train_loss": train_loss,
-            "train_parts": parts_mean,
-            "steps": state["step"],
-            "val": val,
-            "seconds": round(seconds, 3),
-        }
-        history = json.loads(state.get("history", "[]"))
-        history.append(entry)
-        best = json.loads(state.get("best", "null"))
-        meta = {**stage.meta, "stage": stage.name, "epoch": epoch + 1, "metric": value}
-        improved = stage.name == "main" and (best is None or _improved(value, best.get("value")))
-        if improved:
-            best = {"epoch": epoch + 1, "stage": stage.name, "metric": exp.primary, "value": value, "val": val}
-            state["patience"] = 0
-        elif stage.name == "main":
-            state["patience"] += 1
-        stop = stage.name == "main" and r.early_stopping > 0 and state["patience"] >= r.early_stopping
-        state.update(
-            epoch=epoch + 1,
-            batch=0,
-            loss_sum=0.0,
-            loss_count=0,
-            parts_sum={},
-            seconds=0.0,
-            history=json.dumps(history),
-            best=json.dumps(best),
-        )
-        if stop:
-            state["epoch"] = stage.epochs
-        snap = snapshot()
-        if info.is_main:
-            sd = weights().state_dict()
-            if stage.name == "main":
-                if improved:
-                    save_weights(exp.run_dir / "best.safetensors", sd, meta)
-                save_weights(exp.run_dir / "last.safetensors", sd, meta)
-            save_state(exp.run_dir / "last_state.pt", snap)
-            write_metrics(exp.run_dir, snap)
-            shown = f" val {exp.primary} {100 * value:.2f}" if value is not None else ""
-            best_s = (
-                f" (best {100 * best['value']:.2f} @ {best['epoch']})" if best and best.get("value") is not None else ""
-            )
-            log(
-                f"[{stage.name}] epoch {epoch + 1}/{stage.epochs} lr {entry['lr']:.2e} loss {train_loss:.4f}"
-                f"{shown}{best_s} {seconds:.1f}s"
-            )
-        if stop:
-            log(f"[{stage.name}] early stopping: no better val {exp.primary} for {r.early_stopping} epochs")
+        train_epoch(run, state, epoch, t0)
+        if end_epoch(run, state, epoch, t0):
             break
-    # the stage is over: mark it done (resuming then goes straight on), hand its weights on
-    final = snapshot()
-    final["done"] = True
-    if info.is_main:
-        save_state(exp.run_dir / "last_state.pt", final)
-        write_metrics(exp.run_dir, final)
-        if stage.on_done is not None:
-            stage.on_done(weights())
-    dist_.barrier(info)
-    return final
+    return finish_stage(run, state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,12 +427,6 @@ def train(
         cfg = load_experiment(Path(config_path), overrides)
     else:
         raise ValueError("train() needs a config path, a config object or a run folder to resume")
-    if cfg.task == "detection":  # recordings and detectors: engine.detection
-        from microaction.engine.detection import train_detection
-
-        if resume is not None:
-            raise ValueError(f"{resume}: detection runs cannot be resumed; train again (--overwrite)")
-        return train_detection(cfg, overwrite=overwrite)
     threads = torch.get_num_threads()
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
@@ -372,7 +439,7 @@ def train(
         else:
             run_dir = cfg.run_dir
             check_run_dir(run_dir, overwrite)
-        exp = Experiment(cfg, run_dir, info, device)  # reads and checks the data before anything is written
+        exp = make_task(cfg, run_dir, info, device)  # reads and checks the data before anything is written
         started_in, cfg.run.precision_used = cfg.run.precision_used, exp.precision.used  # config.yaml records it
         cfg.run.best_by = "val" if has_val_labels(exp) else "last"  # and what picks best.safetensors
         if resume is None:
@@ -393,15 +460,26 @@ def train(
         )
         if state is not None and started_in not in (None, exp.precision.used):
             exp.log(f"note: this run started in {started_in} and continues in {exp.precision.used} on {device}")
-        run_stages(exp, plan_stages(exp), state, store_sig)
+        run_stages(exp, [exp.stage()] if isinstance(exp, DetectionTask) else plan_stages(exp), state, store_sig)
         return run_dir
     finally:
         dist_.cleanup(info)
         torch.set_num_threads(threads)
 
 
-def has_val_labels(exp: Experiment) -> bool:
-    """Whether the experiment's validation split has labels to pick the best epoch by."""
+def make_task(
+    cfg: ExperimentConfig, run_dir: Path, info: dist_.DistInfo, device: torch.device
+) -> Experiment | DetectionTask:
+    """The task of a config: clips (``Experiment``) or recordings (``task: detection``)."""
+    if cfg.task == "detection":
+        return DetectionTask(cfg, run_dir, info, device)
+    return Experiment(cfg, run_dir, info, device)
+
+
+def has_val_labels(exp: Experiment | DetectionTask) -> bool:
+    """Whether the task's validation split has labels to pick the best epoch by."""
+    if isinstance(exp, DetectionTask):
+        return exp.validated
     ds = exp.val_ds
     if ds is None:
         return False
