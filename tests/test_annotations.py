@@ -20,13 +20,13 @@ from microaction.data.annotations import (
     read_imigue_labels,
     read_ma52_list,
     read_manifest_csv,
-    read_pose_pickle,
     read_skeleton_csv,
     resolve_video,
     resolve_videos,
     split_from_list_name,
 )
 from microaction.data.pickles import ForbiddenPickle, load_pose_pickle
+from microaction.data.poses import read_pose_pickle
 from microaction.taxonomy import load_taxonomy
 
 MA52 = load_taxonomy("ma52")

@@ -167,12 +167,12 @@ def test_two_processes_train_like_one(recordings: tuple[Path, Path], tmp_path: P
 def test_window_batches_share_every_global_batch() -> None:
     import numpy as np
 
-    from microaction.engine.detection import Recording, WindowSampler
+    from microaction.engine.detection import DetectionRecording, WindowSampler
     from microaction.engine.detection_task import WindowBatches
     from microaction.engine.yamlconfig import ConfigError
 
-    def rec(n: int) -> Recording:
-        return Recording("v", "k", np.zeros((1, n, 2)), np.zeros((n, 3)), np.ones(1, bool), 0.0, 1.0,
+    def rec(n: int) -> DetectionRecording:
+        return DetectionRecording("v", "k", np.zeros((1, n, 2)), np.zeros((n, 3)), np.ones(1, bool), 0.0, 1.0,
                          np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
 
     windows = WindowSampler([rec(100), rec(40)], 32, seed=1)

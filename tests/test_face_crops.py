@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microaction.face.crops import FaceCropper, crop_faces_from_file, iter_frames, save_crops
+from microaction.face.crops import FaceCropper, crop_faces_from_file, iter_media_frames, save_crops
 from microaction.models.texture import texture_targets
 
 pytest.importorskip("mediapipe")
@@ -33,7 +33,7 @@ def test_imigue_gif_face_found_and_aligned(shared: Path, tmp_path: Path) -> None
 
 
 def test_ma52_clip_face_found(shared: Path) -> None:
-    frames = iter_frames(shared / "ma52" / "demo_clips" / "B1_nodding.mp4", stride=20)
+    frames = iter_media_frames(shared / "ma52" / "demo_clips" / "B1_nodding.mp4", stride=20)
     with FaceCropper(size=64, model="full") as cropper:
         track = cropper.track(frames)
     assert track.frame_size == (1080, 1296) and track.detected.all()
@@ -45,7 +45,7 @@ def test_ma52_clip_face_found(shared: Path) -> None:
 def test_rotation_removed_on_a_rotated_frame(shared: Path) -> None:
     import cv2
 
-    _, frame = next(iter_frames(shared / "imigue" / "demo_clips" / "folding-arms.gif"))
+    _, frame = next(iter_media_frames(shared / "imigue" / "demo_clips" / "folding-arms.gif"))
     h, w = frame.shape[:2]
     with FaceCropper(size=96) as cropper:
         det = cropper.detect(frame)

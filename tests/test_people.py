@@ -15,7 +15,7 @@ from microaction.data.store import FeatureStore, video_key
 from microaction.data.synth.scene import generate_scene
 from microaction.extract.parsers.base import ParseResult
 from microaction.extract.parsers.keypoints import TO_MEDIAPIPE
-from microaction.extract.people import Detection, box_iou, keypoint_box, pick_target, score_tracking, track_people
+from microaction.extract.people import PersonBox, box_iou, keypoint_box, pick_target, score_tracking, track_people
 from microaction.extract.pipeline import ExtractParams
 from microaction.extract.regions import region_layout, step_validity
 from microaction.extract.runner import collect_jobs, run_extraction
@@ -36,12 +36,12 @@ def _two_people_crossing(T: int = 40, hide: tuple[int, int] = (18, 23)) -> tuple
     return a, b
 
 
-def _dets(people: list[np.ndarray], t: int, rng: np.random.Generator) -> list[Detection]:
+def _dets(people: list[np.ndarray], t: int, rng: np.random.Generator) -> list[PersonBox]:
     out = []
     for kp in people:
         box = keypoint_box(kp[t])
         if box is not None:
-            out.append(Detection(kp[t], box))
+            out.append(PersonBox(kp[t], box))
     rng.shuffle(out)  # type: ignore[arg-type]
     return out
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from microaction.cli import main as mar
 from microaction.engine.testing import make_random_dataset
-from microaction.report import ReportError, build_report, load_run
+from microaction.report import ReportError, build_report, read_run_data
 from microaction.report.tables import metrics_table
 
 
@@ -116,13 +116,13 @@ def test_report_files_and_figures(report: tuple[Path, list[Path]]) -> None:
     assert Image.open(io.BytesIO(base64.b64decode(imgs[0].split(",", 1)[1]))).size == (1100, 380)
     assert not re.search(r'(src|href)="(https?:)?//', text)
     # the 12 classes without val clips: null per-class means read as NaN rows
-    ev = load_run(runs[0]).evals["val"]
+    ev = read_run_data(runs[0]).evals["val"]
     assert ev.routing_per_class is not None and np.isnan(ev.routing_per_class).all(axis=1).sum() == 12
 
 
 def test_metrics_table_layout_and_seeds(report: tuple[Path, list[Path]]) -> None:
     out, runs = report
-    table = metrics_table([load_run(r) for r in runs])
+    table = metrics_table([read_run_data(r) for r in runs])
     assert [c[2] for c in table.columns] == [
         "body_top1", "body_f1_macro", "body_f1_micro", "action_top1", "action_top5",
         "action_f1_macro", "action_f1_micro", "f1_mean",
@@ -146,8 +146,8 @@ def test_incomplete_run_folders(real_runs: list[Path], tmp_path: Path) -> None:
     shutil.copytree(real_runs[0], run)
     # another split, chosen with --split; the default prefers val over train
     assert mar(["eval", str(run), "--split", "train", "--quiet"]) == 0
-    assert metrics_table([load_run(run)], "train").rows[0].source == "eval_train.json"
-    assert metrics_table([load_run(run)]).rows[0].source == "eval_val.json"
+    assert metrics_table([read_run_data(run)], "train").rows[0].source == "eval_train.json"
+    assert metrics_table([read_run_data(run)]).rows[0].source == "eval_val.json"
     # no evaluation yet: curves and the best epoch's validation metrics, and a hint
     for p in run.glob("eval_*.json"):
         p.unlink()
@@ -157,17 +157,17 @@ def test_incomplete_run_folders(real_runs: list[Path], tmp_path: Path) -> None:
     # a run still starting (no metrics.json yet), a wrong path, a malformed eval file
     (run / "metrics.json").unlink()
     with pytest.raises(ReportError, match=r"missing metrics\.json .*mar train"):
-        load_run(run)
+        read_run_data(run)
     assert mar(["report", str(run)]) == 1
     with pytest.raises(ReportError, match="not a directory"):
-        load_run(tmp_path / "nope")
+        read_run_data(tmp_path / "nope")
     bad = tmp_path / "bad"
     shutil.copytree(real_runs[0], bad)
     ev = json.loads((bad / "eval_val.json").read_text())
     ev["routing_per_class"] = ev["routing_per_class"][:10]
     (bad / "eval_val.json").write_text(json.dumps(ev))
     with pytest.raises(ReportError, match="'routing_per_class' has 10 rows for 52 class_names"):
-        load_run(bad)
+        read_run_data(bad)
 
 
 _PROBE = """<script>

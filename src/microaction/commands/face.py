@@ -103,9 +103,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from microaction.face.train import evaluate_run
+    from microaction.face.train import evaluate_face_run
 
-    result = evaluate_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, device=args.device)
+    result = evaluate_face_run(args.run_dir, split=args.split, checkpoint=args.checkpoint, device=args.device)
     m = result["metrics"]
     print(f"{args.run_dir} [{args.split}, {args.checkpoint} epoch {result['epoch']}]")
     for key, value in m.items():
@@ -120,9 +120,9 @@ def _load_result(run: Path, split: str) -> dict[str, Any]:
     path = run / f"eval_{split}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from microaction.face.train import evaluate_run
+    from microaction.face.train import evaluate_face_run
 
-    return evaluate_run(run, split=split)
+    return evaluate_face_run(run, split=split)
 
 
 def compare_table(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:

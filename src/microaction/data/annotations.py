@@ -62,7 +62,6 @@ __all__ = [
     "read_label_names",
     "read_ma52_list",
     "read_manifest_csv",
-    "read_pose_pickle",
     "read_skeleton_csv",
     "resolve_video",
     "resolve_videos",
@@ -488,15 +487,7 @@ def load_split(name_or_path: str | os.PathLike[str]) -> SplitPlan:
 
 
 # ---------------------------------------------------------------------------------------------
-# pose pickles and the dispatcher
-
-
-def read_pose_pickle(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None) -> list[Sample]:
-    """Samples of a pose pickle (MMAction2 / PySKL, MMN's pair, ST-GCN's ``(names, labels)``),
-    read through the restricted unpickler; see ``microaction.data.poses.read_pose_pickle``."""
-    from microaction.data.poses import read_pose_pickle as read
-
-    return read(path, taxonomy, split=split)
+# the dispatcher
 
 
 def read_annotations(path: str | os.PathLike[str], taxonomy: Taxonomy, split: str | None = None) -> list[Sample]:
@@ -520,6 +511,8 @@ def read_annotations(path: str | os.PathLike[str], taxonomy: Taxonomy, split: st
             return read_mpiigi_csv(path, taxonomy, split=split)
         return read_manifest_csv(path, taxonomy, split=split)
     if path.suffix.lower() in (".pkl", ".pickle"):
+        from microaction.data.poses import read_pose_pickle
+
         return read_pose_pickle(path, taxonomy, split=split)
     if path.suffix.lower() in (".txt", ".list", ""):
         return read_ma52_list(path, taxonomy, split=split)

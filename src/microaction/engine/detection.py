@@ -46,7 +46,7 @@ from microaction.engine.config import ExperimentConfig
 from microaction.taxonomy import Taxonomy
 
 __all__ = [
-    "Recording",
+    "DetectionRecording",
     "WindowSampler",
     "detect_recording",
     "detect_split",
@@ -61,7 +61,7 @@ __all__ = [
 
 
 @dataclass
-class Recording:
+class DetectionRecording:
     """One recording's features (store layout) and ground truth in steps."""
 
     video: str
@@ -143,7 +143,7 @@ def load_recordings(
     source: str,
     stats: FeatureStats | None = None,
     allow_missing: bool = False,
-) -> list[Recording]:
+) -> list[DetectionRecording]:
     """The recordings ``videos`` from ``store`` with their ground truth in steps (standardised with
     ``stats`` when given). A recording the store lacks is an error, or skipped with ``allow_missing``."""
     from microaction.data.store import video_key
@@ -178,7 +178,7 @@ def _valid_slice(valid: np.ndarray, a: int, b: int) -> np.ndarray:
 
 
 def collate_windows(
-    recs: list[Recording], spans: list[tuple[int, int]], min_inside: float = 0.5
+    recs: list[DetectionRecording], spans: list[tuple[int, int]], min_inside: float = 0.5
 ) -> dict[str, torch.Tensor]:
     """Windows ``[a, b)`` of recordings → a sequence batch with ``gt_segments`` / ``gt_labels`` (steps, window-relative)."""
     n = max(b - a for a, b in spans)
@@ -231,7 +231,7 @@ def collate_windows(
 class WindowSampler:
     """Random training windows: recordings drawn in proportion to their length, uniform start."""
 
-    def __init__(self, recs: list[Recording], window: int, seed: int) -> None:
+    def __init__(self, recs: list[DetectionRecording], window: int, seed: int) -> None:
         if not recs:
             raise ValueError("no training recordings")
         self.recs, self.window, self.seed = recs, window, seed
@@ -250,7 +250,7 @@ class WindowSampler:
 
 
 @torch.no_grad()
-def detect_recording(model: nn.Module, rec: Recording, device: torch.device | str = "cpu") -> list[Detection]:
+def detect_recording(model: nn.Module, rec: DetectionRecording, device: torch.device | str = "cpu") -> list[Detection]:
     """Detections of a whole recording (seconds), best first, with routing where the model has one."""
     model.eval()
     batch = collate_windows([rec], [(0, rec.length)])
@@ -268,7 +268,7 @@ def detect_recording(model: nn.Module, rec: Recording, device: torch.device | st
 
 
 def score_detections(
-    recs: list[Recording], dets: list[Detection], segments: list[Segment], num_classes: int, tious: list[float]
+    recs: list[DetectionRecording], dets: list[Detection], segments: list[Segment], num_classes: int, tious: list[float]
 ) -> dict[str, float]:
     from microaction.metrics_detection import detection_map
 
@@ -403,7 +403,7 @@ def load_detector(run: Any, checkpoint: str = "best", *, device: str = "cpu") ->
 
 def detect_split(
     loaded: Any, split: str, *, store: str | os.PathLike[str] | None = None, device: str = "cpu"
-) -> tuple[list[Recording], list[Segment], list[Detection]]:
+) -> tuple[list[DetectionRecording], list[Segment], list[Detection]]:
     """Every recording of a split of a detection run's annotations (also those without ground
     truth, e.g. a hidden test split), its segments and the run's detections on them."""
     if loaded.config is None:
@@ -424,19 +424,19 @@ def detect_split(
     return recs, segments, [d for r in recs for d in detect_recording(model, r, device)]
 
 
-def recording_from_item(video: str, item: Item, *, where: str, stats: FeatureStats | None = None) -> Recording:
+def recording_from_item(video: str, item: Item, *, where: str, stats: FeatureStats | None = None) -> DetectionRecording:
     """A whole recording's features (a store item or an extraction, store layout) as a
-    ``Recording`` without ground truth, for ``detect_recording``; standardised with ``stats``
+    ``DetectionRecording`` without ground truth, for ``detect_recording``; standardised with ``stats``
     (a run's ``feature_stats``, ``FeatureStats.from_meta``) when given."""
     t0, dt = step_grid(item.timestamps, where)
-    rec = Recording(video, item.key, item.regions, item.global_, np.asarray(item.region_valid, bool), t0, dt,
+    rec = DetectionRecording(video, item.key, item.regions, item.global_, np.asarray(item.region_valid, bool), t0, dt,
                     np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
     if stats is not None:
         standardize_recording(rec, stats, where=where)
     return rec
 
 
-def standardize_recording(rec: Recording, stats: FeatureStats, *, where: str = "") -> None:
+def standardize_recording(rec: DetectionRecording, stats: FeatureStats, *, where: str = "") -> None:
     """``rec``'s features standardised in place (float32) with a run's training statistics."""
     R, _, D = rec.regions.shape
     stats.check(R, D, rec.global_.shape[-1], source=where or rec.key)

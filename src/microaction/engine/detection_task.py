@@ -37,7 +37,7 @@ from microaction.data.store import FeatureStore
 from microaction.engine import distributed as dist_
 from microaction.engine.config import ExperimentConfig
 from microaction.engine.detection import (
-    Recording,
+    DetectionRecording,
     WindowSampler,
     classifier_run_stats,
     collate_windows,
@@ -62,7 +62,7 @@ Window = tuple[int, int, int]  # (recording index, first step, end step)
 class WindowDataset:
     """Training recordings as the loop's dataset: ``__getitems__`` of windows → a collated batch."""
 
-    def __init__(self, recs: list[Recording], min_inside: float) -> None:
+    def __init__(self, recs: list[DetectionRecording], min_inside: float) -> None:
         self.recs, self.min_inside = recs, min_inside
 
     def __len__(self) -> int:
@@ -182,7 +182,7 @@ class DetectionTask:
             f"{self.windows} windows of {dc.window} steps per epoch"
         )
 
-    def _stats(self, train: list[Recording]) -> FeatureStats | None:
+    def _stats(self, train: list[DetectionRecording]) -> FeatureStats | None:
         cfg = self.cfg
         if cfg.detection.classifier_run:  # the clip run's classifier expects its own run's standardisation
             if cfg.data.standardize:

@@ -198,13 +198,13 @@ def evaluate_run(
             rows += [[v, *(str(int(a)) for a in t)] for v, t in zip(videos, top)]
             path = metrics.write_prediction_csv(out_dir / f"predictions_{split}.csv", rows)
         return {"split": split, "run": str(loaded.run_dir), "submission": str(path), "clips": len(videos)}
-    report = build_report(loaded, split, ds, outputs)
+    report = build_eval_report(loaded, split, ds, outputs)
     report["missing_clips"] = len(missing)
     atomic_write_bytes(out_dir / f"eval_{split}.json", json.dumps(report, indent=1).encode())
     return report
 
 
-def build_report(loaded: LoadedRun, split: str, ds: ClipDataset, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+def build_eval_report(loaded: LoadedRun, split: str, ds: ClipDataset, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     from microaction import metrics
 
     tax = loaded.taxonomy

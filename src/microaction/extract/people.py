@@ -43,8 +43,8 @@ from microaction.extract.parsers.base import VISIBLE
 from microaction.skeleton import NUM_LANDMARKS
 
 __all__ = [
-    "Detection",
     "PeopleTracker",
+    "PersonBox",
     "PersonTrack",
     "box_iou",
     "box_overlap",
@@ -65,7 +65,7 @@ MIN_SEEN = 4  # landmarks a detection needs to count as a person
 
 
 @dataclass
-class Detection:
+class PersonBox:
     keypoints: np.ndarray  # [33, 3] frame pixels, confidence
     box: np.ndarray  # [4] xyxy frame pixels
     score: float = 1.0
@@ -131,7 +131,7 @@ class _Live:
     last: int = 0  # frame last seen
     appearance: np.ndarray | None = None  # running mean of the detections' colour histograms
     frames: list[int] = field(default_factory=list)
-    dets: list[Detection] = field(default_factory=list)
+    dets: list[PersonBox] = field(default_factory=list)
 
     size: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # running mean box (w, h)
 
@@ -167,7 +167,7 @@ class PeopleTracker:
         self._next = 0
         self._by_source: dict[int, _Live] = {}
 
-    def _cost(self, t: int, tr: _Live, d: Detection) -> float:
+    def _cost(self, t: int, tr: _Live, d: PersonBox) -> float:
         box, kp = tr.predicted(t)
         w0, h0 = max(float(box[2] - box[0]), 1.0), max(float(box[3] - box[1]), 1.0)
         w1, h1 = max(float(d.box[2] - d.box[0]), 1.0), max(float(d.box[3] - d.box[1]), 1.0)
@@ -196,7 +196,7 @@ class PeopleTracker:
         """(track id, predicted box) of every live track at frame ``t``."""
         return [(tr.id, tr.predicted(t)[0]) for tr in self.live]
 
-    def update(self, t: int, dets: list[Detection]) -> list[int]:
+    def update(self, t: int, dets: list[PersonBox]) -> list[int]:
         """Assign frame ``t``'s detections; returns the track id of each detection."""
         from scipy.optimize import linear_sum_assignment
 
@@ -250,7 +250,7 @@ class PeopleTracker:
             ids[j] = tr.id
         return ids
 
-    def _take(self, t: int, tr: _Live, d: Detection) -> None:
+    def _take(self, t: int, tr: _Live, d: PersonBox) -> None:
         gap = max(1, t - tr.last)
         c_old = (tr.box[:2] + tr.box[2:]) / 2
         c_new = (d.box[:2] + d.box[2:]) / 2
@@ -336,7 +336,7 @@ def consolidate(tracks: list[PersonTrack], min_frames: int) -> list[PersonTrack]
     return kept
 
 
-def track_people(frames: list[list[Detection]], **kwargs: float) -> list[PersonTrack]:
+def track_people(frames: list[list[PersonBox]], **kwargs: float) -> list[PersonTrack]:
     """Offline: link per-frame detections ``frames[t]`` into tracks (``PeopleTracker`` options)."""
     tracker = PeopleTracker(**kwargs)  # type: ignore[arg-type]
     for t, dets in enumerate(frames):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from microaction.extract.parsers.base import VISIBLE, ParseError
-from microaction.extract.people import SAME_PERSON, Detection, box_iou, box_overlap, keypoint_box
+from microaction.extract.people import SAME_PERSON, PersonBox, box_iou, box_overlap, keypoint_box
 from microaction.skeleton import LANDMARKS, NUM_LANDMARKS
 
 __all__ = ["PersonFinder", "appearance", "load_people"]
@@ -111,7 +111,7 @@ class PersonFinder:
         s = min(1.0, self.mask_side / max(H, W))
         return max(1, round(H * s)), max(1, round(W * s))
 
-    def _run(self, img: np.ndarray, region: tuple[int, int, int, int], full: tuple[int, int]) -> Detection | None:
+    def _run(self, img: np.ndarray, region: tuple[int, int, int, int], full: tuple[int, int]) -> PersonBox | None:
         """Pose on ``img[region]``; landmarks back in frame pixels, the mask on the frame's mask grid."""
         import cv2
 
@@ -147,9 +147,9 @@ class PersonFinder:
             small = cv2.resize(res.segmentation_mask, (mx1 - mx0, my1 - my0), interpolation=cv2.INTER_AREA)
             mask[my0:my1, mx0:mx1] = small > 0.5
         score = float(np.mean(kp[:, 2]))
-        return Detection(kp, box, score, mask, appearance=appearance(img, kp))
+        return PersonBox(kp, box, score, mask, appearance=appearance(img, kp))
 
-    def _blank(self, work: np.ndarray, d: Detection) -> None:
+    def _blank(self, work: np.ndarray, d: PersonBox) -> None:
         """Paint a found person over (its segmentation mask, slightly grown; its box without one),
         so that the next search sees the others, also where they overlap it."""
         import cv2
@@ -163,15 +163,15 @@ class PersonFinder:
             x0, y0, x1, y1 = _square(d.box, 0.02, H, W)
             work[y0:y1, x0:x1] = FILL
 
-    def detect(self, frame: np.ndarray, hints: list[np.ndarray], *, discover: bool) -> list[Detection]:
+    def detect(self, frame: np.ndarray, hints: list[np.ndarray], *, discover: bool) -> list[PersonBox]:
         """The people of one frame: the pose model on a crop around each hint box, then
         (``discover``) on the whole frame, each time with the people already found painted
         over, until no one more is found."""
         H, W = frame.shape[:2]
         work = frame.copy()
-        dets: list[Detection] = []
+        dets: list[PersonBox] = []
 
-        def add(d: Detection | None) -> bool:
+        def add(d: PersonBox | None) -> bool:
             if d is None or any(box_overlap(d.box, k.box) > SAME_PERSON for k in dets):
                 return False
             dets.append(d)
@@ -195,7 +195,7 @@ class PersonFinder:
 
 
 def _openpose_people(doc: dict, where: str, min_confidence: float | None) -> list[tuple[np.ndarray, int | None]]:
-    from microaction.extract.parsers.keypoints import to_mediapipe
+    from microaction.extract.parsers.keypoints import keypoints_to_mediapipe
 
     out = []
     for i, p in enumerate(doc.get("people") or []):
@@ -207,7 +207,7 @@ def _openpose_people(doc: dict, where: str, min_confidence: float | None) -> lis
         arrs = [np.asarray(e or [], dtype=np.float32).reshape(-1, 3) for e in extra]
         if [len(a) for a in arrs] == [70, 21, 21]:
             parts += arrs
-        kp = to_mediapipe(np.concatenate(parts)[None], source=where, min_confidence=min_confidence)[0]
+        kp = keypoints_to_mediapipe(np.concatenate(parts)[None], source=where, min_confidence=min_confidence)[0]
         pid = p.get("person_id")
         if isinstance(pid, list):
             pid = pid[0] if pid else -1
@@ -215,12 +215,12 @@ def _openpose_people(doc: dict, where: str, min_confidence: float | None) -> lis
     return out
 
 
-def _dets(kps: list[tuple[np.ndarray, int | None]]) -> list[Detection]:
+def _dets(kps: list[tuple[np.ndarray, int | None]]) -> list[PersonBox]:
     out = []
     for kp, pid in kps:
         box = keypoint_box(kp)
         if box is not None:
-            out.append(Detection(kp, box, float(kp[:, 2].mean()), None, pid))
+            out.append(PersonBox(kp, box, float(kp[:, 2].mean()), None, pid))
     return out
 
 
@@ -230,9 +230,9 @@ def load_people(
     min_confidence: float | None = None,
     layout: str | None = None,
     kinect: str = "project",
-) -> tuple[list[list[Detection]], float | None, tuple[int, int] | None]:
+) -> tuple[list[list[PersonBox]], float | None, tuple[int, int] | None]:
     """Every person of every frame of a keypoint file/folder -> (detections per frame, fps, (H, W)).
-    Confidences are read as the source means them (``keypoints.to_mediapipe``; ``min_confidence``
+    Confidences are read as the source means them (``keypoints.keypoints_to_mediapipe``; ``min_confidence``
     for all instead)."""
     p = Path(path)
     if p.is_dir():

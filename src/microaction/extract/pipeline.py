@@ -1,8 +1,8 @@
 """One video through the chain: decode → parse → region boxes → crops → encoders → arrays.
 
 ``Extractor(params)`` builds the parser and encoders once and extracts videos one at a time;
-``extract_video(path, params)`` is the library entry point other modules call (``mar predict
-VIDEO``, the overlay writer): with ``params`` read back from a store's manifest
+``extract_clip(path, params)`` extracts one video in one pass (``microaction.extract.extract_video``,
+what ``mar predict VIDEO`` and the overlay writer call, also streams long recordings): with ``params`` read back from a store's manifest
 (``params_from_manifest``), a video is extracted exactly as the store's videos were.
 """
 
@@ -35,7 +35,7 @@ from microaction.extract.tracking import as_tracker, parse_segments
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
 
-__all__ = ["ExtractParams", "Extraction", "Extractor", "extract_video", "face_crops", "params_from_manifest"]
+__all__ = ["ExtractParams", "Extraction", "Extractor", "extract_clip", "face_crops", "params_from_manifest"]
 
 
 @dataclass
@@ -464,7 +464,7 @@ def get_extractor(params: ExtractParams) -> Extractor:
     return ex
 
 
-def extract_video(
+def extract_clip(
     path: str | os.PathLike[str],
     params: ExtractParams | StoreManifest | None = None,
     *,

@@ -32,7 +32,7 @@ from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
 from microaction.extract.stream import (
     WORK,
-    Recording,
+    RecordingJob,
     discard_work,
     is_recording,
     stream_recording,
@@ -315,7 +315,7 @@ def _long_keypoints(extractor: Extractor, parsed: Parsed) -> bool:
 
 def _stage1(
     extractor: Extractor, job: Job
-) -> Parsed | Recording | list[tuple[int, Parsed | Recording]] | BaseException:
+) -> Parsed | RecordingJob | list[tuple[int, Parsed | RecordingJob]] | BaseException:
     try:
         if job.tracks and extractor.params.people != "all":
             raise ValueError(
@@ -326,14 +326,14 @@ def _stage1(
             from microaction.extract.people_parse import parse_people
 
             if is_recording(extractor, job.path, job.start, job.end):
-                return Recording(people=True)  # found, then streamed person by person in stage 2
+                return RecordingJob(people=True)  # found, then streamed person by person in stage 2
             target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
             people = parse_people(extractor, job.path, job.start, job.end, target=target)
-            return [(pid, Recording(p) if _long_keypoints(extractor, p) else p) for pid, p in people]
+            return [(pid, RecordingJob(p) if _long_keypoints(extractor, p) else p) for pid, p in people]
         if is_recording(extractor, job.path, job.start, job.end):
-            return Recording()  # decoded, parsed and encoded chunk by chunk in stage 2
+            return RecordingJob()  # decoded, parsed and encoded chunk by chunk in stage 2
         parsed = extractor.parse(job.path, job.start, job.end)
-        return Recording(parsed) if _long_keypoints(extractor, parsed) else parsed
+        return RecordingJob(parsed) if _long_keypoints(extractor, parsed) else parsed
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
@@ -345,7 +345,7 @@ def finish_job(
     extractor: Extractor,
     store: FeatureStore,
     job: Job,
-    parsed: Parsed | Recording | list[tuple[int, Parsed | Recording]] | BaseException,
+    parsed: Parsed | RecordingJob | list[tuple[int, Parsed | RecordingJob]] | BaseException,
     debug_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str, int, str]:
     """Stage 2 of a job: encode and write the item(s), or record the failure of either stage.
@@ -355,7 +355,7 @@ def finish_job(
         if isinstance(parsed, BaseException):
             raise parsed
         found_work = None
-        if isinstance(parsed, Recording) and parsed.people:
+        if isinstance(parsed, RecordingJob) and parsed.people:
             from microaction.extract.people_stream import find_people_stream
 
             target = {b[0]: np.asarray(b[1:], np.float32) for b in job.boxes} if job.boxes else None
@@ -363,8 +363,8 @@ def finish_job(
             found = find_people_stream(
                 extractor, job.path, job.start, job.end, store.root / WORK / found_work, target=target
             )
-            parsed = [(p.id, Recording(person=p)) for p in found]
-        people: list[tuple[int | None, Parsed | Recording]] = (
+            parsed = [(p.id, RecordingJob(person=p)) for p in found]
+        people: list[tuple[int | None, Parsed | RecordingJob]] = (
             list(parsed) if isinstance(parsed, list) else [(None, parsed)]
         )
         keys, statuses = [], []
@@ -372,7 +372,7 @@ def finish_job(
         for pid, one in people:
             key = job.key if (pid is None or job.boxes) else f"{job.key}#{pid}"
             who = {} if pid is None else {"person": pid}
-            if isinstance(one, Recording):  # a long recording: chunk by chunk, resumable, written piece by piece
+            if isinstance(one, RecordingJob):  # a long recording: chunk by chunk, resumable, written piece by piece
                 if one.person is not None and (store.status(key) or {}).get("status") == "ok" and store.is_done(key):
                     keys.append(key)  # a person committed before the run was killed
                     statuses.append("ok")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RECORDING_RATE",
     "Chunks",
-    "Recording",
+    "RecordingJob",
     "context_seconds",
     "discard_work",
     "extract_video",
@@ -67,7 +67,7 @@ _STEP_ARRAYS = ("step_boxes", "step_valid", "face", "face_valid")  # extras on t
 
 
 @dataclass
-class Recording:
+class RecordingJob:
     """Stage 1's answer for a long recording: stream it (``parsed``: its keypoints, when read;
     ``people``: find every person first, ``extract.people_stream``; ``person``: one of them)."""
 
@@ -469,7 +469,7 @@ def extract_video(
     keep: bool = False,
 ) -> Extraction:
     """Extract one video as ``mar extract`` does (``microaction.extract.extract_video``): in one
-    pass (``pipeline.extract_video``), or, past ``stream_after`` seconds, chunk by chunk (the
+    pass (``pipeline.extract_clip``), or, past ``stream_after`` seconds, chunk by chunk (the
     chunks in a temporary folder; ``keep`` then keeps nothing)."""
     import tempfile
 

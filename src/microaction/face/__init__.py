@@ -10,7 +10,7 @@ imports ``face/``. Modules here (import what you need; nothing heavy is imported
 * ``data``      ``read_face_csv`` (``path,label[,group]``) and ``load_face_split``;
 * ``synthetic`` ``generate_face_dataset`` (classes differ only in fine texture; nuisance group);
 * ``crops``     ``crop_faces_from_file`` / ``FaceCropper`` (aligned crops from video, GIF, image);
-* ``train``     ``train_face``, ``evaluate_run`` (``mar face train`` / ``mar face eval``).
+* ``train``     ``train_face``, ``evaluate_face_run`` (``mar face train`` / ``mar face eval``).
 
 See docs/face.md.
 """

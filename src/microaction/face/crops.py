@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Detection", "FaceCropper", "FaceTrack", "crop_faces_from_file", "iter_frames", "save_crops"]
+__all__ = ["FaceBox", "FaceCropper", "FaceTrack", "crop_faces_from_file", "iter_media_frames", "save_crops"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 # face-mesh eye corners (subject's right eye: 33 outer, 133 inner; left eye: 362 inner, 263 outer)
@@ -41,7 +41,7 @@ _MESH_LEFT_EYE = (362, 263)
 
 
 @dataclass
-class Detection:
+class FaceBox:
     box: np.ndarray  # [4] xyxy, pixels
     right_eye: np.ndarray  # [2] xy, pixels (the subject's right eye: on the image's left for a frontal face)
     left_eye: np.ndarray  # [2] xy, pixels
@@ -64,7 +64,7 @@ class FaceTrack:
     frame_size: tuple[int, int]  # (width, height) of the source frames
 
 
-def iter_frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+def iter_media_frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """``(index, RGB uint8 [H, W, 3])`` for every ``stride``-th frame of a video, GIF or image."""
     path = Path(path)
     if not path.is_file():
@@ -132,7 +132,7 @@ class FaceCropper:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def detect(self, rgb: np.ndarray) -> Detection | None:
+    def detect(self, rgb: np.ndarray) -> FaceBox | None:
         """The most confident face in an RGB uint8 frame, or None."""
         h, w = rgb.shape[:2]
         frame = np.ascontiguousarray(rgb)
@@ -147,7 +147,7 @@ class FaceCropper:
             kp = loc.relative_keypoints  # right eye, left eye, nose tip, mouth, right ear, left ear
             right = np.array([kp[0].x * w, kp[0].y * h])
             left = np.array([kp[1].x * w, kp[1].y * h])
-            return Detection(box, right, left, float(best.score[0]))
+            return FaceBox(box, right, left, float(best.score[0]))
         return None
 
     def transform(self, box: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray) -> tuple[np.ndarray, float]:
@@ -180,7 +180,7 @@ class FaceCropper:
         src = pts @ inv[:, :2].T + inv[:, 2]
         return src[:2].mean(0), src[2:].mean(0)
 
-    def crop(self, rgb: np.ndarray, det: Detection) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def crop(self, rgb: np.ndarray, det: FaceBox) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         """Aligned crop, affine matrix, angle and the (possibly refined) eyes ``[2, 2]``."""
         right, left = det.right_eye, det.left_eye
         m, angle = self.transform(det.box, right, left)
@@ -193,7 +193,7 @@ class FaceCropper:
     def track(self, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
         """Crops for a sequence of ``(index, RGB frame)``."""
         rows: list[dict[str, Any]] = []
-        last: Detection | None = None
+        last: FaceBox | None = None
         since = 0
         frame_size = (0, 0)
         for index, rgb in frames:
@@ -251,7 +251,7 @@ def crop_faces_from_file(
 ) -> FaceTrack:
     """Aligned face crops of every ``stride``-th frame of a video, GIF or image file."""
     with FaceCropper(size=size, scale=scale, model=model, refine=refine, hold=hold) as cropper:
-        return cropper.track(iter_frames(path, stride))
+        return cropper.track(iter_media_frames(path, stride))
 
 
 def save_crops(track: FaceTrack, out: str | Path) -> None:

@@ -53,7 +53,7 @@ from microaction.models.face_vit import LSSAT, build_lssat, count_parameters, no
 __all__ = [
     "FaceLoss",
     "FaceTask",
-    "evaluate_run",
+    "evaluate_face_run",
     "evaluate_split",
     "face_metrics",
     "load_face_checkpoint",
@@ -278,7 +278,7 @@ def train_face(
             for split in ("val", "test"):
                 if split == "test" and data.test is None:
                     continue
-                m = evaluate_run(run, split=split, device=str(device), data=data)["metrics"]
+                m = evaluate_face_run(run, split=split, device=str(device), data=data)["metrics"]
                 log(
                     f"best epoch on {split}: acc {m['accuracy']:.4f} worst-group {m['worst_group_accuracy']:.4f} "
                     f"gap {m['accuracy_gap']:.4f}"
@@ -303,7 +303,7 @@ def load_face_checkpoint(path: str | Path, device: str | torch.device = "cpu") -
     return model.to(device).eval(), meta
 
 
-def evaluate_run(
+def evaluate_face_run(
     run: str | Path,
     *,
     split: str = "test",

@@ -112,7 +112,7 @@ def random_masking(
     return ids_keep, mask, ids_restore
 
 
-class Attention(nn.Module):
+class ViTAttention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
@@ -128,13 +128,13 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
-class Block(nn.Module):
+class ViTBlock(nn.Module):
     """Pre-norm transformer block."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = ViTAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
@@ -195,7 +195,7 @@ class FaceViT(nn.Module):
         self.patch_embed = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid).unsqueeze(0), persistent=False)
-        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.blocks = nn.ModuleList([ViTBlock(dim, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.head_drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(dim, num_outputs)
@@ -272,7 +272,7 @@ class TextureMAELoss(nn.Module):
         self.decoder_embed = nn.Linear(encoder_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.register_buffer("pos_embed", sincos_pos_embed(decoder_dim, self.grid).unsqueeze(0), persistent=False)
-        self.blocks = nn.ModuleList([Block(decoder_dim, decoder_heads) for _ in range(decoder_depth)])
+        self.blocks = nn.ModuleList([ViTBlock(decoder_dim, decoder_heads) for _ in range(decoder_depth)])
         self.norm = nn.LayerNorm(decoder_dim)
         self.pred = nn.Linear(decoder_dim, pp * self.out_per_pixel)
         self.apply(_init_weights)

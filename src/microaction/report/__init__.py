@@ -7,7 +7,7 @@
   video with each region's box drawn by its routing weight and the top predictions in a caption.
 - ``write_timeline(detections, out_dir, taxonomy, regions, video=None)``: a recording's detected
   segments as ``timeline.csv`` / ``.json`` / ``.eaf`` (ELAN) / ``.html`` (``docs/detection.md``).
-- ``load_run(run_dir)``: a run folder read and checked (``ReportError`` names what is missing).
+- ``read_run_data(run_dir)``: a run folder read and checked (``ReportError`` names what is missing).
 
 Submodules import matplotlib / PyAV, so they load on first use of these names.
 """
@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["ReportError", "build_report", "load_run", "write_overlay", "write_timeline"]
+__all__ = ["ReportError", "build_report", "read_run_data", "write_overlay", "write_timeline"]
 
 if TYPE_CHECKING:
     from microaction.report.html import build_report
     from microaction.report.overlay import write_overlay
-    from microaction.report.runs import ReportError, load_run
+    from microaction.report.runs import ReportError, read_run_data
     from microaction.report.timeline import write_timeline
 
 _WHERE = {
     "build_report": "microaction.report.html",
     "write_overlay": "microaction.report.overlay",
-    "load_run": "microaction.report.runs",
+    "read_run_data": "microaction.report.runs",
     "ReportError": "microaction.report.runs",
     "write_timeline": "microaction.report.timeline",
 }

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure as MplFigure
 
 from microaction.report import plots
-from microaction.report.runs import EvalData, ReportError, RunData, load_run
+from microaction.report.runs import EvalData, ReportError, RunData, read_run_data
 from microaction.report.tables import MetricRow, Table, metrics_table
 
 __all__ = ["ReportFigure", "build_report"]
@@ -247,7 +247,7 @@ def build_report(
         raise ReportError(f"rare_quantile must be in (0, 1), got {rare_quantile}")
     paths = [Path(p) for p in run_dirs]
     names = _unique_names(paths)
-    runs = [load_run(p, name=n) for p, n in zip(paths, names)]
+    runs = [read_run_data(p, name=n) for p, n in zip(paths, names)]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = metrics_table(runs, split)

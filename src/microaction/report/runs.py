@@ -27,8 +27,8 @@ __all__ = [
     "ReportError",
     "RunData",
     "group_by_seed",
-    "load_run",
     "read_checkpoint_metadata",
+    "read_run_data",
 ]
 
 # Config keys that may differ between the seeds of one experiment without making it another one:
@@ -221,7 +221,7 @@ def _resolve_taxonomy(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] |
     return None
 
 
-def load_run(path: str | Path, *, name: str | None = None) -> RunData:
+def read_run_data(path: str | Path, *, name: str | None = None) -> RunData:
     """Read one run folder; ``ReportError`` names any missing or malformed file."""
     run_dir = Path(path)
     if not run_dir.is_dir():

@@ -49,6 +49,7 @@ __all__ = [
     "KeypointsParser",
     "guess_size",
     "is_keypoint_source",
+    "keypoints_to_mediapipe",
     "load_keypoints",
     "parse_frame_size",
     "pose_ref",
@@ -56,7 +57,6 @@ __all__ = [
     "read_keypoints",
     "source_layout",
     "split_ref",
-    "to_mediapipe",
 ]
 
 # joint count -> {mediapipe landmark: joint index} of the layout found by that count (the tables
@@ -105,7 +105,7 @@ def _mapped(
     return kp
 
 
-def to_mediapipe(
+def keypoints_to_mediapipe(
     joints: np.ndarray,
     layout: str | Layout | None = None,
     *,
