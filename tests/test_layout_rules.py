@@ -15,14 +15,8 @@ MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 100
 # the subcommand protocol (``commands/<name>.py``: ``add_arguments`` and ``run``) and entry points
 PROTOCOL = {"add_arguments", "run", "main"}
-# (file relative to src/microaction, function qualname) -> lines, shrinking to nothing
-KNOWN_LONG: dict[tuple[str, str], int] = {
-    ("models/bmoe.py", "BMoE.__init__"): 144,
-    ("commands/extract.py", "add_arguments"): 126,
-    ("extract/stream.py", "stream_recording"): 108,
-    ("report/overlay.py", "write_overlay"): 106,
-    ("extract/parsers/keypoints.py", ""): 607,
-}
+# (file relative to src/microaction, function qualname or "" for the file) -> lines: none left
+KNOWN_LONG: dict[tuple[str, str], int] = {}
 
 
 def _files() -> list[Path]:

@@ -17,7 +17,8 @@ from microaction.data.poses import PoseClip, load_pose_set
 from microaction.data.store import FeatureStore
 from microaction.extract.parsers import ParseError
 from microaction.extract.parsers.base import to_seen_scale
-from microaction.extract.parsers.keypoints import kinect_to_pixels, load_keypoints, pose_ref, to_pixels
+from microaction.extract.parsers.keypoint_files import kinect_to_pixels
+from microaction.extract.parsers.keypoints import load_keypoints, pose_ref, to_pixels
 from microaction.layouts import LayoutError, detect_layout, flip_joints, get_layout, layout_names, to_mediapipe
 from microaction.skeleton import FLIP_PERMUTATION, LANDMARKS, flip_keypoints
 from microaction.taxonomy import load_taxonomy

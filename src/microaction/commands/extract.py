@@ -16,6 +16,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "others are done; 1 every video failed, or an error stopped the run (--allow-failures: 0 for the "
         "first two); --verify: 1 while damaged items or packed arrays remain"
     )
+    _input_arguments(p)
+    _parser_arguments(p)
+    _sampling_arguments(p)
+    _run_arguments(p)
+
+
+def _input_arguments(p: argparse.ArgumentParser) -> None:
+    """What to extract, where to, and checking a store."""
     p.add_argument(
         "--videos",
         help="folder of videos, a manifest CSV (video[,start,end]), one video file, or a pose pickle "
@@ -33,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --verify: re-extract the damaged items (from --videos when given, else the recorded video paths)",
     )
     p.add_argument("--video-root", help="folder the manifest's video paths are relative to (default: the CSV's folder)")
+
+
+def _parser_arguments(p: argparse.ArgumentParser) -> None:
+    """The body parser, the encoders, and how keypoint files are read."""
     p.add_argument("--parser", default="mediapipe", choices=["mediapipe", "sapiens", "keypoints", "groundtruth"])
     p.add_argument("--encoder", default="motion,pose", help="comma list of motion, pose, videomae (concatenated)")
     p.add_argument("--checkpoint", help="videomae checkpoint folder / sapiens TorchScript file")
@@ -70,6 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["project", "xy"],
         help="Kinect camera coordinates to pixels: perspective projection, or the camera's x, y",
     )
+
+
+def _sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """Regions, frames, crops, people, and long recordings."""
     p.add_argument("--regions", default="bmoe4", help="region set (bmoe4, ma52, imigue) or a comma list")
     p.add_argument("--stride", type=int, default=1, help="use every k-th frame")
     p.add_argument("--fps", type=float, help="resample to this frame rate")
@@ -119,6 +135,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="seconds per chunk of a streamed recording")
     p.add_argument("--track-seconds", type=float, default=10.0,
                    help="seconds per MediaPipe tracker segment (segments are parsed side by side)")  # fmt: skip
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """Devices, workers, failures and output."""
     p.add_argument("--device", default="cpu", help="torch device for sapiens / videomae (cuda, cpu)")
     p.add_argument("--shard", help="i/N: this process's share of the videos (SLURM arrays, several machines)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")

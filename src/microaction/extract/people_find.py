@@ -236,7 +236,7 @@ def load_people(
     for all instead)."""
     p = Path(path)
     if p.is_dir():
-        from microaction.extract.parsers.keypoints import openpose_docs
+        from microaction.extract.parsers.keypoint_files import openpose_docs
 
         return [_dets(_openpose_people(doc, str(f), min_confidence)) for f, doc in openpose_docs(p)], None, None
     if p.suffix == ".npz":

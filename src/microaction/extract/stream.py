@@ -236,6 +236,29 @@ def discard_work(store: FeatureStore, key: str) -> None:
     shutil.rmtree(store.root / WORK / key, ignore_errors=True)
 
 
+def _write_chunk(path: Path, got: Extraction, parsed: Parsed, own: np.ndarray) -> None:
+    """One chunk's arrays (``own``: its own frames among those encoded) as an ``.npz``, atomically."""
+    import io
+
+    assert got.layout is not None
+    arrays = {
+        "regions": got.regions.astype(np.float16),
+        "global": got.global_.astype(np.float16),
+        "timestamps": got.timestamps,
+        "visible": got.layout.visible[own].sum(0).astype(np.int64),
+        "frames": np.int64(own.sum()),
+        "boxes": got.extras["boxes"],
+        "keypoints": got.extras["keypoints"][own],
+        "landmarks": landmark_counts(got.extras["keypoints"][own], parsed.parse.info.get("thresholds")),
+        **{n: np.asarray(parsed.parse.info[n]) for n in ("thresholds", "provided") if n in parsed.parse.info},
+        "frame_indices": got.extras["frame_indices"][own],
+        **{n: got.extras[n] for n in _STEP_ARRAYS if n in got.extras},
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def stream_recording(
     ex: Extractor,
     store: FeatureStore,
@@ -287,25 +310,7 @@ def stream_recording(
         got = ex.encode(parsed, rate=rate, steps=steps, span=(a, hi + enc))
         kept = (ts >= a) & (ts < hi + enc)
         own = ((ts >= lo) & (ts < hi))[kept]
-        assert got.layout is not None
-        arrays = {
-            "regions": got.regions.astype(np.float16),
-            "global": got.global_.astype(np.float16),
-            "timestamps": got.timestamps,
-            "visible": got.layout.visible[own].sum(0).astype(np.int64),
-            "frames": np.int64(own.sum()),
-            "boxes": got.extras["boxes"],
-            "keypoints": got.extras["keypoints"][own],
-            "landmarks": landmark_counts(got.extras["keypoints"][own], parsed.parse.info.get("thresholds")),
-            **{n: np.asarray(parsed.parse.info[n]) for n in ("thresholds", "provided") if n in parsed.parse.info},
-            "frame_indices": got.extras["frame_indices"][own],
-            **{n: got.extras[n] for n in _STEP_ARRAYS if n in got.extras},
-        }
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)  # type: ignore[arg-type]
-        atomic_write_bytes(work / f"chunk_{k:05d}.npz", buf.getvalue())
+        _write_chunk(work / f"chunk_{k:05d}.npz", got, parsed, own)
         if on_chunk is not None:
             on_chunk(k)
 

@@ -131,6 +131,35 @@ class FusionLayer(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def _check_options(
+    regions: Sequence[str],
+    routing: str,
+    expert_impl: str,
+    router_temperature: float,
+    router_top_k: int | None,
+    combine: str,
+    router_noise: float,
+    expert_sum: str,
+) -> None:
+    """``ValueError`` for an option B-MoE does not have."""
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
+    if expert_impl not in ("batched", "loop"):
+        raise ValueError(f"expert_impl must be 'batched' or 'loop', got {expert_impl!r}")
+    if router_temperature <= 0:
+        raise ValueError(f"router_temperature must be > 0, got {router_temperature}")
+    if router_top_k is not None and router_top_k < 1:
+        raise ValueError(f"router_top_k must be >= 1 or None, got {router_top_k}")
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+    if router_noise < 0:
+        raise ValueError(f"router_noise must be >= 0, got {router_noise}")
+    if not regions:
+        raise ValueError("B-MoE needs at least one region")
+    if expert_sum not in EXPERT_SUMS:
+        raise ValueError(f"expert_sum must be one of {EXPERT_SUMS}, got {expert_sum!r}")
+
+
 @register_model("bmoe", presets={"tiny": dict(_TINY), "paper": dict(_PAPER)})
 class BMoE(nn.Module):
     """B-MoE: per-region M3E experts, saliency-pooled global M3E, cross-attention routing + fusion."""
@@ -174,30 +203,17 @@ class BMoE(nn.Module):
         texture_frames: int = 32,
     ) -> None:
         super().__init__()
-        if routing not in ROUTINGS:
-            raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
-        if expert_impl not in ("batched", "loop"):
-            raise ValueError(f"expert_impl must be 'batched' or 'loop', got {expert_impl!r}")
-        if router_temperature <= 0:
-            raise ValueError(f"router_temperature must be > 0, got {router_temperature}")
-        if router_top_k is not None and router_top_k < 1:
-            raise ValueError(f"router_top_k must be >= 1 or None, got {router_top_k}")
-        if combine not in COMBINES:
-            raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
-        if router_noise < 0:
-            raise ValueError(f"router_noise must be >= 0, got {router_noise}")
+        _check_options(
+            regions, routing, expert_impl, router_temperature, router_top_k, combine, router_noise, expert_sum
+        )
         self.regions = tuple(regions)
         R = len(self.regions)
-        if R < 1:
-            raise ValueError("B-MoE needs at least one region")
         self.routing = routing
         self.router_temperature = float(router_temperature)
         self.router_top_k = router_top_k
         self.router_noise = float(router_noise)
         self.combine = combine if routing != "concat" else "tokens"
         self.readout_pooled = bool(readout_pooled)
-        if expert_sum not in EXPERT_SUMS:
-            raise ValueError(f"expert_sum must be one of {EXPERT_SUMS}, got {expert_sum!r}")
         self.expert_sum = expert_sum
         self.n_heads = n_heads
         self.expert_impl = expert_impl
@@ -222,9 +238,27 @@ class BMoE(nn.Module):
             "region_dim": region_dim,
             "global_dim": global_dim,
         }
-        d = d_model
+        # modules in this order: seeded initialisation (and so every saved result) depends on it
+        self._build_experts(R, region_dim, global_dim, d_model)
+        self._build_router(R, d_model, n_heads, mlp_ratio, dropout, router_layers)
+        self._build_fusion(d_model, n_heads, mlp_ratio, dropout, fusion_layers, cls_layers, num_classes, num_body)
+        for name, child in self.named_children():
+            if name not in ("experts", "global_encoder"):  # the experts initialise themselves
+                init_linear_layernorm(child)
+        for p in (self.cls_token, self.global_type, self.region_embed):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
+        self.head_texture: HeadTexture | None = None
+        self.face_index = -1
+        if face_size:
+            self._build_head_texture(
+                d_model, face_size, face_patch, face_dim, face_depth, texture_target, texture_mask_ratio, texture_frames
+            )
+
+    def _build_experts(self, R: int, region_dim: int, global_dim: int, d: int) -> None:
+        """The region experts, the global M3E and the saliency scorer."""
         self.experts: nn.Module
-        if expert_impl == "batched":
+        if self.expert_impl == "batched":
             self.experts = StackedM3E(R, region_dim, **self.expert_kwargs)
         else:
             self.experts = nn.ModuleList(M3E(region_dim, **self.expert_kwargs) for _ in range(R))
@@ -234,17 +268,30 @@ class BMoE(nn.Module):
             nn.LayerNorm(d), nn.Linear(d, max(d // 4, 8)), nn.GELU(), nn.Linear(max(d // 4, 8), 1, bias=False)
         )
 
+    def _build_router(self, R: int, d: int, n_heads: int, mlp_ratio: float, dropout: float, layers: int) -> None:
+        """Region embeddings and, for soft routing, the relating layers and the query / key maps."""
         self.region_embed: nn.Parameter | None = None
-        if routing in ("soft", "concat") or self.combine == "tokens" or self.readout_pooled:
+        if self.routing in ("soft", "concat") or self.combine == "tokens" or self.readout_pooled:
             self.region_embed = nn.Parameter(torch.zeros(R, d))
-        if routing == "soft":
-            self.relate = nn.ModuleList(
-                TransformerLayer(d, n_heads, mlp_ratio, dropout=dropout) for _ in range(router_layers)
-            )
+        if self.routing == "soft":
+            self.relate = nn.ModuleList(TransformerLayer(d, n_heads, mlp_ratio, dropout=dropout) for _ in range(layers))
             self.router_norm_q = nn.LayerNorm(d)
             self.router_norm_k = nn.LayerNorm(d)
             self.router_q = nn.Linear(d, d)
             self.router_k = nn.Linear(d, d)
+
+    def _build_fusion(
+        self,
+        d: int,
+        n_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        fusion_layers: int,
+        cls_layers: int,
+        num_classes: int,
+        num_body: int,
+    ) -> None:
+        """Fusion of the global tokens with the experts, the class-token readout and the heads."""
         self.fusion = nn.ModuleList(FusionLayer(d, n_heads, mlp_ratio, dropout) for _ in range(fusion_layers))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.global_type = nn.Parameter(torch.zeros(1, 1, d))
@@ -255,30 +302,32 @@ class BMoE(nn.Module):
         self.pre_logits = nn.Sequential(nn.Linear(d, d), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d, num_classes=num_classes, num_body=num_body)
 
-        for name, child in self.named_children():
-            if name not in ("experts", "global_encoder"):  # the experts initialise themselves
-                init_linear_layernorm(child)
-        for p in (self.cls_token, self.global_type, self.region_embed):
-            if p is not None:
-                nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
-
-        self.head_texture: HeadTexture | None = None
-        self.face_index = -1
-        if face_size:
-            if FACE_REGION not in self.regions:
-                raise ValueError(f"face_size needs a {FACE_REGION!r} region; regions: {self.regions}")
-            self.face_index = self.regions.index(FACE_REGION)
-            self.head_texture = HeadTexture(
-                out_dim=d_model,  # joins the head expert after its input projection
-                img_size=face_size,
-                patch_size=face_patch,
-                dim=face_dim,
-                depth=face_depth,
-                heads=max(1, face_dim // 32),
-                target=cast(AuxTarget, texture_target),
-                mask_ratio=texture_mask_ratio,
-                max_frames=texture_frames,
-            )
+    def _build_head_texture(
+        self,
+        d_model: int,
+        face_size: int,
+        face_patch: int,
+        face_dim: int,
+        face_depth: int,
+        texture_target: str,
+        texture_mask_ratio: float,
+        texture_frames: int,
+    ) -> None:
+        """The head-texture branch (face crops of ``face_size`` pixels), joining the head expert."""
+        if FACE_REGION not in self.regions:
+            raise ValueError(f"face_size needs a {FACE_REGION!r} region; regions: {self.regions}")
+        self.face_index = self.regions.index(FACE_REGION)
+        self.head_texture = HeadTexture(
+            out_dim=d_model,  # joins the head expert after its input projection
+            img_size=face_size,
+            patch_size=face_patch,
+            dim=face_dim,
+            depth=face_depth,
+            heads=max(1, face_dim // 32),
+            target=cast(AuxTarget, texture_target),
+            mask_ratio=texture_mask_ratio,
+            max_frames=texture_frames,
+        )
 
     # -- encoders ---------------------------------------------------------------------------
     def _run_experts(

@@ -205,6 +205,34 @@ def _shade(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, alpha: float = 0
     region[:] = (region.astype(np.float32) * (1 - alpha)).astype(np.uint8)
 
 
+def _per_time(boxes: np.ndarray, routing: np.ndarray | None, r: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Boxes as ``[T, R(+1), 4]`` and routing as ``[T, R]`` (one row when clip-stable), checked."""
+    bx = np.asarray(boxes, dtype=np.float64)
+    if bx.ndim == 2:
+        bx = bx[None]
+    if bx.ndim != 3 or bx.shape[-1] != 4 or bx.shape[1] not in (r, r + 1):
+        raise ValueError(f"boxes must be [R+1, 4] or [T, R+1, 4] with R={r} regions, got {np.shape(boxes)}")
+    rw = None
+    if routing is not None:
+        rw = np.asarray(routing, dtype=np.float64)
+        if rw.ndim == 1:
+            rw = rw[None]
+        if rw.ndim != 2 or rw.shape[1] != r:
+            raise ValueError(f"routing must be [R] or [T, R] with R={r}, got {np.shape(routing)}")
+    return bx, rw
+
+
+def _upscaled(img: np.ndarray) -> tuple[np.ndarray, float]:
+    """The frame and its scale: small videos are drawn upscaled, so the text stays legible."""
+    scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
+    if scale > 1:
+        import cv2
+
+        size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    return img, scale
+
+
 def write_overlay(
     video_path: str | Path,
     out_path: str | Path,
@@ -237,19 +265,7 @@ def write_overlay(
     if not video_path.is_file():
         raise FileNotFoundError(f"{video_path}: no such video")
     names = list(region_names)
-    r = len(names)
-    bx = np.asarray(boxes, dtype=np.float64)
-    if bx.ndim == 2:
-        bx = bx[None]
-    if bx.ndim != 3 or bx.shape[-1] != 4 or bx.shape[1] not in (r, r + 1):
-        raise ValueError(f"boxes must be [R+1, 4] or [T, R+1, 4] with R={r} regions, got {np.shape(boxes)}")
-    rw = None
-    if routing is not None:
-        rw = np.asarray(routing, dtype=np.float64)
-        if rw.ndim == 1:
-            rw = rw[None]
-        if rw.ndim != 2 or rw.shape[1] != r:
-            raise ValueError(f"routing must be [R] or [T, R] with R={r}, got {np.shape(routing)}")
+    bx, rw = _per_time(boxes, routing, len(names))
     want_mp4 = out_path.suffix.lower() != ".gif"
     gif_path = out_path.with_suffix(".gif") if (gif or not want_mp4) else None
     n_frames = _count_frames(video_path)
@@ -268,13 +284,7 @@ def write_overlay(
             for f, frame in enumerate(src.decode(vs)):
                 if enc is None and f % step:
                     continue  # GIF only: frames it skips are not drawn
-                img: np.ndarray = frame.to_ndarray(format="rgb24")
-                scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
-                if scale > 1:  # small videos are drawn upscaled, so the text stays legible
-                    import cv2
-
-                    size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
-                    img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+                img, scale = _upscaled(frame.to_ndarray(format="rgb24"))
                 h, w = img.shape[:2]
                 weights = _per_frame(rw, n_frames, f) if rw is not None else None
                 caption = caption_lines
