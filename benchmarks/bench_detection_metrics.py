@@ -29,7 +29,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from microaction.data.segments import Detection, Segment
-    from microaction.metrics_detection import detection_map, nms, soft_nms
+    from microaction.metrics.detection import detection_map, nms, soft_nms
 
     rng = random.Random(0)
     gt, pred = [], []

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from microaction.data.segments import Detection, Segment
-from microaction.metrics_detection import (
+from microaction.metrics.detection import (
     MMA52_TIOUS,
     SOCIALGESTURE_TIOUS,
     detection_map,

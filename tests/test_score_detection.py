@@ -12,7 +12,7 @@ import pytest
 from microaction.cli import main
 from microaction.data.segment_readers import read_segments
 from microaction.data.segments import Detection, write_detections
-from microaction.metrics_detection import detection_map, is_detection_file, map_keys
+from microaction.metrics.detection import detection_map, is_detection_file, map_keys
 from microaction.taxonomy import load_taxonomy
 
 MA52 = load_taxonomy("ma52")

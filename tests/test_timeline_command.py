@@ -246,7 +246,7 @@ def test_timeline_refuses_bad_input(
 def test_submit_from_a_detection_run(detector: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """``mar submit --run RUN --split test``: the run's detections on the split, as a MAC CSV."""
     from microaction.engine.detection import detect_split, load_detector
-    from microaction.metrics_detection import read_detection_submission
+    from microaction.metrics.detection import read_detection_submission
 
     run_dir, _, _ = detector
     out = tmp_path / "prediction.csv"

@@ -97,7 +97,7 @@ def _score_detections(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from microaction.metrics_detection import MMA52_TIOUS, map_keys, score_detection_file
+    from microaction.metrics.detection import MMA52_TIOUS, map_keys, score_detection_file
     from microaction.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy(args.taxonomy)
@@ -133,7 +133,7 @@ def _online_f1(args: argparse.Namespace, taxonomy: Taxonomy) -> int:
     import json
 
     from microaction.data.segment_readers import read_segments
-    from microaction.metrics_detection import online_f1, read_detection_submission
+    from microaction.metrics.detection import online_f1, read_detection_submission
 
     gt = read_segments(args.ann, taxonomy, split=args.subset, fps=args.fps)
     dets = read_detection_submission(args.pred, taxonomy)
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from microaction.data.archives import set_max_unzipped_mb
-    from microaction.metrics_detection import is_detection_file
+    from microaction.metrics.detection import is_detection_file
 
     set_max_unzipped_mb(getattr(args, "max_unzipped_mb", None))
 
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     if taxonomy.has_body or taxonomy.multi_label:
         metrics = score_prediction_csv(args.pred, videos, labels, taxonomy, partial=args.partial)
     else:
-        from microaction.miga import score_miga_csv
+        from microaction.metrics.miga import score_miga_csv
 
         metrics = score_miga_csv(args.pred, videos, labels, taxonomy, partial=args.partial)
     counts = {k: int(metrics.pop(k)) for k in COVERAGE_KEYS if k in metrics}

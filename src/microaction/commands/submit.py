@@ -56,7 +56,7 @@ def _load(path: str, what: str) -> np.ndarray:
 def _submit_detections(args: argparse.Namespace) -> int:
     from microaction.data.segment_readers import read_segments
     from microaction.data.segments import write_detections
-    from microaction.metrics_detection import read_detection_submission
+    from microaction.metrics.detection import read_detection_submission
     from microaction.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy(args.taxonomy)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.scores}: shape {scores.shape}, expected ({len(samples)}, {taxonomy.num_classes}) for {args.ann}"
         )
     if not taxonomy.has_body and not taxonomy.multi_label:
-        from microaction.miga import write_miga_csv
+        from microaction.metrics.miga import write_miga_csv
 
         if body is not None:
             raise ValueError(f"--body-scores: taxonomy {taxonomy.name!r} has no body level")

@@ -19,7 +19,7 @@ annotation's video ids by their key (``video_key``) or its last path component.
 - Inference (``detect_recording``): a whole recording in one pass (the detectors are convolutional
   and masked, so a recording of any length runs as one sequence), detections in seconds with the
   routing over regions where the model has one.
-- Evaluation (``evaluate_detection_run``): MMA-52 detection mAP (``metrics_detection``) at
+- Evaluation (``evaluate_detection_run``): MMA-52 detection mAP (``metrics.detection``) at
   ``detection.tious``; ``eval_<split>.json`` and ``detections_<split>.json`` in the run folder.
 """
 
@@ -270,7 +270,7 @@ def detect_recording(model: nn.Module, rec: DetectionRecording, device: torch.de
 def score_detections(
     recs: list[DetectionRecording], dets: list[Detection], segments: list[Segment], num_classes: int, tious: list[float]
 ) -> dict[str, float]:
-    from microaction.metrics_detection import detection_map
+    from microaction.metrics.detection import detection_map
 
     keep = {r.video for r in recs}
     gt = [s for s in segments if s.video in keep]

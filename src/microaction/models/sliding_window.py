@@ -200,7 +200,7 @@ class SlidingWindow(nn.Module):
 
     @torch.no_grad()
     def detect(self, out: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        from microaction.metrics_detection import nms
+        from microaction.metrics.detection import nms
 
         def run(sg: torch.Tensor, sc: torch.Tensor, lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             k = nms(sg, sc, lab, iou_threshold=self.iou_threshold, max_num=self.max_seg_num)

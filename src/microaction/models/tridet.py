@@ -21,7 +21,7 @@ of that class whose centre region (± ``center_sample_radius`` level strides) ho
 largest distance lies in the level's regression range; sigmoid focal loss on the class logits
 (positives weighted by IoU^``iou_weight_power``), DIoU loss on the decoded offsets, normalised by
 an EMA of the positive count. Inference (``detect(out)``): top scoring (step, class) pairs,
-decoded segments, multi-class Soft-NMS (``metrics_detection.soft_nms``).
+decoded segments, multi-class Soft-NMS (``metrics.detection.soft_nms``).
 
 Parameter names and shapes are TriDet's (``libs/modeling``: ``backbone.embd.0.conv.weight``,
 ``backbone.embd_norm.0.weight`` [1, C, 1], ``backbone.stem.*`` / ``backbone.branch.*`` = the SGP
@@ -502,7 +502,7 @@ class TriDet(nn.Module):
         ``pre_nms_topk`` and ``max_seg_num`` are per ``NMS_BLOCK`` steps of recording, and NMS runs
         block by block (``detect_ops.nms_blockwise``), so an hour-long recording costs an hour's worth of
         short ones instead of one quadratic NMS over all its candidates."""
-        from microaction.metrics_detection import nms, soft_nms
+        from microaction.metrics.detection import nms, soft_nms
 
         cfg = self.test
         pts, C = out["points"], self.num_classes

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from microaction.metrics import MetricsError, _labels, _scores, coverage, match_rows, topk, write_prediction_csv
+from microaction.metrics.classification import (
+    MetricsError,
+    _labels,
+    _scores,
+    coverage,
+    match_rows,
+    topk,
+    write_prediction_csv,
+)
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["MigaTable", "read_miga_csv", "score_miga_csv", "write_miga_csv"]

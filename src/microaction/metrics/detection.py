@@ -238,7 +238,7 @@ def online_f1(gt: Sequence[Segment], pred: Sequence[Detection | Segment], overla
 def is_detection_file(path: str | os.PathLike[str]) -> bool:
     """Whether a prediction file holds detections: a ``.json`` detections file, or a CSV (or a
     submission zip's ``prediction.csv``) whose header is ``,video_id,t_start,t_end,class,score``."""
-    from microaction.metrics import _prediction_text
+    from microaction.metrics.classification import _prediction_text
 
     path = Path(path)
     if path.suffix.lower() == ".json":
@@ -254,7 +254,7 @@ def is_detection_file(path: str | os.PathLike[str]) -> bool:
 def read_detection_submission(path: str | os.PathLike[str], taxonomy: Taxonomy | None = None) -> list[Detection]:
     """Detections of a MAC submission CSV / zip (``prediction.csv`` at its root) or a ``.json``
     detections file."""
-    from microaction.metrics import _prediction_text
+    from microaction.metrics.classification import _prediction_text
 
     path = Path(path)
     if path.suffix.lower() == ".json":
