@@ -28,7 +28,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from microaction.data.segments import Detection, Segment
+    from microaction.data.readers.segments import Detection, Segment
     from microaction.metrics.detection import detection_map, nms, soft_nms
 
     rng = random.Random(0)

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from microaction.data.annotations import Sample
 from microaction.data.loader import ClipDataset, make_loader
+from microaction.data.readers.annotations import Sample
 from microaction.data.samplers import TrainBatchSampler
 from microaction.data.store import FeatureStore
 from microaction.engine.testing import make_packed_store

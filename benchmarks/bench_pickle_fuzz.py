@@ -4,7 +4,7 @@ Each case is drawn from ``--seed`` (``tests/pickle_cases.py``): a numpy dtype wi
 descriptor, state (version, byte order, sub-array, names, fields, item size, alignment, flags),
 shape and byte count, used as a scalar, an array or a protocol-5 buffer; or a real pose pickle
 (protocols 2-5) with bytes flipped, inserted, deleted or cut; or a mutation of the reported
-crafted files. Cases are loaded with ``microaction.data.pickles.safe_loads`` in worker processes
+crafted files. Cases are loaded with ``microaction.data.readers.pickles.safe_loads`` in worker processes
 (address space capped at 2 GB) that report each case before loading it, so a crash is counted
 against its case and a new worker goes on: the run always finishes. Every array a case gives is
 read back in full. The control loads the reported crafted files with plain ``pickle.loads`` in

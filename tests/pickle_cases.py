@@ -199,7 +199,7 @@ def check(data: bytes, source: str, loader: str = "safe") -> str:
     """Load one case the way `mar` does (``loader="plain"``: with ``pickle.loads``, the control);
     touch every array it gives. -> 'loaded' / 'refused'."""
     from microaction.data.errors import AnnotationError
-    from microaction.data.pickles import safe_loads
+    from microaction.data.readers.pickles import safe_loads
 
     try:
         obj = safe_loads(data, source=source) if loader == "safe" else pickle.loads(data)

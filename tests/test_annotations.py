@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microaction.data.annotations import (
+from microaction.data.readers.annotations import (
     UNKNOWN,
     AnnotationError,
     Sample,
@@ -25,8 +25,8 @@ from microaction.data.annotations import (
     resolve_videos,
     split_from_list_name,
 )
-from microaction.data.pickles import ForbiddenPickle, load_pose_pickle
-from microaction.data.poses import read_pose_pickle
+from microaction.data.readers.pickles import ForbiddenPickle, load_pose_pickle
+from microaction.data.readers.poses import read_pose_pickle
 from microaction.taxonomy import load_taxonomy
 
 MA52 = load_taxonomy("ma52")

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from microaction.cli import main as mar
-from microaction.data.annotations import read_annotations
 from microaction.data.archives import ArchiveError, load_npz, read_member
 from microaction.data.errors import AnnotationError
-from microaction.data.segments import read_detections
+from microaction.data.readers.annotations import read_annotations
+from microaction.data.readers.segments import read_detections
 from microaction.extract.parsers.base import ParseError
 from microaction.extract.parsers.keypoints import read_keypoints_npz
 from microaction.metrics import write_submission

@@ -22,7 +22,7 @@ from safetensors.torch import save as st_save
 
 from microaction.cli import main as mar
 from microaction.data.loader import ClipDataset
-from microaction.data.samples import Sample
+from microaction.data.readers.samples import Sample
 from microaction.data.store import FeatureStore, StoreError
 from microaction.engine.checkpoint import (
     SUM_KEY,

@@ -263,8 +263,8 @@ def test_per_step_validity_reaches_training_evaluation_and_prediction(tmp_path: 
 
 
 def test_standardisation_travels_with_the_checkpoint(ds: dict[str, Any], tmp_path: Path) -> None:
-    from microaction.data.annotations import read_annotations
     from microaction.data.loader import ClipDataset
+    from microaction.data.readers.annotations import read_annotations
     from microaction.data.standardize import FeatureStats, compute_feature_stats
     from microaction.data.store import FeatureStore
     from microaction.taxonomy import load_taxonomy

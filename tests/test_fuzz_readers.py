@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from microaction.data.annotations import (
+from microaction.data.readers.annotations import (
     AnnotationError,
     load_split,
     read_annotations,
@@ -25,7 +25,7 @@ from microaction.data.annotations import (
     read_manifest_csv,
     read_skeleton_csv,
 )
-from microaction.data.pickles import load_pose_pickle
+from microaction.data.readers.pickles import load_pose_pickle
 from microaction.metrics import MetricsError, read_prediction_csv
 from microaction.taxonomy import load_taxonomy
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from microaction.data.annotations import AnnotationError
-from microaction.data.segment_readers import read_segments
-from microaction.data.segments import read_detections
+from microaction.data.readers.annotations import AnnotationError
+from microaction.data.readers.segment_readers import read_segments
+from microaction.data.readers.segments import read_detections
 from microaction.taxonomy import load_taxonomy
 
 MA52 = load_taxonomy("ma52")

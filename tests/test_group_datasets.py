@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from microaction.data.annotations import AnnotationError, read_annotations
-from microaction.data.groups import read_mpiigi_csv
+from microaction.data.readers.annotations import AnnotationError, read_annotations
+from microaction.data.readers.mpiigi import read_mpiigi_csv
 from microaction.extract.runner import collect_jobs
 from microaction.taxonomy import load_taxonomy
 

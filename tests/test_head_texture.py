@@ -14,8 +14,8 @@ import yaml
 
 from baselines import chance_f1_mean
 from microaction.cli import main as mar
-from microaction.data.annotations import read_annotations
 from microaction.data.loader import ClipDataset, sample_steps, select_samples
+from microaction.data.readers.annotations import read_annotations
 from microaction.data.store import FeatureStore, StoreError, StoreMismatch
 from microaction.engine import Predictor, evaluate_run, load_run
 from microaction.engine.testing import make_random_dataset

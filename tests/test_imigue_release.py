@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from microaction.data.annotations import AnnotationError, read_annotations, read_imigue_labels, read_label_names
-from microaction.data.segment_readers import IMIGUE_FPS, read_imigue_instances, read_segments
+from microaction.data.readers.annotations import AnnotationError, read_annotations, read_imigue_labels, read_label_names
+from microaction.data.readers.segment_readers import IMIGUE_FPS, read_imigue_instances, read_segments
 from microaction.taxonomy import load_taxonomy
 
 IMIGUE = load_taxonomy("imigue")

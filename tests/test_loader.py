@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from microaction.data.annotations import read_manifest_csv
 from microaction.data.loader import ClipDataset, check_store, sample_steps, select_samples, store_keys
+from microaction.data.readers.annotations import read_manifest_csv
 from microaction.data.samplers import EvalBatchSampler, TrainBatchSampler, class_weights
 from microaction.data.store import FeatureStore, StoreError, StoreMismatch
 from microaction.engine.testing import make_random_dataset
@@ -134,7 +134,7 @@ def test_store_checks(ds: dict[str, Path]) -> None:
         check_store(store, {"colour": 1}, source="the config")
     tax = load_taxonomy(ds["taxonomy"])
     samples = read_manifest_csv(ds["manifest"], tax)
-    from microaction.data.annotations import Sample
+    from microaction.data.readers.annotations import Sample
 
     extra = [*samples, Sample("videos/nope.mp4", 0)]
     with pytest.raises(StoreError, match="1 of 33 clips"):

@@ -13,7 +13,7 @@ import yaml
 from microaction.cli import main as mar
 from microaction.data.csv_cells import neutralise
 from microaction.data.errors import readable_text
-from microaction.data.segments import Detection
+from microaction.data.readers.segments import Detection
 from microaction.data.store import FeatureStore
 from microaction.engine.predict import Prediction
 from microaction.engine.testing import make_random_dataset

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from microaction.data.segments import Detection, Segment
+from microaction.data.readers.segments import Detection, Segment
 from microaction.metrics.detection import (
     MMA52_TIOUS,
     SOCIALGESTURE_TIOUS,

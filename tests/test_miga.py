@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from microaction.cli import main as mar
-from microaction.data.annotations import AnnotationError, check_label_names, read_annotations
+from microaction.data.readers.annotations import AnnotationError, check_label_names, read_annotations
 from microaction.metrics import MetricsError
 from microaction.metrics.miga import read_miga_csv, score_miga_csv, write_miga_csv
 from microaction.taxonomy import load_taxonomy

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from extract_helpers import skeleton_clip
-from microaction.data.annotations import AnnotationError, read_manifest_csv
+from microaction.data.readers.annotations import AnnotationError, read_manifest_csv
 from microaction.data.store import FeatureStore, video_key
 from microaction.data.synth.scene import generate_scene
 from microaction.extract.parsers.base import ParseResult

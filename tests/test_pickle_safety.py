@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from microaction.data.errors import AnnotationError
-from microaction.data.pickles import ForbiddenPickle, load_pose_pickle, safe_loads
+from microaction.data.readers.pickles import ForbiddenPickle, load_pose_pickle, safe_loads
 from pickle_cases import annotation, crafted, dumps, run_isolated, scalar
 
 SRC = Path(__file__).resolve().parents[1] / "src"

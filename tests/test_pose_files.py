@@ -12,8 +12,8 @@ import pytest
 
 from extract_helpers import skeleton_clip
 from microaction.cli import main as mar
-from microaction.data.annotations import AnnotationError, read_annotations
-from microaction.data.poses import PoseClip, load_pose_set
+from microaction.data.readers.annotations import AnnotationError, read_annotations
+from microaction.data.readers.poses import PoseClip, load_pose_set
 from microaction.data.store import FeatureStore
 from microaction.extract.parsers import ParseError
 from microaction.extract.parsers.base import to_seen_scale

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from microaction.data.segment_readers import read_segments
+from microaction.data.readers.segment_readers import read_segments
 from microaction.data.synth.recording import RECORDING_PRESETS, generate_recording, generate_recordings
 from microaction.taxonomy import load_taxonomy
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from microaction.cli import main
-from microaction.data.segment_readers import read_segments
-from microaction.data.segments import Detection, write_detections
+from microaction.data.readers.segment_readers import read_segments
+from microaction.data.readers.segments import Detection, write_detections
 from microaction.metrics.detection import detection_map, is_detection_file, map_keys
 from microaction.taxonomy import load_taxonomy
 

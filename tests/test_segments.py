@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from microaction.data.annotations import AnnotationError
-from microaction.data.segment_readers import (
+from microaction.data.readers.annotations import AnnotationError
+from microaction.data.readers.segment_readers import (
     read_imigue_instances,
     read_mma52_csv,
     read_mma52_json,
@@ -17,7 +17,7 @@ from microaction.data.segment_readers import (
     read_segments,
     read_smg_finelabels,
 )
-from microaction.data.segments import (
+from microaction.data.readers.segments import (
     Detection,
     Segment,
     is_detection_csv,

@@ -164,8 +164,8 @@ def test_a_video_without_anyone_is_no_person(tmp_path: Path, ma52_dir: Path, cap
     assert "0 done, 0 no person, 2 skipped" in capsys.readouterr().out
 
     # training refuses it, unless the config keeps it
-    from microaction.data.annotations import Sample
     from microaction.data.loader import select_samples
+    from microaction.data.readers.annotations import Sample
 
     samples = [Sample("grey.mp4", 0), Sample("nodding.mp4", 1)]
     with pytest.raises(StoreError, match=r"no person found .*grey.*data.keep_no_person: true"):

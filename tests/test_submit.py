@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from microaction.cli import main
-from microaction.data.annotations import read_annotations
+from microaction.data.readers.annotations import read_annotations
 from microaction.metrics import SCORE_KEYS, classification_metrics
 from microaction.taxonomy import load_taxonomy
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microaction.data.annotations import read_manifest_csv
+from microaction.data.readers.annotations import read_manifest_csv
 from microaction.data.synth import MOTIONS, PRESETS, generate_clip, generate_dataset, plan, read_clip, split_counts
 from microaction.data.synth.generate import ClipSpec, Preset
 from microaction.data.synth.nuisances import Nuisance

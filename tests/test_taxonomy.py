@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microaction.data.annotations import AnnotationError, check_label_names, read_label_names
+from microaction.data.readers.annotations import AnnotationError, check_label_names, read_label_names
 from microaction.taxonomy import BUILTIN, Taxonomy, TaxonomyError, load_taxonomy
 
 # ../shared/README.md: body group of each MA-52 action id range

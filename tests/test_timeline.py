@@ -14,7 +14,7 @@ import pympi
 import pytest
 from PIL import Image
 
-from microaction.data.segments import Detection
+from microaction.data.readers.segments import Detection
 from microaction.report.timeline import write_timeline
 from microaction.report.timeline_html import score_colour
 from microaction.report.timeline_rows import assign_lanes, timeline_rows

@@ -132,7 +132,7 @@ def _score_detections(args: argparse.Namespace) -> int:
 def _online_f1(args: argparse.Namespace, taxonomy: Taxonomy) -> int:
     import json
 
-    from microaction.data.segment_readers import read_segments
+    from microaction.data.readers.segment_readers import read_segments
     from microaction.metrics.detection import online_f1, read_detection_submission
 
     gt = read_segments(args.ann, taxonomy, split=args.subset, fps=args.fps)
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--partial scores clip predictions; detections are scored over every annotated video")
         return _score_detections(args)
 
-    from microaction.data.annotations import read_annotations
+    from microaction.data.readers.annotations import read_annotations
     from microaction.metrics import COVERAGE_KEYS, score_prediction_csv
     from microaction.taxonomy import load_taxonomy
 

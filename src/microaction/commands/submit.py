@@ -54,8 +54,8 @@ def _load(path: str, what: str) -> np.ndarray:
 
 
 def _submit_detections(args: argparse.Namespace) -> int:
-    from microaction.data.segment_readers import read_segments
-    from microaction.data.segments import write_detections
+    from microaction.data.readers.segment_readers import read_segments
+    from microaction.data.readers.segments import write_detections
     from microaction.metrics.detection import read_detection_submission
     from microaction.taxonomy import load_taxonomy
 
@@ -79,7 +79,7 @@ def _submit_detections(args: argparse.Namespace) -> int:
 
 
 def _submit_run(args: argparse.Namespace) -> int:
-    from microaction.data.segments import write_detections
+    from microaction.data.readers.segments import write_detections
     from microaction.engine.detection import detect_split, load_detector
 
     if not args.out.lower().endswith((".zip", ".csv")):
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         return _submit_run(args)
     if not args.ann:
         raise ValueError("--ann is required with --scores (the list the score rows follow)")
-    from microaction.data.annotations import read_annotations
+    from microaction.data.readers.annotations import read_annotations
     from microaction.metrics import write_submission
     from microaction.taxonomy import load_taxonomy
 

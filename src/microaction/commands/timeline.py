@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from microaction.data.segments import Detection
+    from microaction.data.readers.segments import Detection
     from microaction.data.store import Item, StoreManifest
 
 FEATURES = "features"  # OUT/features: the video's feature store

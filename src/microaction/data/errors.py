@@ -1,7 +1,7 @@
 """The errors of the data layer: annotation readers and feature stores.
 
-In a module of its own so that the readers (``data.annotations``) and the restricted unpickler
-they use for pose pickles (``data.pickles``) share one, and the feature store (``data.store``)
+In a module of its own so that the readers (``data.readers.annotations``) and the restricted unpickler
+they use for pose pickles (``data.readers.pickles``) share one, and the feature store (``data.store``)
 and its packed arrays (``data.packed``) the other, without importing each other.
 """
 

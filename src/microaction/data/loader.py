@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from microaction.data.annotations import UNKNOWN, Sample
 from microaction.data.packed import PackedArrays, all_finite
 from microaction.data.prefetch import background
+from microaction.data.readers.annotations import UNKNOWN, Sample
 from microaction.data.samplers import Key
 from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreError, StoreMismatch

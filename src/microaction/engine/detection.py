@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from microaction.data.segment_readers import read_segments
-from microaction.data.segments import Detection, Segment, SegmentTable
+from microaction.data.readers.segment_readers import read_segments
+from microaction.data.readers.segments import Detection, Segment, SegmentTable
 from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, Item, atomic_write_bytes
 from microaction.engine.config import ExperimentConfig
@@ -341,7 +341,7 @@ def evaluate_detection_run(
     """Detections on a split's recordings, scored with the MMA-52 detection mAP; writes
     ``eval_<split>.json`` and ``detections_<split>.json`` (with routing) into the run folder or ``out``.
     ``run`` is a run folder or a ``LoadedRun``."""
-    from microaction.data.segments import write_detections
+    from microaction.data.readers.segments import write_detections
 
     loaded = load_detector(run, checkpoint, device=device)
 

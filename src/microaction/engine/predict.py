@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from microaction.data.annotations import Sample
 from microaction.data.loader import ClipDataset, sample_steps
+from microaction.data.readers.annotations import Sample
 from microaction.data.store import FeatureStore, StoreError, StoreManifest
 from microaction.engine.evaluate import infer
 from microaction.engine.precision import autocast, resolve_precision

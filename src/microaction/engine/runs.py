@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from microaction.data.annotations import Sample, read_annotations
+from microaction.data.readers.annotations import Sample, read_annotations
 from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.engine import distributed as dist_

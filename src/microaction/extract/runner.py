@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from microaction.data.groups import is_mpiigi_csv, read_mpiigi_csv
-from microaction.data.person_boxes import BoxRow, check_person_columns, person_fields
-from microaction.data.samples import read_text
+from microaction.data.readers.mpiigi import is_mpiigi_csv, read_mpiigi_csv
+from microaction.data.readers.person_boxes import BoxRow, check_person_columns, person_fields
+from microaction.data.readers.samples import read_text
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
@@ -147,7 +147,7 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
     ``start``/``end``, ``person`` and a person box ``x1,y1,x2,y2`` [+ ``frame``]; paths relative to
     ``video_root`` or the CSV's folder), an MPII-GI sample CSV (``<rec_no>/<subject_pos>.<ext>``
     under ``video_root``, one job per snippet) or a pose pickle (one job per annotation, for
-    ``--parser keypoints``; see ``microaction.data.poses``). Keys follow ``video_key`` of the name as
+    ``--parser keypoints``; see ``microaction.data.readers.poses``). Keys follow ``video_key`` of the name as
     written (a manifest) or of the path relative to the folder."""
     src = Path(videos)
     jobs: list[Job] = []

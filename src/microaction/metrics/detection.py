@@ -48,8 +48,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from microaction.data.segment_readers import read_segments
-from microaction.data.segments import (
+from microaction.data.readers.segment_readers import read_segments
+from microaction.data.readers.segments import (
     Detection,
     Segment,
     SegmentTable,

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from microaction.data import csv_cells
-from microaction.data.segments import Detection
+from microaction.data.readers.segments import Detection
 from microaction.report.timeline_html import write_timeline_html
 from microaction.report.timeline_rows import TimelineRow, assign_lanes, lane_groups, lane_people, timeline_rows
 from microaction.taxonomy import Taxonomy

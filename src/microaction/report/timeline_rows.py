@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from microaction.data.segments import Detection
+from microaction.data.readers.segments import Detection
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["TimelineRow", "assign_lanes", "lane_groups", "lane_people", "timeline_rows"]

@@ -325,7 +325,7 @@ def generate_recordings(
     if workers > 1:
         pool.close()
         pool.join()
-    from microaction.data.segments import Segment, write_mma52_json
+    from microaction.data.readers.segments import Segment, write_mma52_json
 
     segments = [Segment(v, a, b, c, g["subset"]) for v, g in gt.items() for c, a, b in g["actions"]]
     write_mma52_json(

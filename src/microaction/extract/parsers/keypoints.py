@@ -12,7 +12,7 @@ Formats, found by the video's stem (see ``KeypointsParser.find``):
   MiGA/iMiGUE files (OpenPose-137: 411 columns); SMG's Kinect files (25 joints × 11 values:
   camera-space x, y, z, ...) are projected to pixels (``kinect_to_pixels``);
 - one sample of a pose pickle, ``<file.pkl>#<name>`` (``pose_ref``; ``mar extract --videos
-  POSES.pkl`` makes one job per annotation; see ``microaction.data.poses``).
+  POSES.pkl`` makes one job per annotation; see ``microaction.data.readers.poses``).
 
 Every layout is mapped onto the 33 MediaPipe landmarks by the tables of
 ``microaction.layouts`` (data: ``layouts.yaml``), found by the joint count or named
@@ -170,8 +170,8 @@ def _read_openpose_dir(d: Path, min_confidence: float | None) -> tuple[np.ndarra
 def _read_skeleton_csv(
     p: Path, layout: str | None, kinect: str, min_confidence: float | None
 ) -> tuple[np.ndarray, tuple[int, int] | None, Layout]:
-    from microaction.data.annotations import read_skeleton_csv
     from microaction.data.errors import AnnotationError
+    from microaction.data.readers.annotations import read_skeleton_csv
 
     try:
         width = csv_width(p)
@@ -212,7 +212,7 @@ def split_ref(path: str | os.PathLike[str]) -> tuple[Path, str] | None:
 def pose_set(path: str | os.PathLike[str]) -> Any:
     """The pickle's PoseSet, loaded once per process (and again when the file changes)."""
     from microaction.data.errors import AnnotationError
-    from microaction.data.poses import load_pose_set
+    from microaction.data.readers.poses import load_pose_set
 
     path = Path(path)
     try:

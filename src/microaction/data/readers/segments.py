@@ -2,7 +2,7 @@
 output), the readers of the field's formats, and the writers.
 
 Formats (documented for users in ``docs/detection.md``; ``read_segments`` picks one from the file;
-the per-format readers live in ``microaction.data.segment_readers``):
+the per-format readers live in ``microaction.data.readers.segment_readers``):
 
 - MMA-52 / MAC detection JSON: ``{video_id: {"subset": "train"|"val"|"test", "duration": s,
   "actions": [[class_id, t_start, t_end], ...]}}`` (``read_mma52_json``, ``write_mma52_json``);
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from microaction.data.annotations import _read_text
 from microaction.data.errors import AnnotationError
+from microaction.data.readers.annotations import _read_text
 from microaction.taxonomy import Taxonomy, TaxonomyError
 
 __all__ = [

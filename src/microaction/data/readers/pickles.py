@@ -19,7 +19,7 @@ Everything else (object, string, void, datetime, structured dtypes, any other st
 Big-endian arrays come back in native byte order.
 
 The ``frame_dir`` of an annotation is only an identifier, like every video name in this package
-(see ``microaction.data.annotations``): it is never turned into model input.
+(see ``microaction.data.readers.annotations``): it is never turned into model input.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from microaction.data.errors import AnnotationError
-from microaction.data.samples import Sample, int_field, read_text
+from microaction.data.readers.samples import Sample, int_field, read_text
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["MPIIGI_COLUMNS", "is_mpiigi_csv", "mpiigi_video", "read_mpiigi_csv"]

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from microaction.data.annotations import _read_text, load_split
 from microaction.data.errors import AnnotationError
-from microaction.data.segments import (
+from microaction.data.readers.annotations import _read_text, load_split
+from microaction.data.readers.segments import (
     OnIssue,
     Segment,
     SegmentTable,

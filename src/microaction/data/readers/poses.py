@@ -1,6 +1,6 @@
 """Pose releases as annotation files and as keypoint sources.
 
-Files read (always through the restricted unpickler of ``microaction.data.pickles``):
+Files read (always through the restricted unpickler of ``microaction.data.readers.pickles``):
 
 - MMAction2 / PySKL pose pickles: ``{"split": {name: [ids]}, "annotations": [...]}`` or a bare
   list of annotation dicts; per annotation ``frame_dir`` (or ``filename``), ``label``,
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from microaction.data.errors import AnnotationError
-from microaction.data.samples import UNKNOWN, Sample, split_from_list_name
+from microaction.data.readers.samples import UNKNOWN, Sample, split_from_list_name
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["POSE_PICKLE_ID_BASE", "PoseClip", "PoseSet", "load_pose_set", "pair_of", "read_pose_pickle"]
@@ -136,7 +136,7 @@ def read_pose_pickle(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split:
     given, else the one its name starts with (``train_label.pkl`` -> ``train``). MMN's data
     pickle reads its labels from the label pickle beside it.
     """
-    from microaction.data.pickles import load_pose_pickle
+    from microaction.data.readers.pickles import load_pose_pickle
 
     path = Path(path)
     if path.stem.endswith("_data") and (other := pair_of(path)) is not None:
@@ -279,7 +279,7 @@ class PoseSet:
 
 def load_pose_set(path: str | os.PathLike[str]) -> PoseSet:
     """The keypoints of a pose pickle (MMN: either file of the pair)."""
-    from microaction.data.pickles import load_pose_pickle
+    from microaction.data.readers.pickles import load_pose_pickle
 
     path = Path(path)
     data = load_pose_pickle(path)

@@ -1,6 +1,6 @@
 """``Sample`` (one clip of an annotation file) and the text helpers every annotation reader
-shares; a module of its own so that the readers of ``data.annotations``, ``data.poses`` and
-``data.groups`` use them without importing each other."""
+shares; a module of its own so that the readers of ``annotations``, ``poses`` and
+``mpiigi`` use them without importing each other."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microaction.data.errors import AnnotationError
-from microaction.data.person_boxes import BoxRow
+from microaction.data.readers.person_boxes import BoxRow
 from microaction.data.store import video_key
 
 __all__ = ["UNKNOWN", "Sample", "int_field", "read_text", "split_from_list_name"]

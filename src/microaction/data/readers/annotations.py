@@ -11,7 +11,7 @@ Formats (documented for users in ``docs/data_formats.md``):
   cross-subject split as a data file (``read_imigue_labels``, ``read_skeleton_csv``,
   ``load_split``);
 - pose pickles from MMAction2 / PySKL, only through the restricted unpickler of
-  ``microaction.data.pickles``;
+  ``microaction.data.readers.pickles``;
 
 and ``read_annotations`` picks the reader from the file. Every error is an ``AnnotationError``
 (a ``ValueError``) naming the file and, where there is one, the line.
@@ -40,10 +40,10 @@ import numpy as np
 import yaml
 
 from microaction.data.errors import AnnotationError
-from microaction.data.person_boxes import PERSON_COLUMNS, add_sample, check_person_columns, person_fields
-from microaction.data.samples import UNKNOWN, Sample, split_from_list_name
-from microaction.data.samples import int_field as _int_field
-from microaction.data.samples import read_text as _read_text
+from microaction.data.readers.person_boxes import PERSON_COLUMNS, add_sample, check_person_columns, person_fields
+from microaction.data.readers.samples import UNKNOWN, Sample, split_from_list_name
+from microaction.data.readers.samples import int_field as _int_field
+from microaction.data.readers.samples import read_text as _read_text
 from microaction.taxonomy import Taxonomy, TaxonomyError, check_names
 
 __all__ = [
@@ -68,7 +68,7 @@ __all__ = [
     "split_from_list_name",
 ]
 
-_HERE = Path(__file__).resolve().parent
+_SPLITS = Path(__file__).resolve().parents[1]  # data/: the split plans shipped with the package
 
 _MANIFEST_COLUMNS = ("video", "label", "body", "split", "start", "end", *PERSON_COLUMNS)
 
@@ -449,7 +449,7 @@ def load_split(name_or_path: str | os.PathLike[str]) -> SplitPlan:
     """A split file: built-in ``imigue`` (``data/imigue_split.yaml``) or a YAML file of the shape
     ``{name, splits: {train: [ids], test: [ids], ...}, subject_of: {video: subject}, excluded: [ids]}``."""
     key = str(name_or_path)
-    path = _HERE / f"{key.lower()}_split.yaml" if key.lower() == "imigue" else Path(key)
+    path = _SPLITS / f"{key.lower()}_split.yaml" if key.lower() == "imigue" else Path(key)
     text = _read_text(path)
     try:
         doc = yaml.safe_load(text)
@@ -505,13 +505,13 @@ def read_annotations(path: str | os.PathLike[str], taxonomy: Taxonomy, split: st
     if name.endswith("_label.csv"):
         return read_imigue_labels(path, taxonomy, split=split)
     if path.suffix.lower() == ".csv":
-        from microaction.data.groups import is_mpiigi_csv, read_mpiigi_csv
+        from microaction.data.readers.mpiigi import is_mpiigi_csv, read_mpiigi_csv
 
         if is_mpiigi_csv(path):
             return read_mpiigi_csv(path, taxonomy, split=split)
         return read_manifest_csv(path, taxonomy, split=split)
     if path.suffix.lower() in (".pkl", ".pickle"):
-        from microaction.data.poses import read_pose_pickle
+        from microaction.data.readers.poses import read_pose_pickle
 
         return read_pose_pickle(path, taxonomy, split=split)
     if path.suffix.lower() in (".txt", ".list", ""):
