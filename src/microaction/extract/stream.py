@@ -241,7 +241,7 @@ def _write_chunk(path: Path, got: Extraction, parsed: Parsed, own: np.ndarray) -
     import io
 
     assert got.layout is not None
-    arrays = {
+    arrays: dict[str, Any] = {
         "regions": got.regions.astype(np.float16),
         "global": got.global_.astype(np.float16),
         "timestamps": got.timestamps,
