@@ -119,7 +119,7 @@ def oracle_accuracy(data: Path, taxonomy: Any, groups: dict[str, Any]) -> float:
     for video, label, _, split in rows:
         if split != "test":
             continue
-        meta = read_clip(data / "keypoints" / f"{Path(video).stem}.npz")["meta"]
+        meta = read_clip(data, Path(video).stem)["meta"]
         hits.append(taxonomy.index(oracle(meta["program"], groups)) == int(label))
     return float(np.mean(hits))
 
