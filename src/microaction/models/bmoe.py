@@ -154,6 +154,7 @@ class BMoE(nn.Module):
         dropout: float = 0.1,
         max_len: int = 64,
         pool: str = "mean",
+        pool_segments: int = 0,
         routing: str = "soft",
         router_temperature: float = 1.0,
         router_top_k: int | None = None,
@@ -213,6 +214,7 @@ class BMoE(nn.Module):
             "dropout": dropout,
             "max_len": max_len,
             "pool": pool,
+            "pool_segments": pool_segments,
         }
         assert tuple(self.expert_kwargs) == EXPERT_KWARGS
         self._common = {
