@@ -145,7 +145,11 @@ def prepare(args: argparse.Namespace, out: Path, preset: str, timings: dict[str,
             generate_dataset(data, p, seed=args.data_seed, render=True, workers=args.workers)
             timings["synth + render"] = time.perf_counter() - t0
     if not (args.resume and (store / "packed" / "keys.json").is_file()):
-        enc = ["--encoder", "pose"] if args.path == "pose" else ["--encoder", "motion", "--crop-size", str(args.crop_size)]
+        enc = (
+            ["--encoder", "pose"]
+            if args.path == "pose"
+            else ["--encoder", "motion", "--crop-size", str(args.crop_size)]
+        )
         timings["extract"] = mar(["extract", "--videos", str(data / "manifest.csv"), "--out", str(store), "--parser",
                                   "groundtruth", *enc, "--workers", str(args.workers), "--quiet"])  # fmt: skip
         timings["pack"] = mar(["pack", str(store)])
@@ -242,13 +246,17 @@ def report(
         result(f"diagnostic ({args.path}): {m} test F1_mean", round(float(f1[m].mean()), 1), unit="%", note=note)
         result(f"diagnostic ({args.path}): {m} within-group accuracy", round(float(wg.mean()), 1), unit="%",
                note=note)  # fmt: skip
-    print("\nwithin-group accuracy per group (mean over seeds; chance; share of the group's clips predicted inside it):")
+    print(
+        "\nwithin-group accuracy per group (mean over seeds; chance; share of the group's clips predicted inside it):"
+    )
     print(f"{'group':<15} {'chance':>7} " + " ".join(f"{m[:13]:>13}" for m in models))
     for g, ids in groups.items():
         accs = [100 * np.mean([r["within"][g]["acc"] for r in rows[m]]) for m in models]
         print(f"{g:<15} {100 / len(ids):>6.1f}% " + " ".join(f"{a:>12.1f}%" for a in accs))
     for m in (p for p in PROBES if p in models):
-        devs = {g: 100 * (np.mean([r["within"][g]["acc"] for r in rows[m]]) - 1 / len(ids)) for g, ids in groups.items()}
+        devs = {
+            g: 100 * (np.mean([r["within"][g]["acc"] for r in rows[m]]) - 1 / len(ids)) for g, ids in groups.items()
+        }
         worst = max(devs, key=lambda g: abs(devs[g]))
         print(f"{m}: largest distance from chance inside a group: {devs[worst]:+.1f} points ({worst})")
         result(f"diagnostic ({args.path}): {m} within-group accuracy - chance, largest |.| over groups",

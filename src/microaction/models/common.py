@@ -29,8 +29,8 @@ __all__ = [
     "nonempty_mask",
     "pooled_stats",
     "region_step_mask",
-    "segment_means",
     "scaled_dot_logits",
+    "segment_means",
 ]
 
 

@@ -19,8 +19,9 @@ in the time course only.
 A program draws every random parameter in the same sequence whatever the class (so the classes'
 parameter distributions are equal by construction), edits the clip's tracks inside the action
 window ``[c.a, c.b]`` and returns its description (``program`` in the clip's metadata): the factor
-and the segments ``{"move", "start", "end", "hold"}`` in seconds from the clip's start, from which
-the benchmark's oracle classifies (``benchmarks/bench_diagnostic.py``).
+and the segments ``{"move", "start", "end", "hold"}`` (+ ``"period"``, the beat, for rhythm) in
+seconds from the clip's start, from which the benchmark's oracle classifies
+(``benchmarks/bench_diagnostic.py``).
 """
 
 from __future__ import annotations
@@ -191,7 +192,11 @@ def _duration(c: Ctx, grp: Group, long: bool) -> list[dict[str, Any]]:
     return segs
 
 
-FACTORS = {"order": _order, "rhythm": _rhythm, "duration": _duration}
+FACTORS: dict[str, Callable[[Ctx, Group, Any], list[dict[str, Any]]]] = {
+    "order": _order,
+    "rhythm": _rhythm,
+    "duration": _duration,
+}
 
 
 def run_program(name: str, c: Ctx) -> dict[str, Any]:
