@@ -229,7 +229,7 @@ def report(
     acc = oracle_accuracy(data, tax, GROUPS)
     print(f"\noracle (the generator's program parameters): test accuracy {100 * acc:.1f} %")
     result(f"diagnostic ({args.path}): oracle test accuracy", round(100 * acc, 1), unit="%", goal="100",
-           met=None if args.quick else acc == 1.0, note=note)  # fmt: skip
+           met=None if args.quick else bool(acc == 1.0), note=note)  # fmt: skip
 
     def within_mean(m: str) -> np.ndarray:
         return 100 * np.array([np.mean([w["acc"] for w in r["within"].values()]) for r in rows[m]])
@@ -261,7 +261,7 @@ def report(
         print(f"{m}: largest distance from chance inside a group: {devs[worst]:+.1f} points ({worst})")
         result(f"diagnostic ({args.path}): {m} within-group accuracy - chance, largest |.| over groups",
                round(float(abs(devs[worst])), 1), unit="points", goal="<= 5",
-               met=None if args.quick else abs(devs[worst]) <= 5, note=f"{note}; {worst}")  # fmt: skip
+               met=None if args.quick else bool(abs(devs[worst]) <= 5), note=f"{note}; {worst}")  # fmt: skip
     goals = (("mean_mlp", 15.0), ("bmoe_uniform", 3.0))
     for ref, gap_goal in goals:
         if "bmoe" in f1 and ref in f1:
