@@ -26,6 +26,11 @@ VARIANT_KWARGS = {
     # the demo configs' B-MoE: + the routed sum of the experts' pooled outputs straight to the head
     "demo": {"combine": "tokens", "pool": "mean+stats", "expert_sum": "regions"},
     "sumall": {"expert_sum": "all", "router_noise": 0.5},
+    # pooled tokens that keep the time course (means over consecutive parts of the clip)
+    "segments": {"pool": "mean+stats", "pool_segments": 3},
+    # M3E ablations: no SGP blocks / no self-attention layers
+    "no_sgp": {"n_sgp": 0},
+    "no_attn": {"n_attn": 0},
 }
 
 
@@ -98,6 +103,11 @@ VARIANTS = [
     "bmoe_uniform+demo",
     "bmoe+sumall",
     "m3e_global+stats",
+    "bmoe+segments",
+    "bmoe_uniform+segments",
+    "m3e_global+segments",
+    "bmoe+no_sgp",
+    "bmoe+no_attn",
 ]
 
 

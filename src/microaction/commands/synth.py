@@ -8,8 +8,10 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--preset", default="demo",
-                   choices=("tiny", "demo", "ma52", "recordings_tiny", "recordings", "recordings_long"),
+                   choices=("tiny", "demo", "ma52", "diagnostic", "diagnostic_tiny", "recordings_tiny", "recordings",
+                            "recordings_long"),
                    help="size and difficulty: tiny (tests), demo (mar demo), ma52 (MA-52's split sizes); "
+                        "diagnostic(_tiny): classes only the time course tells apart (label set synth_diagnostic); "
                         "recordings*: long recordings with temporal ground truth (annotations.json, MMA-52 format)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (the dataset is a function of it)")
     p.add_argument("--render", action="store_true", help="also write mannequin videos (H.264) and region masks")

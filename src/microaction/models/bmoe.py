@@ -183,6 +183,7 @@ class BMoE(nn.Module):
         dropout: float = 0.1,
         max_len: int = 64,
         pool: str = "mean",
+        pool_segments: int = 0,
         routing: str = "soft",
         router_temperature: float = 1.0,
         router_top_k: int | None = None,
@@ -229,6 +230,7 @@ class BMoE(nn.Module):
             "dropout": dropout,
             "max_len": max_len,
             "pool": pool,
+            "pool_segments": pool_segments,
         }
         assert tuple(self.expert_kwargs) == EXPERT_KWARGS
         self._common = {

@@ -30,6 +30,7 @@ __all__ = [
     "pooled_stats",
     "region_step_mask",
     "scaled_dot_logits",
+    "segment_means",
 ]
 
 
@@ -292,6 +293,19 @@ def region_step_mask(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
             )
         seen = seen & steps.bool()
     return seen
+
+
+def segment_means(x: torch.Tensor, mask: torch.Tensor, segments: int) -> torch.Tensor:
+    """``x [..., T, D]``, ``mask [..., T]`` → ``[..., segments·D]``: the means over ``segments``
+    consecutive equal parts of the valid steps, in time order (a step's part is its rank among the
+    valid steps, so padding and unseen steps move no boundary); zeros for an empty part."""
+    m = mask.to(x.dtype)
+    n = m.sum(-1, keepdim=True).clamp_min(1.0)
+    rank = m.cumsum(-1) - 1.0
+    part = (rank * segments / n).floor().clamp(0, segments - 1).long()
+    w = F.one_hot(part, segments).to(x.dtype) * m.unsqueeze(-1)  # [..., T, K]
+    means = w.transpose(-1, -2) @ x / w.sum(-2).clamp_min(1.0).unsqueeze(-1)  # [..., K, D]
+    return means.flatten(-2)
 
 
 def pooled_stats(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,7 @@ from microaction.models.common import (
     masked_softmax,
     pooled_stats,
     region_step_mask,
+    segment_means,
 )
 from microaction.models.registry import register_model
 from microaction.models.sgp import SGPBlock, SGPParams, sgp_core, sgp_window
@@ -75,6 +76,7 @@ EXPERT_KWARGS = (
     "dropout",
     "max_len",
     "pool",
+    "pool_segments",
 )
 _POOLS = ("mean", "attn", "mean+attn", "mean+stats")
 
@@ -85,7 +87,9 @@ class M3EOutput(NamedTuple):
     pool_weights: torch.Tensor | None  # [B, T] ([G, B, T]) attention-pooling weights, if any
 
 
-def _check(d_model: int, n_heads: int, pool: str) -> None:
+def _check(d_model: int, n_heads: int, pool: str, pool_segments: int = 0) -> None:
+    if pool_segments < 0:
+        raise ValueError(f"pool_segments must be >= 0, got {pool_segments}")
     if d_model % n_heads:
         raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
     if d_model % 16:
@@ -125,10 +129,12 @@ class M3E(nn.Module):
         dropout: float = 0.1,
         max_len: int = 64,
         pool: str = "mean",
+        pool_segments: int = 0,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool)
+        _check(d_model, n_heads, pool, pool_segments)
         self.pool = pool
+        self.pool_segments = pool_segments
         self.in_norm = nn.LayerNorm(in_dim)
         self.in_proj = nn.Linear(in_dim, d_model)
         self.pos = nn.Parameter(torch.zeros(max_len, d_model))
@@ -144,6 +150,9 @@ class M3E(nn.Module):
         self.pool_score = nn.Linear(d_model, 1, bias=False) if "attn" in pool else None
         # "+stats": the pooled token also gets a linear map of the input's mean / std / mean |Δ|
         self.stats_proj = nn.Linear(3 * in_dim, d_model) if pool.endswith("+stats") else None
+        # the pooled token also gets a linear map of the output's means over consecutive parts of
+        # the clip, in order: a mean (or any pooling above) is the same for every order of the steps
+        self.segment_proj = nn.Linear(pool_segments * d_model, d_model) if pool_segments else None
         init_linear_layernorm(self)
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
 
@@ -172,6 +181,8 @@ class M3E(nn.Module):
         pooled, w = _pool(h, m, self.pool, score)
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, m))
+        if self.segment_proj is not None:
+            pooled = pooled + self.segment_proj(segment_means(h, m, self.pool_segments))
         return M3EOutput(h, pooled, w)
 
 
@@ -416,11 +427,13 @@ class StackedM3E(nn.Module):
         dropout: float = 0.1,
         max_len: int = 64,
         pool: str = "mean",
+        pool_segments: int = 0,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool)
+        _check(d_model, n_heads, pool, pool_segments)
         self.G = G
         self.pool = pool
+        self.pool_segments = pool_segments
         self.in_norm = StackedLayerNorm(G, in_dim)
         self.in_proj = StackedLinear(G, in_dim, d_model)
         self.pos = nn.Parameter(torch.zeros(G, max_len, d_model))
@@ -433,6 +446,7 @@ class StackedM3E(nn.Module):
         self.norm = StackedLayerNorm(G, d_model)
         self.pool_score = StackedLinear(G, d_model, 1, bias=False) if "attn" in pool else None
         self.stats_proj = StackedLinear(G, 3 * in_dim, d_model) if pool.endswith("+stats") else None
+        self.segment_proj = StackedLinear(G, pool_segments * d_model, d_model) if pool_segments else None
         for p in self.parameters():  # one leading [G] axis: weight decay judges the per-expert shape
             p.stack_dims = 1  # type: ignore[attr-defined]
 
@@ -461,6 +475,8 @@ class StackedM3E(nn.Module):
         pooled, w = _pool(h, mm, self.pool, score)
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, mm.expand(x.shape[0], B, T)))
+        if self.segment_proj is not None:
+            pooled = pooled + self.segment_proj(segment_means(h, mm.expand(h.shape[0], B, T), self.pool_segments))
         return M3EOutput(h, pooled, w)
 
     # -- conversion to and from single experts ------------------------------------------------
@@ -528,6 +544,7 @@ class M3EClassifier(nn.Module):
         dropout: float = 0.1,
         max_len: int = 64,
         pool: str = "mean",
+        pool_segments: int = 0,
     ) -> None:
         super().__init__()
         self.regions = tuple(regions)
@@ -552,6 +569,7 @@ class M3EClassifier(nn.Module):
             dropout=dropout,
             max_len=max_len,
             pool=pool,
+            pool_segments=pool_segments,
         )
         self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d_model, num_classes=num_classes, num_body=num_body)

@@ -1,7 +1,8 @@
 """Label sets as data.
 
 Each benchmark's classes live in one YAML file beside this module (``ma52.yaml``, ``imigue.yaml``,
-``socialgesture.yaml``, ``mpiigi.yaml``); nothing else in the package spells out a class list or an
+``socialgesture.yaml``, ``mpiigi.yaml``; ``synth_diagnostic.yaml``: the synthetic diagnostic
+preset's classes); nothing else in the package spells out a class list or an
 action → body mapping. A user's own label set is a YAML file of the same shape, loaded with
 ``load_taxonomy(path)``.
 """
@@ -20,7 +21,7 @@ import yaml
 __all__ = ["BUILTIN", "Taxonomy", "TaxonomyError", "load_taxonomy"]
 
 _HERE = Path(__file__).resolve().parent
-BUILTIN = ("ma52", "imigue", "socialgesture", "mpiigi")
+BUILTIN = ("ma52", "imigue", "socialgesture", "mpiigi", "synth_diagnostic")
 
 
 class TaxonomyError(ValueError):
@@ -205,7 +206,8 @@ def _load_builtin(name: str) -> Taxonomy:
 
 
 def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
-    """A built-in label set by name (``ma52``, ``imigue``, ``socialgesture``, ``mpiigi``) or a YAML file."""
+    """A built-in label set by name (``ma52``, ``imigue``, ``socialgesture``, ``mpiigi``,
+    ``synth_diagnostic``) or a YAML file."""
     key = str(name_or_path)
     if key.lower() in BUILTIN:
         return _load_builtin(key.lower())

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from microaction.data.synth.camera import Camera, sample_camera
+from microaction.data.synth.diagnostic import run_program
 from microaction.data.synth.motions import Ctx, apply_motion
 from microaction.data.synth.nuisances import Nuisance, add_idle, observe, sample_timing
 from microaction.data.synth.render import render_clip, sample_style
@@ -31,6 +32,7 @@ __all__ = ["PRESETS", "ClipSpec", "Preset", "generate_clip", "generate_dataset",
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
+DIAGNOSTIC = "synth_diagnostic"  # the label set whose classes run diagnostic.run_program
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Preset:
     dur: tuple[float, float] = (1.0, 3.0)  # action duration (s)
     nuisance: Nuisance = field(default_factory=Nuisance)
     exact_train: bool = False  # train split = MA-52's train counts exactly
+    taxonomy: str = "ma52"  # the label set; "synth_diagnostic": the diagnostic programs (diagnostic.py)
 
 
 PRESETS: dict[str, Preset] = {
@@ -61,6 +64,15 @@ PRESETS: dict[str, Preset] = {
     # MA-52's sizes: train counts exactly, val / test 5,586 clips each in the same proportions
     "ma52": Preset("ma52", {"train": 11250, "val": 5586, "test": 5586}, {"train": 1, "val": 1, "test": 1},
                    heights=(224, 288), exact_train=True),
+    # classes that only the time course tells apart (order, rhythm, duration; diagnostic.py), balanced,
+    # the demo's image sizes, frame rates and noise; a large test split so that "at chance inside a
+    # group" is measured to about +-2 points (docs/synthetic.md)
+    "diagnostic": Preset("diagnostic", {"train": 780, "val": 260, "test": 2600}, {"train": 0, "val": 0, "test": 0},
+                         heights=(160, 208), dur=(3.4, 4.4), taxonomy=DIAGNOSTIC,
+                         nuisance=Nuisance(fps=(15.0, 20.0), pad=(0.2, 0.6), jitter=(0.001, 0.003))),
+    "diagnostic_tiny": Preset("diagnostic_tiny", {"train": 52, "val": 26, "test": 26}, {"train": 0, "val": 0, "test": 0},
+                              heights=(128, 160), dur=(3.4, 4.4), taxonomy=DIAGNOSTIC,
+                              nuisance=Nuisance(fps=(15.0,), pad=(0.2, 0.4), jitter=(0.001, 0.003))),
 }  # fmt: skip
 
 
@@ -127,6 +139,15 @@ def film(
     return cam, xy, clean, (H, W)
 
 
+def _distractors(taxonomy: Taxonomy, body_group: int) -> list[str]:
+    """Classes whose motion may play weakly beside one of ``body_group``: MA-52's of another body
+    group; for the diagnostic label set, MA-52's motions on regions the group does not use."""
+    if taxonomy.name != DIAGNOSTIC:
+        return [taxonomy.names[c] for c in range(taxonomy.num_classes) if int(taxonomy.body_of(c)) != body_group]
+    ma52, own = load_taxonomy("ma52"), set(taxonomy.regions_of_body(body_group))
+    return [n for c, n in enumerate(ma52.names) if not own & set(ma52.regions_of_body(int(ma52.body_of(c))))]
+
+
 def generate_clip(
     spec: ClipSpec, preset: Preset, taxonomy: Taxonomy, seed: int, *, render: bool = False
 ) -> dict[str, Any]:
@@ -141,12 +162,15 @@ def generate_clip(
     t = np.arange(T) / fps
     side = int(rng.random() < 0.7)  # right hand / leg acts in 70 % of clips
     gain = preset.gain * rng.uniform(0.7, 1.3)
-    apply_motion(name, Ctx(tr, body, rng, t, a, b, gain, side))
+    program = None
+    if taxonomy.name == DIAGNOSTIC:
+        program = run_program(name, Ctx(tr, body, rng, t, a, b, gain, side))
+    else:
+        apply_motion(name, Ctx(tr, body, rng, t, a, b, gain, side))
     distractor = ""
     if rng.random() < nz.p_distractor:
-        others = [c for c in range(taxonomy.num_classes) if int(taxonomy.body_of(c)) != body_group]
-        d = int(rng.choice(others))
-        distractor = taxonomy.names[d]
+        others = _distractors(taxonomy, body_group)
+        distractor = others[int(rng.choice(len(others)))]
         d_dur = rng.uniform(0.5, 1.2)
         d_a = rng.uniform(0, max(t[-1] - d_dur, 1e-3))
         apply_motion(
@@ -174,6 +198,8 @@ def generate_clip(
         "seed": seed,
         "index": spec.index,
     }
+    if program is not None:
+        meta["program"] = program
     clip: dict[str, Any] = {"keypoints": observed, "keypoints_clean": clean, "fps": fps, "size": (H, W), "meta": meta}
     if render:
         frames, masks = render_clip(
@@ -210,15 +236,15 @@ def generate_dataset(
     seed: int = 0,
     render: bool = False,
     workers: int | None = None,
-    taxonomy: str = "ma52",
+    taxonomy: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate a dataset into ``out`` (see :mod:`~microaction.data.synth.writer` for the files);
-    returns the ``dataset.json`` record."""
+    returns the ``dataset.json`` record. ``taxonomy``: the label set (default: the preset's)."""
     from microaction.data.synth.writer import write_manifest
 
     p = PRESETS[preset] if isinstance(preset, str) else preset
-    tax = load_taxonomy(taxonomy)
+    tax = load_taxonomy(taxonomy or p.taxonomy)
     if not tax.train_counts:
         raise ValueError(f"taxonomy {tax.name!r} has no train_counts to draw class frequencies from")
     root = Path(out)
@@ -260,13 +286,20 @@ def _record(p: Preset, tax: Taxonomy, seed: int, render: bool, rows: list[tuple[
 
 
 def _readme(r: dict[str, Any]) -> str:
+    what = (
+        ["performing the diagnostic preset's classes (label set synth_diagnostic): groups of classes with the",
+         "same time-averaged motion that differ in order, rhythm or hold duration; balanced classes."]
+        if r["taxonomy"] == DIAGNOSTIC
+        else ["performing MA-52's 52 micro-actions as procedural motions, with class frequencies following",
+              "MA-52's training counts."]
+    )  # fmt: skip
     lines = [
         f"# Synthetic micro-action dataset (preset `{r['preset']}`, seed {r['seed']})",
         "",
-        "Generated by `mar synth` (microaction.data.synth): a seated 3-D mannequin in MediaPipe's 33-landmark",
-        "layout performing MA-52's 52 micro-actions as procedural motions, with class frequencies following",
-        "MA-52's training counts. The ground truth is exact: `keypoints/<stem>.npz` holds the observed and the",
-        "clean keypoints and the regions the action moves. See docs/synthetic.md in the microaction repository.",
+        "Generated by `mar synth` (microaction.data.synth): a seated 3-D mannequin in MediaPipe's 33-landmark layout",
+        *what,
+        "The ground truth is exact: `keypoints/<stem>.npz` holds the observed and the clean keypoints and the",
+        "regions the action moves. See docs/synthetic.md in the microaction repository.",
         "",
         f"Clips: train {r['clips']['train']}, val {r['clips']['val']}, test {r['clips']['test']}"
         f" ({'rendered videos and masks' if r['rendered'] else 'keypoints only'}).",

@@ -1,0 +1,75 @@
+"""Pooled tokens that keep the time course: ``segment_means`` and M3E's ``pool_segments``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from microaction.models import create_model
+from microaction.models.common import masked_mean, segment_means
+from microaction.models.m3e import M3E, StackedM3E
+
+REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
+KW = {"num_classes": 6, "num_body": 3, "regions": REGIONS, "region_dim": 20, "global_dim": 12}
+
+
+def test_segment_means_follow_the_valid_steps_in_order() -> None:
+    x = torch.arange(8.0).view(1, 8, 1)
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    assert segment_means(x, mask, 4)[0].tolist() == pytest.approx([0.5, 2.5, 4.5, 6.5])
+    # padding and unseen steps move no boundary: parts are ranks among the valid steps
+    mask2 = torch.tensor([[True, False, True, True, False, True, True, True]])
+    assert segment_means(x, mask2, 2)[0].tolist() == pytest.approx([(0 + 2 + 3) / 3, (5 + 6 + 7) / 3])
+    assert segment_means(x, torch.zeros(1, 8, dtype=torch.bool), 2).tolist() == [[0.0, 0.0]]
+    # the mean is the same for a sequence and its reverse; the segment means are not
+    r = x.flip(1)
+    assert torch.equal(masked_mean(x, mask, 1), masked_mean(r, mask, 1))
+    assert not torch.equal(segment_means(x, mask, 2), segment_means(r, mask, 2))
+
+
+def test_stacked_experts_equal_single_ones_with_segments() -> None:
+    torch.manual_seed(0)
+    kw = {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 16, "pool": "mean+stats", "pool_segments": 3}
+    singles = [M3E(20, **kw).eval() for _ in range(2)]
+    stacked = StackedM3E(2, 20, **kw).eval()
+    for g, m in enumerate(singles):
+        stacked.load_expert(g, m.state_dict())
+    x = torch.randn(2, 3, 9, 20)
+    mask = torch.ones(2, 3, 9, dtype=torch.bool)
+    mask[0, 1, 6:] = False
+    mask[1, 2, :2] = False
+    x = x * mask[..., None]
+    with torch.no_grad():
+        out = stacked(x, mask)
+        for g, m in enumerate(singles):
+            torch.testing.assert_close(out.pooled[g], m(x[g], mask[g]).pooled, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["m3e_global", "bmoe"])
+def test_pool_segments_make_the_pooled_token_order_aware(name: str) -> None:
+    """With SGP and attention off and mean pooling, only the segment means see the order of the
+    steps: reversing the clip changes the output with ``pool_segments`` and not without."""
+    kw = {**KW, "n_attn": 0, "n_sgp": 0, "pool": "mean", "dropout": 0.0}
+    if name == "bmoe":
+        kw["expert_sum"] = "regions"
+    g = torch.Generator().manual_seed(1)
+    b = {"regions": torch.randn(2, 4, 9, 20, generator=g), "global": torch.randn(2, 9, 12, generator=g),
+         "mask": torch.ones(2, 9, dtype=torch.bool), "region_valid": torch.ones(2, 4, dtype=torch.bool)}  # fmt: skip
+    rev = {**b, "regions": b["regions"].flip(2), "global": b["global"].flip(1)}
+    outs = {}
+    for k in (0, 4):
+        torch.manual_seed(0)
+        model = create_model(name, preset="tiny", **{**kw, "max_len": 9, "pool_segments": k}).eval()
+        with torch.no_grad():
+            model.get_parameter("global_encoder.pos" if name == "bmoe" else "encoder.pos").zero_()  # no positions
+            if name == "bmoe":
+                model.experts.pos.zero_()
+            outs[k] = (model(b)["action"], model(rev)["action"])
+    if name == "m3e_global":  # a bag of steps without segments
+        torch.testing.assert_close(outs[0][0], outs[0][1], atol=1e-5, rtol=0)
+    assert not torch.allclose(outs[4][0], outs[4][1], atol=1e-3)
+
+
+def test_bad_pool_segments() -> None:
+    with pytest.raises(ValueError, match="pool_segments"):
+        M3E(8, d_model=32, n_heads=2, pool_segments=-1)
