@@ -340,6 +340,21 @@ def main(argv: list[str] | None = None) -> int:
            met=None if quick else share >= 80, note=note or dims)  # fmt: skip
     result("B-MoE fp32 train step", round(t["fp32"], 3), unit="s", note=note or dims)
     step_row = f"eager fp32 step ({dims}, {flops / 1e9:.0f} GFLOP)"
+    threads = torch.get_num_threads()
+    one_thread: tuple[str, str] | None = None
+    if threads > 1:  # the same share on one thread: what the second thread does not buy
+        torch.set_num_threads(1)
+        t1 = interleaved({"mm": fns["mm"], "fp32": fns["fp32"]}, max(1, reps - 1))
+        torch.set_num_threads(threads)
+        share1 = 100 * (flops / t1["fp32"]) / (2 * mm_n**3 / t1["mm"])
+        print(f"  one thread: fp32 step {t1['fp32']:.3f} s, {share1:.1f} % of the one-thread matmul rate "
+              f"(threads {threads} -> 1: matmul {t1['mm'] / t['mm']:.2f}x slower, step {t1['fp32'] / t['fp32']:.2f}x)")  # fmt: skip
+        rows.append(
+            ("the fp32 step on one thread", f"{t1['fp32']:.2f} s = {share1:.1f} % of the one-thread matmul rate")
+        )
+        result("B-MoE fp32 train step, FLOP rate / fp32 matmul rate, one thread", round(share1, 1), unit="%",
+               note=note or f"{dims}; step {t1['fp32'] / t['fp32']:.2f}x and matmul {t1['mm'] / t['mm']:.2f}x slower "
+               f"than on {threads} threads")  # fmt: skip
     if run_bf16:
         mm16 = 2 * mm_n**3 / t["mm16"]
         share16 = 100 * (flops / t["bf16"]) / mm16
@@ -370,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("bf16 autocast step", f"{why_skip}: one step at batch {B_probe} {slower:.0f}× slower than fp32"))
         result("bf16 autocast train step speed-up", round(1 / slower, 3), unit="x", goal=">= 1.5x", met=None,
                note=f"{why_skip}, skipped (measured one step at batch {B_probe}: {slower:.0f}x slower)")  # fmt: skip
+    if one_thread is not None:
+        rows.append(one_thread)
     del fns
 
     # 3: torch.compile of the fp32 step (opt-in: compiling takes minutes on CPU)
