@@ -127,3 +127,12 @@ def test_ema_update_is_the_weighted_average():
     for k, v in ema.model.state_dict().items():
         want = before[k] * d + src[k] * (1 - d) if v.dtype.is_floating_point else src[k]
         torch.testing.assert_close(v, want)
+
+
+def test_long_sequences_keep_the_kernel_in_bf16():
+    """Whole recordings (detection) must not materialise ``[L, L]`` scores: PyTorch's kernel, bit for bit."""
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 2, 96, 16, generator=g).to(torch.bfloat16).requires_grad_() for _ in range(3))
+    keep = torch.ones(2, 1, 1, 96, dtype=torch.bool)
+    keep[0, ..., 70:] = False
+    assert torch.equal(attention(q, k, v, keep), F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
