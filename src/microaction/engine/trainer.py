@@ -52,7 +52,8 @@ from microaction.engine.checkpoint import get_rng_state, load_state, save_state,
 from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
 from microaction.engine.detection_task import DetectionTask
 from microaction.engine.experiment import Experiment, Stage, TrainTask
-from microaction.engine.optim import EMA, group_lr, lr_at, param_groups
+from microaction.engine.hostmem import keep_freed_host_memory
+from microaction.engine.optim import EMA, adamw, group_lr, load_optimizer_state, lr_at, param_groups
 from microaction.engine.precision import autocast, resolve_precision
 from microaction.engine.runs import check_run_dir, prepare_run_dir, resume_config, write_metrics
 from microaction.engine.stages import plan_stages
@@ -147,6 +148,8 @@ def build_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> StageRun
     saved one (its global RNG states too); the schedule's step counts."""
     cfg, info, device = exp.cfg, exp.info, exp.device
     r, o = cfg.run, cfg.optim
+    if torch.device(device).type == "cpu":
+        keep_freed_host_memory()  # large activations reuse memory instead of new zero-filled pages
     torch.manual_seed(r.seed)
     model = stage.build().to(device)
     step_module = TrainStep(model, stage.make_loss(model)).to(device)
@@ -158,14 +161,14 @@ def build_stage(exp: TrainTask, stage: Stage, state: dict[str, Any]) -> StageRun
         experts=stage.experts(model) if stage.experts is not None else (),
         expert_lr_scale=stage.expert_lr_scale,
     )
-    opt = torch.optim.AdamW(groups, lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps)
+    opt = adamw(groups, lr=stage.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps)
     ema = EMA(model, o.ema_decay) if o.ema else None
     frozen = {id(p) for p in stage.freeze(model)} if stage.freeze is not None and stage.freeze_epochs > 0 else set()
     if "model" in state:  # a saved state: carry on from it
         model.load_state_dict(state["model"])
         if isinstance(step_module.loss, nn.Module):
             step_module.loss.load_state_dict(state["loss"])
-        opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(opt, state["optimizer"])
         if ema is not None:
             ema.model.load_state_dict(state["ema"])
             ema.updates = int(state["ema_updates"])
