@@ -279,7 +279,7 @@ def test_paper_preset_dimensions():
 
 
 def test_stacked_linear_gradients_and_autocast():
-    from microaction.models.m3e import stacked_linear
+    from microaction.models.stacked import stacked_linear
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)

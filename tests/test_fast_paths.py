@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from microaction.engine.optim import EMA, adamw, adamw_impl, load_optimizer_state, param_groups
 from microaction.models import create_model
-from microaction.models import m3e as m3e_mod
+from microaction.models import stacked as stacked_mod
 from microaction.models.common import attention
 from microaction.models.losses import LossComputer
 
@@ -65,7 +65,7 @@ def _losses(impl: str, fast_opt: bool, bf16: bool, steps: int = 4) -> list[float
 
 @pytest.mark.parametrize("loop_min", [0, 1 << 40])  # per-expert products / one bmm
 def test_fast_step_losses_equal_the_reference(monkeypatch, loop_min):
-    monkeypatch.setattr(m3e_mod, "GMM_LOOP_MIN", loop_min)
+    monkeypatch.setattr(stacked_mod, "GMM_LOOP_MIN", loop_min)
     reference = _losses("loop", fast_opt=False, bf16=False)
     assert reference[-1] < reference[0]  # it trains: the comparison is over changing weights
     fast = _losses("batched", fast_opt=True, bf16=False)

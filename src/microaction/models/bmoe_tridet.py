@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from microaction.models.common import init_linear_layernorm, masked_softmax, nonempty_mask
-from microaction.models.m3e import StackedLayerNorm, StackedLinear, StackedSGP
 from microaction.models.registry import register_model
+from microaction.models.stacked import StackedLayerNorm, StackedLinear, StackedSGP
 from microaction.models.tridet import _PAPER, _TINY, TriDet
 
 __all__ = ["BMoETriDet", "SequenceExperts"]
