@@ -96,6 +96,14 @@ class LiveDetector:
         self.horizon = float(steps.times[-1]) + 0.5 / self.rate
         self.pending = True
 
+    def warm_up(self, regions: int, region_dim: int, global_dim: int) -> None:
+        """One forward pass on a window of zeros (allocations, kernels chosen) before frames come."""
+        n = self.size
+        rec = Recording(self.video, "warm-up", np.zeros((regions, n, region_dim), np.float32),
+                        np.zeros((n, global_dim), np.float32), np.ones(regions, bool), 0.0, 1.0 / self.rate,
+                        np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
+        detect_recording(self.model, rec, self.device)
+
     def poll(self, final: bool = False) -> list[Detection]:
         """Run the detector when new steps came (and ``min_interval`` passed); the new final events."""
         h = self.held

@@ -182,6 +182,9 @@ def run_live(
     stop = stop or threading.Event()
     restore = _on_sigint(stop)
     sink: IO[str] = open(opts.events, "w", encoding="utf-8") if opts.events else sys.stdout  # noqa: SIM115
+    det.warm_up(len(ex.regions), ex.region_dim, ex.global_dim)  # the first forward pass is slow: not while frames queue up
+    if not opts.quiet:
+        print(f"live: reading {spec.source} ({spec.kind})", file=sys.stderr, flush=True)
     fq, sstats, _reader = start_reader(spec)
     pq: queue.Queue[Any] = queue.Queue(maxsize=8)
     pstop = threading.Event()

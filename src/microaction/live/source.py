@@ -147,31 +147,34 @@ def _open(spec: SourceSpec) -> Any:
 
 
 class _Sampler:
-    """Online frame sampling: every ``stride``-th frame, or the frames nearest to a grid of
-    ``fps`` per second (what ``Sampling.select`` picks from a whole video, decided frame by frame)."""
+    """Online frame sampling: every ``stride``-th frame, or the frame nearest to each point of a
+    grid of ``fps`` per second (what ``Sampling.select`` picks from a whole video, decided frame by
+    frame from the source's frame interval)."""
 
     def __init__(self, fps: float | None, stride: int) -> None:
         self.fps, self.stride = fps, stride
         self.next: float | None = None
-        self.prev: tuple[float, Any] | None = None
 
-    def feed(self, n: int, t: float) -> bool:
+    def feed(self, n: int, t: float, step: float) -> bool:
+        """Whether frame ``n`` at ``t`` seconds is kept (``step``: the source's frame interval)."""
         if self.fps is None:
             return n % self.stride == 0
         if self.next is None:
             self.next = t
-        keep = t >= self.next - 0.5 / self.fps * 0.999
-        if keep:
-            while self.next <= t + 0.5 / self.fps * 0.999:
-                self.next += 1.0 / self.fps
-        return keep
+        half = 0.5 * step * 0.999
+        if t < self.next - half:
+            return False
+        while self.next <= t + half:  # the grid points this frame is the nearest to
+            self.next += 1.0 / self.fps
+        return True
 
 
 def _frames(spec: SourceSpec, stats: SourceStats, stop: threading.Event) -> Iterator[LiveFrame]:
     """Sampled frames across reconnects (times continue); sets ``stats.error`` on failure."""
     import av
 
-    tries, offset, pos, n = 0, 0.0, 0, 0
+    failed, offset, pos, n = 0, 0.0, 0, 0
+    reconnecting = False
     sampler = _Sampler(spec.fps, spec.stride)
     last_t: float | None = None
     while not stop.is_set():
@@ -207,7 +210,7 @@ def _frames(spec: SourceSpec, stats: SourceStats, stop: threading.Event) -> Iter
                     got_frames = True
                     last_t = t
                     n += 1
-                    if not sampler.feed(n - 1, t):
+                    if not sampler.feed(n - 1, t, step):
                         continue
                     stats.sampled += 1
                     H, W = int(frame.height), int(frame.width)
@@ -233,11 +236,13 @@ def _frames(spec: SourceSpec, stats: SourceStats, stop: threading.Event) -> Iter
         if spec.kind in ("file", "stdin") and not got_frames:
             stats.error = f"{spec.source}: {stats.errors[-1] if stats.errors else 'no frames'}"
             return
-        tries = 0 if got_frames else tries + 1
-        if tries > spec.reconnects or (spec.reconnects == 0):
+        # reconnects that failed since the stream last gave frames
+        failed = 0 if got_frames else failed + int(reconnecting)
+        if failed >= spec.reconnects:
             stats.error = f"{spec.source}: gave up after {stats.reconnects} reconnect(s): {stats.errors[-1]}"
             return
         stats.reconnects += 1
+        reconnecting = True
         stop.wait(spec.reconnect_wait)
 
 
