@@ -164,7 +164,7 @@ def test_live_events_match_the_offline_detector(detector: tuple[Path, Path, Path
 
 def test_pipe_at_camera_pace(detector: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
     """``-``: a container stream on standard input, written at the video's own rate."""
-    run, _, video, ts = detector
+    run, _, video, _ = detector
     short = tmp_path / "short.ts"
     _remux(video, short, seconds=4.0)
     out = tmp_path / "out"

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--lookahead", type=float, default=1.0,
         help="seconds of stream after an action's end before it is final (default 1.0)",
     )  # fmt: skip
-    p.add_argument("--window", type=float, default=32.0, help="seconds the detector sees at once (default 32)")
+    p.add_argument("--window", type=float, default=16.0, help="seconds the detector sees at once (default 16)")
     p.add_argument("--hop", type=float, default=0.5, help="seconds of new features encoded at once (default 0.5)")
     p.add_argument("--min-score", type=float, default=0.1, help="emit events scoring at least this (default 0.1)")
     p.add_argument("--reconnect", type=int, default=3, help="times a failed stream or camera is opened again (3)")

@@ -33,7 +33,7 @@ __all__ = ["LiveDetector", "WindowSettings"]
 
 @dataclass
 class WindowSettings:
-    window: float = 32.0  # seconds of features the detector sees
+    window: float = 16.0  # seconds of features the detector sees
     lookahead: float = 1.0  # seconds past an action's end before it is final
     min_score: float = 0.1
     dedup_iou: float = 0.5

@@ -104,7 +104,7 @@ class Steps:
 class LiveFeatures:
     """Parsed frames in, complete feature steps out (``push`` then ``ready``)."""
 
-    def __init__(self, ex: Extractor, *, context: float = 4.0, fps: float | None = None) -> None:
+    def __init__(self, ex: Extractor, *, context: float = 3.0, fps: float | None = None) -> None:
         self.ex = ex
         self.rate = recording_rate(ex)
         self.context = float(context)
@@ -169,9 +169,9 @@ class LiveFeatures:
                      np.asarray(got.extras["step_boxes"], np.float32), self.done)  # fmt: skip
 
     def _trim(self, upto: float) -> None:
-        """Keep the frames the next steps' encoding sees: ``context`` seconds before them, and the
-        region boxes' history (half the box window)."""
-        keep_from = upto - max(self.context, 0.5 * self.ex.params.box_window)
+        """Keep the frames the next steps' encoding sees: ``context`` seconds before them (also
+        what the region boxes follow the person over, in place of the centred box window)."""
+        keep_from = upto - self.context
         k = 0
         while k < len(self.frames) and self.frames[k].t < keep_from:
             k += 1

@@ -48,7 +48,7 @@ class LiveOptions:
     parse_from: str | None = None
     parser: str | None = None  # another parser than the run's store's (same landmarks, e.g. mediapipe)
     people: str = "main"
-    context: float = 4.0  # seconds of past frames the encoders see
+    context: float = 3.0  # seconds of past frames the encoders and region boxes see
     hop: float = 0.5  # seconds of new steps encoded at once
     stall: float = 10.0  # seconds without a frame from a pipe or a camera before it counts as stalled
     checkpoint: str = "best"
@@ -182,7 +182,9 @@ def run_live(
     stop = stop or threading.Event()
     restore = _on_sigint(stop)
     sink: IO[str] = open(opts.events, "w", encoding="utf-8") if opts.events else sys.stdout  # noqa: SIM115
-    det.warm_up(len(ex.regions), ex.region_dim, ex.global_dim)  # the first forward pass is slow: not while frames queue up
+    det.warm_up(
+        len(ex.regions), ex.region_dim, ex.global_dim
+    )  # the first forward pass is slow: not while frames queue up
     if not opts.quiet:
         print(f"live: reading {spec.source} ({spec.kind})", file=sys.stderr, flush=True)
     fq, sstats, _reader = start_reader(spec)

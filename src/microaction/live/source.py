@@ -137,7 +137,7 @@ def _open(spec: SourceSpec) -> Any:
         return av.open(sys.stdin.buffer, mode="r", format=spec.fmt)
     if spec.kind == "device":
         return av.open(spec.source, format=spec.fmt or "v4l2")
-    if spec.kind == "file":
+    if spec.kind == "file" and spec.fmt is None:  # with a format it may be a device or a filter graph
         p = Path(spec.source)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such file")
