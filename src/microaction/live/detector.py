@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from torch import nn
@@ -61,8 +60,10 @@ class LiveDetector:
         stats: FeatureStats | None = None,
         min_visible_fraction: float = 0.2,
         device: str = "cpu",
+        person: str | None = None,
     ) -> None:
         self.model, self.video, self.rate, self.s = model, video, float(rate), settings
+        self.person = person
         self.stats, self.min_visible, self.device = stats, float(min_visible_fraction), device
         self.size = max(2, round(settings.window * self.rate))
         self.held = _Held()
@@ -127,6 +128,7 @@ class LiveDetector:
                 continue
             if any(e.label == d.label and _tiou(e, d) >= self.s.dedup_iou for e in self.emitted):
                 continue
+            d = replace(d, person=self.person)
             self.emitted.append(d)
             out.append(d)
         while self.emitted and self.emitted[0].end < self.cut - self.s.window:
@@ -142,9 +144,6 @@ class LiveDetector:
         t0 = h.times[0]
         return Recording(self.video, "live", regions, glob, summary, t0, 1.0 / self.rate,
                          np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
-
-    def state(self) -> dict[str, Any]:
-        return {"runs": self.runs, "detector_seconds": round(self.seconds, 3), "window_steps": self.size}
 
 
 def _tiou(a: Detection, b: Detection) -> float:

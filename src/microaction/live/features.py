@@ -32,13 +32,25 @@ __all__ = ["FrameParser", "LiveFeatures", "Steps"]
 
 
 class FrameParser:
-    """The run's parser, one frame at a time -> ``stream.Frame`` (landmarks, masks)."""
+    """The run's parser, one frame at a time -> ``[(person, stream.Frame)]`` (landmarks, masks):
+    one person (``person`` None), or with ``people="all"`` every person MediaPipe finds and
+    ``PeopleTracker`` follows (``"person <id>"``, ids in order of first appearance, as
+    ``mar extract --people all`` numbers them)."""
 
-    def __init__(self, ex: Extractor, parse_from: str | None = None) -> None:
+    def __init__(self, ex: Extractor, parse_from: str | None = None, people: str = "main") -> None:
         self.ex = ex
         self.tracker = as_tracker(ex.parser)
         self.session: Any = None
         self.full = None
+        self.finder: Any = None
+        self.people: Any = None
+        if people == "all":
+            if ex.parser.name != "mediapipe":
+                raise ValueError(f"--people all needs the mediapipe parser live, not {ex.parser.name!r}")
+            from microaction.extract.people import PeopleTracker
+            from microaction.extract.people_parse import person_finder
+
+            self.finder, self.people = person_finder(ex), PeopleTracker()
         if ex.parser.needs_pixels and self.tracker is None:
             raise ValueError(
                 f"parser {ex.parser.name!r} parses whole clips and cannot run live; a run extracted with "
@@ -54,10 +66,10 @@ class FrameParser:
             self.full = ex.parser.parse(None, parse_from)
         elif parse_from is not None:
             raise ValueError(f"--parse-from is for a run parsed from files; {ex.parser.name!r} parses the frames")
-        self.needs_rgb = ex.parser.needs_pixels
+        self.keep_rgb = ex.params.face_size > 0 or any(e.needs_pixels for e in ex.encoders)
 
-    def __call__(self, f: LiveFrame) -> Frame:
-        keep = f.rgb if self.ex.needs_pixels and any(e.needs_pixels for e in self.ex.encoders) else None
+    def __call__(self, f: LiveFrame) -> list[tuple[str | None, Frame]]:
+        keep = f.rgb if self.keep_rgb else None
         if self.full is not None:
             full = self.full
             if f.index >= full.num_frames:
@@ -68,12 +80,27 @@ class FrameParser:
                 kp[:, 1] *= f.rgb.shape[0] / full.image_size[0]
             rm = None if full.region_masks is None else full.region_masks[f.index]
             pm = None if full.person_mask is None else full.person_mask[f.index]
-            return Frame(f.index, f.t, f.pos, keep, kp, rm, pm)
+            return [(None, Frame(f.index, f.t, f.pos, keep, kp, rm, pm))]
         assert f.rgb is not None and self.tracker is not None
+        if self.people is not None:
+            return self._people(f, keep)
         if self.session is None:
             self.session = self.tracker.session()
         kp, mask = self.session.step(f.rgb)
-        return Frame(f.index, f.t, f.pos, keep, kp, None, mask, raw=True)
+        return [(None, Frame(f.index, f.t, f.pos, keep, kp, None, mask, raw=True))]
+
+    def _people(self, f: LiveFrame, keep: np.ndarray | None) -> list[tuple[str | None, Frame]]:
+        """Every person of the frame, as ``people_parse.find_people`` finds and tracks them."""
+        tr, t = self.people, f.pos
+        hints = [b for _, b in tr.predicted_boxes(t)]
+        missing = any(t - x.last > 1 for x in tr.live)
+        dets = self.finder.detect(f.rgb, hints, discover=t % self.finder.detect_every == 0 or not hints or missing)
+        ids = tr.update(t, dets)
+        for x in tr.live:  # a stream keeps no history: whole tracks (``tracks()``) are never asked for
+            del x.frames[:-1], x.dets[:-1]
+        tr.ended.clear()
+        return [(f"person {i}", Frame(f.index, f.t, f.pos, keep, d.keypoints, None, d.mask, raw=True))
+                for i, d in zip(ids, dets) if i >= 0]  # fmt: skip
 
     def size(self, f: LiveFrame) -> tuple[int, int]:
         """(H, W) of the pixels the landmarks are in."""
@@ -86,6 +113,9 @@ class FrameParser:
         if self.session is not None:
             self.session.close()
             self.session = None
+        if self.finder is not None:
+            self.finder.close()
+            self.finder = None
 
 
 @dataclass

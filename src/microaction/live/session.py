@@ -84,6 +84,8 @@ def event_record(d: Detection, taxonomy: Any, regions: list[str], delay: float |
         "emitted": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
         "emitted_unix": round(now, 3),
     }  # fmt: skip
+    if d.person is not None:
+        rec["person"] = d.person
     if delay is not None:
         rec["delay"] = round(delay, 3)
     return rec
@@ -145,6 +147,99 @@ def _parse_thread(fq: Any, pq: queue.Queue[Any], parser: FrameParser, stop: thre
     return th
 
 
+@dataclass
+class _Person:
+    """One person's features and detector (the only one without ``--people all``)."""
+
+    features: LiveFeatures
+    detector: LiveDetector
+
+
+class _Session:
+    """The consumer side: parsed frames in; features, detector, events, overlay."""
+
+    def __init__(self, loaded: Any, ex: Any, opts: LiveOptions, spec: SourceSpec, name: str, sink: IO[str]) -> None:
+        from microaction.data.standardize import FeatureStats
+
+        self.ex, self.opts, self.spec, self.name, self.sink = ex, opts, spec, name, sink
+        self.tax = loaded.taxonomy
+        self.regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
+        self.stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
+        self.model = loaded.model.to(opts.device)
+        self.people: dict[str | None, _Person] = {}
+        self.events: list[Detection] = []
+        self.wall0: float | None = None  # wall clock of stream time 0 (first frame's arrival minus its time)
+        self.native: tuple[int, int] | None = None
+        fps = ex.params.fps or 25.0
+        self.overlay = _Overlay(opts.overlay, self.regions, fps, self.tax) if opts.overlay else None
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        self.on_steps: Callable[[Steps], None] | None = None
+        self._person(None).detector.warm_up(len(ex.regions), ex.region_dim, ex.global_dim)  # not while frames wait
+        self.people.clear()
+
+    def _person(self, who: str | None) -> _Person:
+        p = self.people.get(who)
+        if p is None:
+            features = LiveFeatures(self.ex, context=self.opts.context)
+            det = LiveDetector(self.model, self.name, features.rate, self.opts.settings, stats=self.stats,
+                               min_visible_fraction=self.ex.params.min_visible_fraction, device=self.opts.device,
+                               person=who)  # fmt: skip
+            p = self.people[who] = _Person(features, det)
+        return p
+
+    def frame(
+        self, f: Any, parsed: list[tuple[str | None, Any]], size: tuple[int, int], *, encode: bool = True
+    ) -> None:
+        if self.wall0 is None:
+            self.wall0 = time.time() - (time.monotonic() - f.received) - f.t
+        self.native = f.native
+        if self.overlay is not None:
+            self.overlay.add(f.t, f.rgb)
+        for who, frame in parsed:
+            p = self._person(who)
+            p.features.push(frame, f.native, size)
+            if encode:
+                self._feed(p, p.features.ready(hop=self.opts.hop))
+                self._emit(p.detector.poll())
+
+    def finish(self) -> None:
+        for p in self.people.values():
+            self._feed(p, p.features.ready(ended=True), ended=True)
+            self._emit(p.detector.poll(final=True))
+
+    def _feed(self, p: _Person, steps: Steps | None, ended: bool = False) -> None:
+        if steps is None:
+            return
+        if self.on_steps is not None:
+            self.on_steps(steps)
+        p.detector.add(steps)
+        if self.overlay is not None and self.native is not None:
+            self.overlay.draw(steps, self.native, ended)
+
+    def _emit(self, found: list[Detection]) -> None:
+        for d in found:
+            delay = None if self.wall0 is None or not self.spec.live else time.time() - (self.wall0 + d.end)
+            rec = event_record(d, self.tax, self.regions, delay)
+            self.sink.write(json.dumps(rec) + "\n")
+            self.sink.flush()
+            self.events.append(d)
+            if self.overlay is not None:
+                self.overlay.recent.append(d)
+            if self.on_event is not None:
+                self.on_event(rec)
+
+    def summary(self) -> dict[str, Any]:
+        ps = list(self.people.values())
+        return {
+            "steps": sum(p.features.done for p in ps), "events": len(self.events),
+            "stream_seconds": round(max([p.detector.horizon for p in ps] + [0.0]), 3),
+            "encode_seconds": round(sum(p.features.seconds for p in ps), 3),
+            "runs": sum(p.detector.runs for p in ps),
+            "detector_seconds": round(sum(p.detector.seconds for p in ps), 3),
+            "people": [w for w in self.people if w is not None],
+        }  # fmt: skip
+
+
 def run_live(
     run_dir: str | Path,
     opts: LiveOptions,
@@ -156,133 +251,101 @@ def run_live(
     """Run a live session until the source ends or fails, ``stop`` is set, or SIGINT.
     ``on_event`` gets each event's record as it is emitted, ``on_steps`` each batch of feature
     steps (before standardisation) as it is encoded."""
-    from microaction.data.standardize import FeatureStats
     from microaction.engine.detection import load_detector
     from microaction.extract.pipeline import get_extractor, params_from_manifest
 
-    if opts.people != "main":
-        raise ValueError("--people all is not available live yet: one person (the main one) is followed")
+    if opts.people == "all" and opts.overlay:
+        raise ValueError("--overlay follows one person; leave it out with --people all")
     loaded = load_detector(run_dir, opts.checkpoint, device=opts.device)
     params = params_from_manifest(loaded.manifest)
     if opts.parser:
         params = replace(params, parser=opts.parser, parser_options={})
     ex = get_extractor(params)
-    parser = FrameParser(ex, opts.parse_from)
+    parser = FrameParser(ex, opts.parse_from, opts.people)
     spec = replace(opts.source, fps=params.fps, stride=params.stride, max_side=params.max_side,
                    pixels=ex.needs_pixels or bool(opts.overlay))  # fmt: skip
     name = opts.name or source_name(spec.source)
-    regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
-    tax = loaded.taxonomy
-    features = LiveFeatures(ex, context=opts.context)
-    stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
-    model = loaded.model.to(opts.device)
-    det = LiveDetector(model, name, features.rate, opts.settings, stats=stats,
-                       min_visible_fraction=params.min_visible_fraction, device=opts.device)  # fmt: skip
     opts.out.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
-    restore = _on_sigint(stop)
     sink: IO[str] = open(opts.events, "w", encoding="utf-8") if opts.events else sys.stdout  # noqa: SIM115
-    det.warm_up(
-        len(ex.regions), ex.region_dim, ex.global_dim
-    )  # the first forward pass is slow: not while frames queue up
+    try:
+        session = _Session(loaded, ex, opts, spec, name, sink)
+    except BaseException:
+        parser.close()
+        raise
+    session.on_event, session.on_steps = on_event, on_steps
+    restore = _on_sigint(stop)
     if not opts.quiet:
         print(f"live: reading {spec.source} ({spec.kind})", file=sys.stderr, flush=True)
     fq, sstats, _reader = start_reader(spec)
     pq: queue.Queue[Any] = queue.Queue(maxsize=8)
     pstop = threading.Event()
     _parse_thread(fq, pq, parser, pstop)
-    overlay = _Overlay(opts.overlay, regions, params.fps or 25.0, tax) if opts.overlay else None
-    events: list[Detection] = []
-    wall0: float | None = None  # wall clock of stream time 0 (the first frame's arrival, minus its time)
-    native: tuple[int, int] | None = None
-    failure: str | None = None
-    t_start, last_frame = time.monotonic(), time.monotonic()
-
-    def emit(found: list[Detection]) -> None:
-        for d in found:
-            delay = None if wall0 is None or not spec.live else time.time() - (wall0 + d.end)
-            rec = event_record(d, tax, regions, delay)
-            sink.write(json.dumps(rec) + "\n")
-            sink.flush()
-            events.append(d)
-            if overlay is not None:
-                overlay.recent.append(d)
-            if on_event is not None:
-                on_event(rec)
-
-    def feed(steps: Steps | None, ended: bool = False) -> None:
-        if steps is None:
-            return
-        if on_steps is not None:
-            on_steps(steps)
-        det.add(steps)
-        if overlay is not None and native is not None:
-            overlay.draw(steps, native, ended)
-
+    t_start = time.monotonic()
     try:
-        while not stop.is_set():
-            try:
-                item = pq.get(timeout=0.1)
-            except queue.Empty:
-                if spec.kind in ("stdin", "device") and time.monotonic() - last_frame > opts.stall:
-                    failure = f"{spec.source}: no frame for {opts.stall:g} s (stalled)"
-                    break
-                continue
-            if item is _END:
-                break
-            if isinstance(item, BaseException):
-                failure = f"{spec.source}: {type(item).__name__}: {item}"
-                break
-            f, frame, size = item
-            last_frame = time.monotonic()
-            if wall0 is None:
-                wall0 = time.time() - (time.monotonic() - f.received) - f.t
-            native = f.native
-            features.push(frame, f.native, size)
-            if overlay is not None:
-                overlay.add(f.t, f.rgb)
-            feed(features.ready(hop=opts.hop))
-            emit(det.poll())
-        while stop.is_set():  # stopped: the frames already parsed are part of what was seen
-            try:
-                item = pq.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, tuple):
-                features.push(item[1], item[0].native, item[2])
-                if overlay is not None:
-                    overlay.add(item[0].t, item[0].rgb)
-        feed(features.ready(ended=True), ended=True)
-        emit(det.poll(final=True))
+        failure = _consume(session, pq, spec, opts.stall, stop)
+        session.finish()
     finally:
         fq.stop.set()
         pstop.set()
         restore()
-        if overlay is not None:
-            overlay.writer.close()
+        if session.overlay is not None:
+            session.overlay.writer.close()
         if sink is not sys.stdout:
             sink.close()
     failure = failure or sstats.error
-    seconds = time.monotonic() - t_start
     summary = {
         "source": spec.source, "kind": spec.kind, "video": name, "status": "failed" if failure else "ended",
         "error": failure, "stopped": stop.is_set(), "frames_decoded": sstats.decoded,
         "frames_sampled": sstats.sampled, "frames_dropped": sstats.dropped, "reconnects": sstats.reconnects,
-        "steps": features.done, "events": len(events), "seconds": round(seconds, 3),
-        "stream_seconds": round(max(det.horizon, 0.0), 3), "encode_seconds": round(features.seconds, 3),
-        "lookahead": opts.settings.lookahead, "window": opts.settings.window, "hop": opts.hop, **det.state(),
+        "seconds": round(time.monotonic() - t_start, 3), **session.summary(),
+        "lookahead": opts.settings.lookahead, "window": opts.settings.window, "hop": opts.hop,
     }  # fmt: skip
-    paths = _write_outputs(events, opts, tax, regions, summary, max(det.horizon, 0.0))
-    return LiveResult(1 if failure else 0, events, summary, paths)
+    people = [w for w in session.people if w is not None]
+    paths = _write_outputs(session.events, opts, session.tax, session.regions, summary, people)
+    return LiveResult(1 if failure else 0, session.events, summary, paths)
+
+
+def _consume(
+    session: _Session, pq: queue.Queue[Any], spec: SourceSpec, stall: float, stop: threading.Event
+) -> str | None:
+    """Parsed frames into the session until the end, a failure (returned) or ``stop``."""
+    last = time.monotonic()
+    while not stop.is_set():
+        try:
+            item = pq.get(timeout=0.1)
+        except queue.Empty:
+            if spec.kind in ("stdin", "device") and time.monotonic() - last > stall:
+                return f"{spec.source}: no frame for {stall:g} s (stalled)"
+            continue
+        if item is _END:
+            return None
+        if isinstance(item, BaseException):
+            return f"{spec.source}: {type(item).__name__}: {item}"
+        last = time.monotonic()
+        session.frame(*item)
+    while True:  # stopped: the frames already parsed are part of what was seen
+        try:
+            item = pq.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(item, tuple):
+            session.frame(*item, encode=False)
 
 
 def _write_outputs(
-    events: list[Detection], opts: LiveOptions, tax: Any, regions: list[str], summary: dict[str, Any], seconds: float
+    events: list[Detection],
+    opts: LiveOptions,
+    tax: Any,
+    regions: list[str],
+    summary: dict[str, Any],
+    people: list[str],
 ) -> dict[str, Path]:
     from microaction.data.store import atomic_write_bytes
     from microaction.report.timeline import write_timeline
 
-    paths = write_timeline(events, opts.out, tax, regions, None, duration=seconds or None, lanes=opts.lanes)
+    seconds = summary["stream_seconds"] or None
+    paths = write_timeline(events, opts.out, tax, regions, None, duration=seconds, lanes=opts.lanes, people=people)
     paths["live"] = opts.out / "live.json"
     atomic_write_bytes(paths["live"], json.dumps(summary, indent=1).encode())
     return paths
@@ -300,4 +363,8 @@ def _on_sigint(stop: threading.Event) -> Callable[[], None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore

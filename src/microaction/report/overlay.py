@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -346,7 +347,7 @@ class OverlayStream:
         self.names, self.rows = list(region_names), caption_rows
         self.rate = Fraction(fps).limit_denominator(1001)
         self.container = av.open(str(self.path), "w")
-        self.stream = None
+        self.stream: Any = None
         self.lay: _Layout | None = None
         self.frames = 0
 
