@@ -167,6 +167,7 @@ class _Session:
         self.stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
         self.model = loaded.model.to(opts.device)
         self.people: dict[str | None, _Person] = {}
+        self.parsed = 0  # frames parsed and taken in
         self.events: list[Detection] = []
         self.wall0: float | None = None  # wall clock of stream time 0 (first frame's arrival minus its time)
         self.native: tuple[int, int] | None = None
@@ -193,6 +194,7 @@ class _Session:
         if self.wall0 is None:
             self.wall0 = time.time() - (time.monotonic() - f.received) - f.t
         self.native = f.native
+        self.parsed += 1
         if self.overlay is not None:
             self.overlay.add(f.t, f.rgb)
         for who, frame in parsed:
@@ -231,7 +233,7 @@ class _Session:
     def summary(self) -> dict[str, Any]:
         ps = list(self.people.values())
         return {
-            "steps": sum(p.features.done for p in ps), "events": len(self.events),
+            "frames_parsed": self.parsed, "steps": sum(p.features.done for p in ps), "events": len(self.events),
             "stream_seconds": round(max([p.detector.horizon for p in ps] + [0.0]), 3),
             "encode_seconds": round(sum(p.features.seconds for p in ps), 3),
             "runs": sum(p.detector.runs for p in ps),
