@@ -266,3 +266,22 @@ def test_online_sampling_keeps_the_frames_offline_sampling_keeps() -> None:
         got = [i for i, t in enumerate(times) if s.feed(i, float(t), 1.0 / src_fps)]
         # the same count; the same frames but where two frames tie for a grid point
         assert abs(len(got) - len(want)) <= 1 and np.mean(np.isin(got, want)) > 0.7, (src_fps, fps)
+
+
+def test_people_all_on_a_real_clip(detector: tuple[Path, Path, Path, Path], shared: Path, tmp_path: Path) -> None:
+    """``--people all``: every person MediaPipe finds gets features, detector, events and lanes of
+    its own (one seated person in an MA-52 clip: ``person 0``)."""
+    from microaction.cli import main
+
+    run = detector[0]
+    clip = tmp_path / "clip.ts"
+    _remux(sorted((shared / "ma52" / "demo_clips").glob("*.mp4"))[0], clip, seconds=0.8)  # a short test
+    out, events = tmp_path / "out", tmp_path / "events.jsonl"
+    argv = ["live", str(run), str(clip), "--parser", "mediapipe", "--people", "all", "--out", str(out),
+            "--events", str(events), "--min-score", "0", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    stats = json.loads((out / "live.json").read_text())
+    assert stats["people"] == ["person 0"] and stats["steps"] > 0
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    assert lines and {e["person"] for e in lines} == {"person 0"}
+    assert json.loads((out / "timeline.json").read_text())["people"] == ["person 0"]

@@ -15,6 +15,7 @@ run finalises everything (no more look-ahead can come).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,8 @@ class LiveDetector:
         self.horizon = -np.inf  # seconds of stream the features cover
         self.pending = False
         self.emitted: deque[Detection] = deque()  # recent events, for de-duplication
+        test = getattr(model, "test", None)  # TriDet's post-processing settings, where the model has them
+        self.sigma = float(getattr(test, "nms_sigma", 0.5))
         self.runs = 0
         self.seconds = 0.0  # spent in the detector
         self.last_run = 0.0
@@ -123,8 +126,8 @@ class LiveDetector:
         self.last_run, self.pending = now, False
         lo, self.cut = self.cut, max(cut, self.cut)
         out = []
-        for d in sorted(dets, key=lambda d: -d.score):
-            if d.score < self.s.min_score or not (lo < d.end <= cut + 1e-6):
+        for d in self._decayed([d for d in dets if lo < d.end <= cut + 1e-6]):
+            if d.score < self.s.min_score:
                 continue
             if any(e.label == d.label and _tiou(e, d) >= self.s.dedup_iou for e in self.emitted):
                 continue
@@ -134,6 +137,19 @@ class LiveDetector:
         while self.emitted and self.emitted[0].end < self.cut - self.s.window:
             self.emitted.popleft()  # older than any window can reach again
         return sorted(out, key=lambda d: (d.end, -d.score))
+
+    def _decayed(self, dets: list[Detection]) -> list[Detection]:
+        """Candidates best first, each score decayed by the events already emitted as the
+        detector's Gaussian Soft-NMS would have decayed it below them (same class:
+        ``exp(-tIoU² / sigma)``): an event is final and cannot be taken back."""
+        out = []
+        for d in dets:
+            k = 1.0
+            for e in self.emitted:
+                if e.label == d.label:
+                    k *= math.exp(-(_tiou(e, d) ** 2) / self.sigma)
+            out.append(replace(d, score=d.score * k) if k < 1.0 else d)
+        return sorted(out, key=lambda d: -d.score)
 
     def _recording(self) -> Recording:
         h = self.held
