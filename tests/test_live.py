@@ -117,7 +117,7 @@ def test_live_events_match_the_offline_detector(detector: tuple[Path, Path, Path
     from microaction.live import LiveOptions, SourceSpec, WindowSettings, run_live
 
     run, store, video, _ = detector
-    settings = WindowSettings(window=32.0, lookahead=1.5, min_score=0.0)
+    settings = WindowSettings(window=32.0, lookahead=1.5, min_score=0.0, rank=False)  # every candidate, as offline
     horizon = [0.0]
     seen: list[tuple[float, float]] = []  # (event end, horizon when it was emitted)
 
@@ -169,7 +169,9 @@ def test_pipe_at_camera_pace_and_ctrl_c(detector: tuple[Path, Path, Path, Path],
                       "--lookahead", "1", "--overlay", str(tmp_path / "overlay.mp4")])  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     _play(ts, proc.stdin, 24.0)
-    first = json.loads(proc.stdout.readline())  # an event while the recording still plays
+    line = proc.stdout.readline()  # an event while the recording still plays
+    assert line, (proc.wait(timeout=30), proc.stderr.read().decode() if proc.stderr else "")
+    first = json.loads(line)
     assert first["video"] == "stdin" and first["end"] < 20.0
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)

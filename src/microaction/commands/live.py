@@ -24,9 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--lookahead", type=float, default=1.0,
         help="seconds of stream after an action's end before it is final (default 1.0)",
     )  # fmt: skip
-    p.add_argument("--window", type=float, default=16.0, help="seconds the detector sees at once (default 16)")
+    p.add_argument(
+        "--window", type=float, default=64.0,
+        help="seconds of features the detector sees at once (default 64)",
+    )  # fmt: skip
     p.add_argument("--hop", type=float, default=0.5, help="seconds of new features encoded at once (default 0.5)")
     p.add_argument("--min-score", type=float, default=0.1, help="emit events scoring at least this (default 0.1)")
+    p.add_argument(
+        "--top-only", dest="top_only", action="store_true",
+        help="emit only the window's best candidates, as many as the detector keeps offline per window length "
+        "(fewer, surer events)",
+    )  # fmt: skip
     p.add_argument("--reconnect", type=int, default=3, help="times a failed stream or camera is opened again (3)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds without data before a source is stalled")
     p.add_argument("--name", help="the recording's name in events and timeline (default: from the source)")
@@ -55,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--lookahead", args.lookahead), ("--reconnect", args.reconnect)):
         if value < 0:
             raise ValueError(f"{flag} must be >= 0, got {value}")
-    if not (args.window > args.lookahead and args.hop > 0 and args.timeout > 0):
+    if not ((args.window is None or args.window > args.lookahead) and args.hop > 0 and args.timeout > 0):
         raise ValueError("--window must exceed --lookahead; --hop and --timeout must be > 0")
     spec = SourceSpec(args.source, args.fmt, realtime=args.realtime, reconnects=args.reconnect, timeout=args.timeout)
-    settings = WindowSettings(window=args.window, lookahead=args.lookahead, min_score=args.min_score)
+    settings = WindowSettings(
+        window=args.window, lookahead=args.lookahead, min_score=args.min_score, rank=args.top_only
+    )
     opts = LiveOptions(spec, Path(args.out), settings, events=args.events, overlay=args.overlay, name=args.name,
                        parse_from=args.parse_from, parser=args.parser, people=args.people, hop=args.hop,
                        stall=args.timeout, checkpoint=args.checkpoint, device=args.device, lanes=args.lanes,

@@ -1,7 +1,9 @@
 """A trained detector over a stream: a sliding window with a fixed look-ahead.
 
 The detector (any ``task: detection`` run: ``tridet``, ``bmoe_tridet``, ``sliding_window``) runs,
-after each batch of new feature steps, on the last ``window`` steps, as ``mar timeline`` runs it on
+after each batch of new feature steps, on the last ``window`` seconds (64: offline it sees the whole
+recording, and twice the demo's 32-second training windows came closest to it on the benchmark;
+the whole past would cost more with every step), as ``mar timeline`` runs it on
 a whole recording (``engine.detection.detect_recording``, the run's standardisation). The steps
 seen so far end at the *horizon*; a detection is final once the horizon is ``lookahead`` seconds
 past its end: the detector then saw that much of what followed the action, so its end is not
@@ -27,17 +29,19 @@ from microaction.data.segments import Detection
 from microaction.data.standardize import FeatureStats
 from microaction.engine.detection import Recording, detect_recording, standardize_recording
 from microaction.live.features import Steps
+from microaction.models.detect_ops import NMS_BLOCK
 
 __all__ = ["LiveDetector", "WindowSettings"]
 
 
 @dataclass
 class WindowSettings:
-    window: float = 16.0  # seconds of features the detector sees
+    window: float | None = 64.0  # seconds of features the detector sees (None: its training window)
     lookahead: float = 1.0  # seconds past an action's end before it is final
     min_score: float = 0.1
     dedup_iou: float = 0.5
     min_interval: float = 0.0  # seconds between two runs at least (0: after every batch of steps)
+    rank: bool = False  # only a window's best, as many as the detector keeps offline per window length
 
 
 @dataclass
@@ -62,11 +66,12 @@ class LiveDetector:
         min_visible_fraction: float = 0.2,
         device: str = "cpu",
         person: str | None = None,
+        window_steps: int = 192,
     ) -> None:
         self.model, self.video, self.rate, self.s = model, video, float(rate), settings
         self.person = person
         self.stats, self.min_visible, self.device = stats, float(min_visible_fraction), device
-        self.size = max(2, round(settings.window * self.rate))
+        self.size = max(2, round(settings.window * self.rate)) if settings.window else int(window_steps)
         self.held = _Held()
         self.cut = -np.inf  # seconds finalised so far
         self.horizon = -np.inf  # seconds of stream the features cover
@@ -74,6 +79,8 @@ class LiveDetector:
         self.emitted: deque[Detection] = deque()  # recent events, for de-duplication
         test = getattr(model, "test", None)  # TriDet's post-processing settings, where the model has them
         self.sigma = float(getattr(test, "nms_sigma", 0.5))
+        top = getattr(test, "max_seg_num", None)
+        self.top = max(1, math.ceil(top * self.size / NMS_BLOCK)) if top and settings.rank else None
         self.runs = 0
         self.seconds = 0.0  # spent in the detector
         self.last_run = 0.0
@@ -125,8 +132,13 @@ class LiveDetector:
         self.runs += 1
         self.last_run, self.pending = now, False
         lo, self.cut = self.cut, max(cut, self.cut)
+        # as many per window as the detector keeps offline per stretch of recording (its
+        # max_seg_num per NMS_BLOCK steps): a candidate must rank among the window's best that many
+        bar = -math.inf
+        if self.top is not None and len(dets) > self.top:
+            bar = sorted((d.score for d in dets), reverse=True)[self.top - 1]
         out = []
-        for d in self._decayed([d for d in dets if lo < d.end <= cut + 1e-6]):
+        for d in self._decayed([d for d in dets if lo < d.end <= cut + 1e-6 and d.score >= bar]):
             if d.score < self.s.min_score:
                 continue
             if any(e.label == d.label and _tiou(e, d) >= self.s.dedup_iou for e in self.emitted):
@@ -134,7 +146,7 @@ class LiveDetector:
             d = replace(d, person=self.person)
             self.emitted.append(d)
             out.append(d)
-        while self.emitted and self.emitted[0].end < self.cut - self.s.window:
+        while self.emitted and self.emitted[0].end < self.cut - self.size / self.rate:
             self.emitted.popleft()  # older than any window can reach again
         return sorted(out, key=lambda d: (d.end, -d.score))
 

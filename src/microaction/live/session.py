@@ -72,8 +72,10 @@ def source_name(source: str) -> str:
     return (tail.rsplit(".", 1)[0] if "." in tail else tail) or "live"
 
 
-def event_record(d: Detection, taxonomy: Any, regions: list[str], delay: float | None) -> dict[str, Any]:
-    """The JSON line of one event."""
+def event_record(
+    d: Detection, taxonomy: Any, regions: list[str], horizon: float, delay: float | None
+) -> dict[str, Any]:
+    """The JSON line of one event (``horizon``: seconds of stream seen when it was emitted)."""
     now = time.time()
     rec: dict[str, Any] = {
         "video": d.video, "start": round(d.start, 3), "end": round(d.end, 3), "class_id": int(d.label),
@@ -82,7 +84,7 @@ def event_record(d: Detection, taxonomy: Any, regions: list[str], delay: float |
         "score": round(d.score, 4),
         "routing": None if d.routing is None else dict(zip(regions, d.routing)),
         "emitted": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
-        "emitted_unix": round(now, 3),
+        "emitted_unix": round(now, 3), "horizon": round(horizon, 3),
     }  # fmt: skip
     if d.person is not None:
         rec["person"] = d.person
@@ -120,6 +122,17 @@ class _Overlay:
 
 
 def _parse_thread(fq: Any, pq: queue.Queue[Any], parser: FrameParser, stop: threading.Event) -> threading.Thread:
+    """The parser's thread: frames from the reader's queue, ``(frame, [(person, Frame)], size)``
+    onto ``pq`` (waiting while it is full: the reader drops instead), then ``_END``."""
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                pq.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def run() -> None:
         try:
             while not stop.is_set():
@@ -129,18 +142,12 @@ def _parse_thread(fq: Any, pq: queue.Queue[Any], parser: FrameParser, stop: thre
                     continue
                 if f is None:
                     break
-                item = (f, parser(f), parser.size(f))
-                while not stop.is_set():
-                    try:
-                        pq.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                put((f, parser(f), parser.size(f)))
         except BaseException as e:  # handed to the session
-            pq.put(e)
+            put(e)
         finally:
             parser.close()
-            pq.put(_END)
+            put(_END)
 
     th = threading.Thread(target=run, name="live-parser", daemon=True)
     th.start()
@@ -166,6 +173,7 @@ class _Session:
         self.regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
         self.stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
         self.model = loaded.model.to(opts.device)
+        self.window_steps = int(loaded.meta.get("num_steps") or 192)  # the detector's training window
         self.people: dict[str | None, _Person] = {}
         self.parsed = 0  # frames parsed and taken in
         self.events: list[Detection] = []
@@ -184,7 +192,7 @@ class _Session:
             features = LiveFeatures(self.ex, context=self.opts.context)
             det = LiveDetector(self.model, self.name, features.rate, self.opts.settings, stats=self.stats,
                                min_visible_fraction=self.ex.params.min_visible_fraction, device=self.opts.device,
-                               person=who)  # fmt: skip
+                               person=who, window_steps=self.window_steps)  # fmt: skip
             p = self.people[who] = _Person(features, det)
         return p
 
@@ -202,12 +210,12 @@ class _Session:
             p.features.push(frame, f.native, size)
             if encode:
                 self._feed(p, p.features.ready(hop=self.opts.hop))
-                self._emit(p.detector.poll())
+                self._emit(p.detector.poll(), p.detector.horizon)
 
     def finish(self) -> None:
         for p in self.people.values():
             self._feed(p, p.features.ready(ended=True), ended=True)
-            self._emit(p.detector.poll(final=True))
+            self._emit(p.detector.poll(final=True), p.detector.horizon)
 
     def _feed(self, p: _Person, steps: Steps | None, ended: bool = False) -> None:
         if steps is None:
@@ -218,10 +226,10 @@ class _Session:
         if self.overlay is not None and self.native is not None:
             self.overlay.draw(steps, self.native, ended)
 
-    def _emit(self, found: list[Detection]) -> None:
+    def _emit(self, found: list[Detection], horizon: float) -> None:
         for d in found:
             delay = None if self.wall0 is None or not self.spec.live else time.time() - (self.wall0 + d.end)
-            rec = event_record(d, self.tax, self.regions, delay)
+            rec = event_record(d, self.tax, self.regions, horizon, delay)
             self.sink.write(json.dumps(rec) + "\n")
             self.sink.flush()
             self.events.append(d)
@@ -239,6 +247,7 @@ class _Session:
             "runs": sum(p.detector.runs for p in ps),
             "detector_seconds": round(sum(p.detector.seconds for p in ps), 3),
             "people": [w for w in self.people if w is not None],
+            "window_steps": ps[0].detector.size if ps else self.window_steps,
         }  # fmt: skip
 
 
@@ -301,7 +310,7 @@ def run_live(
         "error": failure, "stopped": stop.is_set(), "frames_decoded": sstats.decoded,
         "frames_sampled": sstats.sampled, "frames_dropped": sstats.dropped, "reconnects": sstats.reconnects,
         "seconds": round(time.monotonic() - t_start, 3), **session.summary(),
-        "lookahead": opts.settings.lookahead, "window": opts.settings.window, "hop": opts.hop,
+        "lookahead": opts.settings.lookahead, "hop": opts.hop,
     }  # fmt: skip
     people = [w for w in session.people if w is not None]
     paths = _write_outputs(session.events, opts, session.tax, session.regions, summary, people)
