@@ -164,21 +164,21 @@ def test_imigue_label_csv(tmp_path: Path) -> None:
     p.write_text("5,10,40\r\n99,41,60\r\n16,100,100")
     rows = read_imigue_labels(p, IMIGUE)
     assert [(s.video, s.label, s.start, s.end) for s in rows] == [
-        ("0054", 5, 10, 41),
+        ("0054", 4, 10, 41),  # the release numbers classes from 1: raw 5 is id 4
         ("0054", 31, 41, 61),  # raw 99 -> 31; endFrame inclusive
-        ("0054", 16, 100, 101),
+        ("0054", 15, 100, 101),
     ]
     assert rows[0].key != rows[1].key
     h = tmp_path / "0001_label.csv"
     h.write_text("classID,startFrame,endFrame\n3,1,2\n")
-    assert read_annotations(h, IMIGUE)[0].label == 3
+    assert read_annotations(h, IMIGUE)[0].label == 2
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("5,10\n", r":1: expected 'classID,startFrame,endFrame', got 2 fields"),
-        ("5,10,40\n40,1,2\n", r":2: label 40 out of range 0..31"),
+        ("5,10,40\n40,1,2\n", r":2: class 40 is not a class number of this file \(imigue numbered from 1: 1..31, 99\)"),
         ("5,10,4\n", r":1: endFrame 4 before startFrame 10"),
         ("5,-1,4\n", r":1: startFrame -1 must be >= 0"),
         ("5,1," + "9" * 40 + "\n", r":1: endFrame .* out of range"),

@@ -87,3 +87,12 @@ def test_paper_configs_have_no_routing_supervision() -> None:
     for stem in ("demo_bmoe", "ma52_bmoe", "imigue_bmoe"):
         assert load_experiment(REPO / "configs" / f"{stem}.yaml").loss.routing_weight == 0.0, stem
     assert load_experiment(REPO / "configs" / "demo_bmoe_routed.yaml").loss.routing_weight > 0
+
+
+def test_routing_supervision_needs_body_groups(tmp_path: Path) -> None:
+    # iMiGUE has no body level: the run is refused before any data is read, saying why
+    from microaction.engine import train
+
+    text = MINIMAL + f"  taxonomy: imigue\nloss:\n  routing_weight: 0.5\nrun:\n  out_dir: {tmp_path / 'runs'}\n"
+    with pytest.raises(ConfigError, match=r"routing_weight 0.5: label set 'imigue' has no body groups"):
+        train(_write(tmp_path, text))  # the store "s" does not exist: refused before it is opened

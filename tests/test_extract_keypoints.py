@@ -12,6 +12,7 @@ import pytest
 from extract_helpers import make_dataset, skeleton_clip
 from microaction.data.store import FeatureStore, StoreMismatch
 from microaction.extract.parsers import interpolate_gaps, make_parser
+from microaction.extract.parsers.base import to_seen_scale
 from microaction.extract.parsers.keypoints import load_keypoints
 from microaction.extract.pipeline import Extractor, ExtractParams
 from microaction.extract.runner import Job, collect_jobs, parse_shard, run_extraction, shard_jobs
@@ -88,11 +89,12 @@ def test_keypoint_file_formats(tmp_path: Path) -> None:
     kp, fps, size = load_keypoints(d)
     idx = LANDMARKS.index
     assert kp.shape == (4, 33, 3) and fps is None and size is None
-    np.testing.assert_allclose(kp[1, idx("nose")], [101, 50, 0.9], rtol=1e-6)
-    np.testing.assert_allclose(kp[0, idx("left_shoulder")], [130, 90, 0.8], rtol=1e-6)
-    np.testing.assert_allclose(kp[0, idx("left_heel")], [120, 300, 0.7], rtol=1e-6)
-    np.testing.assert_allclose(kp[0, idx("mouth_left")], [110, 70, 0.6], rtol=1e-6)
-    np.testing.assert_allclose(kp[0, idx("left_index")], [150, 160, 0.5], rtol=1e-6)
+    # confidences as OpenPose means them (body 0.1, face 0.4, hands 0.2), on the toolkit's scale
+    np.testing.assert_allclose(kp[1, idx("nose")], [101, 50, to_seen_scale(0.9, 0.1)], rtol=1e-6)
+    np.testing.assert_allclose(kp[0, idx("left_shoulder")], [130, 90, to_seen_scale(0.8, 0.1)], rtol=1e-6)
+    np.testing.assert_allclose(kp[0, idx("left_heel")], [120, 300, to_seen_scale(0.7, 0.1)], rtol=1e-6)
+    np.testing.assert_allclose(kp[0, idx("mouth_left")], [110, 70, to_seen_scale(0.6, 0.4)], rtol=1e-6)
+    np.testing.assert_allclose(kp[0, idx("left_index")], [150, 160, to_seen_scale(0.5, 0.2)], rtol=1e-6)
     assert kp[0, idx("right_index"), 2] == 0 and kp[3, :, 2].max() == 0  # absent -> unseen
     # MiGA/iMiGUE-style skeleton CSV: frame number + 137 joints x (x, y, c)
     rows = []
@@ -102,7 +104,7 @@ def test_keypoint_file_formats(tmp_path: Path) -> None:
         rows.append(",".join(str(v) for v in [t, *j.ravel()]))
     (tmp_path / "kp" / "vid.csv").write_text("\n".join(rows))
     kp2, _, _ = load_keypoints(tmp_path / "kp" / "vid.csv")
-    np.testing.assert_allclose(kp2[4, idx("right_wrist")], [200, 214, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(kp2[4, idx("right_wrist")], [200, 214, to_seen_scale(0.9, 0.1)], rtol=1e-6)
     # the keypoints parser finds files by the video's stem (npz first)
     np.savez(tmp_path / "kp" / "vid.npz", keypoints=skeleton_clip(6, 1), fps=np.float32(25))
     res = make_parser("keypoints", root=tmp_path / "kp").parse(None, tmp_path / "videos" / "vid.mp4")

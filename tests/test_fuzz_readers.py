@@ -36,9 +36,7 @@ FUZZ = settings(
     deadline=1000,  # ms per example: a hang fails
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     database=None,
-    # the same examples on every run: a random byte flip in a pickled numpy dtype's state can still
-    # crash numpy itself (see data/pickles.py); CI must not depend on drawing one
-    derandomize=True,
+    derandomize=True,  # the same examples on every run
 )
 
 # fields that readers meet: ids, huge and negative numbers, names, junk
@@ -168,9 +166,9 @@ def test_corrupt_array_headers_are_refused_before_allocating(scratch: Path) -> N
     huge = raw[:pos] + b"J" + (2**31 - 1).to_bytes(4, "little") + raw[pos + 2 :]
     path = scratch / "huge.pkl"
     path.write_bytes(huge)
-    with pytest.raises(AnnotationError, match=r"huge\.pkl.*cannot come from"):
+    with pytest.raises(AnnotationError, match=r"huge\.pkl: refused to load: an array prelude numpy does not write"):
         load_pose_pickle(path)
     objects = pickle.dumps({"annotations": [{"keypoint": np.array([None, 1], dtype=object)}]}, protocol=2)
     path.write_bytes(objects)
-    with pytest.raises(AnnotationError, match=r"huge\.pkl.*object-dtype"):
+    with pytest.raises(AnnotationError, match=r"huge\.pkl: refused to load: the dtype 'O8' is not a plain numeric one"):
         load_pose_pickle(path)

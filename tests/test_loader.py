@@ -194,8 +194,9 @@ def test_region_valid_steps_follow_the_sampled_steps(sv_ds: dict[str, Path], tmp
     keys = [(i, 3, 10 + i) for i in range(len(d))]
     want = d.__getitems__(keys)
     for drop_array in (False, True):
-        if drop_array:
+        if drop_array:  # a pack made before step_valid.npy (and pack.json) existed
             (tmp_path / "store" / "packed" / "step_valid.npy").unlink()
+            (tmp_path / "store" / "packed" / "pack.json").unlink()
         p = _dataset(sv_ds, FeatureStore.open(tmp_path / "store"), sampling="jitter")
         got = p.__getitems__(keys)
         assert p._packed_index() is not None and (p._packed_index().step_valid is None) == drop_array  # type: ignore[union-attr]

@@ -223,7 +223,7 @@ def test_routing_supervision_by_hand():
     assert logits.grad is not None and logits.grad[0].argmin().item() == 3
     with pytest.raises(ValueError, match="needs routing_targets"):
         LossComputer(num_classes=52, num_body=7, routing_weight=0.5)
-    with pytest.raises(ValueError, match="body groups mapped to regions"):
+    with pytest.raises(ValueError, match="label set 'imigue' has no body groups"):
         routing_targets(load_taxonomy("imigue"), regions)  # iMiGUE has no body level
 
 

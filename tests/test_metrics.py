@@ -230,3 +230,21 @@ def test_malformed_prediction_files(tmp_path: Path, edit: Callable[[list[str]], 
     path.write_text("\n".join(edit(path.read_text().splitlines())))
     with pytest.raises(MetricsError, match=message):
         score_prediction_csv(path, videos, y, MA52)
+
+
+def test_partial_prediction_csv(tmp_path: Path) -> None:
+    # three listed val videos, predictions for two: a.mp4 right (9), c.mp4 wrong (45 for 44)
+    header = (
+        "vid,"
+        + ",".join(f"action_pred_{i}" for i in range(1, 6))
+        + ","
+        + ",".join(f"body_pred_{i}" for i in range(1, 6))
+    )
+    path = tmp_path / "p.csv"
+    path.write_text(f"{header}\na.mp4,9,1,2,3,4,1,0,0,0,0\nc.mp4,45,44,2,3,4,5,5,0,0,0\n")
+    videos, y = ["a.mp4", "b.mp4", "c.mp4"], [9, 10, 44]
+    with pytest.raises(MetricsError, match=r"no prediction for 1 listed video.*'b.mp4'.*--partial"):
+        score_prediction_csv(path, videos, y, MA52)
+    m = score_prediction_csv(path, videos, y, MA52, partial=True)
+    assert (m["action_top1"], m["action_top5"], m["scored"], m["left_out"]) == (0.5, 1.0, 2, 1)
+    assert m["body_f1_micro"] == 1.0  # 44 and 45 are both head-hand (5)

@@ -115,3 +115,36 @@ def test_submit_then_score_round_trip(tmp_path: Path, shared: Path, capsys: pyte
             assert "action_top5" not in got
     write_miga_csv(tmp_path / "h.csv", names[:2], scores[:2], IMIGUE, header=True)
     assert (tmp_path / "h.csv").read_text().splitlines()[0] == "Id,Target"
+
+
+def test_partial_submission_scores_the_predicted_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # six listed samples; the submission predicts three of them: 0001_0 right, 0001_2 wrong
+    # (30 for 31), 0001_4 right -> top-1 2/3 over the predicted ones, 3 left out
+    ann = tmp_path / "val_label.pkl"
+    ann.write_bytes(pickle.dumps(([f"0001_{i}" for i in range(6)], [3, 7, 31, 0, 19, 30])))
+    sub = tmp_path / "Submission.csv"
+    sub.write_text("0001_0,3\n0001_2,30\n0001_4,19\n")
+    ids, labels = [f"0001_{i}" for i in range(6)], [3, 7, 31, 0, 19, 30]
+    assert score_miga_csv(sub, ids, labels, IMIGUE, partial=True) == {
+        "action_top1": 2 / 3,
+        "scored": 3,
+        "left_out": 3,
+    }
+    with pytest.raises(MetricsError, match=r"no prediction for 3 listed sample\(s\).*--partial"):
+        score_miga_csv(sub, ids, labels, IMIGUE)
+    args = ["score", "--taxonomy", "imigue", "--pred", str(sub), "--ann", str(ann)]
+    assert mar(args) != 0  # refusing stays the default
+    assert "no prediction for 3 listed sample(s)" in capsys.readouterr().err
+    assert mar([*args, "--partial", "--json"]) == 0
+    out = capsys.readouterr()
+    assert __import__("json").loads(out.out) == {"action_top1": 2 / 3, "scored": 3, "left_out": 3}
+    assert "3 of 6 listed samples have no prediction and were left out" in out.err
+    assert mar([*args, "--partial"]) == 0
+    assert "3 of 6 listed samples scored" in capsys.readouterr().out
+    # a row for a sample not listed is still a mistake, partial or not
+    sub.write_text("0001_0,3\n0002_0,3\n")
+    with pytest.raises(MetricsError, match=r"1 row\(s\) for samples not in the list"):
+        score_miga_csv(sub, ids, labels, IMIGUE, partial=True)
+    sub.write_text("0002_0,3\n")
+    with pytest.raises(MetricsError, match=r"no prediction for 6 listed"):
+        score_miga_csv(sub, ids[:6], labels, IMIGUE, partial=True)

@@ -127,34 +127,37 @@ def test_imigue_instance_csv(tmp_path: Path) -> None:
     p = write(
         tmp_path / "imigue_labels.csv",
         "video_id,label_id,start_time,start_frame,end_time,end_frame,class,subject_id,emotion\n"
-        "0001,1,00:00:01.500,45,00:00:03,90,5,17,win\n"
-        "0001,2,12.0,360,13.5,405,99,17,win\n"
-        "0002,1,,30,,60,16,4,loss\n",
+        "0001,1,00:00:01.500,37,00:00:03,74,5,17,win\n"
+        "0001,2,12.0,300,13.5,337,99,17,win\n"
+        "0002,1,,25,,49,16,4,loss\n",
     )
-    with pytest.raises(AnnotationError, match=r"imigue_labels.csv:4: times given only as frames"):
-        read_segments(p, IMIGUE)
-    t = read_segments(p, IMIGUE, fps=30)
+    # frames at iMiGUE's 25 fps, end frame inclusive; classes numbered from 1 (see test_imigue_release)
+    t = read_segments(p, IMIGUE)
     assert [(s.video, s.label, s.start, s.end, s.person) for s in t] == [
-        ("0001", 5, 1.5, 3.0, "17"),
-        ("0001", 31, 12.0, 13.5, "17"),  # raw 99 -> 31 (illustrative)
-        ("0002", 16, 1.0, 2.0, "4"),
+        ("0001", 4, 1.48, 3.0, "17"),
+        ("0001", 31, 12.0, 13.52, "17"),  # raw 99 -> 31 (illustrative)
+        ("0002", 15, 1.0, 2.0, "4"),
     ]
     # splits come from iMiGUE's cross-subject split (videos 1 and 2 are train subjects)
     assert {s.split for s in t} == {"train"} and t.splits == {"0001": "train", "0002": "train"}
-    assert len(read_segments(p, IMIGUE, fps=30, split="test")) == 0
+    assert len(read_segments(p, IMIGUE, split="test")) == 0
     bad = write(tmp_path / "b.csv", "video_id,start_time,end_time,class\nv,1,2,77\n")
-    with pytest.raises(AnnotationError, match=r"b.csv:2: label 77 out of range"):
+    with pytest.raises(AnnotationError, match=r"b.csv:2: class 77 is not a class number"):
         read_imigue_instances(bad, IMIGUE)
+    no_class = write(tmp_path / "n.csv", "video_id,label_id,start_time,end_time\nv,1,1,2\n")
+    with pytest.raises(AnnotationError, match=r"n.csv:1: iMiGUE instance CSV header lacks 'class'"):
+        read_imigue_instances(no_class, IMIGUE)
 
 
 def test_smg_finelabels(tmp_path: Path) -> None:
     tax = load_taxonomy("socialgesture")
     folder = tmp_path / "smg"
     folder.mkdir()
-    p = write(folder / "Sample0001_finelabels.csv", "label,start,end\n1,30,60\n2,90,75\n")
+    p = write(folder / "Sample0001_finelabels.csv", "label,start,end\n2,30,60\n3,90,75\n")
     with pytest.raises(AnnotationError, match="fps"):
         read_segments(p, tax)
     t = read_segments(p, tax, fps=30)
+    # SMG numbers its classes from 1 (the authors' reader subtracts 1): label 2 is class id 1
     assert [(s.video, s.label, s.start, s.end) for s in t] == [("Sample0001", 1, 1.0, 2.0)]
     assert [i.kind for i in t.issues] == ["reversed"] and "Sample0001_finelabels.csv:3" in t.issues[0].where
     write(folder / "Sample0002_finelabels.csv", "3,0,15\n")  # no header

@@ -27,7 +27,12 @@ def test_imigue_names_equal_shared_label_name_file(shared: Path) -> None:
     names = read_label_names(shared / "imigue" / "label_name.txt")
     assert tuple(names) == t.names
     assert t.num_classes == 32 and not t.has_body
-    assert t.label_id(99) == 31 and t.names[31] == "illustrative"
+    assert t.names[31] == "illustrative"
+    # the release numbers classes from 1, with 99 for "illustrative"; label_id reads the label
+    # set's own ids unless told the file's base
+    assert t.from_raw(99, base=1) == t.label_id("99", base=1) == 31 and t.from_raw(4, base=1) == 3
+    with pytest.raises(TaxonomyError, match=r"label 99 out of range 0\.\.31"):
+        t.label_id(99)
 
 
 def test_ma52_body_map_matches_readme_ranges() -> None:

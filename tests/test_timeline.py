@@ -137,6 +137,39 @@ def test_timeline_errors(tmp_path: Path) -> None:
     assert json.loads(paths["json"].read_text())["segments"] == []
 
 
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="") as f:
+        return next(csv.reader(f))
+
+
+def test_routing_columns_only_for_a_detector_with_routing(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    plain = [replace(d, routing=None) for d in _dets()]  # tridet: no routing at all
+    header = _csv_header(write_timeline(plain, tmp_path / "a", MA52, REGIONS, duration=3.0)["csv"])
+    assert header == ["video", "start", "end", "class_id", "class", "body", "score"]
+    # a routed detector (bmoe_tridet) keeps its columns, also when no segment passed --min-score
+    header = _csv_header(write_timeline([], tmp_path / "b", MA52, REGIONS, duration=3.0, routing=True)["csv"])
+    assert header[-4:] == [f"routing_{r}" for r in REGIONS]
+    header = _csv_header(write_timeline(plain, tmp_path / "c", MA52, REGIONS, duration=3.0, routing=False)["csv"])
+    assert not [c for c in header if c.startswith("routing_")]
+
+
+@pytest.mark.parametrize("duration", [2.0, 2.05, 24.149, 60.0, 3599.0])
+def test_axis_labels_stay_inside_the_track(tmp_path: Path, duration: float) -> None:
+    """No tick label of the time axis runs past the track's right edge (where it was cut off)."""
+    page = write_timeline(_dets(), tmp_path, MA52, REGIONS, duration=duration)["html"].read_text()
+    ticks = re.findall(r'<div class="tick( end)?" style="(left|right):([-\d.]+)%">([^<]+)</div>', page)
+    assert len(ticks) >= 2 and ticks[0][3] == "0:00.0"
+    track = 600.0  # px: the track of a narrow window
+    for end, side, pos, label in ticks:
+        width = 100 * (6.5 * len(label) + 3) / track  # % of the track: 10 px digits, padding and line
+        x = float(pos) if side == "left" else 100 - float(pos)  # the tick's place
+        lo, hi = (x, x + width) if side == "left" else (x - width, x)
+        assert 0 <= lo and hi <= 100, (label, side, pos)
+        assert (side == "right") == (end == " end")
+
+
 def test_score_colours_are_a_ramp() -> None:
     assert score_colour(0) == "#440154" and score_colour(1) == "#fde725"
     assert score_colour(-3) == score_colour(0) and score_colour(0.5) == "#21918c"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,70 @@ def test_timeline_from_a_store_item_matches_the_video_path(detector: tuple[Path,
     assert not (b / f"{VIDEO}.mp4").exists()  # no video given: the page has no player
     assert main(["timeline", str(run_dir), *item, "--out", str(c), "--quiet"]) == 0  # the default --min-score 0.1
     assert _rows(c / "timeline.csv") == [r for r in rows if float(r["score"]) >= 0.1]
+
+
+def test_timeline_from_a_keypoint_file(detector: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A keypoint stream (a file ``mar extract --parser keypoints`` reads) instead of a video: parsed
+    by the keypoints parser with the run's other extraction parameters; ``--video-file`` adds the video."""
+    from microaction.data.standardize import FeatureStats
+    from microaction.data.store import FeatureStore
+    from microaction.engine.detection import detect_recording, load_detector, recording_from_item
+    from microaction.extract.pipeline import params_from_manifest
+    from microaction.extract.runner import Job, run_extraction
+
+    run_dir, _, video = detector
+    kp = video.parent.parent / "keypoints" / f"{VIDEO}.npz"  # the recording's keypoints, [T, 33, 3] + fps
+    out = tmp_path / "kp"
+    assert main(["timeline", str(run_dir), str(kp), "--out", str(out), "--quiet", "--min-score", "0"]) == 0
+    # the features are the extraction's of that file with the keypoints parser
+    loaded = load_detector(run_dir)
+    params = params_from_manifest(loaded.manifest)
+    params = replace(params, parser="keypoints", parser_options={"root": str(kp.parent)})
+    run_extraction([Job(VIDEO, str(tmp_path / f"{VIDEO}.mp4"))], params, tmp_path / "ref", progress=False)
+    ref = FeatureStore.open(tmp_path / "ref").read(VIDEO)
+    np.testing.assert_array_equal(FeatureStore.open(out / "features").read(VIDEO).global_, ref.global_)
+    stats = FeatureStats.from_meta(loaded.meta)
+    dets = detect_recording(loaded.model, recording_from_item(VIDEO, ref, where="test", stats=stats))
+    rows = _rows(out / "timeline.csv")
+    assert rows and len(rows) == len(dets) and {r["video"] for r in rows} == {VIDEO}
+    assert not (out / f"{VIDEO}.mp4").exists()  # no video: a page without a player
+    with_video = tmp_path / "kpv"
+    argv = ["timeline", str(run_dir), str(kp), "--video-file", str(video), "--out", str(with_video), "--quiet"]
+    assert main(argv) == 0 and (with_video / f"{VIDEO}.mp4").is_file()
+
+    # the same keypoints as a folder of OpenPose BODY_25 JSON (one file per frame, no frame rate)
+    from microaction.layouts import get_layout
+
+    body25 = get_layout("body25")
+    frames = np.load(kp)["keypoints"]
+    folder = tmp_path / "openpose" / VIDEO
+    folder.mkdir(parents=True)
+    for t, pts in enumerate(frames):
+        joints = np.zeros((body25.num_joints, 3))
+        for m, j in body25.mediapipe:
+            joints[j] = pts[m]
+        doc = {"people": [{"pose_keypoints_2d": joints.ravel().tolist()}]}
+        (folder / f"{VIDEO}_{t:012d}_keypoints.json").write_text(json.dumps(doc))
+    argv = ["timeline", str(run_dir), str(folder), "--keypoints-fps", "24", "--out", str(tmp_path / "op"), "--quiet"]
+    assert main(argv) == 0
+    item = FeatureStore.open(tmp_path / "op" / "features").read(VIDEO)
+    np.testing.assert_allclose(item.timestamps, ref.timestamps, atol=1e-5)  # 24 fps, as the npz says
+    # keypoint options with a video are a mistake worth naming
+    argv = ["timeline", str(run_dir), str(video), "--keypoints-fps", "24", "--out", str(tmp_path / "no"), "--quiet"]
+    assert main(argv) == 1
+
+
+def test_keypoint_sources_are_told_from_videos(tmp_path: Path) -> None:
+    from microaction.extract.parsers.keypoints import is_keypoint_source
+
+    (tmp_path / "openpose").mkdir()
+    (tmp_path / "openpose" / "x_000000000000_keypoints.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    for name in ("a.npz", "a_skeleton.csv", "a.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    assert is_keypoint_source(tmp_path / "openpose") and is_keypoint_source(tmp_path / "a.npz")
+    assert is_keypoint_source(tmp_path / "a_skeleton.csv")
+    assert not is_keypoint_source(tmp_path / "a.mp4") and not is_keypoint_source(tmp_path / "empty")
 
 
 def test_timeline_of_several_people(detector: tuple[Path, Path, Path], tmp_path: Path) -> None:

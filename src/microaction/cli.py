@@ -9,6 +9,19 @@ import os
 import sys
 from collections.abc import Sequence
 
+# Exit statuses (README.md "Exit status"): 0 done; 1 an error, or every item of a run failed;
+# 2 a usage error; 3 some items failed and the others are done (mar extract, mar predict on a
+# folder; --allow-failures makes both 0); 130 interrupted.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def items_status(done: int, failed: int, *, allow_failures: bool = False) -> int:
+    """Exit status of a run over items of which ``done`` succeeded and ``failed`` failed."""
+    if failed == 0 or allow_failures:
+        return EXIT_OK
+    return EXIT_PARTIAL if done > 0 else EXIT_FAILED
+
+
 # name -> (module, one-line help). Order is the order shown by `mar --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("microaction.commands.demo", "synthetic benchmark end to end: generate, extract, train, evaluate, report"),
@@ -61,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "_module", None) is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         rc = int(args._module.run(args) or 0)
     except KeyboardInterrupt:
@@ -70,8 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         if os.environ.get("MAR_DEBUG"):
             raise
-        print(f"mar {args.command}: error: {e}", file=sys.stderr)
-        rc = 1
+        from microaction.data.errors import readable_text
+
+        # a message quoting a damaged file's bytes stays short and prints no binary
+        print(f"mar {args.command}: error: {readable_text(str(e), 4000)}", file=sys.stderr)
+        rc = EXIT_FAILED
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker whose work is done (files closed, process group destroyed) leaves
         # without interpreter teardown: gloo's and the runtime's background threads can abort

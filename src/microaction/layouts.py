@@ -5,6 +5,9 @@ a name that is a MediaPipe landmark (or an alias of one) gives that landmark, ev
 kept for the layout's own flips only. Flip pairs come from the names (``left_*`` <-> ``right_*``)
 plus a block's explicit pairs (the 68-point face). ``to_mediapipe`` turns ``[..., V, 3]`` joints
 of a layout into ``[..., 33, 3]`` MediaPipe landmarks, confidence 0 where the layout has none.
+Each layout declares how its confidence reads (``confidence``: the score at which a joint of
+each block counts as seen, or ``given`` for sources without scores); ``Layout.thresholds`` holds
+it per MediaPipe landmark.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ __all__ = [
     "to_mediapipe",
 ]
 
+GIVEN = 0.0  # the threshold of a source without scores: any joint it gives at all is seen
+
 _FILE = Path(__file__).resolve().parent / "layouts.yaml"
 _MP = {n: i for i, n in enumerate(LANDMARKS)}
 
@@ -45,6 +50,35 @@ class Layout:
     flip: tuple[int, ...]  # joint i of a mirrored skeleton is joint flip[i] of the original
     auto: bool  # found by its joint count
     about: str
+    confidence: tuple[float, ...] = ()  # per joint: the score at which it counts as seen (GIVEN: no scores)
+    block_of: tuple[str, ...] = ()  # per joint: the block it belongs to
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """``[33]`` float32: the seen-threshold of each MediaPipe landmark (0.5 where the layout
+        has none of it: such landmarks are never given)."""
+        out = np.full(NUM_LANDMARKS, 0.5, np.float32)
+        for m, j in self.mediapipe:
+            out[m] = self.confidence[j] if self.confidence else 0.5
+        return out
+
+    @property
+    def provided(self) -> np.ndarray:
+        """``[33]`` bool: the MediaPipe landmarks this layout has."""
+        out = np.zeros(NUM_LANDMARKS, bool)
+        out[[m for m, _ in self.mediapipe]] = True
+        return out
+
+    def provided_by(self, given: np.ndarray) -> np.ndarray:
+        """``[33]`` bool: the landmarks of the blocks a file gives (``given`` ``[33]``: landmarks
+        seen at all). A file written without the face or the hands gives none of that block; a
+        landmark out of frame throughout (the hips of a seated speaker) is still one the source
+        has, as MediaPipe's 33 always are."""
+        blocks = {self.block_of[j] for m, j in self.mediapipe if given[m]} if self.block_of else set()
+        out = np.zeros(NUM_LANDMARKS, bool)
+        for m, j in self.mediapipe:
+            out[m] = (self.block_of[j] in blocks) if self.block_of else bool(given[m])
+        return out
 
     @property
     def num_joints(self) -> int:
@@ -67,8 +101,24 @@ def _swap_side(name: str) -> str:
     return name
 
 
+def _confidence(name: str, spec: dict[str, Any], block: str) -> float:
+    """The seen-threshold a layout declares for one of its blocks."""
+    c = spec.get("confidence", 0.5)
+    if isinstance(c, dict):
+        if block not in c:
+            raise LayoutError(f"{_FILE}: layout {name} gives no confidence for its block {block}")
+        c = c[block]
+    if c == "given":
+        return GIVEN
+    if isinstance(c, bool) or not isinstance(c, int | float) or not 0 < float(c) < 1:
+        raise LayoutError(f"{_FILE}: layout {name}: confidence {c!r} is neither a threshold in (0, 1) nor 'given'")
+    return float(c)
+
+
 def _build(name: str, spec: dict[str, Any], blocks: dict[str, Any], aliases: dict[str, str]) -> Layout:
     joints: list[str] = []
+    conf: list[float] = []
+    block_of: list[str] = []
     extra_pairs: list[tuple[int, int]] = []
     for b in spec["blocks"]:
         block = blocks[b]
@@ -81,6 +131,8 @@ def _build(name: str, spec: dict[str, Any], blocks: dict[str, Any], aliases: dic
             names = [f"{block['prefix']}{i}" for i in range(int(block["count"]))]
         extra_pairs += [(off + int(i), off + int(j)) for i, j in block.get("flip", [])]
         joints += names
+        conf += [_confidence(name, spec, b)] * len(names)
+        block_of += [str(b)] * len(names)
     if len(set(joints)) != len(joints):
         dup = sorted({j for j in joints if joints.count(j) > 1})
         raise LayoutError(f"{_FILE}: layout {name} names joints twice: {dup}")
@@ -99,7 +151,10 @@ def _build(name: str, spec: dict[str, Any], blocks: dict[str, Any], aliases: dic
             mp.append((_MP[target], i))
     if len({m for m, _ in mp}) != len(mp):
         raise LayoutError(f"{_FILE}: layout {name} gives a MediaPipe landmark twice")
-    return Layout(name, tuple(joints), tuple(mp), tuple(flip), bool(spec.get("auto", True)), str(spec.get("about", "")))
+    return Layout(
+        name, tuple(joints), tuple(mp), tuple(flip), bool(spec.get("auto", True)), str(spec.get("about", "")),
+        tuple(conf), tuple(block_of),
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=1)

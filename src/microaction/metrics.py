@@ -20,7 +20,6 @@ import io
 import os
 import re
 import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +30,14 @@ from sklearn.metrics import average_precision_score, f1_score
 from microaction.taxonomy import Taxonomy
 
 __all__ = [
+    "COVERAGE_KEYS",
     "CSV_NAME",
     "SCORE_KEYS",
     "MetricsError",
     "PredictionTable",
     "classification_metrics",
     "confusion_matrix",
+    "coverage",
     "f1_mean",
     "format_metrics",
     "match_rows",
@@ -66,6 +67,8 @@ SCORE_KEYS = (
     "body_f1_macro",
     "f1_mean",
 )
+# what a partial score adds (counts of listed samples, not values in [0, 1])
+COVERAGE_KEYS = ("scored", "left_out")
 
 
 _ID = re.compile(r"-?[0-9]{1,9}")
@@ -384,17 +387,19 @@ class PredictionTable:
 
 def _prediction_text(path: Path) -> tuple[str, str]:
     """Text of a prediction CSV, or of prediction.csv inside a submission zip."""
+    from microaction.data.archives import ArchiveError, read_member, zip_members
+
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if not n.endswith("/")]
-                raw = zf.read(CSV_NAME) if CSV_NAME in names else None
+        if zipfile.is_zipfile(path):  # a submission zip: its member bounded (zip bombs)
+            names = [n for n in zip_members(path) if not n.endswith("/")]
+            raw = read_member(path, CSV_NAME) if CSV_NAME in names else None
             source = f"{path}!{CSV_NAME}"
         else:
             raw = path.read_bytes()
             source = str(path)
-    except (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error, zipfile.BadZipFile) as e:
-        # a damaged zip raises any of these (RuntimeError: encrypted; NotImplementedError: method)
+    except ArchiveError as e:
+        raise MetricsError(str(e)) from None
+    except OSError as e:
         raise MetricsError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     if raw is None:
         raise MetricsError(f"{path}: no {CSV_NAME} at the zip's root (has {names[:5]})")
@@ -461,18 +466,30 @@ def read_prediction_csv(path: str | os.PathLike[str], taxonomy: Taxonomy | None 
     return PredictionTable(source, tuple(videos), actions, bodies)
 
 
-def match_rows(source: str, listed: Sequence[str], rows: Sequence[str], what: str = "video") -> np.ndarray:
-    """Row index of each listed id in a prediction file's ids; every listed id needs a row and
-    rows for ids not listed are refused (a submission for another split is a mistake worth naming)."""
+def match_rows(
+    source: str, listed: Sequence[str], rows: Sequence[str], what: str = "video", *, partial: bool = False
+) -> np.ndarray:
+    """Row index of each listed id in a prediction file's ids. Every listed id needs a row, unless
+    ``partial``: then a listed id without one gets -1 (left out of the score; at least one must
+    have a row). Rows for ids not listed are refused either way (a submission for another split
+    is a mistake worth naming)."""
     where = {v: i for i, v in enumerate(rows)}
     missing = [v for v in listed if v not in where]
-    if missing:
-        raise MetricsError(f"{source}: no prediction for {len(missing)} listed {what}(s), e.g. {missing[:3]}")
+    if missing and (not partial or len(missing) == len(listed)):
+        hint = "" if partial else "; to score the predicted ones only, pass partial=True (mar score --partial)"
+        raise MetricsError(f"{source}: no prediction for {len(missing)} listed {what}(s), e.g. {missing[:3]}{hint}")
     known = set(listed)
     extra = [v for v in rows if v not in known]
     if extra:
         raise MetricsError(f"{source}: {len(extra)} row(s) for {what}s not in the list, e.g. {extra[:3]}")
-    return np.asarray([where[v] for v in listed], dtype=np.int64)
+    return np.asarray([where.get(v, -1) for v in listed], dtype=np.int64)
+
+
+def coverage(matched: np.ndarray) -> dict[str, float]:
+    """``scored`` / ``left_out``: how many listed samples a partial score covers and leaves out
+    (the counts :func:`match_rows` gives with ``partial=True``; see :data:`COVERAGE_KEYS`)."""
+    scored = int((matched >= 0).sum())
+    return {"scored": scored, "left_out": len(matched) - scored}
 
 
 def score_prediction_csv(
@@ -480,12 +497,16 @@ def score_prediction_csv(
     videos: Sequence[str],
     labels: Sequence[int] | np.ndarray,
     taxonomy: Taxonomy,
+    *,
+    partial: bool = False,
 ) -> dict[str, float]:
     """Score a prediction file against true labels, matched by ``vid`` (row order is free).
 
     Action from ``action_pred_1`` (top-5 from all five columns), body from ``body_pred_1``.
-    Returns the :data:`SCORE_KEYS`. Every listed video needs exactly one row; rows for videos
-    not in the list are refused (a submission for another split is a mistake worth naming).
+    Returns the :data:`SCORE_KEYS`. Every listed video needs exactly one row, unless ``partial``:
+    then the videos with a row are scored and the :data:`COVERAGE_KEYS` say how many were scored
+    and left out. Rows for videos not in the list are refused (a submission for another split is
+    a mistake worth naming).
     """
     if not taxonomy.has_body:
         raise MetricsError(f"taxonomy {taxonomy.name!r} has no body level; prediction CSVs are MA-52's format")
@@ -493,9 +514,11 @@ def score_prediction_csv(
     if len(videos) != len(y):
         raise MetricsError(f"{len(videos)} videos but {len(y)} labels")
     table = read_prediction_csv(path, taxonomy)
-    rows = match_rows(table.source, videos, table.videos, "video")
+    matched = match_rows(table.source, videos, table.videos, "video", partial=partial)
+    kept = matched >= 0
+    y, rows = y[kept], matched[kept]
     actions, bodies = table.actions[rows], table.bodies[rows]
     out = score_predictions(
         y, actions[:, 0], taxonomy.body_map[y], bodies[:, 0], action_top5_hit=(actions == y[:, None]).any(axis=1)
     )
-    return {k: out[k] for k in SCORE_KEYS}
+    return {**{k: out[k] for k in SCORE_KEYS}, **(coverage(matched) if partial else {})}

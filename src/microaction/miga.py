@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from microaction.metrics import MetricsError, _labels, _scores, match_rows, topk, write_prediction_csv
+from microaction.metrics import MetricsError, _labels, _scores, coverage, match_rows, topk, write_prediction_csv
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["MigaTable", "read_miga_csv", "score_miga_csv", "write_miga_csv"]
 
 _INT = re.compile(r"[+-]?[0-9]{1,9}")
 HEADER = ("Id", "Target")
+SUBMISSION_ID_BASE = 0  # class ids of a submission: the label set's own
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ class MigaTable:
 
 def read_miga_csv(path: str | os.PathLike[str], taxonomy: Taxonomy | None = None) -> MigaTable:
     """Parse a MiGA submission (``id,pred`` rows, optional ``Id,Target`` header, optionally more
-    ranked prediction columns). Class ids are checked against ``taxonomy`` when given (its raw
-    ids, e.g. iMiGUE's 99, are accepted and mapped); duplicate ids are refused."""
+    ranked prediction columns). Class ids are the label set's (``SUBMISSION_ID_BASE``: 0-based,
+    the argmax index the challenge's baseline writes; a release number such as iMiGUE's 99 is
+    refused), checked against ``taxonomy`` when given; duplicate ids are refused."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -83,12 +85,10 @@ def read_miga_csv(path: str | os.PathLike[str], taxonomy: Taxonomy | None = None
                 if not _INT.fullmatch(cell):
                     raise MetricsError(f"{where}: prediction {k} {cell!r} is not a class id")
                 value = int(cell)
-                if taxonomy is not None:
-                    value = taxonomy.raw_id_map.get(value, value)
-                    if not 0 <= value < taxonomy.num_classes:
-                        raise MetricsError(
-                            f"{where}: class {cell} out of range 0..{taxonomy.num_classes - 1} ({taxonomy.name})"
-                        )
+                if taxonomy is not None and not 0 <= value - SUBMISSION_ID_BASE < taxonomy.num_classes:
+                    raise MetricsError(
+                        f"{where}: class {cell} out of range 0..{taxonomy.num_classes - 1} ({taxonomy.name})"
+                    )
                 preds.append(value)
             ids.append(sid)
             rows.append(preds)
@@ -100,19 +100,28 @@ def read_miga_csv(path: str | os.PathLike[str], taxonomy: Taxonomy | None = None
 
 
 def score_miga_csv(
-    path: str | os.PathLike[str], ids: Sequence[str], labels: Sequence[int] | np.ndarray, taxonomy: Taxonomy
+    path: str | os.PathLike[str],
+    ids: Sequence[str],
+    labels: Sequence[int] | np.ndarray,
+    taxonomy: Taxonomy,
+    *,
+    partial: bool = False,
 ) -> dict[str, float]:
     """Top-1 (and top-5 when the file ranks five classes per row) of a MiGA submission against
-    true labels, matched by id. Every listed sample needs a row; rows for others are refused."""
+    true labels, matched by id. Every listed sample needs a row, unless ``partial``: then the
+    samples with a row are scored and ``scored`` / ``left_out`` (``COVERAGE_KEYS``) say how many
+    were scored and left out. Rows for samples not listed are refused."""
     y = _labels(labels, "labels", taxonomy.num_classes)
     if len(ids) != len(y):
         raise MetricsError(f"{len(ids)} ids but {len(y)} labels")
     table = read_miga_csv(path, taxonomy)
-    preds = table.preds[match_rows(table.source, ids, table.ids, "sample")]
+    matched = match_rows(table.source, ids, table.ids, "sample", partial=partial)
+    kept = matched >= 0
+    y, preds = y[kept], table.preds[matched[kept]]
     out = {"action_top1": float((preds[:, 0] == y).mean())}
     if preds.shape[1] >= 5:
         out["action_top5"] = float((preds[:, :5] == y[:, None]).any(axis=1).mean())
-    return out
+    return {**out, **(coverage(matched) if partial else {})}
 
 
 def write_miga_csv(

@@ -1,4 +1,8 @@
-"""``mar extract``: videos → body parts → region crops → feature store."""
+"""``mar extract``: videos → body parts → region crops → feature store.
+
+Exit status: 0 every video extracted (or recorded with no person found); 3 some videos failed and
+the others are done; 1 every video failed, or an error stopped the run; ``--allow-failures``
+makes the first two 0. ``--verify``: 1 while damaged items or packed arrays remain."""
 
 from __future__ import annotations
 
@@ -7,6 +11,11 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "exit status: 0 every video extracted (or stored with no person found); 3 some videos failed, the "
+        "others are done; 1 every video failed, or an error stopped the run (--allow-failures: 0 for the "
+        "first two); --verify: 1 while damaged items or packed arrays remain"
+    )
     p.add_argument(
         "--videos",
         help="folder of videos, a manifest CSV (video[,start,end]), one video file, or a pose pickle "
@@ -39,7 +48,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["auto", "pixels", "unit", "centred"],
         help="keypoint coordinates: pixels, unit ([0, 1]), centred ([-1, 1], MMN); auto tells them apart",
     )
-    p.add_argument("--keypoints-fps", type=float, help="frame rate of keypoint files that do not carry one")
+    p.add_argument(
+        "--keypoints-fps",
+        help="frame rate of keypoint files that do not carry one (pose pickles, OpenPose folders, CSVs): a number, "
+        "or a release's name for its rate (imigue: 25, ma52: 30)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        help="score at which a keypoint counts as seen, for every source (default: what each source means: "
+        "MediaPipe 0.5, OpenPose body 0.1 / face 0.4 / hands 0.2, MMPose 0.3, AlphaPose 0.4; see docs/data_formats.md)",
+    )
+    p.add_argument(
+        "--frame-size",
+        metavar="WxH",
+        help="frame size of keypoint files that do not give one (default: the video's, else guessed from the points)",
+    )
     p.add_argument(
         "--kinect",
         default="project",
@@ -70,6 +94,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(keys video#0, video#1, ...); a manifest's person box always picks its person",
     )
     p.add_argument(
+        "--min-person-seconds",
+        type=float,
+        default=1.0,
+        help="--people all: a person seen for less than this (or half the clip, if shorter) is dropped, after "
+        "the pieces of one person's broken track are joined",
+    )
+    p.add_argument(
         "--box-window", type=float, default=8.0, help="seconds over which region boxes follow the person (smoothed)"
     )
     p.add_argument(
@@ -93,6 +124,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--ray", action="store_true", help="run the videos as Ray tasks (RAY_ADDRESS or a local cluster)")
     p.add_argument("--retry-failed", action="store_true", help="try videos recorded as failed again")
+    p.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help="exit 0 even when videos failed (by default: 3 when some failed and the others are done, "
+        "1 when all failed; videos that failed in an earlier run and were not retried count)",
+    )
     p.add_argument("--debug-crops", metavar="DIR", help="write each clip's region crops and boxes as images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -127,9 +164,20 @@ def params_from_args(args: argparse.Namespace):
         if args.layout:
             popts["layout"] = args.layout
         if args.keypoints_fps:
-            popts["fps"] = args.keypoints_fps
-    elif args.layout or args.keypoints_fps or args.coords != "auto" or args.kinect != "project":
-        raise ValueError("--layout, --coords, --keypoints-fps and --kinect go with --parser keypoints")
+            from microaction.taxonomy.releases import resolve_fps
+
+            popts["fps"] = resolve_fps(args.keypoints_fps)
+        if args.frame_size:
+            from microaction.extract.parsers.keypoints import parse_frame_size
+
+            h, w = parse_frame_size(args.frame_size)  # type: ignore[misc]
+            popts["frame_size"] = f"{w}x{h}"
+    elif args.layout or args.keypoints_fps or args.frame_size or args.coords != "auto" or args.kinect != "project":
+        raise ValueError("--layout, --coords, --keypoints-fps, --frame-size and --kinect go with --parser keypoints")
+    if args.min_confidence is not None:
+        if args.parser not in ("keypoints", "mediapipe"):
+            raise ValueError("--min-confidence goes with --parser keypoints or mediapipe")
+        popts["min_confidence"] = args.min_confidence
     return ExtractParams(
         parser=args.parser,
         encoders=encoders,
@@ -142,6 +190,7 @@ def params_from_args(args: argparse.Namespace):
         flip=args.flip,
         face_size=args.face_size,
         people=args.people,
+        min_person_seconds=args.min_person_seconds,
         box_window=args.box_window,
         feature_rate=args.feature_rate,
         stream_after=args.stream_after,
@@ -157,6 +206,7 @@ def params_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from microaction.cli import items_status
     from microaction.extract.native_logs import set_verbose
     from microaction.extract.runner import collect_jobs, parse_shard, run_extraction
 
@@ -195,17 +245,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {summary.no_person_line()}")
         for k, e in summary.errors.items():
             print(f"  failed {k}: {e.splitlines()[0] if e else ''}")
-    return 0
+        for k, e in summary.failed_before.items():
+            print(f"  failed earlier {k}: {e.splitlines()[0] if e else ''} (--retry-failed tries it again)")
+        for line in summary.warnings():
+            print(f"  warning: {line}")
+    failed = summary.failed + len(summary.failed_before)
+    return items_status(summary.total - failed, failed, allow_failures=args.allow_failures)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """``--verify STORE [--repair]``: list the damaged items; re-extract them when asked.
-    Exit status 1 while damaged items remain."""
+    """``--verify STORE [--repair]``: list the damaged items and packed arrays; re-extract the items
+    and rebuild the pack when asked. Exit status 1 while anything damaged remains."""
     from microaction.data.store import FeatureStore
     from microaction.extract.repair import repair_items
 
     store = FeatureStore.open(args.verify)
     damaged = store.verify()
+    packed = store.verify_packed()
     repaired: dict[str, str] = {}
     if damaged and args.repair:
         repaired = repair_items(
@@ -213,15 +269,32 @@ def _verify(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )  # fmt: skip
     left = {k: why for k, why in damaged.items() if repaired.get(k) not in ("ok", "no_person")}
+    rebuilt = ""
+    if args.repair and (store.root / "packed").is_dir() and (packed.damaged or repaired) and not left:
+        rebuilt = str(store.pack(sorted(set(store.keys()) | set(packed.keys))))
+    packed_left = {} if rebuilt else packed.damaged
     n = sum(1 for st in store.statuses().values() if st.get("status") != "failed")
+    bad = bool(left or packed_left)
     if args.json:
-        print(json.dumps({"store": str(store.root), "checked": n, "damaged": damaged,
-                          "repaired": repaired, "still_damaged": sorted(left)}))  # fmt: skip
-        return 1 if left else 0
+        print(json.dumps({"store": str(store.root), "checked": n, "damaged": damaged, "repaired": repaired,
+                          "still_damaged": sorted(left), "packed_checked": packed.checked,
+                          "packed_damaged": packed.damaged, "packed_rebuilt": bool(rebuilt),
+                          "packed_note": packed.note}))  # fmt: skip
+        return 1 if bad else 0
     print(f"mar extract --verify: {store.root}: {n} items checked, {len(damaged)} damaged")
     for k, why in sorted(damaged.items()):
         fix = f" -> re-extracted: {repaired[k]}" if k in repaired else ""
         print(f"  damaged {k}: {why}{fix}")
     if left and not args.repair:
         print(f"re-extract them with: mar extract --verify {store.root} --repair [--videos SRC]")
-    return 1 if left else 0
+    if (store.root / "packed").is_dir():
+        print(f"packed arrays: {packed.checked} files hashed, {len(packed.damaged)} damaged")
+        for name, why in sorted(packed.damaged.items()):
+            print(f"  damaged {name}: {why}")
+        if packed.note:
+            print(f"  note: {packed.note}")
+        if rebuilt:
+            print(f"  rebuilt {rebuilt} from the items")
+        elif packed_left:
+            print(f"rebuild them with: mar pack --force {store.root} (or mar extract --verify {store.root} --repair)")
+    return 1 if bad else 0

@@ -68,8 +68,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="detections: detection mAP (MMA-52 / MAC, default) or online recognition F1 at overlap > 0.3 "
         "(SMG / iMiGUE)",
     )
-    p.add_argument("--fps", type=float, help="detections: frame rate of annotations given in frames (SMG, iMiGUE)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (values in [0, 1]) instead of a table")
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="detections: frame rate of annotations given in frames (SMG; iMiGUE's instance CSV: 25 unless given)",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="clips: score the listed samples that have a prediction and say how many were left out "
+        "(default: a listed sample without a prediction is an error)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead of a table (metrics in [0, 1]; with --partial also the counts "
+        "'scored' and 'left_out')",
+    )
+    p.add_argument(
+        "--max-unzipped-mb",
+        type=float,
+        metavar="MB",
+        help="refuse a submission zip whose member inflates past this many MB (default 256, or $MAR_MAX_UNZIPPED_MB)",
+    )
 
 
 def _score_detections(args: argparse.Namespace) -> int:
@@ -132,14 +153,20 @@ def _online_f1(args: argparse.Namespace, taxonomy: Taxonomy) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
+    from microaction.data.archives import set_max_unzipped_mb
     from microaction.metrics_detection import is_detection_file
 
+    set_max_unzipped_mb(getattr(args, "max_unzipped_mb", None))
+
     if is_detection_file(args.pred):
+        if args.partial:
+            raise ValueError("--partial scores clip predictions; detections are scored over every annotated video")
         return _score_detections(args)
 
     from microaction.data.annotations import read_annotations
-    from microaction.metrics import score_prediction_csv
+    from microaction.metrics import COVERAGE_KEYS, score_prediction_csv
     from microaction.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy(args.taxonomy)
@@ -152,15 +179,23 @@ def run(args: argparse.Namespace) -> int:
         )
     videos, labels = [s.video for s in samples], [s.label for s in samples]
     if taxonomy.has_body or taxonomy.multi_label:
-        metrics = score_prediction_csv(args.pred, videos, labels, taxonomy)
+        metrics = score_prediction_csv(args.pred, videos, labels, taxonomy, partial=args.partial)
     else:
         from microaction.miga import score_miga_csv
 
-        metrics = score_miga_csv(args.pred, videos, labels, taxonomy)
+        metrics = score_miga_csv(args.pred, videos, labels, taxonomy, partial=args.partial)
+    counts = {k: int(metrics.pop(k)) for k in COVERAGE_KEYS if k in metrics}
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps({**metrics, **counts}))
     else:
-        print(f"{len(samples)} videos scored from {args.pred} against {args.ann}")
+        scored = counts.get("scored", len(samples))
+        print(f"{scored} of {len(samples)} listed samples scored from {args.pred} against {args.ann}")
         for k, v in metrics.items():
             print(f"  {k:16s} {100 * v:6.2f}")
+    if counts.get("left_out"):
+        print(
+            f"note: {counts['left_out']} of {len(samples)} listed samples have no prediction and were left out "
+            "(--partial)",
+            file=sys.stderr,
+        )
     return 0

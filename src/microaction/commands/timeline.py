@@ -3,7 +3,9 @@
 
 Input is a video (extracted exactly as the run's feature store was: the store's recorded
 extraction parameters, into ``OUT/features``, a feature store of its own, so a killed run resumes
-and a second timeline of the same video does not extract again) or an item of a feature store
+and a second timeline of the same video does not extract again), a keypoint stream (a file or
+folder ``mar extract --parser keypoints`` reads: ``.npz``, ``.csv``, a folder of OpenPose JSON;
+parsed by that parser with the run's other extraction parameters) or an item of a feature store
 extracted beforehand (``--store STORE --key KEY``, checked against the run's store parameters;
 ``--video`` links the recording's video to the page and the ELAN file). The video is linked (or
 copied) into ``OUT`` beside ``timeline.html``, so the page's playhead follows it.
@@ -24,13 +26,22 @@ FEATURES = "features"  # OUT/features: the video's feature store
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a detection run (mar train of a task: detection config) or its .safetensors")
-    p.add_argument("video", nargs="?", help="the recording's video (omit with --store/--key)")
+    p.add_argument(
+        "video",
+        nargs="?",
+        help="the recording's video, or its keypoints (.npz, .csv, a folder of OpenPose JSON; as mar extract "
+        "--parser keypoints reads them); omit with --store/--key",
+    )
     p.add_argument("--out", required=True, help="output folder: timeline.csv/json/eaf/html, the video, features/")
     p.add_argument("--store", help="a feature store holding the recording, extracted beforehand (with --key)")
     p.add_argument("--key", help="the recording's key in --store")
     p.add_argument(
-        "--video-file", dest="video_file", help="with --store: the recording's video, for the page and --overlay"
+        "--video-file",
+        dest="video_file",
+        help="with --store or keypoints: the recording's video, for the page and --overlay",
     )
+    p.add_argument("--keypoints-fps", type=float, help="keypoint input: frame rate of files that do not carry one")
+    p.add_argument("--layout", help="keypoint input: joint layout (as mar extract --layout; default: found)")
     p.add_argument(
         "--overlay",
         metavar="OUT.mp4",
@@ -50,11 +61,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def extract_recording(
-    video: Path, manifest: StoreManifest, store_dir: Path, *, progress: bool = False, people: str | None = None
+    video: Path,
+    manifest: StoreManifest,
+    store_dir: Path,
+    *,
+    progress: bool = False,
+    people: str | None = None,
+    keypoints: dict[str, Any] | None = None,
 ) -> list[tuple[str | None, Item]]:
     """The whole recording's features with the run's extraction parameters (``people``: ``all``
     for every person), through a feature store at ``store_dir`` (the store runner: resumable, and
-    the streamed path for long videos) -> ``[(person, item)]`` (person None: one person)."""
+    the streamed path for long videos) -> ``[(person, item)]`` (person None: one person).
+    ``keypoints``: ``video`` is a keypoint file / folder, parsed by the keypoints parser with these
+    options over the run's own (when its store was extracted from keypoints)."""
     from dataclasses import replace
 
     from microaction.data.store import FeatureStore, video_key
@@ -65,6 +84,11 @@ def extract_recording(
     params = params_from_manifest(manifest)
     if people is not None:
         params = replace(params, people=people)
+    if keypoints is not None:
+        own = dict(params.parser_options) if params.parser == "keypoints" else {}
+        # the file is looked up beside itself, not in the training keypoints' folder
+        opts = {**own, **{k: v for k, v in keypoints.items() if v is not None}, "root": str(video.parent)}
+        params = replace(params, parser="keypoints", parser_options=opts)
     run_extraction([Job(key, str(video))], params, store_dir, progress=progress)
     store = FeatureStore.open(store_dir)
     st = store.status(key) or {}
@@ -160,11 +184,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either a video or --store/--key, not both (--video-file links a video to a store item)")
     if not 0.0 <= args.min_score <= 1.0:
         raise ValueError(f"--min-score must be in [0, 1], got {args.min_score}")
-    video = Path(args.video or args.video_file) if (args.video or args.video_file) else None
+    from microaction.extract.parsers.keypoints import is_keypoint_source
+
+    source = Path(args.video) if args.video else None
+    if source is not None and not source.exists():
+        raise FileNotFoundError(f"{source}: no such video or keypoint file")
+    from_keypoints = source is not None and is_keypoint_source(source)
+    if (args.keypoints_fps or args.layout) and not from_keypoints:
+        raise ValueError("--keypoints-fps and --layout go with keypoint input (.npz, .csv, a folder of OpenPose JSON)")
+    video = Path(args.video_file) if args.video_file else (None if from_keypoints else source)
     if video is not None and not video.is_file():
         raise FileNotFoundError(f"{video}: no such video file")
     if args.overlay and video is None:
-        raise ValueError("--overlay needs the recording's video (--video-file with --store)")
+        raise ValueError("--overlay needs the recording's video (--video-file with --store or keypoints)")
     loaded = load_detector(args.run_dir, args.checkpoint, device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,21 +206,25 @@ def run(args: argparse.Namespace) -> int:
         items = _read_items(args.store, args.key, loaded.manifest, str(args.run_dir))
         name = args.key.split("__")[-1].split("#")[0]  # the recording's id: its key's last path component
     else:
-        assert video is not None
-        items = extract_recording(video, loaded.manifest, out / FEATURES, progress=not args.quiet, people=args.people)
-        name = video.stem
+        assert source is not None
+        kp = {"fps": args.keypoints_fps, "layout": args.layout} if from_keypoints else None
+        items = extract_recording(
+            source, loaded.manifest, out / FEATURES, progress=not args.quiet, people=args.people, keypoints=kp
+        )
+        name = source.stem
     stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))  # the run's data.standardize
-    dets, seconds = [], 0.0
+    dets, seconds, routed = [], 0.0, False
     for person, item in items:
-        rec = recording_from_item(name, item, where=f"{args.store or video}: {item.key}", stats=stats)
+        rec = recording_from_item(name, item, where=f"{args.store or source}: {item.key}", stats=stats)
         found = detect_recording(loaded.model, rec, args.device)
+        routed |= any(d.routing is not None for d in found)  # the detector routes (bmoe_tridet)
         dets += [replace(d, person=person) for d in found if d.score >= args.min_score]
-        seconds = max(seconds, float(rec.to_seconds(np.array(rec.length)).item()))
+        seconds = max(seconds, float(rec.to_seconds(np.array(rec.length - 0.5)).item()))  # the last step's end
     regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
     placed = _place_video(video, out) if video is not None else None
     people = [p for p, _ in items if p is not None]
     paths = write_timeline(
-        dets, out, loaded.taxonomy, regions, placed, duration=seconds, lanes=args.lanes, people=people
+        dets, out, loaded.taxonomy, regions, placed, duration=seconds, lanes=args.lanes, people=people, routing=routed
     )
     if not args.quiet:
         who = f", {len(items)} people" if len(items) > 1 else ""

@@ -47,6 +47,9 @@ from microaction.data.samples import read_text as _read_text
 from microaction.taxonomy import Taxonomy, TaxonomyError, check_names
 
 __all__ = [
+    "IMIGUE_LABEL_ID_BASE",
+    "MA52_LIST_ID_BASE",
+    "MANIFEST_ID_BASE",
     "UNKNOWN",
     "AnnotationError",
     "Sample",
@@ -70,11 +73,18 @@ _HERE = Path(__file__).resolve().parent
 
 _MANIFEST_COLUMNS = ("video", "label", "body", "split", "start", "end", *PERSON_COLUMNS)
 
+# The id base of each reader's class numbers: a fact of its format (sources in
+# docs/data_formats.md). 0: the label set's own ids; 1: the release numbers classes from 1.
+MANIFEST_ID_BASE = 0
+MA52_LIST_ID_BASE = 0  # MA-52 lists: 0..51, the ids of its label_name.txt
+IMIGUE_LABEL_ID_BASE = 1  # iMiGUE <VID>_label.csv: 1..31 and 99 ("illustrative"), as the instance CSV
+
 
 def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None) -> list[Sample]:
     """Read a generic manifest CSV (header required; ``video`` and ``label`` columns required).
 
-    ``label`` is a class id or a class name; an empty label or ``-1`` marks an unknown label.
+    ``label`` is a class id of the label set (``MANIFEST_ID_BASE``: 0-based) or a class name; an
+    empty label or ``-1`` marks an unknown label.
     Multi-label taxonomies take ids separated by ``;``. Rows whose ``split`` differs from
     ``split`` (when given) are skipped.
     """
@@ -120,9 +130,11 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
             lab = get["label"]
             try:
                 if taxonomy.multi_label:
-                    labels = tuple(taxonomy.label_id(x, source=where) for x in lab.split(";") if x.strip())
+                    labels = tuple(
+                        taxonomy.label_id(x, source=where, base=MANIFEST_ID_BASE) for x in lab.split(";") if x.strip()
+                    )
                 elif lab and lab != "-1":
-                    label = taxonomy.label_id(lab, source=where)
+                    label = taxonomy.label_id(lab, source=where, base=MANIFEST_ID_BASE)
             except TaxonomyError as e:
                 raise AnnotationError(str(e)) from None
             body = UNKNOWN
@@ -187,7 +199,8 @@ def read_ma52_list(
     hidden: bool | None = None,
 ) -> list[Sample]:
     """Read an MA-52 list file: one ``"<file> <label>"`` per line (CRLF or LF, final newline or
-    not; a file name may contain spaces, the label is the last field).
+    not; a file name may contain spaces, the label is the last field). Labels are MA-52's ids
+    (``MA52_LIST_ID_BASE``: 0-based, 0..51 as in ``label_name.txt``).
 
     ``split`` defaults to the one named by the file (``train_list_videos.txt`` -> ``train``).
     The test list's labels are placeholders (the real ones are hidden on the evaluation server):
@@ -304,10 +317,13 @@ def read_imigue_labels(
 ) -> list[Sample]:
     """Read ``<VID>_label.csv``: one micro-gesture per line, ``classID,startFrame,endFrame``.
 
-    Raw class ids go through the taxonomy's ``raw_id_map`` (iMiGUE 99 -> 31). Frames are the
-    file's own numbers, ``endFrame`` inclusive; the sample's window is ``[start, end)`` with
-    ``end = endFrame + 1``. ``video`` defaults to the file name without ``_label.csv``. A header
-    line (``classID,...``) is allowed.
+    ``classID`` is the release's class number (``IMIGUE_LABEL_ID_BASE``: 1-based, 1..31, with 99
+    for "illustrative"): the class id is ``classID - 1``, 99 -> 31 (the taxonomy's
+    ``raw_id_map``), as the MiGA challenge's own reader converts it. Frames are 0-based rows of the
+    video's skeleton file and ``endFrame`` is inclusive (the challenge's reader takes frames
+    ``startFrame..endFrame``): the sample's window is ``[startFrame, endFrame + 1)``, the same
+    instance as the instance CSV's row (``read_imigue_instances``). ``video`` defaults to the file
+    name without ``_label.csv``. A header line (``classID,...``) is allowed.
     """
     path = Path(path)
     if video is None:
@@ -322,7 +338,7 @@ def read_imigue_labels(
             raise AnnotationError(f"{where}: expected 'classID,startFrame,endFrame', got {len(cells)} fields")
         raw = _int_field(cells[0], what="classID", where=where)
         try:
-            label = taxonomy.label_id(raw, source=where)
+            label = taxonomy.from_raw(raw, base=IMIGUE_LABEL_ID_BASE, source=where)
         except TaxonomyError as e:
             raise AnnotationError(str(e)) from None
         start = _int_field(cells[1], what="startFrame", where=where, lo=0)

@@ -16,11 +16,10 @@ others when the clip is flipped; older stores have none and models use ``region_
 step).
 
 Reading: a packed store (``mar pack``) is read with positioned reads (``os.pread``) of exactly the
-rows a clip needs from its ``packed/*.npy`` arrays. A read-only memory map would do the same I/O,
-but every page it touches counts towards the process's resident set for as long as the map lives,
-so an epoch over a large store would grow RSS towards the store size; positioned reads leave the
-caching to the kernel's page cache and keep RSS flat whatever the store size. Unpacked stores
-are read item by item from ``items/<key>.npz``.
+rows a clip needs from its ``packed/*.npy`` arrays (``data.packed.NpyRows``: RSS stays flat
+whatever the store size); its files' headers and sizes are checked when it is opened. Unpacked
+stores are read item by item from ``items/<key>.npz``. Features that are not finite (NaN, inf:
+no extraction stores them) are refused naming the item and its file.
 
 Determinism: every random choice of a training clip (temporal jitter, flip, region drop, noise)
 comes from a generator seeded with ``(seed, epoch, position in the epoch)``, and the order of an
@@ -32,16 +31,14 @@ the same global order and takes its own slice of each global batch.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from microaction.data.annotations import UNKNOWN, Sample
+from microaction.data.packed import PackedArrays, all_finite
 from microaction.data.prefetch import background
 from microaction.data.samplers import Key
 from microaction.data.standardize import FeatureStats
@@ -84,71 +81,6 @@ def sample_steps(
     else:
         raise ValueError(f"unknown sampling mode {mode!r} (uniform | jitter)")
     return np.clip(np.floor(pos).astype(np.int64), 0, length - 1)
-
-
-class _NpyRows:
-    """Rows ``[a:b]`` of a C-ordered ``.npy`` file by positioned reads (no mapping kept)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            self.offset = f.tell()
-        if fortran:
-            raise StoreError(f"{path}: Fortran-ordered arrays are not supported")
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
-        self.row_shape = self.shape[1:]
-        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
-        self._fd: int | None = None
-        self._pid = -1
-
-    def __getstate__(self) -> dict[str, Any]:  # worker processes open their own descriptor
-        return {**self.__dict__, "_fd": None, "_pid": -1}
-
-    def _file(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDONLY)
-            self._pid = os.getpid()
-        return self._fd
-
-    def rows(self, a: int, b: int) -> np.ndarray:
-        n = b - a
-        data = os.pread(self._file(), n * self.row_bytes, self.offset + a * self.row_bytes)
-        if len(data) != n * self.row_bytes:
-            raise StoreError(f"{self.path}: truncated (rows {a}:{b})")
-        return np.frombuffer(data, dtype=self.dtype).reshape(n, *self.row_shape)
-
-    def take(self, base: int, idx: np.ndarray) -> np.ndarray:
-        """Rows ``base + idx`` (``idx`` sorted): one read of the span when it is short, else one per row."""
-        lo, hi = int(idx[0]), int(idx[-1]) + 1
-        if hi - lo <= 2 * len(idx) + 8:
-            return self.rows(base + lo, base + hi)[idx - lo]
-        return np.concatenate([self.rows(base + int(i), base + int(i) + 1) for i in idx])
-
-    def __del__(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-
-
-class _PackedIndex:
-    def __init__(self, root: Path) -> None:
-        import json
-
-        p = root / "packed"
-        keys = json.loads((p / "keys.json").read_text(encoding="utf-8"))
-        self.index = {k: i for i, k in enumerate(keys)}
-        self.offsets = np.load(p / "offsets.npy")
-        self.region_valid = np.load(p / "region_valid.npy")
-        self.regions = _NpyRows(p / "regions.npy")  # [total, R, D]
-        self.global_ = _NpyRows(p / "global.npy")  # [total, Dg]
-        # per-step region validity [total, R] (stores packed before it existed: read from the items)
-        self.step_valid = _NpyRows(p / "step_valid.npy") if (p / "step_valid.npy").is_file() else None
 
 
 def check_store(store: FeatureStore, expected: dict[str, Any], *, source: str) -> None:
@@ -288,7 +220,7 @@ class ClipDataset(torch.utils.data.Dataset):
             self.multi_hot = np.zeros((len(self.samples), taxonomy.num_classes), dtype=np.float32)
             for i, s in enumerate(self.samples):
                 self.multi_hot[i, list(s.labels)] = 1.0
-        self._packed: _PackedIndex | bool | None = None  # None: not looked yet; False: no packed arrays
+        self._packed: PackedArrays | bool | None = None  # None: not looked yet; False: no packed arrays
         self.step_valid = store_has_step_valid(store)  # batches carry region_valid_steps
         self.face_size = int(face_size)
         if self.face_size:
@@ -301,11 +233,10 @@ class ClipDataset(torch.utils.data.Dataset):
                 )
 
     # -- reading -------------------------------------------------------------------------------
-    def _packed_index(self) -> _PackedIndex | None:
+    def _packed_index(self) -> PackedArrays | None:
         if self._packed is None:
-            root = self.store.root
-            self._packed = _PackedIndex(root) if (root / "packed" / "keys.json").is_file() else False
-        return self._packed if isinstance(self._packed, _PackedIndex) else None
+            self._packed = PackedArrays.open(self.store.root, self.store.manifest) or False
+        return self._packed if isinstance(self._packed, PackedArrays) else None
 
     def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -319,7 +250,7 @@ class ClipDataset(torch.utils.data.Dataset):
         packed = self._packed_index()
         if packed is not None and key in packed.index:
             i = packed.index[key]
-            a, b = int(packed.offsets[i]), int(packed.offsets[i + 1])
+            a, b = packed.span(key)
             idx = sample_steps(b - a, self.num_steps, mode, rng)
             reg = packed.regions.take(a, idx).transpose(1, 0, 2)
             glo = packed.global_.take(a, idx)
@@ -334,6 +265,15 @@ class ClipDataset(torch.utils.data.Dataset):
         idx = sample_steps(item.length, self.num_steps, mode, rng)
         steps = self._step_valid(key, item.extras.get("step_valid"), item.length, idx) if self.step_valid else None
         return item.regions[:, idx], item.global_[idx], item.region_valid, idx, steps
+
+    def _refuse_non_finite(self, keys: Sequence[str], regions: np.ndarray, glob: np.ndarray) -> None:
+        """Raise for the first clip of a batch with NaN or inf features, naming it and its file
+        (items refuse them when read, so such a clip comes from the packed arrays)."""
+        j = next(j for j in range(len(keys)) if not (all_finite(regions[j]) and all_finite(glob[j])))
+        packed = self._packed_index()
+        if packed is not None and keys[j] in packed.index:
+            packed.check_finite(keys[j], {"regions.npy": regions[j], "global.npy": glob[j]})
+        raise StoreError(f"{self.store.root}: item {keys[j]!r}: non-finite features (NaN or inf)")
 
     def _step_valid(self, key: str, steps: np.ndarray | None, length: int, idx: np.ndarray) -> np.ndarray | None:
         """A clip's per-step validity at the sampled steps; None for an item written without it."""
@@ -382,6 +322,8 @@ class ClipDataset(torch.utils.data.Dataset):
             valid[j] = rv
             index[j] = i
             rngs.append(rng)
+        if not (all_finite(regions) and all_finite(glob)):  # one check per batch; the culprit named
+            self._refuse_non_finite([self.keys[i] for i in index], regions, glob)
         if self.stats is not None:  # standardised valid steps; padded steps stay zero
             regions = (self.stats.apply_regions(regions.astype(np.float32)) * mask[:, None, :, None]).astype(np.float32)
             glob = (self.stats.apply_global(glob.astype(np.float32)) * mask[:, :, None]).astype(np.float32)

@@ -12,6 +12,10 @@ Files read (always through the restricted unpickler of ``microaction.data.pickle
 - ST-GCN label pickles: a tuple ``(names, labels)`` (iMiGUE's ``0187_0`` = video 0187,
   instance 0), labels only.
 
+Labels in all of them are the label set's ids (``POSE_PICKLE_ID_BASE``: 0-based): the ST-GCN
+pipeline of the MiGA challenge writes iMiGUE's release numbers minus one (99 -> 31), PySKL and
+MMN write MA-52's 0..51.
+
 ``read_pose_pickle`` gives one ``Sample`` per annotation (labels and splits);
 ``load_pose_set`` gives the keypoints, one ``PoseClip`` per annotation, every person kept
 (``PoseClip.main_person`` picks the one a single-person store follows). An annotation whose
@@ -31,7 +35,9 @@ from microaction.data.errors import AnnotationError
 from microaction.data.samples import UNKNOWN, Sample, split_from_list_name
 from microaction.taxonomy import Taxonomy
 
-__all__ = ["PoseClip", "PoseSet", "load_pose_set", "pair_of", "read_pose_pickle"]
+__all__ = ["POSE_PICKLE_ID_BASE", "PoseClip", "PoseSet", "load_pose_set", "pair_of", "read_pose_pickle"]
+
+POSE_PICKLE_ID_BASE = 0  # labels of every pose pickle form: the label set's ids
 
 _ID_KEYS = ("frame_dir", "filename", "file_name")
 
@@ -117,7 +123,7 @@ def _label(value: Any, taxonomy: Taxonomy, where: str) -> int:
     if v == UNKNOWN:
         return UNKNOWN
     try:
-        return taxonomy.label_id(v, source=where)
+        return taxonomy.label_id(v, source=where, base=POSE_PICKLE_ID_BASE)
     except ValueError as e:
         raise AnnotationError(str(e)) from None
 

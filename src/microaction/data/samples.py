@@ -45,7 +45,8 @@ def read_text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise AnnotationError(f"{path}:{line}: not UTF-8 text") from None
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise AnnotationError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {column})") from None
 
 
 def int_field(value: str, *, what: str, where: str, lo: int | None = None) -> int:

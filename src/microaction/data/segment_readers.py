@@ -33,6 +33,11 @@ from microaction.data.segments import (
 from microaction.taxonomy import Taxonomy
 
 __all__ = [
+    "IMIGUE_FPS",
+    "IMIGUE_INSTANCE_ID_BASE",
+    "MMA52_ID_BASE",
+    "SEGMENT_CSV_ID_BASE",
+    "SMG_ID_BASE",
     "read_imigue_instances",
     "read_mma52_csv",
     "read_mma52_json",
@@ -41,6 +46,16 @@ __all__ = [
     "read_smg_finelabels",
 ]
 
+# The id base of each reader's class numbers: a fact of its format (sources in
+# docs/detection.md and docs/data_formats.md). 0: the label set's own ids; 1: numbered from 1.
+MMA52_ID_BASE = 0  # MMA-52 JSON / CSV: MA-52's ids 0..51, as the official evaluator reads them
+IMIGUE_INSTANCE_ID_BASE = 1  # iMiGUE's instance CSV: 1..31 and 99 ("illustrative")
+SMG_ID_BASE = 1  # SMG's <Sample>_finelabels.csv: 1..17 (the authors' reader subtracts 1)
+SEGMENT_CSV_ID_BASE = 0  # our generic segment CSV: the label set's ids
+# iMiGUE's frame rate: its instance CSV puts frame 171 at 6.855 s (171 / 25 = 6.84 s; 6.855 s
+# lies inside frame 171 at 25 fps only)
+IMIGUE_FPS = 25.0
+
 
 def read_mma52_json(
     path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None, on_issue: OnIssue = "report"
@@ -48,7 +63,7 @@ def read_mma52_json(
     """MMA-52 / MAC detection JSON (multi-label: segments of different classes overlap).
 
     ``split`` keeps the videos whose ``subset`` is ``split``. Class ids are the taxonomy's ids
-    (0-based, as the official evaluator reads them).
+    (``MMA52_ID_BASE``: 0-based, as the official evaluator reads them).
     """
     path = Path(path)
     doc = load_json(path)
@@ -83,7 +98,7 @@ def read_mma52_json(
                 vid,
                 _number(act[1], what="t_start", where=w),
                 _number(act[2], what="t_end", where=w),
-                _label(act[0], taxonomy, w),
+                _label(act[0], taxonomy, w, MMA52_ID_BASE),
                 subset,
             )
             out.add(seg, w, duration)
@@ -104,9 +119,9 @@ def read_mma52_csv(
 ) -> SegmentTable:
     """The MMA-52 CSV form ``id,video_id,start_frame,end_frame,class,total_frames,fps``.
 
-    Seconds are ``frame / fps``; the duration is ``total_frames / fps``. The file holds one
-    split; its name tells which (``val.csv`` -> ``val``), or ``split`` does (a ``split`` that
-    contradicts the file's name is an error).
+    Class ids are MA-52's (``MMA52_ID_BASE``: 0-based). Seconds are ``frame / fps``; the duration
+    is ``total_frames / fps``. The file holds one split; its name tells which (``val.csv`` ->
+    ``val``), or ``split`` does (a ``split`` that contradicts the file's name is an error).
     """
     path = Path(path)
     named = _split_in_name(path)
@@ -133,7 +148,7 @@ def read_mma52_csv(
             vid,
             _number(row[pos["start_frame"]], what="start_frame", where=where) / fps,
             _number(row[pos["end_frame"]], what="end_frame", where=where) / fps,
-            _label(row[pos["class"]], taxonomy, where),
+            _label(row[pos["class"]], taxonomy, where, MMA52_ID_BASE),
             split,
         )
         out.add(seg, where, duration)
@@ -151,23 +166,24 @@ def read_imigue_instances(
     """iMiGUE's per-instance label CSV (``video_id,label_id,start_time,start_frame,end_time,
     end_frame,class,subject_id,...``).
 
-    The class is the ``class`` column (a raw iMiGUE id 1-31 / 99, mapped by the taxonomy's
-    ``raw_id_map``, or a class name); without a ``class`` column, ``label_id``. Times are
-    ``start_time`` / ``end_time`` in seconds (or ``[H:]MM:SS.fff``); when those are absent or
-    empty, ``start_frame`` / ``end_frame`` divided by ``fps``. ``subject_id`` becomes the
-    segment's ``person``. Each segment's ``split`` comes from iMiGUE's cross-subject split
-    (``load_split("imigue")``; None for a video it does not list); ``split`` keeps that split's
-    videos.
+    The class is the ``class`` column: the release's class number (``IMIGUE_INSTANCE_ID_BASE``:
+    1-based, 1..31, with 99 for "illustrative"; the class id is ``class - 1``, 99 -> 31) or a
+    class name. The frames are 0-based frames of the video at ``fps`` (default ``IMIGUE_FPS``,
+    25) and ``end_frame`` is inclusive, so a row is ``[start_frame / fps, (end_frame + 1) / fps)``
+    seconds: the same instance as the line ``class,start_frame,end_frame`` of the video's
+    ``<VID>_label.csv`` (``read_imigue_labels``). A row's ``start_time`` / ``end_time`` (seconds
+    or ``[H:]MM:SS.fff``) must lie within a frame of its frame numbers, which checks ``fps``;
+    without frames they are the segment. ``subject_id`` becomes the segment's ``person``. Each
+    segment's ``split`` comes from iMiGUE's cross-subject split (``load_split("imigue")``; None
+    for a video it does not list); ``split`` keeps that split's videos.
     """
     path = Path(path)
+    rate = IMIGUE_FPS if fps is None else _positive(fps, what="fps", where=str(path))
     cols, rows = _csv_rows(path)
     pos = _need(cols, ("video_id",), path, "iMiGUE instance CSV")
-    label_col = "class" if "class" in pos else "label_id"
-    if label_col not in pos:
-        raise AnnotationError(f"{path}:1: iMiGUE instance CSV header lacks 'class' (or 'label_id')")
-    has_time = "start_time" in pos and "end_time" in pos
-    has_frame = "start_frame" in pos and "end_frame" in pos
-    if not has_time and not has_frame:
+    if "class" not in pos:
+        raise AnnotationError(f"{path}:1: iMiGUE instance CSV header lacks 'class' (has {cols})")
+    if not ({"start_time", "end_time"} <= set(pos) or {"start_frame", "end_frame"} <= set(pos)):
         raise AnnotationError(f"{path}:1: needs start_time,end_time or start_frame,end_frame columns")
     plan = load_split("imigue")
     out = _Collector(path, on_issue)
@@ -180,19 +196,35 @@ def read_imigue_instances(
             continue
         if vid_split is not None:
             out.table.splits[vid] = vid_split
-        if has_time and row[pos["start_time"]] and row[pos["end_time"]]:
-            start = _number(row[pos["start_time"]], what="start_time", where=where)
-            end = _number(row[pos["end_time"]], what="end_time", where=where)
-        elif has_frame:
-            if fps is None:
-                raise AnnotationError(f"{where}: times given only as frames; pass the video's fps")
-            start = _number(row[pos["start_frame"]], what="start_frame", where=where) / fps
-            end = _number(row[pos["end_frame"]], what="end_frame", where=where) / fps
-        else:
-            raise AnnotationError(f"{where}: empty start_time / end_time")
+        start, end = _instance_span({c: row[i] for c, i in pos.items()}, rate, where)
         person = row[pos["subject_id"]] or None if "subject_id" in pos else None
-        out.add(Segment(vid, start, end, _label(row[pos[label_col]], taxonomy, where), vid_split, person), where)
+        label = _label(row[pos["class"]], taxonomy, where, IMIGUE_INSTANCE_ID_BASE)
+        out.add(Segment(vid, start, end, label, vid_split, person), where)
     return out.table
+
+
+def _instance_span(get: dict[str, str], fps: float, where: str) -> tuple[float, float]:
+    """Seconds ``[start, end)`` of one iMiGUE instance row: from its frames (end inclusive) when it
+    has them, each given time checked to lie within a frame of its frame number; else its times."""
+    frames = [get.get(k, "") for k in ("start_frame", "end_frame")]
+    times = [get.get(k, "") for k in ("start_time", "end_time")]
+    if not all(frames):
+        if not all(times):
+            raise AnnotationError(f"{where}: no start_frame / end_frame nor start_time / end_time")
+        return _number(times[0], what="start_time", where=where), _number(times[1], what="end_time", where=where)
+    first = _number(frames[0], what="start_frame", where=where)
+    last = _number(frames[1], what="end_frame", where=where)
+    for what, text, frame in (("start", times[0], first), ("end", times[1], last)):
+        if not text:
+            continue
+        t = _number(text, what=f"{what}_time", where=where)
+        if abs(t * fps - frame) > 1.0 + 1e-6:
+            raise AnnotationError(
+                f"{where}: {what}_time {t:g} s is frame {t * fps:.1f} at {fps:g} fps, but {what}_frame is "
+                f"{frame:g}: times and frames disagree at {fps:g} fps (iMiGUE's videos run at {IMIGUE_FPS:g} fps; "
+                "give another rate with fps= / --fps)"
+            )
+    return first / fps, (last + 1) / fps
 
 
 def read_smg_finelabels(
@@ -205,8 +237,10 @@ def read_smg_finelabels(
     on_issue: OnIssue = "report",
 ) -> SegmentTable:
     """SMG's ``<Sample>_finelabels.csv``: ``label,start,end`` per line in frames (a header line
-    is allowed). ``video`` defaults to the file name without ``_finelabels.csv``. The file holds no
-    split: ``split``, when given, is assigned to its segments."""
+    is allowed). ``label`` is SMG's class number (``SMG_ID_BASE``: 1-based; the class id is
+    ``label - 1``, as the authors' ``SMGaccessSample.py`` reads it) or a class name. ``video``
+    defaults to the file name without ``_finelabels.csv``. The file holds no split: ``split``,
+    when given, is assigned to its segments."""
     path = Path(path)
     if fps is None or not fps > 0:
         raise AnnotationError(f"{path}: SMG labels are in frames; pass the recording's fps")
@@ -229,7 +263,7 @@ def read_smg_finelabels(
                 raise AnnotationError(f"{where}: expected 'label,start,end', got {len(cells)} fields")
             start = _number(cells[1], what="start", where=where) / fps
             end = _number(cells[2], what="end", where=where) / fps
-            out.add(Segment(video, start, end, _label(cells[0], taxonomy, where), split), where)
+            out.add(Segment(video, start, end, _label(cells[0], taxonomy, where, SMG_ID_BASE), split), where)
     except csv.Error as e:
         raise AnnotationError(f"{path}:{reader.line_num}: {e}") from None
     return out.table
@@ -241,8 +275,8 @@ _GENERIC = ("video", "start", "end", "label", "split", "person", "duration")
 def read_segment_csv(
     path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: str | None = None, on_issue: OnIssue = "report"
 ) -> SegmentTable:
-    """The generic segment CSV: header ``video,start,end,label`` (seconds; label = class id or
-    name), optional ``split``, ``person`` and ``duration`` (seconds; enables the outside-the-video
+    """The generic segment CSV: header ``video,start,end,label`` (seconds; label = class id of the
+    label set, ``SEGMENT_CSV_ID_BASE``: 0-based, or a class name), optional ``split``, ``person`` and ``duration`` (seconds; enables the outside-the-video
     check). ``split`` keeps that split's rows (all rows when the file has no ``split`` column)."""
     path = Path(path)
     cols, rows = _csv_rows(path)
@@ -271,7 +305,7 @@ def read_segment_csv(
             vid,
             _number(get["start"], what="start", where=where),
             _number(get["end"], what="end", where=where),
-            _label(get["label"], taxonomy, where),
+            _label(get["label"], taxonomy, where, SEGMENT_CSV_ID_BASE),
             row_split,
             get.get("person") or None,
         )

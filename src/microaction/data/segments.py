@@ -14,7 +14,8 @@ the per-format readers live in ``microaction.data.segment_readers``):
   (``read_segment_csv``).
 
 Frame numbers become seconds as ``frame / fps`` (the convention that turns the MMA-52 CSV into
-its JSON). Times are seconds from the start of the video; a segment is ``[start, end)``.
+its JSON); iMiGUE's end frame is inclusive, so its end is ``(end_frame + 1) / fps``. Times are
+seconds from the start of the video; a segment is ``[start, end)``.
 
 Malformed rows (a missing field, a value that is not a number, an unknown class) are errors
 naming the file and line (``AnnotationError``). Rows that parse but do not make a usable segment
@@ -229,11 +230,12 @@ def _positive(value: object, *, what: str, where: str) -> float:
     return v
 
 
-def _label(value: object, taxonomy: Taxonomy, where: str) -> int:
+def _label(value: object, taxonomy: Taxonomy, where: str, base: int = 0) -> int:
+    """A class id from a cell: a class name, or a class number of a file whose ids start at ``base``."""
     if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, str) and not value.strip()):
         raise AnnotationError(f"{where}: label {value!r} is not a class id or name")
     try:
-        return taxonomy.label_id(value, source=where)
+        return taxonomy.label_id(value, source=where, base=base)
     except TaxonomyError as e:
         raise AnnotationError(str(e)) from None
 
@@ -443,14 +445,15 @@ def read_detections(path: str | os.PathLike[str], taxonomy: Taxonomy | None = No
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = [n for n in z.namelist() if n.lower().endswith(".csv")]
-                if len(names) != 1:
-                    raise AnnotationError(f"{path}: expected one .csv inside the zip, found {names}")
-                raw = z.read(names[0])
-        except (zipfile.BadZipFile, OSError) as e:
-            raise AnnotationError(f"{path}: not a readable zip ({e})") from None
+        from microaction.data.archives import ArchiveError, read_member, zip_members
+
+        try:  # the member bounded (zip bombs)
+            names = [n for n in zip_members(path) if n.lower().endswith(".csv")]
+            if len(names) != 1:
+                raise AnnotationError(f"{path}: expected one .csv inside the zip, found {names[:5]}")
+            raw = read_member(path, names[0])
+        except ArchiveError as e:
+            raise AnnotationError(str(e)) from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:

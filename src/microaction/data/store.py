@@ -9,7 +9,8 @@ Layout (documented for users in ``docs/feature_store.md``)::
       status/<key>.json      {"status": "ok" | "no_person" | "failed", "error": ..., "sha256": ...,
                              "bytes": ..., ...} written after the item (sha256 / bytes: the item file's);
                              "people": a video extracted person by person, items <key>#<id>
-      packed/                consolidated memory-mappable arrays (``FeatureStore.pack``)
+      packed/                consolidated memory-mappable arrays (``FeatureStore.pack``) with their
+                             checksums in packed/pack.json (``data.packed``: what is checked when)
 
 Every file is written to a temporary name and renamed into place, so a process killed at any
 instant leaves either the complete entry or none; ``status/<key>.json`` is the commit record of a
@@ -22,15 +23,16 @@ import hashlib
 import json
 import os
 import re
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
+
+from microaction.data.errors import StoreError, StoreMismatch, readable_text
+from microaction.data.fileio import atomic_file, atomic_write_bytes, sha256_file
+from microaction.data.packed import ClipArrays, PackedArrays, PackVerdict, all_finite, verify_pack, write_pack
 
 __all__ = [
     "FORMAT_VERSION",
@@ -42,6 +44,7 @@ __all__ = [
     "StoreMismatch",
     "atomic_file",
     "atomic_write_bytes",
+    "sha256_file",
     "video_key",
 ]
 
@@ -49,16 +52,7 @@ FORMAT_VERSION = 1
 # statuses whose item file holds features; "no_person": extracted, but no person in any frame
 READABLE_STATUSES = ("ok", "no_person")
 DEFAULT_REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
-_UMASK_LOCK = threading.Lock()
 FACE_REGION = "head"  # the region whose box the face crops (extraction's ``face_size``) are cut from
-
-
-class StoreError(RuntimeError):
-    """A feature store that cannot be read or written as asked."""
-
-
-class StoreMismatch(StoreError):
-    """A store whose extraction parameters do not match what a run expects."""
 
 
 @dataclass
@@ -152,68 +146,13 @@ def video_key(
     return key
 
 
-def process_umask() -> int:
-    """The process's file-mode creation mask (read without changing it where the OS allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    with _UMASK_LOCK:  # os.umask can only be read by setting it
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-def new_file_mode() -> int:
-    """The mode ``open()`` gives a new file: 0o666 less the umask (``mkstemp`` gives 0o600)."""
-    return 0o666 & ~process_umask()
-
-
-@contextmanager
-def atomic_file(path: Path, *, sync: bool = True) -> Iterator[BinaryIO]:
-    """A file to write ``path`` through: readers see the old file or the complete new one (a
-    temporary file, renamed when the block ends; removed on an error). The file gets the mode of
-    any other new file (the process umask), not mkstemp's 0600. ``sync``: the data reaches the
-    disk before the file appears (survives a power cut too)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, new_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    with atomic_file(path, sync=sync) as f:
-        f.write(data)
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 class FeatureStore:
     """Read and write a feature store directory (see the module docstring for the layout)."""
 
     def __init__(self, root: str | os.PathLike[str], manifest: StoreManifest) -> None:
         self.root = Path(root)
         self.manifest = manifest
-        self._packed: dict[str, Any] | None = None
+        self._packed: PackedArrays | None = None
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -401,25 +340,35 @@ class FeatureStore:
         atomic_write_bytes(self._status_path(key), json.dumps(status).encode(), sync=False)
 
     # -- reading -------------------------------------------------------------------------------
-    def read(self, key: str) -> Item:
-        packed = self._packed_index()
-        if packed is not None and key in packed["index"]:
-            item = self._read_packed(key, packed)
-            item.extras = self.read_extras(key)  # extras are not packed: they stay in the item file
-            return item
+    def read(self, key: str, *, packed: bool = True) -> Item:
+        """A clip's features: from ``packed/`` when it holds the clip (unless ``packed=False``),
+        else from its item file. NaN or inf, which no extraction stores, is refused as damage."""
+        index = self.packed_arrays() if packed else None
+        if index is not None and key in index.index:
+            a, b = index.span(key)
+            rows = {"regions.npy": index.regions.rows(a, b), "global.npy": index.global_.rows(a, b)}
+            index.check_finite(key, rows)
+            valid = index.region_valid[index.index[key]].copy()
+            times = index.timestamps.rows(a, b).copy()
+            # extras are not packed: they stay in the item file
+            regions = rows["regions.npy"].transpose(1, 0, 2)
+            return Item(key, regions, rows["global.npy"], valid, times, self.read_extras(key))
         path = self._item_path(key)
         if not self.is_done(key):
             raise StoreError(f"{self.root}: no finished entry for {key!r}")
         try:
             with np.load(path, allow_pickle=False) as z:
                 extras = {k[len("extra_") :]: z[k] for k in z.files if k.startswith("extra_")}
-                return Item(key, z["regions"], z["global"], z["region_valid"], z["timestamps"], extras)
+                item = Item(key, z["regions"], z["global"], z["region_valid"], z["timestamps"], extras)
         except Exception as e:  # a cut or overwritten file: zipfile, zlib, numpy and OS errors alike
             raise self.damaged(key, e) from None
+        if not (all_finite(item.regions) and all_finite(item.global_)):
+            raise self.damaged(key, "non-finite values (NaN or inf) in its features")
+        return item
 
     def damaged(self, key: str, error: BaseException | str) -> StoreError:
         """The error for an item file that cannot be read: names the item and what to run."""
-        what = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        what = readable_text(error if isinstance(error, str) else f"{type(error).__name__}: {error}", 160)
         return StoreError(
             f"{self._item_path(key)}: damaged item {key!r} of feature store {self.root} ({what}). "
             f"List the damaged items with `mar extract --verify {self.root}`; re-extract them with "
@@ -482,84 +431,36 @@ class FeatureStore:
 
     # -- packing -------------------------------------------------------------------------------
     def pack(self, keys: Sequence[str] | None = None) -> Path:
-        """Consolidate items into memory-mappable arrays under ``packed/`` (time-concatenated)."""
+        """Consolidate items (all extracted ones by default) into memory-mappable arrays under
+        ``packed/`` (time-concatenated; ``data.packed``), read from the item files whatever the
+        current pack holds, so a damaged pack is rebuilt from its sources."""
         keys = list(keys) if keys is not None else self.keys()
-        m = self.manifest
-        lengths = []
+        lengths, shas = [], {}
         for k in keys:
             st = self.status(k)
-            if st is None or st.get("status") != "ok":
-                raise StoreError(f"{self.root}: cannot pack {k!r}: not extracted")
+            if st is None or st.get("status") != "ok" or not self._item_path(k).is_file():
+                raise StoreError(f"{self.root}: cannot pack {k!r}: no extracted item file ({self._item_path(k)})")
             lengths.append(int(st["frames"]))
-        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum(lengths)
-        total = int(offsets[-1])
-        out = self.root / "packed.tmp"
-        if out.exists():
-            import shutil
+            shas[k] = st.get("sha256")
 
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
-        reg = np.lib.format.open_memmap(out / "regions.npy", "w+", np.float16, (total, len(m.regions), m.region_dim))
-        glo = np.lib.format.open_memmap(out / "global.npy", "w+", np.float16, (total, m.global_dim))
-        ts = np.lib.format.open_memmap(out / "timestamps.npy", "w+", np.float32, (total,))
-        valid = np.zeros((len(keys), len(m.regions)), dtype=bool)
-        # per-step region validity (extra ``step_valid`` [R, T]; an item without it: its clip-level flags)
-        steps = np.lib.format.open_memmap(out / "step_valid.npy", "w+", np.bool_, (total, len(m.regions)))
+        def read(key: str) -> ClipArrays:
+            it = self.read(key, packed=False)
+            return it.regions, it.global_, it.timestamps, it.region_valid, it.extras.get("step_valid")
+
+        m = self.manifest
         self._packed = None
-        for i, k in enumerate(keys):
-            it = self.read(k)
-            a, b = offsets[i], offsets[i + 1]
-            reg[a:b] = it.regions.transpose(1, 0, 2)
-            glo[a:b] = it.global_
-            ts[a:b] = it.timestamps
-            valid[i] = it.region_valid
-            sv = it.extras.get("step_valid")
-            if sv is not None and sv.shape != (len(m.regions), b - a):
-                raise StoreError(
-                    f"{self._item_path(k)}: extra step_valid {sv.shape} does not fit {len(m.regions)} regions x {b - a} steps"
-                )
-            steps[a:b] = (sv.T if sv is not None else it.region_valid[None]) & it.region_valid[None]
-        for arr in (reg, glo, ts, steps):
-            arr.flush()
-        del reg, glo, ts, steps
-        np.save(out / "offsets.npy", offsets)
-        np.save(out / "region_valid.npy", valid)
-        (out / "keys.json").write_text(json.dumps(keys))
-        final = self.root / "packed"
-        if final.exists():
-            import shutil
-
-            shutil.rmtree(final)
-        os.replace(out, final)
+        final = write_pack(self.root, keys, lengths, (len(m.regions), m.region_dim, m.global_dim), read, shas)
         self._packed = None
         return final
 
-    def _packed_index(self) -> dict[str, Any] | None:
-        if self._packed is not None:
-            return self._packed
-        p = self.root / "packed"
-        if not (p / "keys.json").is_file():
-            return None
-        keys = json.loads((p / "keys.json").read_text())
-        self._packed = {
-            "index": {k: i for i, k in enumerate(keys)},
-            "regions": np.load(p / "regions.npy", mmap_mode="r"),
-            "global": np.load(p / "global.npy", mmap_mode="r"),
-            "timestamps": np.load(p / "timestamps.npy", mmap_mode="r"),
-            "offsets": np.load(p / "offsets.npy"),
-            "region_valid": np.load(p / "region_valid.npy"),
-        }
+    def packed_arrays(self) -> PackedArrays | None:
+        """The packed arrays (None: not packed), opened once; a truncated or misshapen file is
+        refused here, naming it (``data.packed``: what is checked when)."""
+        if self._packed is None:
+            self._packed = PackedArrays.open(self.root, self.manifest)
         return self._packed
 
-    @staticmethod
-    def _read_packed(key: str, packed: dict[str, Any]) -> Item:
-        i = packed["index"][key]
-        a, b = int(packed["offsets"][i]), int(packed["offsets"][i + 1])
-        return Item(
-            key,
-            np.asarray(packed["regions"][a:b]).transpose(1, 0, 2),
-            np.asarray(packed["global"][a:b]),
-            packed["region_valid"][i].copy(),
-            np.asarray(packed["timestamps"][a:b]),
-        )
+    def verify_packed(self) -> PackVerdict:
+        """The full check of ``packed/`` (every file hashed; ``data.packed.verify_pack``)."""
+        m = self.manifest
+        return verify_pack(self.root, (len(m.regions), m.region_dim, m.global_dim), self.statuses())

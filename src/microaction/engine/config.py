@@ -15,12 +15,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from microaction.engine.precision import PRECISIONS
 from microaction.engine.yamlconfig import ConfigError, from_dict, load_config, to_dict
+
+if TYPE_CHECKING:
+    from microaction.taxonomy import Taxonomy
 
 __all__ = [
     "DataConfig",
@@ -31,6 +34,7 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "StagesConfig",
+    "check_routing_supervision",
     "config_to_yaml",
     "load_experiment",
 ]
@@ -217,6 +221,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | bf16! (forced); see engine/precision.py
     precision_used: str | None = None  # written by mar train: what ``precision`` resolved to (fp32 | bf16)
+    # written by mar train: what picks best.safetensors: val (the validation split's primary metric)
+    # or last (no validation split with labels: the last epoch)
+    best_by: str | None = None
     epochs: int = 30
     batch_size: int = 32  # global: summed over processes under torchrun
     eval_batch_size: int = 64
@@ -233,6 +240,8 @@ class RunConfig:
             raise ConfigError(f"{where}: run.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.precision_used not in (None, "fp32", "bf16"):
             raise ConfigError(f"{where}: run.precision_used must be fp32 or bf16 (mar train writes it)")
+        if self.best_by not in (None, "val", "last"):
+            raise ConfigError(f"{where}: run.best_by must be val or last (mar train writes it)")
         if self.max_steps < 0:
             raise ConfigError(f"{where}: run.max_steps must be >= 0 (0: no limit)")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -279,3 +288,21 @@ def experiment_from_dict(data: dict[str, Any], *, where: str = "config") -> Expe
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def check_routing_supervision(routing_weight: float, taxonomy: Taxonomy) -> None:
+    """Refuse ``loss.routing_weight`` > 0 with a label set that cannot supervise routing: one
+    without body groups (iMiGUE, SocialGesture, MPII-GI), or whose groups name no regions."""
+    if routing_weight <= 0:
+        return
+    if not taxonomy.has_body:
+        raise ConfigError(
+            f"loss.routing_weight {routing_weight:g}: label set {taxonomy.name!r} has no body groups (no body level "
+            "above its classes), and routing is supervised towards the regions of each clip's body group; "
+            "set loss.routing_weight: 0"
+        )
+    if not taxonomy.body_regions:
+        raise ConfigError(
+            f"loss.routing_weight {routing_weight:g}: label set {taxonomy.name!r} has body groups but no "
+            "body_regions (the feature regions each group moves) to supervise routing towards"
+        )

@@ -12,7 +12,10 @@ annotation's video ids by their key (``video_key``) or its last path component.
   ``detection.window`` steps at random positions (recordings in proportion to their length); a
   segment cut by the window is kept (clipped) when ``detection.min_inside`` of it is inside.
   AdamW with warm-up + cosine (``optim``), the model's own ``loss(out, batch)``, validation mAP
-  on the ``val`` split after every epoch, ``best.safetensors`` / ``last.safetensors`` as for clips.
+  on the ``val`` split after every epoch, ``best.safetensors`` / ``last.safetensors`` as for clips;
+  without a validation split with ground truth, best is the last epoch (``run.best_by: last``
+  in ``config.yaml`` and the checkpoints, said in ``log.txt``). ``data.allow_missing`` skips
+  recordings the store lacks.
 - Inference (``detect_recording``): a whole recording in one pass (the detectors are convolutional
   and masked, so a recording of any length runs as one sequence), detections in seconds with the
   routing over regions where the model has one.
@@ -29,6 +32,7 @@ import inspect
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +62,7 @@ __all__ = [
     "load_recordings",
     "read_split_segments",
     "recording_from_item",
+    "split_names",
     "train_detection",
 ]
 
@@ -113,6 +118,18 @@ def read_split_segments(cfg: ExperimentConfig, taxonomy: Taxonomy, split: str) -
     return [s for s in table.segments if s.video in keep], videos
 
 
+def split_names(cfg: ExperimentConfig, taxonomy: Taxonomy) -> list[str]:
+    """The splits of a run's annotations that hold recordings (train / val / test first)."""
+    data = cfg.data
+    if data.annotations:
+        names = list(data.annotations)
+    else:
+        assert data.manifest is not None
+        names = sorted({s for s in read_segments(data.manifest, taxonomy).splits.values() if s})
+    order = [data.train_split, data.val_split, data.test_split]
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
 def _key_index(store: FeatureStore) -> dict[str, str]:
     """Video id → store key: the key itself and its last path component (``videos__x`` → ``x``)."""
     index: dict[str, str] = {}
@@ -132,9 +149,10 @@ def load_recordings(
     *,
     source: str,
     stats: FeatureStats | None = None,
+    allow_missing: bool = False,
 ) -> list[Recording]:
     """The recordings ``videos`` from ``store`` with their ground truth in steps (standardised with
-    ``stats`` when given)."""
+    ``stats`` when given). A recording the store lacks is an error, or skipped with ``allow_missing``."""
     from microaction.data.store import video_key
 
     index = _key_index(store)
@@ -142,11 +160,11 @@ def load_recordings(
     for s in segments:
         by_video.setdefault(s.video, []).append(s)
     out = []
-    missing = []
+    absent = []
     for v in videos:
         key = index.get(v) or index.get(video_key(v))
         if not key:
-            missing.append(v)
+            absent.append(v)
             continue
         rec = recording_from_item(v, store.read(key), where=f"{store.root}: item {key}", stats=stats)
         segs = by_video.get(v, [])
@@ -154,10 +172,10 @@ def load_recordings(
             rec.segments = np.stack([rec.to_steps(np.array([s.start, s.end])) for s in segs])
             rec.labels = np.array([s.label for s in segs], np.int64)
         out.append(rec)
-    if missing:
+    if absent and not allow_missing:
         raise FileNotFoundError(
-            f"{source}: {len(missing)} recording(s) not in the feature store {store.root}, e.g. {missing[:3]} "
-            "(extract them with mar extract)"
+            f"{source}: {len(absent)} recording(s) not in the feature store {store.root}, e.g. {absent[:3]} "
+            "(extract them with mar extract, or set data.allow_missing: true to skip them)"
         )
     return out
 
@@ -342,7 +360,8 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     check_run_dir(run_dir, overwrite)
     seg_tr, vid_tr = read_split_segments(cfg, tax, cfg.data.train_split)
     seg_va, vid_va = read_split_segments(cfg, tax, cfg.data.val_split)
-    train = load_recordings(store, seg_tr, vid_tr, source=f"split {cfg.data.train_split!r}")
+    skip = cfg.data.allow_missing
+    train = load_recordings(store, seg_tr, vid_tr, source=f"split {cfg.data.train_split!r}", allow_missing=skip)
     stats = None
     if cfg.detection.classifier_run:  # the clip run's classifier expects its own run's standardisation
         if cfg.data.standardize:
@@ -356,8 +375,18 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
     if stats is not None:
         for r in train:
             standardize_recording(r, stats)
-    val = load_recordings(store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats)
+    val = load_recordings(
+        store, seg_va, vid_va, source=f"split {cfg.data.val_split!r}", stats=stats, allow_missing=skip
+    )
+    # without validation ground truth no epoch can be told better than another: the last one is best
+    validated = any(len(r.labels) for r in val)
+    cfg.run.best_by = "val" if validated else "last"  # config.yaml records it
     prepare_run_dir(cfg, info, overwrite)
+    found = {r.video for r in train + val}
+    missing = [v for v in vid_tr + vid_va if v not in found]
+    if missing:
+        _log(run_dir, f"warning: {len(vid_tr) - len(train)} train and {len(vid_va) - len(val)} val recordings are "
+                      f"not in the store; skipped (data.allow_missing), e.g. {missing[:3]}")  # fmt: skip
     kwargs = detection_model_kwargs(cfg, tax, store)
     if cfg.detection.classifier_run:
         if cfg.model.name != "sliding_window":
@@ -391,11 +420,16 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
         "num_steps": dc.window,
         "primary_metric": "mAP",
         "task": "detection",
+        "best_by": cfg.run.best_by,
     }
     if stats is not None:
         meta["feature_stats"] = stats.to_dict()
     _log(run_dir, f"detection run {run_dir}: {len(train)} training recordings ({total_steps} steps), "
                   f"{len(val)} validation; {per_epoch} windows of {dc.window} steps per epoch, device {device}")  # fmt: skip
+    if not validated:
+        why = f"{len(val)} recordings without ground truth" if val else "none"
+        _log(run_dir, f"no validation split {cfg.data.val_split!r} with ground truth ({why}): "
+                      "best.safetensors is the last epoch (run.best_by: last)")  # fmt: skip
     threads = torch.get_num_threads()
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
@@ -429,8 +463,8 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
                    "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
             history.append(rec)
             score = val_metrics.get("mAP")
-            if best is None or (score is not None and score > best["metric"]):
-                best = {"epoch": epoch + 1, "metric": score if score is not None else float("nan"), "val": val_metrics}
+            if best is None or score is None or best["metric"] is None or score > best["metric"]:
+                best = {"epoch": epoch + 1, "metric": score, "by": cfg.run.best_by, "val": val_metrics}
                 save_weights(
                     run_dir / "best.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score}
                 )
@@ -438,7 +472,7 @@ def train_detection(cfg: ExperimentConfig, *, overwrite: bool = False) -> Path:
                 run_dir / "last.safetensors", model.state_dict(), {**meta, "epoch": epoch + 1, "metric": score}
             )
             write_metrics(run_dir, {"history": json.dumps(history), "best": json.dumps(best)})
-            shown = f"val mAP {100 * score:.2f}" if score is not None else "no validation split"
+            shown = f"val mAP {100 * score:.2f}" if score is not None else "no validation (best: this epoch)"
             _log(
                 run_dir,
                 f"epoch {epoch + 1}/{cfg.run.epochs}: loss {rec['train_loss']:.4f}, {shown} ({rec['seconds']}s)",
@@ -509,7 +543,7 @@ def is_detector_run(meta: dict[str, Any]) -> bool:
 def load_detector(run: Any, checkpoint: str = "best", *, device: str = "cpu") -> Any:
     """A detection run (folder, ``.safetensors`` or ``LoadedRun``) loaded; a run of another task
     (a clip classifier) is refused with the models that detect."""
-    from microaction.engine.runs import LoadedRun, load_run
+    from microaction.engine.runs import LoadedRun, load_run, stale_best_note
 
     loaded = run if isinstance(run, LoadedRun) else load_run(run, checkpoint, device=device)
     if not is_detector_run(loaded.meta):
@@ -518,6 +552,9 @@ def load_detector(run: Any, checkpoint: str = "best", *, device: str = "cpu") ->
             "this needs a run trained with task: detection (tridet, bmoe_tridet, sliding_window; "
             "e.g. mar train configs/demo_tridet.yaml)"
         )
+    note = stale_best_note(loaded.meta, Path(loaded.checkpoint))  # a run trained before best_by
+    if note:
+        print(note, file=sys.stderr, flush=True)
     return loaded
 
 
@@ -529,11 +566,17 @@ def detect_split(
     if loaded.config is None:
         raise FileNotFoundError(f"{loaded.run_dir}: no config.yaml, so the split's annotations are unknown")
     fs = loaded.open_store(store)
-    segments, videos = read_split_segments(loaded.config, loaded.taxonomy, split)
+    cfg: ExperimentConfig = loaded.config
+    segments, videos = read_split_segments(cfg, loaded.taxonomy, split)
     if not videos:
-        raise ValueError(f"{loaded.run_dir}: split {split!r} has no recordings in the run's annotations")
+        have = split_names(cfg, loaded.taxonomy)
+        raise ValueError(
+            f"{loaded.run_dir}: split {split!r} has no recordings in the run's annotations; "
+            f"it has {', '.join(repr(n) for n in have) or 'none'}" + (f" (e.g. --split {have[-1]})" if have else "")
+        )
     stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
-    recs = load_recordings(fs, segments, videos, source=f"split {split!r}", stats=stats)
+    recs = load_recordings(fs, segments, videos, source=f"split {split!r}", stats=stats,
+                           allow_missing=cfg.data.allow_missing)  # fmt: skip
     model = loaded.model.to(device)
     return recs, segments, [d for r in recs for d in detect_recording(model, r, device)]
 

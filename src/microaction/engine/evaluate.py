@@ -152,7 +152,12 @@ def evaluate_run(
     fs = loaded.open_store(store)
     samples = read_split(cfg.data, tax, split)
     if not samples:
-        raise ValueError(f"{loaded.run_dir}: split {split!r} has no clips in the run's annotations")
+        d = cfg.data
+        have = [n for n in dict.fromkeys([d.train_split, d.val_split, d.test_split]) if read_split(d, tax, n)]
+        raise ValueError(
+            f"{loaded.run_dir}: split {split!r} has no clips in the run's annotations; it has "
+            + (", ".join(repr(n) for n in have) + f" (e.g. --split {have[-1]})" if have else "none")
+        )
     samples, missing = select_samples(
         fs,
         samples,

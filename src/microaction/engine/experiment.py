@@ -29,7 +29,7 @@ from microaction.data.samplers import TrainBatchSampler, class_weights
 from microaction.data.standardize import compute_feature_stats
 from microaction.data.store import FeatureStore
 from microaction.engine import distributed as dist_
-from microaction.engine.config import ExperimentConfig, OptimConfig, RunConfig
+from microaction.engine.config import ExperimentConfig, OptimConfig, RunConfig, check_routing_supervision
 from microaction.engine.evaluate import infer, score_outputs
 from microaction.engine.precision import resolve_precision
 from microaction.engine.runs import read_split
@@ -154,6 +154,7 @@ class Experiment:
         self.log = RunLog(run_dir / "log.txt", info.is_main)
         d = cfg.data
         self.taxonomy = load_taxonomy(d.taxonomy)
+        check_routing_supervision(cfg.loss.routing_weight, self.taxonomy)  # before any data is read
         self.store = FeatureStore.open(d.store)
         if d.expect:
             check_store(self.store, d.expect, source="data.expect of the config")
@@ -208,6 +209,7 @@ class Experiment:
             "store_manifest": self.store.manifest.to_dict(),
             "num_steps": self.cfg.data.num_steps,
             "primary_metric": self.primary,
+            "best_by": self.cfg.run.best_by,
             "run": self.cfg.run.name,
         }
 

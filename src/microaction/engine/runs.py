@@ -20,7 +20,7 @@ from microaction.data.annotations import Sample, read_annotations
 from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.engine import distributed as dist_
-from microaction.engine.checkpoint import CheckpointError, build_model, load_weights
+from microaction.engine.checkpoint import CheckpointError, build_model, load_weights, read_meta
 from microaction.engine.config import DataConfig, ExperimentConfig, config_to_yaml, experiment_from_dict
 from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy
@@ -36,6 +36,7 @@ __all__ = [
     "prepare_run_dir",
     "read_split",
     "resume_config",
+    "stale_best_note",
     "start_run_dir",
     "write_metrics",
 ]
@@ -137,6 +138,22 @@ def load_run(
         manifest=StoreManifest.from_dict(meta["store_manifest"], source=str(ckpt)),
         config=cfg,
         checkpoint=ckpt,
+    )
+
+
+def stale_best_note(meta: dict[str, Any], checkpoint: Path) -> str:
+    """A line for the ``best.safetensors`` of a detection run trained without validation before
+    best meant the last epoch (its best stayed at epoch 1): use ``--checkpoint last``; '' otherwise."""
+    last = checkpoint.with_name("last.safetensors")
+    if checkpoint.name != "best.safetensors" or "best_by" in meta or meta.get("metric") is not None:
+        return ""
+    epoch = read_meta(last).get("epoch") if last.is_file() else None
+    if epoch is None or epoch == meta.get("epoch"):
+        return ""
+    return (
+        f"note: {checkpoint} is epoch {meta.get('epoch')} of a run trained without validation by an older "
+        f"version, which kept the first epoch as best; its last epoch ({epoch}) is in last.safetensors: "
+        "pass --checkpoint last (or train again)"
     )
 
 

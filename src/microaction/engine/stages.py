@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from microaction.engine.config import ExperimentConfig
+from microaction.engine.config import ExperimentConfig, check_routing_supervision
 from microaction.engine.yamlconfig import ConfigError
 from microaction.models.common import region_step_mask
 from microaction.taxonomy import Taxonomy
@@ -57,13 +57,10 @@ class MultiLabelLoss:
         return total, parts
 
 
-def routing_targets(taxonomy: Taxonomy, regions: Sequence[str]) -> np.ndarray:
+def routing_targets(taxonomy: Taxonomy, regions: Sequence[str], routing_weight: float = 1.0) -> np.ndarray:
     """``[num_body, R]``: for each body group, 1 on the regions it moves (the label set's
     ``body_regions``), so routing can be supervised towards them."""
-    if not taxonomy.has_body or not taxonomy.body_regions:
-        raise ConfigError(
-            f"loss.routing_weight needs a label set with body groups mapped to regions ({taxonomy.name} has none)"
-        )
+    check_routing_supervision(routing_weight, taxonomy)
     t = np.zeros((taxonomy.num_body, len(regions)), dtype=np.float32)
     for b in range(taxonomy.num_body):
         for r in taxonomy.regions_of_body(b):
@@ -127,7 +124,9 @@ def make_loss(
         load_balance_weight=lc.load_balance_weight,
         # stage-1 stream models have no router: their losses are built without regions
         routing_weight=lc.routing_weight if regions else 0.0,
-        routing_targets=routing_targets(taxonomy, regions) if lc.routing_weight > 0 and regions else None,
+        routing_targets=routing_targets(taxonomy, regions, lc.routing_weight)
+        if lc.routing_weight > 0 and regions
+        else None,
         aux_weights=aux_weights,
         aux_default_weight=lc.aux_default_weight,
     )

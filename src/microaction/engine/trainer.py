@@ -374,10 +374,16 @@ def train(
             check_run_dir(run_dir, overwrite)
         exp = Experiment(cfg, run_dir, info, device)  # reads and checks the data before anything is written
         started_in, cfg.run.precision_used = cfg.run.precision_used, exp.precision.used  # config.yaml records it
+        cfg.run.best_by = "val" if has_val_labels(exp) else "last"  # and what picks best.safetensors
         if resume is None:
             prepare_run_dir(cfg, info, overwrite)
         for w in exp.warnings:
             exp.log(w)
+        if cfg.run.best_by == "last":
+            exp.log(
+                f"no validation split {cfg.data.val_split!r} with labels: best.safetensors is the last epoch "
+                "(run.best_by: last)"
+            )
         store_sig = json.dumps(exp.store.manifest.signature(), sort_keys=True)
         if state is not None and state.get("store") != store_sig:
             raise StoreMismatch(f"{cfg.data.store}: the feature store differs from the one {run_dir} was started with")
@@ -392,6 +398,16 @@ def train(
     finally:
         dist_.cleanup(info)
         torch.set_num_threads(threads)
+
+
+def has_val_labels(exp: Experiment) -> bool:
+    """Whether the experiment's validation split has labels to pick the best epoch by."""
+    ds = exp.val_ds
+    if ds is None:
+        return False
+    if exp.taxonomy.multi_label:
+        return ds.multi_hot is not None and bool(ds.multi_hot.any())
+    return bool((ds.action >= 0).any())
 
 
 def read_resume_state(run_dir: Path, info: dist_.DistInfo) -> dict[str, Any] | None:

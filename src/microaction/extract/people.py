@@ -23,6 +23,12 @@ frame into tracks (online, so the pixel person finder can ask where each person 
 - a detection no track takes starts a new track, unless it lies inside a tracked person's box
   (``SAME_PERSON``); tracks seen in fewer than ``min_frames`` frames are dropped at the end.
 
+``consolidate`` then keeps people that stay people (``--min-person-seconds``): a track that
+starts where another one ended, after a gap the tracker could not bridge but shorter than the
+floor (a pose estimator that loses a person for a moment, OpenPose above all), is the same
+person and joins it; a track seen in fewer frames than the floor after that (OpenPose's short
+spurious "people": a coat, a reflection) is dropped.
+
 Tracks are numbered in order of first appearance, left to right among those that appear in the
 same frame; the number is the ``person`` part of the store key ``video#person``.
 """
@@ -42,6 +48,7 @@ __all__ = [
     "PersonTrack",
     "box_iou",
     "box_overlap",
+    "consolidate",
     "keypoint_box",
     "pick_target",
     "score_tracking",
@@ -282,6 +289,51 @@ class PeopleTracker:
                     masks[f] = d.mask
             out.append(PersonTrack(new_id, kp, boxes, masks))
         return out
+
+
+STITCH_IOU = 0.3  # a track starting where another ended (IoU of the two boxes) continues it
+STITCH_DISTANCE = 0.5  # ... or this close (box centres, × the larger box's longer side)
+
+
+def _continues(a: PersonTrack, b: PersonTrack, max_gap: int) -> float | None:
+    """How well ``b`` continues ``a`` (``a`` seen last before ``b`` is first seen, at most
+    ``max_gap`` frames before): the gap in frames when the box where ``a`` was last is near the
+    box where ``b`` is first, else None."""
+    sa, sb = np.flatnonzero(a.seen), np.flatnonzero(b.seen)
+    if not len(sa) or not len(sb) or not 0 < sb[0] - sa[-1] <= max_gap:
+        return None
+    ba, bb = a.boxes[sa[-1]], b.boxes[sb[0]]
+    side = max(float(ba[2] - ba[0]), float(ba[3] - ba[1]), float(bb[2] - bb[0]), float(bb[3] - bb[1]), 1.0)
+    dist = float(np.linalg.norm((ba[:2] + ba[2:]) / 2 - (bb[:2] + bb[2:]) / 2)) / side
+    if float(box_iou(ba[None], bb[None])[0, 0]) < STITCH_IOU and dist > STITCH_DISTANCE:
+        return None
+    return float(sb[0] - sa[-1])
+
+
+def consolidate(tracks: list[PersonTrack], min_frames: int) -> list[PersonTrack]:
+    """People that stay people: each track that continues an earlier one within ``min_frames``
+    (``_continues``; the nearest gap first) joins it, then tracks seen in fewer than
+    ``min_frames`` frames are dropped; the rest are renumbered 0.. in order of first appearance
+    (left to right within a frame)."""
+    live = [tr for tr in tracks if tr.seen.any()]
+    live.sort(key=lambda tr: int(np.argmax(tr.seen)))
+    out: list[PersonTrack] = []
+    for b in live:
+        gaps = [(g, k) for k, a in enumerate(out) if (g := _continues(a, b, min_frames)) is not None]
+        if not gaps:
+            out.append(b)
+            continue
+        a = out[min(gaps)[1]]
+        seen = b.seen
+        a.keypoints[seen] = b.keypoints[seen]
+        a.boxes[seen] = b.boxes[seen]
+        if a.masks is not None and b.masks is not None and a.masks.shape == b.masks.shape:
+            a.masks[seen] = b.masks[seen]
+    kept = [tr for tr in out if int(tr.seen.sum()) >= min_frames]
+    kept.sort(key=lambda tr: (int(np.argmax(tr.seen)), float(np.nanmean(tr.boxes[np.argmax(tr.seen)][[0, 2]]))))
+    for i, tr in enumerate(kept):
+        tr.id = i
+    return kept
 
 
 def track_people(frames: list[list[Detection]], **kwargs: float) -> list[PersonTrack]:

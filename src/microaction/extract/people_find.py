@@ -85,6 +85,7 @@ class PersonFinder:
         crop_margin: float = 0.25,
         mask_side: int = 160,
         min_detection_confidence: float = 0.5,
+        min_confidence: float = VISIBLE,
     ) -> None:
         from microaction.extract.parsers.mediapipe import _quiet
 
@@ -95,6 +96,7 @@ class PersonFinder:
         self.detect_every = max(1, int(detect_every))
         self.crop_margin = float(crop_margin)
         self.mask_side = int(mask_side)
+        self.min_confidence = float(min_confidence)  # visibility counted as seen (--min-confidence)
         self.pose = mp.solutions.pose.Pose(
             static_image_mode=True,
             model_complexity=1,
@@ -128,6 +130,10 @@ class PersonFinder:
         inside = (kp[:, 0] >= x0 - 0.02 * cw) & (kp[:, 0] <= x1 + 0.02 * cw)
         inside &= (kp[:, 1] >= y0 - 0.02 * ch) & (kp[:, 1] <= y1 + 0.02 * ch)
         kp[~inside, 2] = np.minimum(kp[~inside, 2], 0.1)
+        if self.min_confidence != VISIBLE:
+            from microaction.extract.parsers.base import to_seen_scale
+
+            kp[:, 2] = to_seen_scale(kp[:, 2], self.min_confidence)
         box = keypoint_box(kp)
         if box is None:
             return None
@@ -188,7 +194,7 @@ class PersonFinder:
         return dets
 
 
-def _openpose_people(doc: dict, where: str) -> list[tuple[np.ndarray, int | None]]:
+def _openpose_people(doc: dict, where: str, min_confidence: float | None) -> list[tuple[np.ndarray, int | None]]:
     from microaction.extract.parsers.keypoints import to_mediapipe
 
     out = []
@@ -201,7 +207,7 @@ def _openpose_people(doc: dict, where: str) -> list[tuple[np.ndarray, int | None
         arrs = [np.asarray(e or [], dtype=np.float32).reshape(-1, 3) for e in extra]
         if [len(a) for a in arrs] == [70, 21, 21]:
             parts += arrs
-        kp = to_mediapipe(np.concatenate(parts)[None])[0]
+        kp = to_mediapipe(np.concatenate(parts)[None], source=where, min_confidence=min_confidence)[0]
         pid = p.get("person_id")
         if isinstance(pid, list):
             pid = pid[0] if pid else -1
@@ -218,14 +224,23 @@ def _dets(kps: list[tuple[np.ndarray, int | None]]) -> list[Detection]:
     return out
 
 
-def load_people(path: str | os.PathLike[str]) -> tuple[list[list[Detection]], float | None, tuple[int, int] | None]:
-    """Every person of every frame of a keypoint file/folder -> (detections per frame, fps, (H, W))."""
+def load_people(
+    path: str | os.PathLike[str],
+    *,
+    min_confidence: float | None = None,
+    layout: str | None = None,
+    kinect: str = "project",
+) -> tuple[list[list[Detection]], float | None, tuple[int, int] | None]:
+    """Every person of every frame of a keypoint file/folder -> (detections per frame, fps, (H, W)).
+    Confidences are read as the source means them (``keypoints.to_mediapipe``; ``min_confidence``
+    for all instead)."""
     p = Path(path)
     if p.is_dir():
         from microaction.extract.parsers.keypoints import openpose_docs
 
-        return [_dets(_openpose_people(doc, str(f))) for f, doc in openpose_docs(p)], None, None
+        return [_dets(_openpose_people(doc, str(f), min_confidence)) for f, doc in openpose_docs(p)], None, None
     if p.suffix == ".npz":
+        from microaction.extract.parsers.base import to_seen_scale
         from microaction.extract.parsers.keypoints import read_keypoints_npz
 
         kp, fps, size = read_keypoints_npz(p)
@@ -233,11 +248,14 @@ def load_people(path: str | os.PathLike[str]) -> tuple[list[list[Detection]], fl
             kp = kp[None]
         if kp.ndim != 4 or kp.shape[2:] != (NUM_LANDMARKS, 3):
             raise ParseError(f"{p}: keypoints {kp.shape}, expected [M, T, 33, 3] or [T, 33, 3]")
+        if min_confidence is not None:  # MediaPipe's 33: visibility, seen from 0.5 unless asked
+            kp = kp.copy()
+            kp[..., 2] = to_seen_scale(kp[..., 2], min_confidence)
         frames = [_dets([(kp[m, t], None) for m in range(kp.shape[0])]) for t in range(kp.shape[1])]
         return frames, fps, size
     if p.suffix == ".csv":  # one person per row: the single-person reader
         from microaction.extract.parsers.keypoints import load_keypoints
 
-        kp1, fps, size = load_keypoints(p)
+        kp1, fps, size = load_keypoints(p, layout=layout, kinect=kinect, min_confidence=min_confidence)
         return [_dets([(k, None)]) for k in kp1], fps, size
     raise ParseError(f"{p}: unknown keypoint file type (npz, csv or a folder of OpenPose JSON)")

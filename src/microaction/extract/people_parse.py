@@ -23,14 +23,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
-from microaction.extract.people import PeopleTracker, PersonTrack, pick_target, track_people
+from microaction.extract.parsers.base import VISIBLE, ParseError, ParseResult, interpolate_gaps, landmark_region_masks
+from microaction.extract.people import PeopleTracker, PersonTrack, consolidate, pick_target, track_people
 from microaction.extract.people_find import PersonFinder, load_people
 from microaction.extract.video import VideoError, iter_frames, probe
+from microaction.layouts import get_layout
+from microaction.skeleton import NUM_LANDMARKS
 
 if TYPE_CHECKING:
     from microaction.extract.pipeline import Extractor, Parsed
@@ -44,6 +46,7 @@ __all__ = [
     "find_people",
     "parse_people",
     "person_finder",
+    "person_floor",
 ]
 
 PEOPLE_MODES = ("main", "all")
@@ -94,11 +97,21 @@ def find_people(
     return tracker.tracks(t + 1)
 
 
+def person_floor(ex: Extractor, frames: int, rate: float) -> int:
+    """Frames a person must be seen in to be kept (``min_person_seconds`` at ``rate`` frames/s,
+    at most half of a clip of ``frames`` frames: a short clip keeps its people)."""
+    return max(1, min(round(ex.params.min_person_seconds * rate), frames // 2))
+
+
 def chosen_tracks(
-    path: str | os.PathLike[str], tracks: list[PersonTrack], target: dict[int, np.ndarray] | None
+    path: str | os.PathLike[str], tracks: list[PersonTrack], target: dict[int, np.ndarray] | None, min_frames: int = 1
 ) -> list[PersonTrack]:
-    """Every track, or (``target``: {position: box}) the one the annotation's boxes pick, as id 0."""
-    if target is not None:
+    """Every person (``consolidate``: broken tracks joined, those seen in fewer than
+    ``min_frames`` frames dropped), or (``target``: {position: box}) the track the annotation's
+    boxes pick, as id 0."""
+    if target is None:
+        tracks = consolidate(tracks, min_frames)
+    else:
         try:
             k = pick_target(tracks, target)
         except ValueError as e:
@@ -110,46 +123,64 @@ def chosen_tracks(
     return tracks
 
 
+def finder_threshold(ex: Extractor) -> float:
+    """The landmark visibility the pixel person finder counts as seen (``--min-confidence``)."""
+    return float(ex.params.parser_options.get("min_confidence", VISIBLE))
+
+
 def person_finder(ex: Extractor) -> PersonFinder:
     popts = ex.params.parser_options
     return PersonFinder(
         mask_side=int(popts.get("mask_side", 160)),
         min_detection_confidence=float(popts.get("min_detection_confidence", 0.5)),
+        min_confidence=finder_threshold(ex),
     )
 
 
 def file_tracks(
     ex: Extractor, path: str | os.PathLike[str], sampling: Sampling
-) -> tuple[list[PersonTrack], np.ndarray, np.ndarray, tuple[int, int], float]:
+) -> tuple[list[PersonTrack], np.ndarray, np.ndarray, tuple[int, int], float, dict[str, Any]]:
     """Every person of the keypoint file of ``path``, tracked over the sampled frames -> (tracks,
-    seconds, frame indices, (H, W) of the keypoints' frame, fps)."""
+    seconds, frame indices, (H, W) of the keypoints' frame, fps, what a parse's ``info`` says of
+    the source: its ``thresholds`` and where the frame size came from, ``size_from``)."""
+    from microaction.extract.parsers.keypoints import source_layout
     from microaction.extract.pipeline import file_fps
 
-    kp_path = ex.parser.find(path)  # type: ignore[attr-defined]
-    dets, fps, fsize = load_people(kp_path)
-    fps = file_fps(path, fps or ex.params.fps)
+    parser = ex.parser
+    kp_path = parser.find(path)  # type: ignore[attr-defined]
+    dets, fps, fsize = load_people(
+        kp_path,
+        min_confidence=getattr(parser, "min_confidence", None),
+        layout=getattr(parser, "layout", None),
+        kinect=getattr(parser, "kinect", "project"),
+    )
+    fps = file_fps(path, fps or getattr(parser, "fps", None) or ex.params.fps)
     times = np.arange(len(dets), dtype=np.float64) / fps
     idx = sampling.select(times)
     if len(idx) == 0:
         raise VideoError(f"{path}: no frame in the requested window ({len(dets)} frames)")
-    if fsize is None:
-        try:
-            pi = probe(path)
-            fsize = (pi.height, pi.width)
-        except VideoError:
-            seen = [d.box for fr in dets for d in fr]
-            hi = np.max(np.stack(seen), 0) if seen else np.ones(4)
-            fsize = (int(np.ceil(hi[3] + 1)), int(np.ceil(hi[2] + 1)))
+    every = [d.keypoints for fr in dets for d in fr]
+    points = np.stack(every) if every else np.zeros((1, 1, 3), np.float32)
+    fsize, size_from = parser.frame_of(path, fsize, points)  # type: ignore[attr-defined]
     tracks = track_people([dets[i] for i in idx.tolist()])
-    return tracks, times[idx].astype(np.float32), idx, (int(fsize[0]), int(fsize[1])), float(fps)
+    lay = source_layout(kp_path, getattr(parser, "layout", None))
+    floor = getattr(parser, "min_confidence", None)
+    thresholds = lay.thresholds if floor is None else np.full(NUM_LANDMARKS, floor, np.float32)
+    source = {"thresholds": thresholds, "size_from": size_from, "layout": lay.name}
+    return tracks, times[idx].astype(np.float32), idx, (int(fsize[0]), int(fsize[1])), float(fps), source
 
 
-def _person_parse(tr: PersonTrack, size: tuple[int, int], fps: float | None, max_gap: int) -> ParseResult:
+def _person_parse(
+    tr: PersonTrack, size: tuple[int, int], fps: float | None, max_gap: int, source: dict[str, Any]
+) -> ParseResult:
     kp = interpolate_gaps(tr.keypoints, max_gap)
+    info = {"person": tr.id, **source}
+    if "layout" in source:  # the landmarks this person's source gives (``Layout.provided_by``)
+        info["provided"] = get_layout(source["layout"]).provided_by(tr.keypoints[..., 2].max(axis=0) > 0)
     if tr.masks is None:
-        return ParseResult(kp, size, None, fps=fps, info={"person": tr.id})
+        return ParseResult(kp, size, None, fps=fps, info=info)
     regions = landmark_region_masks(kp, tr.masks, size)
-    return ParseResult(kp, size, regions, person_mask=tr.masks, fps=fps, info={"person": tr.id})
+    return ParseResult(kp, size, regions, person_mask=tr.masks, fps=fps, info=info)
 
 
 def parse_people(
@@ -184,8 +215,9 @@ def parse_people(
         finally:
             finder.close()
         fps = None
+        source: dict[str, Any] = {"thresholds": np.full(NUM_LANDMARKS, finder_threshold(ex), np.float32)}
     elif name == "keypoints":
-        tracks, ts, idx, size, fps = file_tracks(ex, path, sampling)
+        tracks, ts, idx, size, fps, source = file_tracks(ex, path, sampling)
         native = size
         tgt = None if target is None else box_positions(idx, target, 1.0)
         if ex.needs_pixels:  # pixel encoders: decode the same frames (keypoints in video pixels)
@@ -205,5 +237,13 @@ def parse_people(
             f"several people (--people all, or a person box in the manifest) need the mediapipe or keypoints "
             f"parser, not {name!r}"
         )
-    tracks = chosen_tracks(path, tracks, tgt)
-    return [(tr.id, Parsed(frames, ts, idx, native, _person_parse(tr, size, fps, max_gap), t0)) for tr in tracks]
+    tracks = chosen_tracks(path, tracks, tgt, person_floor(ex, len(ts), _rate(ts)))
+    return [
+        (tr.id, Parsed(frames, ts, idx, native, _person_parse(tr, size, fps, max_gap, source), t0)) for tr in tracks
+    ]
+
+
+def _rate(ts: np.ndarray) -> float:
+    """Frames per second of sampled frames at ``ts`` seconds."""
+    span = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
+    return (len(ts) - 1) / span if span > 0 else 1.0

@@ -29,7 +29,14 @@ import numpy as np
 from microaction.data.prefetch import background
 from microaction.data.store import atomic_write_bytes
 from microaction.extract.parsers.base import ParseError
-from microaction.extract.people_parse import box_positions, chosen_tracks, file_tracks, find_people, person_finder
+from microaction.extract.people_parse import (
+    box_positions,
+    chosen_tracks,
+    file_tracks,
+    find_people,
+    person_finder,
+    person_floor,
+)
 from microaction.extract.video import iter_frames, probe, source_identity, working_size
 
 if TYPE_CHECKING:
@@ -143,8 +150,10 @@ def find_people_stream(
         finally:
             finder.close()
         shape = finder.mask_size(h, w)
+        rate = float(sampling.fps or (info.fps or 30.0) / max(1, sampling.stride))
     elif name == "keypoints":
-        tracks, _ts, idx, size, _fps = file_tracks(ex, path, sampling)
+        tracks, ts, idx, size, _fps, _source = file_tracks(ex, path, sampling)
+        rate = (len(ts) - 1) / max(float(ts[-1] - ts[0]), 1e-6) if len(ts) > 1 else 1.0
         sx = 1.0
         if ex.needs_pixels:  # pixel encoders: landmarks in the decoded (working) frame's pixels
             info = probe(path)
@@ -161,7 +170,8 @@ def find_people_stream(
         )
     if target is not None and not tgt:
         raise ParseError(f"{path}: the person box's frame {min(target)} is after the recording's last frame")
-    tracks = chosen_tracks(path, tracks, tgt)
+    count = len(tracks[0].keypoints) if tracks else 0
+    tracks = chosen_tracks(path, tracks, tgt, person_floor(ex, count, rate))
     people = [PersonStream(tr.id, tr.keypoints, tr.masks, shape if tr.masks is not None else None) for tr in tracks]
     _save(cache, plan, people)
     return people

@@ -22,7 +22,15 @@ from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
 from microaction.extract.parsers import Parser, ParseResult, make_parser
-from microaction.extract.regions import RegionLayout, crop_clips, crop_frame, region_layout, step_validity
+from microaction.extract.regions import (
+    RegionLayout,
+    crop_clips,
+    crop_frame,
+    landmark_counts,
+    region_layout,
+    region_report,
+    step_validity,
+)
 from microaction.extract.tracking import as_tracker, parse_segments
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
@@ -46,6 +54,7 @@ class ExtractParams:
     flip: bool = False
     face_size: int = 0  # > 0: also store a grey crop of the head box (this side) at every feature step
     people: str = "main"  # "main": the main person (key video); "all": every person (keys video#id)
+    min_person_seconds: float = 1.0  # people "all": a person seen for less (or half a shorter clip) is dropped
     box_window: float = 8.0  # seconds: region boxes follow the person over windows this long
     feature_rate: float | None = None  # steps/s of the stored sequence (None: the first encoder's grid; recordings 6)
     stream_after: float = 60.0  # seconds: a longer video is streamed chunk by chunk (``extract.stream``)
@@ -71,6 +80,11 @@ class ExtractParams:
             raise ValueError(f"face_size must be 0 (off) or at least 8 pixels, got {self.face_size}")
         if self.people not in ("main", "all"):
             raise ValueError(f"people must be 'main' or 'all', got {self.people!r}")
+        if self.parser == "keypoints" and not {"confidence", "min_confidence"} & set(self.parser_options):
+            # confidence read as each layout's source means it, recorded (older stores lack it)
+            self.parser_options = {**self.parser_options, "confidence": "source"}
+        if not self.min_person_seconds >= 0:
+            raise ValueError(f"min_person_seconds must be >= 0, got {self.min_person_seconds}")
         if not self.box_window > 0:
             raise ValueError(f"box_window must be > 0 seconds, got {self.box_window}")
         if self.feature_rate is not None and not self.feature_rate > 0:
@@ -95,6 +109,10 @@ class ExtractParams:
         bad = set(d) - known
         if bad:
             raise ValueError(f"unknown extraction parameters {sorted(bad)}")
+        popts = d.get("parser_options") or {}
+        if d.get("parser") == "keypoints" and not {"confidence", "min_confidence"} & set(popts):
+            # a store made when every keypoint source was read at confidence 0.5: extract as it was
+            d = {**d, "parser_options": {**popts, "min_confidence": 0.5}}
         return cls(**d)
 
 
@@ -300,12 +318,24 @@ class Extractor:
         if self.params.face_size:
             assert frames is not None
             extras["face"], extras["face_valid"] = face_crops(frames, timestamps, ref, layout, self.params.face_size)
+        thresholds = parse.info.get("thresholds")
         info = {
             "frames": len(timestamps),
             "steps": int(T_),
             "size": [int(native[0]), int(native[1])],
             "seconds": round(time.perf_counter() - t0, 3),
+            "regions": region_report(
+                self.regions,
+                layout.visible.sum(0),
+                layout.valid,
+                landmark_counts(parse.keypoints, thresholds),
+                len(timestamps),
+                thresholds,
+                parse.info.get("provided"),
+            ),
         }
+        if parse.info.get("size_from"):
+            info["size_from"] = parse.info["size_from"]
         return Extraction(
             np.nan_to_num(regions),
             np.nan_to_num(glob),
@@ -366,14 +396,20 @@ class Extractor:
 
 
 def file_fps(path: str | os.PathLike[str], fps: float | None) -> float:
-    """A keypoint file's frame rate: ``fps`` (the file's, else ``--fps``), else the video's."""
+    """A keypoint file's frame rate: ``fps`` (the file's, else ``--keypoints-fps``), else the video's."""
     if not fps:
         try:
             fps = probe(path).fps
         except VideoError:
             fps = None
     if not fps:
-        raise VideoError(f"{path}: frame rate unknown (keypoint file has no 'fps' and the video cannot be probed)")
+        from microaction.taxonomy.releases import release_fps, release_names
+
+        known = ", ".join(f"{n} = {release_fps(n):g}" for n in release_names())
+        raise VideoError(
+            f"{path}: frame rate unknown: the keypoint file carries none and there is no video to probe; give it "
+            f"with --keypoints-fps N (frames per second) or a release's name ({known})"
+        )
     return float(fps)
 
 

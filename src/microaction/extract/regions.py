@@ -24,7 +24,17 @@ import numpy as np
 from microaction.extract.parsers.base import VISIBLE, ParseResult
 from microaction.skeleton import LANDMARKS, MASK_PARENT, REGION_LANDMARKS, REGION_MARGIN
 
-__all__ = ["FILL", "GLOBAL", "RegionLayout", "crop_clips", "crop_frame", "region_layout"]
+__all__ = [
+    "FILL",
+    "GLOBAL",
+    "RegionLayout",
+    "crop_clips",
+    "crop_frame",
+    "landmark_counts",
+    "region_layout",
+    "region_report",
+    "unseen_lines",
+]
 
 FILL = (124, 116, 104)  # ImageNet mean, RGB
 GLOBAL = "global"
@@ -386,3 +396,83 @@ def crop_clips(
                     crop[~m] = fill_arr
             out[n][t] = crop
     return out
+
+
+# -- why a region is unseen ----------------------------------------------------------------------
+NEARLY_ALL = 0.9  # a region invalid in this share of a run's items is reported with its reasons
+
+
+def landmark_counts(keypoints: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+    """``[3, 33]`` per landmark over frames ``[T, 33, 3]``: frames it was given in (confidence >
+    0), frames it was seen in (``VISIBLE`` on the toolkit's scale), and the sum of its confidence
+    on the source's own scale (``thresholds``, ``ParseResult.info["thresholds"]``) where given."""
+    from microaction.extract.parsers.base import from_seen_scale
+
+    c = keypoints[..., 2]
+    thr = np.asarray(np.full(c.shape[-1], VISIBLE) if thresholds is None else thresholds, np.float32)
+    given = c > 0
+    raw = np.where(given, from_seen_scale(c, thr), 0.0)
+    return np.stack([given.sum(0), (c >= VISIBLE).sum(0), raw.sum(0)]).astype(np.float64)
+
+
+def region_report(
+    regions: Sequence[str],
+    visible: np.ndarray,
+    valid: np.ndarray,
+    counts: np.ndarray,
+    frames: int,
+    thresholds: np.ndarray | None,
+    provided: np.ndarray | None,
+) -> dict[str, object]:
+    """What an item's status records about its regions: ``seen`` (share of frames each region
+    was seen in) and, per invalid region, ``unseen``: ``{landmark: [share of frames given,
+    share seen, mean confidence where given (the source's scale), the source's threshold]}``
+    over the landmarks the source has. ``visible`` ``[R]``: frames each region was seen in;
+    ``counts``: ``landmark_counts`` (summed over chunks)."""
+    n = max(int(frames), 1)
+    thr = np.full(counts.shape[1], VISIBLE) if thresholds is None else np.asarray(thresholds)
+    out: dict[str, object] = {"seen": {r: round(float(v) / n, 4) for r, v in zip(regions, visible)}}
+    unseen: dict[str, dict[str, list[float]]] = {}
+    for r, ok in zip(regions, valid):
+        if ok:
+            continue
+        ids = [i for i in REGION_LANDMARKS[r] if provided is None or provided[i]]
+        unseen[r] = {
+            LANDMARKS[i]: [round(counts[0, i] / n, 4), round(counts[1, i] / n, 4),
+                           round(counts[2, i] / max(counts[0, i], 1), 3), round(float(thr[i]), 3)]
+            for i in ids
+        }  # fmt: skip
+    out["unseen"] = unseen
+    return out
+
+
+def unseen_lines(reports: Sequence[dict[str, object]]) -> list[str]:
+    """One line per region invalid in ``NEARLY_ALL`` of the items whose ``region_report`` is
+    given (and in at least one): in how many, and why (its landmarks least seen: how often
+    given and seen, at what mean confidence against which threshold)."""
+    if not reports:
+        return []
+    names: list[str] = []
+    for rep in reports:
+        names += [r for r in rep.get("seen", {}) if r not in names]  # type: ignore[attr-defined]
+    lines = []
+    for r in names:
+        why = [rep["unseen"][r] for rep in reports if r in rep.get("unseen", {})]  # type: ignore[index, operator]
+        if not why or len(why) < NEARLY_ALL * len(reports):
+            continue
+        marks: dict[str, list[list[float]]] = {}
+        for w in why:
+            for lm, v in w.items():
+                marks.setdefault(lm, []).append(v)
+        mean = {lm: np.mean(np.asarray(v, np.float64), axis=0) for lm, v in marks.items()}
+        worst = sorted(mean, key=lambda lm: (mean[lm][1], mean[lm][0]))[:4]
+        parts = [
+            f"{lm} given in {100 * mean[lm][0]:.0f}% of frames, seen in {100 * mean[lm][1]:.0f}% "
+            f"(mean confidence {mean[lm][2]:.2f}, threshold {mean[lm][3]:.2f})"
+            for lm in worst
+        ]
+        lines.append(
+            f"region {r} invalid in {len(why)} of {len(reports)} items: " + ("; ".join(parts) or "no landmark of it given")
+            + " (--min-confidence sets the threshold)"
+        )  # fmt: skip
+    return lines

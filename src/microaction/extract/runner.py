@@ -11,6 +11,7 @@ are atomic, so a SIGKILL leaves no torn entry.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ import numpy as np
 
 from microaction.data.groups import is_mpiigi_csv, read_mpiigi_csv
 from microaction.data.person_boxes import BoxRow, check_person_columns, person_fields
+from microaction.data.samples import read_text
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch, video_key
 from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.pipeline import Extractor, ExtractParams, Parsed, get_extractor
@@ -68,11 +70,14 @@ class RunSummary:
     done: int = 0  # extracted now, a person found
     skipped: int = 0  # already in the store
     failed: int = 0  # failed now
+    failed_before: dict[str, str] = field(default_factory=dict)  # skipped: failed in an earlier run (key -> error)
     no_person: int = 0  # extracted now, no body region seen (status no_person)
     frames: int = 0
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
     no_person_keys: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)  # regions invalid in (nearly) every item, and why
+    size_guessed: list[str] = field(default_factory=list)  # items whose frame size was guessed
 
     def line(self) -> str:
         rate = (
@@ -80,9 +85,10 @@ class RunSummary:
             if self.seconds > 0
             else ""
         )
+        before = f" (+{len(self.failed_before)} failed earlier, not retried)" if self.failed_before else ""
         return (
             f"{self.total} videos: {self.done} done, {self.no_person} no person, {self.skipped} skipped, "
-            f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s ({rate})"
+            f"{self.failed} failed{before}; {self.frames} frames in {self.seconds:.1f} s ({rate})"
         )
 
     def no_person_line(self) -> str:
@@ -94,6 +100,37 @@ class RunSummary:
             f"no person found in {self.no_person} video(s) (stored as no_person; training refuses them "
             f"unless data.keep_no_person: true): {shown}"
         )
+
+    def warnings(self) -> list[str]:
+        """What the run got that a user should not take silently: regions invalid in nearly every
+        item (``regions.unseen_lines``) and frame sizes guessed from the points."""
+        out = list(self.unseen)
+        if self.size_guessed:
+            shown = ", ".join(self.size_guessed[:3]) + (" ..." if len(self.size_guessed) > 3 else "")
+            out.append(
+                f"frame size guessed from the keypoints' extent for {len(self.size_guessed)} item(s) ({shown}): "
+                "boxes and normalised positions may be off; give it with --frame-size WxH"
+            )
+        return out
+
+
+def _run_report(store: FeatureStore, keys: Sequence[str], summary: RunSummary) -> None:
+    """Fill the summary's warnings from the status records of the items this run wrote (a job of
+    several people: each person's item)."""
+    from microaction.extract.regions import unseen_lines
+
+    reports = []
+    for key in keys:
+        st = store.status(key) or {}
+        items = (
+            [(k, store.status(k) or {}) for k in st.get("people", [])] if st.get("status") == "people" else [(key, st)]
+        )
+        for k, one in items:
+            if isinstance(one.get("regions"), dict):
+                reports.append(one["regions"])
+            if one.get("size_from") == "guessed":
+                summary.size_guessed.append(f"{k}: {one.get('size', ['?', '?'])[1]}x{one.get('size', ['?', '?'])[0]}")
+    summary.unseen = unseen_lines(reports)
 
 
 def person_share(keypoints: np.ndarray) -> float:
@@ -125,14 +162,16 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
             jobs.append(Job(s.key, str(_with_extension(root / s.video)), s.start, s.end))
     elif src.is_file() and src.suffix.lower() == ".csv":
         root = Path(video_root) if video_root else src.parent
-        with open(src, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
+        # read_text: a byte that is not UTF-8 is named by file and line
+        reader = csv.DictReader(io.StringIO(read_text(src), newline=""))
+        try:
             cols = [c.strip().lower() for c in (reader.fieldnames or [])]
             if "video" not in cols:
                 raise ValueError(f"{src}: manifest has no 'video' column (has {cols})")
             check_person_columns(cols, f"{src}:1")
             boxed: dict[str, int] = {}
-            for n, row in enumerate(reader, start=2):
+            for row in reader:
+                n = reader.line_num
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 if not row.get("video"):
                     continue
@@ -141,6 +180,12 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                     end = int(row["end"]) if row.get("end") else None
                 except ValueError:
                     raise ValueError(f"{src}:{n}: start/end must be integers") from None
+                if (start is None) != (end is None):
+                    raise ValueError(
+                        f"{src}:{n}: 'start' without 'end' (or 'end' without 'start'): give both or neither"
+                    )
+                if start is not None and end is not None and end <= start:
+                    raise ValueError(f"{src}:{n}: end {end} must be greater than start {start}")
                 person, box = person_fields(row, f"{src}:{n}", start)
                 if person is not None and box is None:  # a track number of --people all: the video's job
                     jobs.append(
@@ -155,6 +200,8 @@ def collect_jobs(videos: str | os.PathLike[str], video_root: str | os.PathLike[s
                 if box is not None:
                     boxed[key] = len(jobs)
                 jobs.append(Job(key, str(root / row["video"]), start, end, () if box is None else (box,)))
+        except csv.Error as e:
+            raise ValueError(f"{src}:{reader.line_num}: {e}") from None
     elif src.is_file() and src.suffix.lower() in (".pkl", ".pickle"):
         from microaction.extract.parsers.keypoints import pose_ref, pose_set
 
@@ -233,6 +280,15 @@ def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> 
     """Refuse to resume a store made with other extraction parameters (mixing would be silent)."""
     a = {k: v for k, v in (have.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
     b = {k: v for k, v in (want.params.get("extract") or {}).items() if k not in _RUNTIME_PARAMS}
+    hint = ""
+    popts = a.get("parser_options")
+    if a.get("parser") == "keypoints" and isinstance(popts, dict) and not {"confidence", "min_confidence"} & set(popts):
+        # made before keypoint confidence was read as each source means it: every source at 0.5
+        a["parser_options"] = {**popts, "min_confidence": 0.5}
+        hint = (
+            "\n  (the store was made when every keypoint source was read at confidence 0.5: continue it with "
+            "--min-confidence 0.5, or extract into a new store)"
+        )
     # a parameter added after the store was made, at its default, changes nothing that store holds
     defaults = ExtractParams().to_dict()
     b = {k: v for k, v in b.items() if k in a or v != defaults.get(k)}
@@ -240,7 +296,7 @@ def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> 
         f"{k}: store has {a.get(k)!r}, this run {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
     ]
     if diffs:
-        raise StoreMismatch(f"{source}: store was extracted with other parameters:\n  " + "\n  ".join(diffs))
+        raise StoreMismatch(f"{source}: store was extracted with other parameters:\n  " + "\n  ".join(diffs) + hint)
 
 
 def process_job(
@@ -324,7 +380,9 @@ def finish_job(
                 chunks = stream_recording(
                     extractor, store, key, job.path, job.start, job.end, parsed=one.parsed, person=one.person
                 )
-                frames = write_recording(extractor, store, key, chunks, {"video": job.path, **who})
+                src = one.parsed.parse.info.get("size_from") if one.parsed is not None else None
+                frames = write_recording(extractor, store, key, chunks,
+                                         {"video": job.path, **who, **({"size_from": src} if src else {})})  # fmt: skip
                 discard_work(store, key)
                 keys.append(key)
                 statuses.append("ok")
@@ -333,8 +391,10 @@ def finish_job(
             frames = int(ex.info["frames"])
             # every region invalid: no one was found (or too briefly), the features are all zeros
             status = "ok" if bool(np.any(ex.region_valid)) else "no_person"
-            info = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
-                    "seconds": ex.info["seconds"], "person_share": round(person_share(ex.extras["keypoints"]), 4)}  # fmt: skip
+            info: dict[str, Any] = {"video": job.path, "frames_decoded": ex.info["frames"], "size": ex.info["size"],
+                                    "seconds": ex.info["seconds"],
+                                    "person_share": round(person_share(ex.extras["keypoints"]), 4)}  # fmt: skip
+            info.update({k: ex.info[k] for k in ("regions", "size_from") if k in ex.info})
             if job.start is not None or job.end is not None:
                 info.update(start=job.start, end=job.end)
             if pid is not None:
@@ -494,6 +554,8 @@ def run_extraction(
             or (st.get("status") == "failed" and not retry_failed)
         ):
             summary.skipped += 1
+            if st.get("status") == "failed":
+                summary.failed_before[j.key] = str(st.get("error", ""))
         else:
             todo.append(j)
     t0 = time.perf_counter()
@@ -509,7 +571,10 @@ def run_extraction(
         results = _run_pool(todo, params, store, workers, dbg)
     else:
         results = run_pipelined(extractor, store, todo, dbg)
+    written = []
     for key, status, frames, err in results:
+        if status in READABLE_STATUSES:
+            written.append(key)
         if status == "ok":
             summary.done += 1
             summary.frames += frames
@@ -531,4 +596,5 @@ def run_extraction(
     if bar is not None:
         bar.close()
     summary.seconds = time.perf_counter() - t0
+    _run_report(store, written, summary)
     return summary

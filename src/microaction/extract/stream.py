@@ -38,8 +38,10 @@ from microaction.data.prefetch import background
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.extract.encoders.base import rate_steps
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
+from microaction.extract.regions import landmark_counts, region_report
 from microaction.extract.tracking import as_tracker, parse_segments, resume_from
 from microaction.extract.video import VideoError, iter_frames, probe, source_identity
+from microaction.skeleton import NUM_LANDMARKS
 
 if TYPE_CHECKING:
     from microaction.extract.people_stream import PersonStream
@@ -169,11 +171,18 @@ def _parsed_frames(parsed: Parsed) -> Iterator[Frame]:
 
 
 def chunk_parsed(
-    ex: Extractor, recs: list[Frame], native: tuple[int, int], size: tuple[int, int], path: str, ended: bool
+    ex: Extractor,
+    recs: list[Frame],
+    native: tuple[int, int],
+    size: tuple[int, int],
+    path: str,
+    ended: bool,
+    info: dict[str, Any] | None = None,
 ):
     """The ``Parsed`` of a chunk and its context. Region masks derived from a frame-by-frame parse
     are kept with their frames (the next chunks' context reuses them) once no later frame can
-    change their gap filling."""
+    change their gap filling. ``info``: what the whole parse said of its source (the landmarks it
+    has, its confidence thresholds), kept with every chunk."""
     from microaction.extract.pipeline import Parsed
 
     ts = np.array([r.t for r in recs], np.float32)
@@ -201,7 +210,7 @@ def chunk_parsed(
             rm = np.stack([got.get(j, r.region_mask) for j, r in enumerate(recs)])  # type: ignore[misc]
         elif recs[0].region_mask is not None:
             rm = np.stack([r.region_mask for r in recs])  # type: ignore[misc]
-        parse = ParseResult(kp, size, rm, person_mask=pm)
+        parse = ParseResult(kp, size, rm, person_mask=pm, info=dict(info or {}))
     return Parsed(frames, ts, idx, native, parse, time.perf_counter())
 
 
@@ -252,9 +261,11 @@ def stream_recording(
                             "context": C, "rate": rate, "params": ex.params.to_dict()}  # fmt: skip
     plan, k = _open_work(work, plan)
     origin: float | None = plan["origin"] if isinstance(plan.get("origin"), float) else None
+    source_info: dict[str, Any] | None = None
     if parsed is not None:
         source, native = _parsed_frames(parsed), parsed.native
         size: tuple[int, int] | None = parsed.parse.image_size
+        source_info = {k: v for k, v in parsed.parse.info.items() if k in ("provided", "thresholds", "layout")}
     else:
         info = probe(path)
         native, size = (info.height, info.width), None
@@ -274,7 +285,7 @@ def stream_recording(
         while first > 0 and recs[first].pos % align:
             first -= 1
         a = float(ts[min(first, len(ts) - 1)])
-        parsed = chunk_parsed(ex, recs, native, size, path, ended)
+        parsed = chunk_parsed(ex, recs, native, size, path, ended, source_info)
         got = ex.encode(parsed, rate=rate, steps=steps, span=(a, hi + enc))
         kept = (ts >= a) & (ts < hi + enc)
         own = ((ts >= lo) & (ts < hi))[kept]
@@ -287,6 +298,8 @@ def stream_recording(
             "frames": np.int64(own.sum()),
             "boxes": got.extras["boxes"],
             "keypoints": got.extras["keypoints"][own],
+            "landmarks": landmark_counts(got.extras["keypoints"][own], parsed.parse.info.get("thresholds")),
+            **{n: np.asarray(parsed.parse.info[n]) for n in ("thresholds", "provided") if n in parsed.parse.info},
             "frame_indices": got.extras["frame_indices"][own],
             **{n: got.extras[n] for n in _STEP_ARRAYS if n in got.extras},
         }
@@ -370,11 +383,17 @@ def _pieces(ex: Extractor, chunks: Chunks) -> tuple[Pieces, dict[str, Any]]:
     steps = frames = 0
     visible = None
     boxes = []
+    counts = np.zeros((3, NUM_LANDMARKS))
+    source: dict[str, np.ndarray] = {}  # the source's thresholds and provided landmarks
     for f in files:
         ts, fi, vis, box = _load(f, "timestamps", "frame_indices", "visible", "boxes")
         steps, frames = steps + len(ts), frames + len(fi)
         visible = vis if visible is None else visible + vis
         boxes.append(box)
+        with np.load(f, allow_pickle=False) as z:
+            if "landmarks" in z.files:  # chunks of an older run have none
+                counts += z["landmarks"]
+            source.update({n: z[n] for n in ("thresholds", "provided") if n in z.files})
     assert visible is not None
     valid = visible / max(frames, 1) >= ex.params.min_visible_fraction
     with np.load(files[0], allow_pickle=False) as z:
@@ -414,7 +433,9 @@ def _pieces(ex: Extractor, chunks: Chunks) -> tuple[Pieces, dict[str, Any]]:
         arrays["extra_face"] = ((steps, *first["face"][0][1:]), np.uint8, along("face"))
         arrays["extra_face_valid"] = ((steps,), bool, along("face_valid"))
     info = {"frames": frames, "steps": steps, "size": [int(chunks.native[0]), int(chunks.native[1])],
-            "seconds": round(chunks.seconds, 3), "chunks": chunks.count, "feature_rate": chunks.rate}  # fmt: skip
+            "seconds": round(chunks.seconds, 3), "chunks": chunks.count, "feature_rate": chunks.rate,
+            "regions": region_report(ex.regions, visible, valid, counts, frames, source.get("thresholds"),
+                                     source.get("provided"))}  # fmt: skip
     return arrays, info
 
 
@@ -422,7 +443,7 @@ def write_recording(ex: Extractor, store: FeatureStore, key: str, chunks: Chunks
     """Write a streamed recording's item from its chunks, piece by piece, and its status (``info``
     added); returns its frame count."""
     arrays, meta = _pieces(ex, chunks)
-    keep = ("size", "seconds", "chunks", "feature_rate")
+    keep = ("size", "seconds", "chunks", "feature_rate", "regions")
     store.write_pieces(key, arrays, {**info, "frames_decoded": meta["frames"], **{k: meta[k] for k in keep}})
     return int(meta["frames"])
 

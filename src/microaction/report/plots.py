@@ -14,10 +14,12 @@ state, safe to call from any thread). Each function returns a ``Figure``; ``save
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -39,6 +41,24 @@ _LABEL_PT = 7
 _PRIMARY = ("f1_mean", "action_top1", "map", "body_top1", "action_f1_macro")
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _literal_text(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Text from files (class, body, region and run names) is shown as written: a ``$`` starts
+    no mathtext (a class named ``$x^$`` made matplotlib raise while drawing). Applies while the
+    figure is built and while it is drawn (tick labels are made then)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_literal_text
 def save(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +71,7 @@ def _label_width_in(names: Sequence[str], pt: float = _LABEL_PT) -> float:
     return 0.3 + longest * pt * 0.55 / 72  # average glyph width ≈ 0.55 em
 
 
+@_literal_text
 def training_curves(
     epochs: list[dict[str, Any]], title: str = "", best_epoch: int | None = None, best_label: str = "best"
 ) -> Figure:
@@ -116,6 +137,7 @@ def training_curves(
     return fig
 
 
+@_literal_text
 def confusion(cm: np.ndarray, names: Sequence[str], title: str = "") -> Figure:
     """Row-normalised confusion matrix; rows without samples are left blank (grey)."""
     cm = np.asarray(cm, dtype=np.float64)
@@ -159,6 +181,7 @@ def rare_mask(train_counts: np.ndarray, rare_quantile: float = 0.25) -> np.ndarr
     return counts <= np.quantile(counts, rare_quantile)
 
 
+@_literal_text
 def f1_vs_frequency(
     per_class_f1: np.ndarray,
     train_counts: np.ndarray,
@@ -248,6 +271,7 @@ def _group_order(body_of_class: Sequence[int] | None, n: int) -> tuple[np.ndarra
     return order, spans
 
 
+@_literal_text
 def routing_heatmap(
     routing: np.ndarray,
     class_names: Sequence[str],
@@ -292,6 +316,7 @@ def routing_heatmap(
     return fig
 
 
+@_literal_text
 def routing_by_body(
     routing: np.ndarray,
     body_of_class: Sequence[int],
@@ -326,6 +351,7 @@ def routing_by_body(
     return fig
 
 
+@_literal_text
 def path_preference(
     path_weights: np.ndarray,
     class_names: Sequence[str],

@@ -4,7 +4,7 @@
 "html": Path}`` writes
 
 - ``timeline.csv``: one row per detected segment, ``video,start,end,class_id,class,body,score``
-  and one ``routing_<region>`` column per body region (empty when the detector has no routing);
+  and, for a detector with routing (bmoe_tridet), one ``routing_<region>`` column per body region;
   in a recording of several people a ``person`` column follows ``video``, and every lane and
   tier below is per person (``"person 1: head"``);
 - ``timeline.json``: the same rows plus the recording's metadata (taxonomy, regions, body groups,
@@ -20,13 +20,13 @@ Times are seconds in CSV / JSON / HTML and milliseconds in ELAN.
 
 from __future__ import annotations
 
-import csv
 import json
 import mimetypes
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from microaction.data import csv_cells
 from microaction.data.segments import Detection
 from microaction.report.timeline_html import write_timeline_html
 from microaction.report.timeline_rows import TimelineRow, assign_lanes, lane_groups, lane_people, timeline_rows
@@ -38,9 +38,10 @@ FILES = ("csv", "json", "eaf", "html")
 
 
 def _write_csv(path: Path, rows: Sequence[TimelineRow], regions: Sequence[str]) -> None:
+    """The rows; ``regions``: the routing columns (none for a detector without routing)."""
     people = any(r.person for r in rows)
     with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
+        w = csv_cells.writer(f, lineterminator="\n")  # names from files: no spreadsheet formulas
         who = ["person"] if people else []
         w.writerow(
             ["video", *who, "start", "end", "class_id", "class", "body", "score", *(f"routing_{r}" for r in regions)]
@@ -154,6 +155,7 @@ def write_timeline(
     duration: float | None = None,
     lanes: str = "body",
     people: Sequence[str] = (),
+    routing: bool | None = None,
 ) -> dict[str, Path]:
     """Write ``timeline.{csv,json,eaf,html}`` for one recording into ``out_dir``.
 
@@ -162,7 +164,9 @@ def write_timeline(
     the duration (else the last segment's end, or ``duration``). All detections must belong to
     one video. ``lanes``: ``body`` (one lane per body group) or ``class`` (one per class).
     ``people``: the recording's people (``"person <id>"``; detections name theirs in ``person``),
-    each with lanes of their own, also when nothing was detected for them.
+    each with lanes of their own, also when nothing was detected for them. ``routing``: whether
+    the detector routes over ``regions`` (the CSV's ``routing_<region>`` columns); None: whether
+    the detections carry routing.
     """
 
     videos = {d.video for d in detections}
@@ -191,7 +195,9 @@ def write_timeline(
         **({"people": who} if (who := lane_people(rows, people)) else {}),
     }
     paths = {k: out / f"timeline.{k}" for k in FILES}
-    _write_csv(paths["csv"], rows, regions)
+    if routing is None:
+        routing = any(d.routing is not None for d in detections)
+    _write_csv(paths["csv"], rows, regions if routing else ())
     _write_json(paths["json"], rows, meta)
     write_eaf(paths["eaf"], rows, taxonomy, video=video_path, people=people)
     write_timeline_html(

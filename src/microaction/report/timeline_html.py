@@ -66,6 +66,7 @@ h1{font-size:20px;margin:0 0 4px} .small{font-size:12px;color:#666}
 #inner{position:relative;width:100%;min-width:100%}
 .axis{position:relative;height:20px;border-bottom:1px solid #ddd;font-size:10px;color:#666}
 .tick{position:absolute;top:0;height:20px;border-left:1px solid #ccc;padding-left:2px;white-space:nowrap}
+.tick.end{border-left:none;border-right:1px solid #ccc;padding-left:0;padding-right:2px}
 .lane{position:relative;border-bottom:1px solid #eee;cursor:pointer}
 .seg{position:absolute;height:18px;margin-top:2px;min-width:2px;border-radius:2px;box-sizing:border-box;
  font-size:10px;line-height:18px;padding:0 2px;overflow:hidden;white-space:nowrap;color:#fff;
@@ -135,6 +136,15 @@ setTime(0);
 """
 
 
+def _tick(t: float, duration: float) -> str:
+    """One axis tick: its label right of its line, or near the right edge (the last tenth of the
+    track, where a label would run past the end and be cut off) left of it."""
+    x = 100 * t / duration
+    if x > 90:
+        return f'<div class="tick end" style="right:{100 - x:.4f}%">{_clock(t)}</div>'
+    return f'<div class="tick" style="left:{x:.4f}%">{_clock(t)}</div>'
+
+
 def _light(colour: str) -> bool:
     r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return 0.299 * r + 0.587 * g + 0.114 * b > 150
@@ -185,9 +195,7 @@ def write_timeline_html(
         f'<div class="lane" data-lane="{html.escape(g)}" style="height:{depth[g] * _ROW}px">{"".join(segs_by_group[g])}</div>'
         for g in groups
     )
-    ticks = "".join(
-        f'<div class="tick" style="left:{100 * t / duration:.4f}%">{_clock(t)}</div>' for t in _ticks(duration)
-    )
+    ticks = "".join(_tick(t, duration) for t in _ticks(duration))
     ramp = ",".join(score_colour(x / 10) for x in range(11))
     player = ""
     if video_src is not None:

@@ -75,8 +75,12 @@ class Taxonomy:
     def _lookup(self) -> dict[str, int]:
         return {_norm(n): i for i, n in enumerate(self.names)}
 
-    def label_id(self, value: str | int, *, source: str = "<input>") -> int:
-        """Parse one label given as an id (``"9"``), a raw id (iMiGUE 99) or a class name."""
+    def label_id(self, value: str | int, *, source: str = "<input>", base: int = 0) -> int:
+        """Parse one label given as a class id (``"9"``) or a class name.
+
+        ``base`` is the id base of the file the label comes from, a fact of each reader's format:
+        0 for the ids of this label set, 1 for a release that numbers its classes from 1 (iMiGUE's
+        instance CSV and per-video lists; see :meth:`from_raw`)."""
         text = str(value).strip()
         try:
             raw = int(text)
@@ -85,10 +89,28 @@ class Taxonomy:
                 return self.index(text)
             except TaxonomyError as e:
                 raise TaxonomyError(f"{source}: {e}") from None
-        raw = self.raw_id_map.get(raw, raw)
+        if base:
+            return self.from_raw(raw, base=base, source=source)
         if not 0 <= raw < self.num_classes:
             raise TaxonomyError(f"{source}: label {raw} out of range 0..{self.num_classes - 1} ({self.name})")
         return raw
+
+    def from_raw(self, raw: int, *, base: int, source: str = "<input>") -> int:
+        """Class id of a release's own class number: ``raw_id_map`` first (iMiGUE's 99 ->
+        31 "illustrative"), else ``raw - base``. An id that ``raw_id_map`` spells otherwise
+        (iMiGUE's 32: "illustrative" is 99 in the release) is refused like one out of range."""
+        if raw in self.raw_id_map:
+            return self.raw_id_map[raw]
+        cid = raw - base
+        if not 0 <= cid < self.num_classes or cid in self.raw_id_map.values():
+            spelled = "".join(f", {k}" for k in sorted(self.raw_id_map))
+            last = base + self.num_classes - 1 - len(set(self.raw_id_map.values()))
+            hint = f"; a file numbered from {raw}?" if 0 <= raw < base else ""
+            raise TaxonomyError(
+                f"{source}: class {raw} is not a class number of this file ({self.name} numbered from {base}: "
+                f"{base}..{last}{spelled}){hint}"
+            )
+        return cid
 
     def validate(self, labels: Iterable[int], *, source: str = "<labels>") -> None:
         """Raise naming the first position whose label is not a class id of this taxonomy."""

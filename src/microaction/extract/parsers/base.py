@@ -17,11 +17,37 @@ __all__ = [
     "ParseError",
     "ParseResult",
     "Parser",
+    "from_seen_scale",
     "interpolate_gaps",
     "landmark_region_masks",
+    "to_seen_scale",
 ]
 
-VISIBLE = 0.5  # a landmark with confidence >= VISIBLE counts as seen
+VISIBLE = 0.5  # a landmark with confidence >= VISIBLE counts as seen (the toolkit's scale, below)
+
+
+def to_seen_scale(conf: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
+    """A source's confidences -> the toolkit's scale, on which ``VISIBLE`` (0.5) means what the
+    source's own threshold means: piecewise linear, ``[0, thr]`` -> ``[0, 0.5]`` and ``[thr, 1]``
+    -> ``[0.5, 1]``, so the order of scores is kept. A threshold of 0 (a source without scores)
+    makes every joint it gives (confidence > 0) fully seen. ``thresholds`` broadcasts against
+    ``conf`` (per landmark: ``[33]``)."""
+    c = np.clip(np.asarray(conf, np.float32), 0.0, 1.0)
+    thr = np.broadcast_to(np.asarray(thresholds, np.float32), c.shape)
+    safe = np.clip(thr, 1e-6, 1 - 1e-6)
+    low = 0.5 * c / safe
+    high = 0.5 + 0.5 * (c - safe) / (1 - safe)
+    out = np.where(c < safe, low, high)
+    return np.where(thr <= 0, (c > 0).astype(np.float32), out).astype(np.float32)
+
+
+def from_seen_scale(conf: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
+    """The inverse of ``to_seen_scale`` (a source without scores reads back as 1 where given)."""
+    c = np.clip(np.asarray(conf, np.float32), 0.0, 1.0)
+    thr = np.broadcast_to(np.asarray(thresholds, np.float32), c.shape)
+    safe = np.clip(thr, 1e-6, 1 - 1e-6)
+    out = np.where(c < 0.5, 2 * c * safe, safe + (c - 0.5) * 2 * (1 - safe))
+    return np.where(thr <= 0, (c > 0).astype(np.float32), out).astype(np.float32)
 
 
 class ParseError(RuntimeError):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from microaction.data.archives import load_npz
 from microaction.extract.parsers.base import ParseError, Parser, ParseResult
 from microaction.extract.parsers.keypoints import load_keypoints
 from microaction.skeleton import MASK_REGIONS
@@ -35,8 +36,7 @@ class GroundTruthParser(Parser):
         m_path = self.sidecar(video_path, "masks", ".npz")
         if m_path.is_file():
             try:
-                with np.load(m_path, allow_pickle=False) as z:
-                    masks = np.asarray(z["masks"], dtype=np.uint8)
+                masks = np.asarray(load_npz(m_path)["masks"], dtype=np.uint8)
             except (OSError, ValueError, KeyError) as e:
                 raise ParseError(f"{m_path}: unreadable masks ({e})") from None
             if masks.shape[0] != len(kp):

@@ -16,32 +16,45 @@ Formats, found by the video's stem (see ``KeypointsParser.find``):
 
 Every layout is mapped onto the 33 MediaPipe landmarks by the tables of
 ``microaction.layouts`` (data: ``layouts.yaml``), found by the joint count or named
-(``layout``); landmarks a layout lacks get confidence 0. Normalised coordinates are recognised or
-declared (``coords``, ``to_pixels``); files without a frame rate take ``fps``.
+(``layout``); landmarks a layout lacks get confidence 0. Confidences are read as the layout's
+source means them (``Layout.thresholds``, or one ``min_confidence`` for all) and mapped onto the
+toolkit's scale (``to_seen_scale``: the source's threshold becomes ``VISIBLE``). Normalised
+coordinates are recognised or declared (``coords``, ``to_pixels``); files without a frame rate
+take ``fps``, files without a frame size ``frame_size`` (else the video's, else a guess from the
+points' extent, recorded as such).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from microaction import layouts
-from microaction.extract.parsers.base import ParseError, Parser, ParseResult, interpolate_gaps
+from microaction.data.archives import load_npz
+from microaction.extract.parsers.base import ParseError, Parser, ParseResult, interpolate_gaps, to_seen_scale
 from microaction.layouts import Layout, LayoutError, detect_layout, get_layout, layout_names
 from microaction.skeleton import LANDMARKS, NUM_LANDMARKS
 
 __all__ = [
     "COORDS",
     "TO_MEDIAPIPE",
+    "KeypointFile",
     "KeypointsParser",
+    "guess_size",
+    "is_keypoint_source",
     "load_keypoints",
+    "parse_frame_size",
     "pose_ref",
     "pose_set",
+    "read_keypoints",
+    "source_layout",
     "split_ref",
     "to_mediapipe",
 ]
@@ -57,19 +70,51 @@ COORDS = ("auto", "pixels", "unit", "centred")
 _CANVAS = (1000, 1000)  # (H, W) normalised coordinates are drawn on when the file gives no size
 
 
-def to_mediapipe(joints: np.ndarray, layout: str | Layout | None = None, *, source: str = "keypoints") -> np.ndarray:
-    """``[T, J, 3]`` joints (x, y, confidence) of ``layout`` (default: found by ``J``) -> ``[T, 33, 3]``."""
+@dataclass
+class KeypointFile:
+    """One keypoint source read: ``keypoints`` ``[T, 33, 3]`` (pixels, confidence on the toolkit's
+    scale), its ``fps`` and ``size`` (H, W) when the file gives them, the source's seen-threshold
+    per landmark (``thresholds`` ``[33]``) and the landmarks its layout has (``provided``)."""
+
+    keypoints: np.ndarray
+    fps: float | None
+    size: tuple[int, int] | None
+    thresholds: np.ndarray
+    provided: np.ndarray
+    layout: str
+
+
+def _find_layout(joints: np.ndarray, layout: str | Layout | None, source: str) -> Layout:
     try:
-        lay = (
-            layout
-            if isinstance(layout, Layout)
-            else get_layout(layout)
-            if layout
-            else detect_layout(joints.shape[1], source)
-        )
-        return layouts.to_mediapipe(joints, lay)
+        if isinstance(layout, Layout):
+            return layout
+        return get_layout(layout) if layout else detect_layout(joints.shape[-2], source)
     except LayoutError as e:
         raise ParseError(str(e)) from None
+
+
+def _mapped(
+    joints: np.ndarray, lay: Layout, min_confidence: float | None, *, zero_is_missing: bool = True
+) -> np.ndarray:
+    """``[..., V, 3]`` joints of ``lay`` -> ``[..., 33, 3]``, confidence on the toolkit's scale."""
+    try:
+        kp = layouts.to_mediapipe(joints, lay, zero_is_missing=zero_is_missing)
+    except LayoutError as e:
+        raise ParseError(str(e)) from None
+    kp[..., 2] = to_seen_scale(kp[..., 2], lay.thresholds if min_confidence is None else min_confidence)
+    return kp
+
+
+def to_mediapipe(
+    joints: np.ndarray,
+    layout: str | Layout | None = None,
+    *,
+    source: str = "keypoints",
+    min_confidence: float | None = None,
+) -> np.ndarray:
+    """``[T, J, 3]`` joints (x, y, confidence) of ``layout`` (default: found by ``J``) -> ``[T, 33, 3]``,
+    confidence on the toolkit's scale (the layout's thresholds, or ``min_confidence`` for all)."""
+    return _mapped(joints, _find_layout(joints, layout, source), min_confidence)
 
 
 def to_pixels(
@@ -136,15 +181,19 @@ def openpose_docs(d: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
         yield f, doc
 
 
-def _read_openpose_dir(d: Path) -> np.ndarray:
-    """``[T, 33, 3]`` of a folder of OpenPose JSON files (one per frame, sorted by name); a frame
-    without anyone is unseen. Frames are mapped in groups of one joint count."""
+def _read_openpose_dir(d: Path, min_confidence: float | None) -> tuple[np.ndarray, Layout | None]:
+    """``[T, 33, 3]`` of a folder of OpenPose JSON files (one per frame, sorted by name), and the
+    layout of most frames; a frame without anyone is unseen. Frames are mapped in groups of one
+    joint count."""
     joints = [_openpose_frame(doc, f) for f, doc in openpose_docs(d)]
     out = np.zeros((len(joints), NUM_LANDMARKS, 3), np.float32)
-    for v in sorted({len(j) for j in joints if j is not None}):
+    counts = Counter(len(j) for j in joints if j is not None)
+    lays: dict[int, Layout] = {}
+    for v in sorted(counts):
         idx = [t for t, j in enumerate(joints) if j is not None and len(j) == v]
-        out[idx] = to_mediapipe(np.stack([joints[t] for t in idx]), source=str(d))  # type: ignore[misc]
-    return out
+        lays[v] = _find_layout(np.zeros((v, 3)), None, str(d))
+        out[idx] = _mapped(np.stack([joints[t] for t in idx]), lays[v], min_confidence)  # type: ignore[misc]
+    return out, (lays[counts.most_common(1)[0][0]] if counts else None)
 
 
 # Kinect v2 colour camera, nominal intrinsics (1920 x 1080): camera-space metres -> pixels
@@ -175,7 +224,9 @@ def kinect_to_pixels(xyz: np.ndarray, mode: str = "project") -> np.ndarray:
     return out
 
 
-def _read_skeleton_csv(p: Path, layout: str | None, kinect: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+def _read_skeleton_csv(
+    p: Path, layout: str | None, kinect: str, min_confidence: float | None
+) -> tuple[np.ndarray, tuple[int, int] | None, Layout]:
     from microaction.data.annotations import read_skeleton_csv
     from microaction.data.errors import AnnotationError
 
@@ -184,8 +235,11 @@ def _read_skeleton_csv(p: Path, layout: str | None, kinect: str) -> tuple[np.nda
         if layout == "kinect25" or (layout is None and width in (25 * _KINECT_VALUES, 25 * _KINECT_VALUES + 1)):
             per = _KINECT_VALUES if width in (25 * _KINECT_VALUES, 25 * _KINECT_VALUES + 1) else 3
             raw = _numeric_csv(p, 25 * per).reshape(-1, 25, per)
-            return to_mediapipe(kinect_to_pixels(raw[..., :3], kinect), "kinect25", source=str(p)), (1080, 1920)
-        return to_mediapipe(read_skeleton_csv(p), layout, source=str(p)), None
+            lay = get_layout("kinect25")
+            return _mapped(kinect_to_pixels(raw[..., :3], kinect), lay, min_confidence), (1080, 1920), lay
+        joints = read_skeleton_csv(p)
+        lay = _find_layout(joints, layout, str(p))
+        return _mapped(joints, lay, min_confidence), None, lay
     except AnnotationError as e:
         raise ParseError(str(e)) from None
 
@@ -277,8 +331,8 @@ def pose_set(path: str | os.PathLike[str]) -> Any:
 
 
 def _read_pickle_sample(
-    path: Path, name: str, layout: str | None, coords: str
-) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
+    path: Path, name: str, layout: str | None, coords: str, min_confidence: float | None, frame: tuple[int, int] | None
+) -> KeypointFile:
     from microaction.data.errors import AnnotationError
 
     try:
@@ -287,55 +341,132 @@ def _read_pickle_sample(
         raise ParseError(str(e)) from None
     where = f"{path}: sample {name!r}"
     joints = clip.joints()  # the main person, [T, V, 3]
-    try:
-        lay = get_layout(layout) if layout else detect_layout(joints.shape[1], where)
-        kp = layouts.to_mediapipe(joints, lay, zero_is_missing=False)
-    except LayoutError as e:
-        raise ParseError(str(e)) from None
-    kp, size = to_pixels(kp, coords, clip.img_shape, source=where)
-    return kp, clip.fps, size
+    lay = _find_layout(joints, layout, where)
+    kp = _mapped(joints, lay, min_confidence, zero_is_missing=False)
+    kp, size = to_pixels(kp, coords, clip.img_shape or frame, source=where)
+    return KeypointFile(kp, clip.fps, clip.img_shape or size, _thresholds(lay, min_confidence), lay.provided, lay.name)
+
+
+def _thresholds(lay: Layout | None, min_confidence: float | None) -> np.ndarray:
+    base = lay.thresholds if lay is not None else np.full(NUM_LANDMARKS, 0.5, np.float32)
+    return base if min_confidence is None else np.full(NUM_LANDMARKS, min_confidence, np.float32)
 
 
 def read_keypoints_npz(p: Path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
     """``keypoints`` (any shape, float32), ``fps`` and ``size`` (H, W) of an npz (shapes are the caller's)."""
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            kp = np.asarray(z["keypoints"], dtype=np.float32)
-            fps = float(z["fps"]) if "fps" in z.files else None
-            hw = [int(v) for v in z["size"]] if "size" in z.files else None
-    except (OSError, ValueError, KeyError) as e:
+    try:  # bounded: an .npz is a zip, and may come from anywhere
+        z = load_npz(p)
+        kp = np.asarray(z["keypoints"], dtype=np.float32)
+        fps = float(z["fps"]) if "fps" in z else None
+        hw = [int(v) for v in z["size"]] if "size" in z else None
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ParseError(f"{p}: unreadable keypoints npz ({e})") from None
     if hw is not None and len(hw) != 2:
         raise ParseError(f"{p}: size {hw} is not [H, W]")
     return kp, fps, ((hw[0], hw[1]) if hw is not None else None)
 
 
-def load_keypoints(
-    path: str | os.PathLike[str], *, layout: str | None = None, coords: str = "auto", kinect: str = "project"
-) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
-    """Read one keypoint file / folder / pose-pickle sample -> (``[T, 33, 3]`` pixels, fps or None,
-    (H, W) or None). ``layout`` names the joints' layout (default: found by the joint count);
-    ``coords`` the coordinates (``to_pixels``); ``kinect`` how Kinect camera coordinates become
-    pixels (``kinect_to_pixels``)."""
+def read_keypoints(
+    path: str | os.PathLike[str],
+    *,
+    layout: str | None = None,
+    coords: str = "auto",
+    kinect: str = "project",
+    min_confidence: float | None = None,
+    frame_size: tuple[int, int] | None = None,
+) -> KeypointFile:
+    """Read one keypoint file / folder / pose-pickle sample (``KeypointFile``). ``layout`` names
+    the joints' layout (default: found by the joint count); ``coords`` the coordinates
+    (``to_pixels``; normalised ones are drawn on the file's size, else ``frame_size`` (H, W));
+    ``kinect`` how Kinect camera coordinates become pixels (``kinect_to_pixels``);
+    ``min_confidence`` replaces the layout's seen-thresholds."""
     ref = split_ref(path)
     if ref is not None:
-        return _read_pickle_sample(ref[0], ref[1], layout, coords)
+        return _read_pickle_sample(ref[0], ref[1], layout, coords, min_confidence, frame_size)
     p = Path(path)
+    lay: Layout | None
     if p.is_dir():
-        kp, size = to_pixels(_read_openpose_dir(p), coords, None, source=str(p))
-        return kp, None, size
+        kp, lay = _read_openpose_dir(p, min_confidence)
+        kp, size = to_pixels(kp, coords, frame_size, source=str(p))
+        return KeypointFile(kp, None, None if size == frame_size else size, _thresholds(lay, min_confidence),
+                            _provided(lay), lay.name if lay else "")  # fmt: skip
     if p.suffix == ".csv":
-        kp, size = _read_skeleton_csv(p, layout, kinect)
-        kp, size = to_pixels(kp, coords, size, source=str(p))
-        return kp, None, size
+        kp, size, lay = _read_skeleton_csv(p, layout, kinect, min_confidence)
+        kp, size2 = to_pixels(kp, coords, size or frame_size, source=str(p))
+        return KeypointFile(kp, None, size or (None if size2 == frame_size else size2),
+                            _thresholds(lay, min_confidence), lay.provided, lay.name)  # fmt: skip
     if p.suffix == ".npz":
-        kp, fps, size = read_keypoints_npz(p)
-        if kp.ndim != 3 or kp.shape[2] != 3:
-            raise ParseError(f"{p}: keypoints {kp.shape}, expected [T, J, 3]")
-        if kp.shape[1] != NUM_LANDMARKS or layout:
-            kp = to_mediapipe(kp, layout, source=str(p))
-        return kp, fps, size
+        raw, fps, size = read_keypoints_npz(p)
+        if raw.ndim != 3 or raw.shape[2] != 3:
+            raise ParseError(f"{p}: keypoints {raw.shape}, expected [T, J, 3]")
+        lay = _find_layout(raw, layout or ("mediapipe33" if raw.shape[1] == NUM_LANDMARKS else None), str(p))
+        # MediaPipe's own landmarks keep their zeros at (0, 0) as seen (a corner is a place)
+        kp = _mapped(raw, lay, min_confidence, zero_is_missing=lay.name != "mediapipe33")
+        kp, size2 = to_pixels(kp, coords, size or frame_size, source=str(p))
+        return KeypointFile(kp, fps, size or (None if size2 == frame_size else size2),
+                            _thresholds(lay, min_confidence), lay.provided, lay.name)  # fmt: skip
     raise ParseError(f"{p}: unknown keypoint file type (npz, csv, a pose .pkl or a folder of OpenPose JSON)")
+
+
+def _provided(lay: Layout | None) -> np.ndarray:
+    return lay.provided if lay is not None else np.zeros(NUM_LANDMARKS, bool)
+
+
+def load_keypoints(
+    path: str | os.PathLike[str],
+    *,
+    layout: str | None = None,
+    coords: str = "auto",
+    kinect: str = "project",
+    min_confidence: float | None = None,
+) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
+    """``read_keypoints`` as (``[T, 33, 3]`` pixels, fps or None, (H, W) or None)."""
+    f = read_keypoints(path, layout=layout, coords=coords, kinect=kinect, min_confidence=min_confidence)
+    return f.keypoints, f.fps, f.size
+
+
+def source_layout(path: str | os.PathLike[str], layout: str | None = None) -> Layout:
+    """The layout of a keypoint file without reading it whole: the named one, or the one found by
+    the first frame's joint count (the first OpenPose frame with someone in it, a CSV's first
+    line); MediaPipe's 33 for npz files."""
+    if layout:
+        return _find_layout(np.zeros((1, 3)), layout, str(path))
+    p = Path(path)
+    count = NUM_LANDMARKS
+    if p.is_dir():
+        for f, doc in openpose_docs(p):
+            joints = _openpose_frame(doc, f)
+            if joints is not None:
+                count = len(joints)
+                break
+    elif p.suffix == ".csv":
+        width = _csv_width(p)
+        if width in (25 * _KINECT_VALUES, 25 * _KINECT_VALUES + 1):
+            return get_layout("kinect25")
+        count = width // 3
+    return _find_layout(np.zeros((count, 3)), None, str(p))
+
+
+def parse_frame_size(text: str | None) -> tuple[int, int] | None:
+    """``"WxH"`` (``--frame-size``) -> (H, W); None passes."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ParseError(f"frame size {text!r}: expected WxH in pixels, e.g. 1280x720") from None
+    if w <= 0 or h <= 0:
+        raise ParseError(f"frame size {text!r}: width and height must be positive")
+    return h, w
+
+
+def guess_size(kp: np.ndarray) -> tuple[int, int]:
+    """(H, W) that holds every given point of ``[..., 33, 3]`` (a guess: the points' extent is
+    not the frame; said so wherever it is used)."""
+    seen = kp[..., 2] > 0
+    if not seen.any():
+        return 1, 1
+    return int(np.ceil(kp[..., 1][seen].max() + 1)), int(np.ceil(kp[..., 0][seen].max() + 1))
 
 
 class KeypointsParser(Parser):
@@ -343,7 +474,11 @@ class KeypointsParser(Parser):
 
     ``layout``: the files' joint layout (``microaction.layouts``; default: found by the
     joint count); ``coords``: ``auto`` / ``pixels`` / ``unit`` / ``centred``; ``fps``: the frame
-    rate of files that do not carry one; ``kinect``: ``project`` or ``xy`` for Kinect files."""
+    rate of files that do not carry one; ``kinect``: ``project`` or ``xy`` for Kinect files;
+    ``min_confidence``: the score at which a joint counts as seen, for every source (default,
+    ``confidence="source"``: what each layout declares); ``frame_size``: ``"WxH"`` of the frames the points are in, for files
+    that do not say (default: the video's, else a guess from the points' extent, one per file,
+    recorded in the item's ``size_from``)."""
 
     name = "keypoints"
     needs_pixels = False
@@ -356,8 +491,15 @@ class KeypointsParser(Parser):
         coords: str = "auto",
         fps: float | None = None,
         kinect: str = "project",
+        min_confidence: float | None = None,
+        frame_size: str | None = None,
+        confidence: str = "source",
     ) -> None:
         self.root = Path(root) if root else None
+        if confidence != "source":
+            raise ParseError(
+                f"keypoint confidence {confidence!r}: 'source' (each layout's threshold) is the one reading"
+            )
         self.max_gap = int(max_gap)
         if layout:
             try:
@@ -370,8 +512,14 @@ class KeypointsParser(Parser):
             raise ParseError(f"keypoint frame rate must be positive, got {fps}")
         if kinect not in ("project", "xy"):
             raise ParseError(f"Kinect coordinates {kinect!r}: choose project or xy")
+        if min_confidence is not None and not 0 <= float(min_confidence) < 1:
+            raise ParseError(f"minimum keypoint confidence must be in [0, 1), got {min_confidence}")
         self.layout, self.coords, self.kinect = layout or None, coords, kinect
         self.fps = float(fps) if fps is not None else None
+        self.min_confidence = float(min_confidence) if min_confidence is not None else None
+        self.frame_size = frame_size
+        self.frame = parse_frame_size(frame_size)  # (H, W)
+        self._guessed: dict[str, tuple[int, int]] = {}  # one guessed size per keypoint source
 
     def find(self, video_path: str | os.PathLike[str]) -> Path:
         v = Path(video_path)
@@ -394,17 +542,50 @@ class KeypointsParser(Parser):
             f"in {[str(d) for d in dirs]})"
         )
 
-    def parse(self, frames: np.ndarray | None, video_path: str | os.PathLike[str]) -> ParseResult:
+    def read(self, video_path: str | os.PathLike[str]) -> KeypointFile:
+        """The keypoint source of ``video_path`` read with this parser's options."""
         source = video_path if split_ref(video_path) is not None else self.find(video_path)
-        kp, fps, size = load_keypoints(source, layout=self.layout, coords=self.coords, kinect=self.kinect)
+        return read_keypoints(source, layout=self.layout, coords=self.coords, kinect=self.kinect,
+                              min_confidence=self.min_confidence, frame_size=self.frame)  # fmt: skip
+
+    def frame_of(
+        self, video_path: str | os.PathLike[str], file_size: tuple[int, int] | None, kp: np.ndarray
+    ) -> tuple[tuple[int, int], str]:
+        """(H, W) of the frames a keypoint source's points are in, and where it came from: the
+        file, ``--frame-size``, the video's metadata, or a guess from the points' extent (one per
+        source: every job on one file gets the same)."""
+        if file_size is not None:
+            return file_size, "file"
+        if self.frame is not None:
+            return self.frame, "--frame-size"
+        from microaction.extract.video import VideoError, probe
+
+        try:
+            info = probe(video_path)
+            return (info.height, info.width), "video"
+        except VideoError:
+            pass
+        ref = split_ref(video_path)
+        key = str(video_path) if ref is not None else str(self.find(video_path))
+        if key not in self._guessed:
+            self._guessed[key] = guess_size(kp)
+        return self._guessed[key], "guessed"
+
+    def parse(self, frames: np.ndarray | None, video_path: str | os.PathLike[str]) -> ParseResult:
+        got = self.read(video_path)
+        kp = got.keypoints
         if frames is not None and len(frames) != len(kp):
             raise ParseError(f"{video_path}: {len(kp)} keypoint frames for {len(frames)} video frames")
-        if size is None:
-            size = _size_of(video_path, frames, kp)
-        # landmarks the file never gives are the ones its layout lacks: regions count only the rest
-        provided = kp[..., 2].max(axis=0) > 0 if len(kp) else np.zeros(NUM_LANDMARKS, bool)
-        info = {"provided": provided}
-        return ParseResult(interpolate_gaps(kp, self.max_gap), size, None, fps=fps or self.fps, info=info)
+        if frames is not None and got.size is None:
+            size, size_from = (int(frames.shape[1]), int(frames.shape[2])), "video"
+        else:
+            size, size_from = self.frame_of(video_path, got.size, kp)
+        # a region counts only the landmarks the source gives: those of the layout's blocks that
+        # the file gives at all (a 137-point file written without its face or hands gives neither)
+        given = kp[..., 2].max(axis=0) > 0 if len(kp) else np.zeros(NUM_LANDMARKS, bool)
+        provided = get_layout(got.layout).provided_by(given) if got.layout else given
+        info = {"provided": provided, "thresholds": got.thresholds, "layout": got.layout, "size_from": size_from}
+        return ParseResult(interpolate_gaps(kp, self.max_gap), size, None, fps=got.fps or self.fps, info=info)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -414,21 +595,13 @@ class KeypointsParser(Parser):
             "coords": self.coords,
             "fps": self.fps,
             "kinect": self.kinect,
+            "min_confidence": self.min_confidence,
+            "frame_size": self.frame_size,
         }
 
 
-def _size_of(video_path: str | os.PathLike[str], frames: np.ndarray | None, kp: np.ndarray) -> tuple[int, int]:
-    """Native (H, W): from the container's metadata (no decoding), else the keypoints' extent."""
-    from microaction.extract.video import VideoError, probe
-
-    try:
-        info = probe(video_path)
-        return info.height, info.width
-    except VideoError:
-        pass
-    seen = kp[..., 2] > 0
-    if frames is not None:
-        return int(frames.shape[1]), int(frames.shape[2])
-    if not seen.any():
-        return 1, 1
-    return int(np.ceil(kp[..., 1][seen].max() + 1)), int(np.ceil(kp[..., 0][seen].max() + 1))
+def is_keypoint_source(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a keypoint file ``load_keypoints`` reads (``.npz``, ``.csv``) or a folder
+    of OpenPose JSON, rather than a video."""
+    p = Path(path)
+    return p.suffix.lower() in (".npz", ".csv") if p.is_file() else (p.is_dir() and any(p.glob("*.json")))

@@ -12,7 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from microaction.extract.parsers.base import Parser, ParseResult, interpolate_gaps, landmark_region_masks
+from microaction.extract.parsers.base import (
+    VISIBLE,
+    Parser,
+    ParseResult,
+    interpolate_gaps,
+    landmark_region_masks,
+    to_seen_scale,
+)
 from microaction.skeleton import NUM_LANDMARKS
 
 __all__ = ["MediaPipeParser", "MediaPipeSession"]
@@ -70,6 +77,8 @@ class MediaPipeSession:
             # a landmark placed outside the image is not seen, whatever its visibility score
             out = (kp[:, 0] < -0.02 * W) | (kp[:, 0] > 1.02 * W) | (kp[:, 1] < -0.02 * H) | (kp[:, 1] > 1.02 * H)
             kp[out, 2] = np.minimum(kp[out, 2], 0.1)
+            if self.p.min_confidence != VISIBLE:  # the visibility read at another cut
+                kp[:, 2] = to_seen_scale(kp[:, 2], self.p.min_confidence)
             if res.segmentation_mask is not None:
                 small = cv2.resize(res.segmentation_mask, (mw, mh), interpolation=cv2.INTER_AREA)
                 mask = (small > 0.5).astype(np.uint8)
@@ -109,6 +118,7 @@ class MediaPipeParser(Parser):
         min_tracking_confidence: float = 0.5,
         mask_side: int = 160,
         max_gap: int = 8,
+        min_confidence: float = VISIBLE,
     ) -> None:
         _quiet()
         import mediapipe  # noqa: F401 - fail early with a clear import error
@@ -118,6 +128,10 @@ class MediaPipeParser(Parser):
         self.min_tracking_confidence = float(min_tracking_confidence)
         self.mask_side = int(mask_side)
         self.max_gap = int(max_gap)
+        # landmark visibility is a probability: seen from 0.5 on unless asked otherwise
+        if not 0 <= float(min_confidence) < 1:
+            raise ValueError(f"minimum landmark visibility must be in [0, 1), got {min_confidence}")
+        self.min_confidence = float(min_confidence)
 
     def mask_size(self, H: int, W: int) -> tuple[int, int]:
         s = min(1.0, self.mask_side / max(H, W))
@@ -131,7 +145,8 @@ class MediaPipeParser(Parser):
         gaps filled, region masks derived."""
         kp = interpolate_gaps(np.stack(kps), self.max_gap)
         person = np.stack(masks)
-        return ParseResult(kp, size, landmark_region_masks(kp, person, size), person_mask=person)
+        info = {"thresholds": np.full(NUM_LANDMARKS, self.min_confidence, np.float32)}
+        return ParseResult(kp, size, landmark_region_masks(kp, person, size), person_mask=person, info=info)
 
     def parse(self, frames: np.ndarray | None, video_path: str | os.PathLike[str]) -> ParseResult:
         if frames is None:
@@ -152,4 +167,5 @@ class MediaPipeParser(Parser):
             "min_tracking_confidence": self.min_tracking_confidence,
             "mask_side": self.mask_side,
             "max_gap": self.max_gap,
+            "min_confidence": self.min_confidence,
         }
