@@ -67,6 +67,9 @@ class FrameParser:
         elif parse_from is not None:
             raise ValueError(f"--parse-from is for a run parsed from files; {ex.parser.name!r} parses the frames")
         self.keep_rgb = ex.params.face_size > 0 or any(e.needs_pixels for e in ex.encoders)
+        # what the whole file says of its source (landmarks it has, thresholds), as a streamed chunk keeps it
+        full_info = self.full.info if self.full is not None else {}
+        self.info = {k: v for k, v in full_info.items() if k in ("provided", "thresholds", "layout")}
 
     def __call__(self, f: LiveFrame) -> list[tuple[str | None, Frame]]:
         keep = f.rgb if self.keep_rgb else None
@@ -134,8 +137,10 @@ class Steps:
 class LiveFeatures:
     """Parsed frames in, complete feature steps out (``push`` then ``ready``)."""
 
-    def __init__(self, ex: Extractor, *, context: float = 3.0, fps: float | None = None) -> None:
-        self.ex = ex
+    def __init__(
+        self, ex: Extractor, *, context: float = 3.0, fps: float | None = None, info: dict[str, Any] | None = None
+    ) -> None:
+        self.ex, self.info = ex, info
         self.rate = recording_rate(ex)
         self.context = float(context)
         self.fps = fps or ex.params.fps
@@ -192,7 +197,7 @@ class LiveFeatures:
         while first > 0 and recs[first].pos % self.align:  # the encoders' windows as in one pass
             first -= 1
         a = float(ts[min(first, len(ts) - 1)])
-        parsed = chunk_parsed(self.ex, recs, self.native, self.size, "live", ended)
+        parsed = chunk_parsed(self.ex, recs, self.native, self.size, "live", ended, self.info)
         got = self.ex.encode(parsed, rate=self.rate, steps=times, span=(a, float(ts[-1]) + 1e-3))
         valid = np.asarray(got.extras["step_valid"], bool) & np.asarray(got.region_valid, bool)[:, None]
         return Steps(got.regions, got.global_, valid, np.asarray(times, np.float64),

@@ -165,10 +165,12 @@ class _Person:
 class _Session:
     """The consumer side: parsed frames in; features, detector, events, overlay."""
 
-    def __init__(self, loaded: Any, ex: Any, opts: LiveOptions, spec: SourceSpec, name: str, sink: IO[str]) -> None:
+    def __init__(
+        self, loaded: Any, ex: Any, opts: LiveOptions, spec: SourceSpec, name: str, sink: IO[str], info: dict[str, Any]
+    ) -> None:
         from microaction.data.standardize import FeatureStats
 
-        self.ex, self.opts, self.spec, self.name, self.sink = ex, opts, spec, name, sink
+        self.ex, self.opts, self.spec, self.name, self.sink, self.info = ex, opts, spec, name, sink, info
         self.tax = loaded.taxonomy
         self.regions = list(getattr(loaded.model, "regions", ()) or loaded.regions)
         self.stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
@@ -189,7 +191,7 @@ class _Session:
     def _person(self, who: str | None) -> _Person:
         p = self.people.get(who)
         if p is None:
-            features = LiveFeatures(self.ex, context=self.opts.context)
+            features = LiveFeatures(self.ex, context=self.opts.context, info=self.info)
             det = LiveDetector(self.model, self.name, features.rate, self.opts.settings, stats=self.stats,
                                min_visible_fraction=self.ex.params.min_visible_fraction, device=self.opts.device,
                                person=who, window_steps=self.window_steps)  # fmt: skip
@@ -280,7 +282,7 @@ def run_live(
     stop = stop or threading.Event()
     sink: IO[str] = open(opts.events, "w", encoding="utf-8") if opts.events else sys.stdout  # noqa: SIM115
     try:
-        session = _Session(loaded, ex, opts, spec, name, sink)
+        session = _Session(loaded, ex, opts, spec, name, sink, parser.info)
     except BaseException:
         parser.close()
         raise
