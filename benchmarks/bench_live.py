@@ -240,7 +240,7 @@ def memory_child(run: Path, data: Path, out: Path, minutes: float, early: float)
 
 def memory(run: Path, data: Path, out: Path, minutes: float, early: float) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--memory-child", f"{minutes:g},{early:g}", "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(REPO / "src")}
     text = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=REPO).stdout
     got: dict[str, float] = json.loads(text.strip().splitlines()[-1])
     print(f"memory: {got}", flush=True)
