@@ -252,8 +252,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--lookaheads", default=None, help="seconds, comma-separated (default 0.5,1,2; --quick: 1)")
-    for part in ("quality", "latency", "keepup", "memory"):
-        ap.add_argument(f"--skip-{part}", action="store_true")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-keepup", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out or ("runs/bench_live_quick" if args.quick else "runs/bench_live")).resolve()
