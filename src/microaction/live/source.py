@@ -89,8 +89,7 @@ class SourceStats:
     dropped: int = 0  # sampled frames dropped because the consumer was behind
     reconnects: int = 0
     error: str | None = None  # why the source failed (None: it ended or was stopped)
-    ended: bool = False
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # every failure, reconnects included
 
 
 class FrameQueue:
@@ -124,9 +123,6 @@ class FrameQueue:
     def get(self, timeout: float) -> LiveFrame | None:
         """The next frame; None at the end; raises ``queue.Empty`` after ``timeout`` seconds."""
         return self.q.get(timeout=timeout)
-
-    def depth(self) -> int:
-        return self.q.qsize()
 
 
 def _open(spec: SourceSpec) -> Any:
@@ -260,7 +256,6 @@ def start_reader(spec: SourceSpec) -> tuple[FrameQueue, SourceStats, threading.T
         except Exception as e:  # anything unexpected ends the source as failed
             stats.error = f"{spec.source}: {type(e).__name__}: {e}"
         finally:
-            stats.ended = True
             fq.put(None)
 
     thread = threading.Thread(target=run, name="live-reader", daemon=True)
