@@ -176,7 +176,10 @@ def test_pipe_at_camera_pace_and_ctrl_c(detector: tuple[Path, Path, Path, Path],
     first = json.loads(line)
     assert first["video"] == "stdin" and first["end"] < 20.0
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    stdout = proc.stdout.read()  # the rest (communicate would lose what readline buffered)
+    stderr = proc.stderr.read() if proc.stderr is not None else b""
+    proc.stdin.close()
     assert proc.returncode == 0, stderr.decode()
     stats = json.loads((out / "live.json").read_text())
     assert stats["kind"] == "stdin" and stats["stopped"] and 2.0 < stats["stream_seconds"] < 20.0

@@ -179,7 +179,7 @@ class _Session:
         self.people: dict[str | None, _Person] = {}
         self.parsed = 0  # frames parsed and taken in
         self.events: list[Detection] = []
-        self.wall0: float | None = None  # wall clock of stream time 0 (first frame's arrival minus its time)
+        self.wall0: float | None = None  # wall clock of stream time 0
         self.native: tuple[int, int] | None = None
         fps = ex.params.fps or 25.0
         self.overlay = _Overlay(opts.overlay, self.regions, fps, self.tax) if opts.overlay else None
@@ -201,8 +201,10 @@ class _Session:
     def frame(
         self, f: Any, parsed: list[tuple[str | None, Any]], size: tuple[int, int], *, encode: bool = True
     ) -> None:
-        if self.wall0 is None:
-            self.wall0 = time.time() - (time.monotonic() - f.received) - f.t
+        # the frames' earliest arrival against their time: a frame cannot come before it was made,
+        # and the first ones wait for the demuxer's probing
+        wall0 = time.time() - (time.monotonic() - f.received) - f.t
+        self.wall0 = wall0 if self.wall0 is None else min(self.wall0, wall0)
         self.native = f.native
         self.parsed += 1
         if self.overlay is not None:
@@ -290,7 +292,7 @@ def run_live(
     restore = _on_sigint(stop)
     if not opts.quiet:
         print(f"live: reading {spec.source} ({spec.kind})", file=sys.stderr, flush=True)
-    fq, sstats, _reader = start_reader(spec)
+    fq, sstats, reader = start_reader(spec)
     pq: queue.Queue[Any] = queue.Queue(maxsize=8)
     pstop = threading.Event()
     _parse_thread(fq, pq, parser, pstop)
@@ -301,6 +303,7 @@ def run_live(
     finally:
         fq.stop.set()
         pstop.set()
+        reader.join(timeout=2.0)  # it ends at its next frame or read (a read of stdin waits 0.1 s at most)
         restore()
         if session.overlay is not None:
             session.overlay.writer.close()

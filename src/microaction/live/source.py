@@ -18,6 +18,7 @@ source has failed. A file or standard input ends at its end; an error there is a
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -125,12 +126,30 @@ class FrameQueue:
         return self.q.get(timeout=timeout)
 
 
-def _open(spec: SourceSpec) -> Any:
+class _Stdin:
+    """Standard input for the demuxer, read from its file descriptor a little at a time, so that a
+    stopped session's reader sees an end instead of waiting in a read (and holds no lock of
+    ``sys.stdin`` at interpreter shutdown)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.fd, self.stop = sys.stdin.fileno(), stop
+
+    def read(self, n: int = -1) -> bytes:
+        import select
+
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                return os.read(self.fd, n if n > 0 else 1 << 16)
+        return b""
+
+
+def _open(spec: SourceSpec, stop: threading.Event) -> Any:
     import av
 
     opts: dict[str, Any] = {}
     if spec.kind == "stdin":
-        return av.open(sys.stdin.buffer, mode="r", format=spec.fmt)
+        return av.open(_Stdin(stop), mode="r", format=spec.fmt)
     if spec.kind == "device":
         return av.open(spec.source, format=spec.fmt or "v4l2")
     if spec.kind == "file" and spec.fmt is None:  # with a format it may be a device or a filter graph
@@ -176,7 +195,7 @@ def _frames(spec: SourceSpec, stats: SourceStats, stop: threading.Event) -> Iter
     while not stop.is_set():
         got_frames = False
         try:
-            container = _open(spec)
+            container = _open(spec, stop)
         except Exception as e:  # av.error.*, OSError
             stats.errors.append(f"open: {type(e).__name__}: {e}")
             container = None
