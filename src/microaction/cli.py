@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "microaction.commands.timeline",
         "a detector over a whole recording: timeline.csv/json/eaf/html (+ overlay video)",
     ),
+    "live": (
+        "microaction.commands.live",
+        "micro-actions from a camera, a stream or a pipe as they happen (+ timeline)",
+    ),
     "report": ("microaction.commands.report", "HTML report with plots from one or more runs"),
     "score": ("microaction.commands.score", "score a Codabench prediction CSV against a list file"),
     "submit": ("microaction.commands.submit", "write a Codabench submission zip from test scores"),

@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 __all__ = [
     "RECORDING_RATE",
     "Chunks",
+    "Frame",
     "RecordingJob",
+    "chunk_parsed",
     "context_seconds",
     "discard_work",
     "extract_video",
@@ -77,7 +79,7 @@ class RecordingJob:
 
 
 @dataclass
-class _Frame:
+class Frame:
     index: int
     t: float
     pos: int  # position among the recording's sampled frames
@@ -115,7 +117,7 @@ def is_recording(ex: Extractor, path: str, start: int | None, end: int | None) -
 
 def _pixel_frames(
     ex: Extractor, path: str, start: int | None, end: int | None, skip: float | None, person: PersonStream | None
-) -> Iterator[_Frame]:
+) -> Iterator[Frame]:
     """Decoded frames with their landmarks, one at a time (decoding in a thread beside the parser)."""
     frames = background(iter_frames(path, ex.params.sampling(start, end), skip_before=skip))
     parser, tracker = ex.parser, as_tracker(ex.parser)
@@ -124,25 +126,25 @@ def _pixel_frames(
             if pos >= len(person.keypoints):
                 raise VideoError(f"{path}: more frames than when its people were found ({len(person.keypoints)})")
             if img is None:
-                yield _Frame(i, t, pos, None, None)
+                yield Frame(i, t, pos, None, None)
                 continue
-            yield _Frame(i, t, pos, img, person.keypoints[pos], None, person.mask(pos), raw=True)
+            yield Frame(i, t, pos, img, person.keypoints[pos], None, person.mask(pos), raw=True)
     elif tracker is not None:
         # trackers on a fixed grid of segments, side by side (``extract.tracking``)
         for pos, (i, t, f, out) in enumerate(parse_segments(tracker, frames, ex.params.track_seconds)):
             if f is None:
-                yield _Frame(i, t, pos, None, None)  # skipped (resumed): counted only
+                yield Frame(i, t, pos, None, None)  # skipped (resumed): counted only
                 continue
             kp, mask = out
-            yield _Frame(i, t, pos, f, kp, None, mask, raw=True)
+            yield Frame(i, t, pos, f, kp, None, mask, raw=True)
     elif parser.needs_pixels:  # a parser of whole clips: each chunk is parsed on its own
         for pos, (i, t, f) in enumerate(frames):
-            yield _Frame(i, t, pos, f, None)
+            yield Frame(i, t, pos, f, None)
     else:  # keypoint files beside pixel encoders: the file covers every frame of the video
         full = parser.parse(None, path)
         for pos, (i, t, f) in enumerate(frames):
             if f is None:
-                yield _Frame(i, t, pos, None, None)
+                yield Frame(i, t, pos, None, None)
                 continue
             if i >= full.num_frames:
                 raise VideoError(f"{path}: video has frame {i}, the keypoint file only {full.num_frames}")
@@ -151,13 +153,13 @@ def _pixel_frames(
             kp[:, 1] *= f.shape[0] / full.image_size[0]
             rm = None if full.region_masks is None else full.region_masks[i]
             pm = None if full.person_mask is None else full.person_mask[i]
-            yield _Frame(i, t, pos, f, kp, rm, pm)
+            yield Frame(i, t, pos, f, kp, rm, pm)
 
 
-def _parsed_frames(parsed: Parsed) -> Iterator[_Frame]:
+def _parsed_frames(parsed: Parsed) -> Iterator[Frame]:
     p = parsed.parse
     for j in range(len(parsed.timestamps)):
-        yield _Frame(
+        yield Frame(
             int(parsed.indices[j]),
             float(parsed.timestamps[j]),
             j,
@@ -168,9 +170,9 @@ def _parsed_frames(parsed: Parsed) -> Iterator[_Frame]:
         )
 
 
-def _chunk_parsed(
+def chunk_parsed(
     ex: Extractor,
-    recs: list[_Frame],
+    recs: list[Frame],
     native: tuple[int, int],
     size: tuple[int, int],
     path: str,
@@ -294,7 +296,7 @@ def stream_recording(
         skip = resume_from(origin + k * L - C, ex.params.track_seconds) if (origin is not None and k > 0) else None
         source = _pixel_frames(ex, path, start, end, skip, person)
 
-    def chunk(k: int, recs: list[_Frame], last: float, ended: bool) -> None:
+    def chunk(k: int, recs: list[Frame], last: float, ended: bool) -> None:
         assert origin is not None and size is not None
         lo, hi = origin + k * L, origin + (k + 1) * L
         steps = rate_steps(origin, last, rate, lo, hi)
@@ -306,7 +308,7 @@ def stream_recording(
         while first > 0 and recs[first].pos % align:
             first -= 1
         a = float(ts[min(first, len(ts) - 1)])
-        parsed = _chunk_parsed(ex, recs, native, size, path, ended, source_info)
+        parsed = chunk_parsed(ex, recs, native, size, path, ended, source_info)
         got = ex.encode(parsed, rate=rate, steps=steps, span=(a, hi + enc))
         kept = (ts >= a) & (ts < hi + enc)
         own = ((ts >= lo) & (ts < hi))[kept]
@@ -315,7 +317,7 @@ def stream_recording(
             on_chunk(k)
 
     align = int(np.lcm.reduce([max(1, e.stride) for e in ex.encoders]))
-    buf: list[_Frame] = []
+    buf: list[Frame] = []
     last_t: float | None = None
     pending: Future | None = None
     with ThreadPoolExecutor(1, thread_name_prefix="chunk") as pool:

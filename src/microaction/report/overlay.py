@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["relative_weight", "weight_color", "write_overlay"]
+__all__ = ["OverlayStream", "relative_weight", "weight_color", "write_overlay"]
 
 # blue → cyan → yellow → red, RGB
 _ANCHORS = np.array([[40, 90, 255], [0, 210, 255], [255, 230, 0], [255, 40, 20]], dtype=np.float64)
@@ -340,3 +341,49 @@ def _gif_frame(img: np.ndarray, width: int):  # type: ignore[no-untyped-def]
     if im.width > width:
         im = im.resize((width, max(1, round(im.height * width / im.width))), Image.Resampling.LANCZOS)
     return im.quantize(colors=192, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+
+
+class OverlayStream:
+    """An overlay written frame by frame as frames come (``mar live --overlay``): each ``write``
+    draws one RGB frame with its boxes ``[R+1, 4]`` (pixels of that frame), routing ``[R]`` (None:
+    regions alike) and caption, and encodes it at ``fps``; ``close`` finishes the file. The layout
+    (legend corner, caption band) is fixed by the first frame."""
+
+    def __init__(self, out_path: str | Path, region_names: Sequence[str], fps: float, caption_rows: int = 3) -> None:
+        import av
+
+        self.path = Path(out_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.names, self.rows = list(region_names), caption_rows
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.container = av.open(str(self.path), "w")
+        self.stream: Any = None
+        self.lay: _Layout | None = None
+        self.frames = 0
+
+    def write(self, img: np.ndarray, boxes: np.ndarray, routing: np.ndarray | None, caption: Sequence[str]) -> None:
+        import av
+
+        scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
+        bx = np.asarray(boxes, np.float64) * scale
+        if scale > 1:
+            import cv2
+
+            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
+        h, w = img.shape[:2]
+        if self.lay is None:
+            self.lay = _layout(w, h, bx[None], self.names, True, self.rows)
+        drawn = _draw(img, bx, self.names, routing, list(caption)[: self.rows], self.lay)
+        if self.stream is None:
+            self.stream = _h264_stream(self.container, self.rate, w + w % 2, h + h % 2)
+        if w % 2 or h % 2:
+            drawn = np.pad(drawn, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        for pkt in self.stream.encode(av.VideoFrame.from_ndarray(drawn, format="rgb24")):
+            self.container.mux(pkt)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.stream is not None:
+            for pkt in self.stream.encode():
+                self.container.mux(pkt)
+        self.container.close()

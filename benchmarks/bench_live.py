@@ -1,0 +1,324 @@
+"""``mar live``: keeping up, latency, quality against the offline detector, memory over a long stream.
+
+1. Detector: the demo's B-MoE-TriDet (``configs/demo_bmoe_tridet.yaml``) trained on the synthetic
+   ``recordings`` preset (seed 0; ``--quick``: ``recordings_tiny``, fewer epochs), kept in ``OUT``.
+2. Quality: every test recording rendered and streamed through ``mar live``'s path as fast as
+   possible (a file: no frame dropped; ``--parse-from`` the ground-truth keypoints, as the store
+   was extracted) at each look-ahead of ``--lookaheads``; MMA-52 detection mAP (tIoU 0.1-0.9,
+   as ``mar eval``) and online F1 (SMG protocol, tIoU > 0.3, events scoring >= 0.1) of the live
+   events beside the offline detector's (``mar eval``'s detections) on the same recordings.
+   Goal: live mAP >= 80 % of offline.
+3. Latency: test recordings played in real time (``--realtime``) at the default look-ahead; for
+   each ground-truth action found by an event (same class, tIoU > 0.3), the seconds from its end
+   (on the wall clock of the playback) to the event. Goals: median <= 1.0 s, 95th pct <= 2.0 s.
+4. Keeping up: 720p and 1080p, 25 fps, one real seated person (the MA-52 demo clips, looped)
+   played in real time through the default CPU path (MediaPipe, ``--parser mediapipe``): frames
+   dropped (goal at 720p: none) and the process's CPU seconds per second of stream; the same at
+   720p with ``--people all`` (MediaPipe on a crop per person and searches for newcomers).
+5. Memory: a long stream (an FFmpeg test pattern at 24 fps with the test recording's keypoints
+   repeated) through the same session code as fast as possible, not in real time; peak RSS when
+   the stream reaches 5 minutes and at 30 minutes (``--quick``: 1 and 4). Goal: <= 1.1 x.
+
+    python benchmarks/bench_live.py [--quick] [--out runs/bench_live] [--lookaheads 0.5,1,2]
+        [--skip-quality] [--skip-latency] [--skip-keepup] [--skip-memory]
+
+The machine is shared: wall-clock figures (drops, latency) depend on its load, which is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchlib import result
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MAR_SHARED", REPO.parent / "shared")) / "data" / "ma52" / "demo_clips"
+MAKE_BENCH = {
+    "args": ["--quick"],
+    "budget_s": 300,
+    "mode": "reduced: --quick (tiny recordings, 1 look-ahead, 10 s keep-up clips, 1 vs 4 min memory; run alone for all)",
+}
+
+
+def prepare(out: Path, quick: bool) -> tuple[Path, Path]:
+    """(run folder, synthetic data folder): recordings, their store and the demo detector."""
+    from microaction.data.synth.recording import generate_recordings
+    from microaction.engine.trainer import train
+    from microaction.extract.pipeline import ExtractParams
+    from microaction.extract.runner import collect_jobs, run_extraction
+
+    data, store, run = out / "recordings", out / "store", out / "bmoe_tridet"
+    if (run / "best.safetensors").is_file():
+        return run, data
+    preset = "recordings_tiny" if quick else "recordings"
+    generate_recordings(data, preset, seed=0, workers=1, progress=False)
+    params = ExtractParams(
+        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
+    )
+    run_extraction(collect_jobs(data / "manifest.csv"), params, store, progress=False)
+    sets = [f"data.store={store}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={out}"]
+    if quick:
+        sets += ["run.epochs=4", "detection.window=64", "detection.windows_per_epoch=32"]
+    train(REPO / "configs" / "demo_bmoe_tridet.yaml", sets)
+    return run, data
+
+
+def scores(gt: list[Any], dets: list[Any], num_classes: int, tious: list[float]) -> dict[str, float]:
+    from microaction.metrics.detection import detection_map, online_f1
+
+    m = detection_map(gt, dets, num_classes, tious)
+    f1 = online_f1(gt, [d for d in dets if d.score >= 0.1])
+    return {"mAP": m["mAP"], "f1": f1["f1"], "precision": f1["precision"], "recall": f1["recall"]}
+
+
+def live_events(run: Path, video: Path, lookahead: float, out: Path, realtime: bool = False, top: bool = False) -> Any:
+    from microaction.live import LiveOptions, SourceSpec, WindowSettings, run_live
+
+    opts = LiveOptions(SourceSpec(str(video), realtime=realtime), out, WindowSettings(lookahead=lookahead,
+                       min_score=0.0, rank=top), events=str(out / "events.jsonl"), parse_from=str(video), quiet=True)  # fmt: skip
+    return run_live(run, opts)
+
+
+def quality(run: Path, data: Path, out: Path, lookaheads: list[float], quick: bool, top_at: float) -> dict[str, Any]:
+    """Live events beside the offline detector's on every test recording, at each look-ahead, and
+    with ``--top-only`` at ``top_at``."""
+    from microaction.data.synth.recording import render_recording
+    from microaction.engine.detection import detect_split, load_detector
+
+    loaded = load_detector(run)
+    recs, gt, offline = detect_split(loaded, "test")
+    tious, C = list(loaded.config.detection.tious), loaded.taxonomy.num_classes
+    base = scores(gt, offline, C, tious)
+    print(f"offline: {base}", flush=True)
+    preset = "recordings_tiny" if quick else "recordings"
+    videos = {r.video: render_recording(data, r.video, preset, seed=0) for r in recs}
+    rows: dict[str, Any] = {"offline": base, "live": {}}
+    for la, top in [(la, False) for la in lookaheads] + [(top_at, True)]:
+        label = f"look-ahead {la:g} s" + (", --top-only" if top else "")
+        where = out / ("quality_" + label.replace(" ", "").replace(",", "_"))
+        events, seconds, stream, lag = [], 0.0, 0.0, []
+        for v, path in videos.items():
+            res = live_events(run, path, la, where / v, top=top)
+            events += res.events
+            seconds += res.stats["seconds"]
+            stream += res.stats["stream_seconds"]
+            # stream seconds from an action's end until the stream seen covered its event
+            lag += [e["horizon"] - s.end for s, e in found(read_events(where / v / "events.jsonl"), gt, v)]
+        got = scores(gt, events, C, tious)
+        got["speed"] = stream / max(seconds, 1e-9)
+        got["stream_lag_median"] = float(np.median(lag)) if lag else float("nan")
+        got["stream_lag_p95"] = float(np.percentile(lag, 95)) if lag else float("nan")
+        rows["live"][label] = got
+        print(f"live, {label}: {got} ({stream:.0f} s of stream in {seconds:.0f} s)", flush=True)
+    return {**rows, "videos": {k: str(p) for k, p in videos.items()}, "gt": gt}
+
+
+def found(records: list[dict[str, Any]], gt: list[Any], video: str) -> list[tuple[Any, dict[str, Any]]]:
+    """Each ground-truth action of ``video`` and the first event (scoring >= 0.1) that finds it
+    (same class, tIoU > 0.3), for those found."""
+    out = []
+    for s in (s for s in gt if s.video == video):
+        hits = [e for e in records if e["score"] >= 0.1 and e["class_id"] == s.label
+                and min(e["end"], s.end) - max(e["start"], s.start) > 0.3 * (max(e["end"], s.end) - min(e["start"], s.start))]  # fmt: skip
+        if hits:
+            out.append((s, min(hits, key=lambda e: e["emitted_unix"])))
+    return out
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def latency(run: Path, q: dict[str, Any], out: Path, lookahead: float, n: int) -> dict[str, Any]:
+    """Seconds from each found ground-truth action's end to its event, recordings played in real time."""
+    gt = q["gt"]
+    lat: list[float] = []
+    dropped = sampled = 0
+    for v, path in list(q["videos"].items())[:n]:
+        res = live_events(run, Path(path), lookahead, out / "latency" / v, realtime=True)
+        dropped, sampled = dropped + res.stats["frames_dropped"], sampled + res.stats["frames_sampled"]
+        for s, e in found(read_events(out / "latency" / v / "events.jsonl"), gt, v):
+            lat.append(e["delay"] + e["end"] - s.end)  # emitted - (wall clock of the action's end)
+    return {"latencies": lat, "dropped": dropped, "sampled": sampled}
+
+
+def make_clip(path: Path, width: int, height: int, seconds: float) -> Path:
+    """The MA-52 demo clips (one seated person, 1080x1296 portrait), letterboxed to width x height
+    and looped, at 25 fps (H.264)."""
+    import av
+    import cv2
+
+    if path.is_file():
+        return path
+    frames = []
+    for clip in sorted(SHARED.glob("*.mp4")):
+        with av.open(str(clip)) as c:
+            for f in c.decode(video=0):
+                img = f.to_ndarray(format="rgb24")
+                s = height / img.shape[0]
+                img = cv2.resize(img, (round(img.shape[1] * s) // 2 * 2, height), interpolation=cv2.INTER_AREA)
+                pad = np.zeros((height, width, 3), np.uint8)
+                x = (width - img.shape[1]) // 2
+                pad[:, x : x + img.shape[1]] = img
+                frames.append(pad)
+    if not frames:
+        raise FileNotFoundError(f"{SHARED}: no MA-52 demo clips (the shared data beside the checkout)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as o:
+        st = o.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+        st.options = {"preset": "veryfast", "crf": "23"}
+        for k in range(round(seconds * 25)):
+            for p in st.encode(av.VideoFrame.from_ndarray(frames[k % len(frames)], format="rgb24")):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    return path
+
+
+def keep_up(run: Path, out: Path, seconds: float) -> dict[str, dict[str, float]]:
+    from microaction.live import LiveOptions, SourceSpec, WindowSettings, run_live
+
+    got = {}
+    for name, (w, h), people in (("720p", (1280, 720), "main"), ("1080p", (1920, 1080), "main"),
+                                 ("720p --people all", (1280, 720), "all")):  # fmt: skip
+        clip = make_clip(out / "clips" / f"{w}x{h}_{seconds:g}s.mp4", w, h, seconds)
+        cpu0 = time.process_time()
+        res = run_live(run, LiveOptions(SourceSpec(str(clip), realtime=True), out / "keepup" / name.replace(" ", ""),
+                                        WindowSettings(), events=os.devnull, parser="mediapipe", people=people,
+                                        quiet=True))  # fmt: skip
+        s = res.stats
+        got[name] = {"dropped": s["frames_dropped"], "sampled": s["frames_sampled"],
+                     "cpu_per_stream_s": (time.process_time() - cpu0) / max(s["stream_seconds"], 1e-9)}  # fmt: skip
+        print(f"keep-up {name}: {got[name]}", flush=True)
+    return got
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (``VmHWM``; ``ru_maxrss`` would count the parent's peak
+    before ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_child(run: Path, data: Path, out: Path, minutes: float, early: float) -> None:
+    """(In a process of its own) a ``minutes`` long stream; prints peak RSS at ``early`` minutes and at the end."""
+    from microaction.live import LiveOptions, SourceSpec, WindowSettings, run_live
+
+    src = sorted((data / "keypoints").glob("rec_test_*.npz"))[0]
+    with np.load(src) as z:
+        kp, fps, size = z["keypoints"], float(z["fps"]), z["size"]
+    n = int(minutes * 60 * fps) + 48
+    long = out / "long"
+    (long / "keypoints").mkdir(parents=True, exist_ok=True)
+    np.savez(long / "keypoints" / "long.npz", keypoints=np.resize(kp, (n, *kp.shape[1:])), fps=fps, size=size)
+    rss: dict[str, float] = {}
+
+    def on_steps(steps: Any) -> None:
+        if "early" not in rss and steps.times[-1] >= early * 60:
+            rss["early"] = peak_rss_mb()
+
+    source = f"testsrc=duration={minutes * 60:g}:size=320x240:rate={fps:g}"
+    opts = LiveOptions(SourceSpec(source, "lavfi"), out / "memory", WindowSettings(), events=os.devnull,
+                       parse_from=str(long / "videos" / "long.mp4"), quiet=True)  # fmt: skip
+    res = run_live(run, opts, on_steps=on_steps)
+    rss["end"] = peak_rss_mb()
+    print(json.dumps({**rss, "stream_seconds": res.stats["stream_seconds"], "seconds": res.stats["seconds"]}))
+
+
+def memory(run: Path, data: Path, out: Path, minutes: float, early: float) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--memory-child", f"{minutes:g},{early:g}", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(REPO / "src")}
+    text = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=REPO).stdout
+    got: dict[str, float] = json.loads(text.strip().splitlines()[-1])
+    print(f"memory: {got}", flush=True)
+    return got
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--lookaheads", default=None, help="seconds, comma-separated (default 0.5,1,2; --quick: 1)")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-keepup", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    out = Path(args.out or ("runs/bench_live_quick" if args.quick else "runs/bench_live")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    if args.memory_child:
+        minutes, early = (float(x) for x in args.memory_child.split(","))
+        memory_child(out / "bmoe_tridet", out / "recordings", out, minutes, early)
+        return 0
+    print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs (a shared machine)", flush=True)
+    run, data = prepare(out, args.quick)
+    default_la = 1.0
+    las = [float(x) for x in (args.lookaheads or ("1" if args.quick else "0.5,1,2")).split(",")]
+    summary: dict[str, Any] = {"quick": args.quick}
+    q = None
+    if not (args.skip_quality and args.skip_latency):
+        q = quality(run, data, out, las if not args.skip_quality else [default_la], args.quick, default_la)
+        base = q["offline"]
+        result("offline mAP (test recordings)", round(100 * base["mAP"], 2), unit="%")
+        result("offline online F1 (SMG)", round(100 * base["f1"], 2), unit="%")
+        for label, got in q["live"].items():
+            ratio = got["mAP"] / base["mAP"] if base["mAP"] > 0 else float("nan")
+            result(f"live mAP, {label}", round(100 * got["mAP"], 2), unit="%")
+            result(f"live online F1, {label}", round(100 * got["f1"], 2), unit="%")
+            result(f"stream lag from action end to its event, {label}, median / p95",
+                   f"{got['stream_lag_median']:.2f} / {got['stream_lag_p95']:.2f}", unit="s",
+                   note="stream seconds seen when the event came, past the end (no processing delay)")  # fmt: skip
+            result(f"live / offline mAP, {label}", round(ratio, 3), unit="x", goal=">= 0.8",
+                   met=bool(ratio >= 0.8) if not args.quick else None)  # fmt: skip
+        summary["quality"] = {"offline": base, "live": {str(k): v for k, v in q["live"].items()}}
+    if q is not None and not args.skip_latency:
+        lat = latency(run, q, out, default_la, 1 if args.quick else 2)
+        arr = np.asarray(lat["latencies"])
+        med, p95 = (float(np.median(arr)), float(np.percentile(arr, 95))) if len(arr) else (float("nan"),) * 2
+        note = f"{len(arr)} actions found; {lat['dropped']} of {lat['sampled']} frames dropped; look-ahead {default_la:g} s"
+        result("latency from action end to event, median", round(med, 3), unit="s", goal="<= 1.0",
+               met=bool(med <= 1.0) if len(arr) else None, note=note)  # fmt: skip
+        result("latency from action end to event, 95th pct", round(p95, 3), unit="s", goal="<= 2.0",
+               met=bool(p95 <= 2.0) if len(arr) else None, note=note)  # fmt: skip
+        summary["latency"] = {**lat, "median": med, "p95": p95}
+    if not args.skip_keepup:
+        ku = keep_up(run, out, 10.0 if args.quick else 40.0)
+        for name, g in ku.items():
+            goal = "== 0" if name == "720p" else ""  # 1080p and several people: how many, no goal
+            result(f"frames dropped, {name} 25 fps, MediaPipe, real time", g["dropped"], unit="frames", goal=goal,
+                   met=(g["dropped"] == 0) if goal else None, note=f"of {g['sampled']}; "
+                   f"{g['cpu_per_stream_s']:.2f} CPU s per stream s")  # fmt: skip
+        summary["keep_up"] = ku
+    if not args.skip_memory:
+        minutes, early = (4.0, 1.0) if args.quick else (30.0, 5.0)
+        m = memory(run, data, out, minutes, early)
+        ratio = m["end"] / m["early"]
+        result(f"peak RSS at {minutes:g} min / at {early:g} min of stream", round(ratio, 3), unit="x", goal="<= 1.1",
+               met=bool(ratio <= 1.1), note=f"{m['early']:.0f} -> {m['end']:.0f} MB, as fast as possible "
+               f"({m['stream_seconds']:.0f} s of stream in {m['seconds']:.0f} s)")  # fmt: skip
+        summary["memory"] = m
+    print(f"load average at the end: {os.getloadavg()}", flush=True)
+    (out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

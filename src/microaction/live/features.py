@@ -1,0 +1,214 @@
+"""Live features: frames parsed one at a time, encoded on the run's feature grid as they arrive.
+
+The parse is the run's parser frame by frame: a tracker (MediaPipe) keeps one session over the
+whole stream; a parser of files beside the video (``groundtruth``, ``keypoints``) reads its file
+once (``parse_from``) and hands each frame the landmarks of its index. Parsers of whole clips
+(``sapiens``) cannot run live.
+
+The encoding is the streamed extraction's (``extract.stream``): the frames held (the last
+``context`` seconds) become a ``Parsed`` (gap filling, region masks) and ``Extractor.encode`` gives
+the steps of the fixed grid (``feature_rate`` steps/s from the first frame) that are complete: a
+step is encoded once the frames its encoder windows need have arrived, ``ready_after`` seconds
+after its time, and never again. What depends on a whole clip offline (the torso centre and
+scale of the pose encoder, clip boxes, region validity) is taken over the held frames: the
+causal counterpart of the streamed chunk with its context.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from microaction.extract.encoders.base import rate_steps
+from microaction.extract.pipeline import Extractor
+from microaction.extract.stream import Frame, chunk_parsed, recording_rate
+from microaction.extract.tracking import as_tracker
+from microaction.live.source import LiveFrame
+
+__all__ = ["FrameParser", "LiveFeatures", "Steps"]
+
+
+class FrameParser:
+    """The run's parser, one frame at a time -> ``[(person, stream.Frame)]`` (landmarks, masks):
+    one person (``person`` None), or with ``people="all"`` every person MediaPipe finds and
+    ``PeopleTracker`` follows (``"person <id>"``, ids in order of first appearance, as
+    ``mar extract --people all`` numbers them)."""
+
+    def __init__(self, ex: Extractor, parse_from: str | None = None, people: str = "main") -> None:
+        self.ex = ex
+        self.tracker = as_tracker(ex.parser)
+        self.session: Any = None
+        self.full = None
+        self.finder: Any = None
+        self.people: Any = None
+        if people == "all":
+            if ex.parser.name != "mediapipe":
+                raise ValueError(f"--people all needs the mediapipe parser live, not {ex.parser.name!r}")
+            from microaction.extract.people import PeopleTracker
+            from microaction.extract.people_parse import person_finder
+
+            self.finder, self.people = person_finder(ex), PeopleTracker()
+        if ex.parser.needs_pixels and self.tracker is None:
+            raise ValueError(
+                f"parser {ex.parser.name!r} parses whole clips and cannot run live; a run extracted with "
+                "mediapipe (or with keypoint files and --parse-from) can"
+            )
+        if not ex.parser.needs_pixels:
+            if parse_from is None:
+                raise ValueError(
+                    f"the run's store was parsed with {ex.parser.name!r}, from files beside the video: give "
+                    "--parse-from (the recording's video path for groundtruth, the keypoint file for keypoints), "
+                    "or --parser mediapipe to parse the frames"
+                )
+            self.full = ex.parser.parse(None, parse_from)
+        elif parse_from is not None:
+            raise ValueError(f"--parse-from is for a run parsed from files; {ex.parser.name!r} parses the frames")
+        self.keep_rgb = ex.params.face_size > 0 or any(e.needs_pixels for e in ex.encoders)
+        # what the whole file says of its source (landmarks it has, thresholds), as a streamed chunk keeps it
+        full_info = self.full.info if self.full is not None else {}
+        self.info = {k: v for k, v in full_info.items() if k in ("provided", "thresholds", "layout")}
+
+    def __call__(self, f: LiveFrame) -> list[tuple[str | None, Frame]]:
+        keep = f.rgb if self.keep_rgb else None
+        if self.full is not None:
+            full = self.full
+            if f.index >= full.num_frames:
+                raise ValueError(f"frame {f.index}: the keypoint file has only {full.num_frames} frames")
+            kp = full.keypoints[f.index].copy()
+            if f.rgb is not None and self.ex.needs_pixels:  # landmarks in pixels of the frames encoded
+                kp[:, 0] *= f.rgb.shape[1] / full.image_size[1]
+                kp[:, 1] *= f.rgb.shape[0] / full.image_size[0]
+            rm = None if full.region_masks is None else full.region_masks[f.index]
+            pm = None if full.person_mask is None else full.person_mask[f.index]
+            return [(None, Frame(f.index, f.t, f.pos, keep, kp, rm, pm))]
+        assert f.rgb is not None and self.tracker is not None
+        if self.people is not None:
+            return self._people(f, keep)
+        if self.session is None:
+            self.session = self.tracker.session()
+        kp, mask = self.session.step(f.rgb)
+        return [(None, Frame(f.index, f.t, f.pos, keep, kp, None, mask, raw=True))]
+
+    def _people(self, f: LiveFrame, keep: np.ndarray | None) -> list[tuple[str | None, Frame]]:
+        """Every person of the frame, as ``people_parse.find_people`` finds and tracks them."""
+        tr, t = self.people, f.pos
+        hints = [b for _, b in tr.predicted_boxes(t)]
+        missing = any(t - x.last > 1 for x in tr.live)
+        dets = self.finder.detect(f.rgb, hints, discover=t % self.finder.detect_every == 0 or not hints or missing)
+        ids = tr.update(t, dets)
+        for x in tr.live:  # a stream keeps no history: whole tracks (``tracks()``) are never asked for
+            del x.frames[:-1], x.dets[:-1]
+        tr.ended.clear()
+        return [(f"person {i}", Frame(f.index, f.t, f.pos, keep, d.keypoints, None, d.mask, raw=True))
+                for i, d in zip(ids, dets) if i >= 0]  # fmt: skip
+
+    def size(self, f: LiveFrame) -> tuple[int, int]:
+        """(H, W) of the pixels the landmarks are in."""
+        if self.full is not None and (f.rgb is None or not self.ex.needs_pixels):
+            return (int(self.full.image_size[0]), int(self.full.image_size[1]))
+        assert f.rgb is not None
+        return (int(f.rgb.shape[0]), int(f.rgb.shape[1]))
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if self.finder is not None:
+            self.finder.close()
+            self.finder = None
+
+
+@dataclass
+class Steps:
+    """New feature steps: ``regions [R, n, D]``, ``global_ [n, Dg]``, ``valid [R, n]`` (region seen
+    around the step), ``times [n]`` (seconds), ``boxes [R+1, n, 4]`` (native pixels)."""
+
+    regions: np.ndarray
+    global_: np.ndarray
+    valid: np.ndarray
+    times: np.ndarray
+    boxes: np.ndarray
+    index: int  # grid index of the first step
+
+
+class LiveFeatures:
+    """Parsed frames in, complete feature steps out (``push`` then ``ready``)."""
+
+    def __init__(
+        self, ex: Extractor, *, context: float = 3.0, fps: float | None = None, info: dict[str, Any] | None = None
+    ) -> None:
+        self.ex, self.info = ex, info
+        self.rate = recording_rate(ex)
+        self.context = float(context)
+        self.fps = fps or ex.params.fps
+        self.align = int(np.lcm.reduce([max(1, e.stride) for e in ex.encoders]))
+        self.frames: list[Frame] = []
+        self.origin: float | None = None
+        self.done = 0  # grid steps encoded so far
+        self.native: tuple[int, int] | None = None
+        self.size: tuple[int, int] | None = None
+        self.seconds = 0.0  # spent encoding
+
+    def ready_after(self) -> float:
+        """Seconds after a step's time until its frames are all here (half a step, then the
+        longest encoder window and one frame)."""
+        fps = self.fps or self._observed_fps()
+        return 0.5 / self.rate + (max(e.window for e in self.ex.encoders) + 1) / fps
+
+    def _observed_fps(self) -> float:
+        if len(self.frames) < 2:
+            return 25.0
+        span = self.frames[-1].t - self.frames[0].t
+        return (len(self.frames) - 1) / span if span > 0 else 25.0
+
+    def push(self, frame: Frame, native: tuple[int, int], size: tuple[int, int]) -> None:
+        if self.origin is None:
+            self.origin, self.native, self.size = frame.t, native, size
+        self.frames.append(frame)
+
+    def ready(self, ended: bool = False, hop: float = 0.0) -> Steps | None:
+        """The steps complete now (at the end: every step up to the last frame), or None; with
+        ``hop`` (seconds), None until that much of new steps is complete."""
+        if not self.frames or self.origin is None:
+            return None
+        last = self.frames[-1].t
+        horizon = last if ended else last - self.ready_after()
+        grid = rate_steps(self.origin, last, self.rate)  # steps up to the last frame
+        times = grid[self.done :]
+        times = times[times <= horizon] if not ended else times
+        if not len(times) or (not ended and len(times) < max(1, round(hop * self.rate))):
+            return None
+        t0 = time.perf_counter()
+        steps = self._encode(times, ended)
+        self.done += len(times)
+        self._trim(float(times[-1]))
+        self.seconds += time.perf_counter() - t0
+        return steps
+
+    def _encode(self, times: np.ndarray, ended: bool) -> Steps:
+        assert self.native is not None and self.size is not None
+        recs = self.frames
+        ts = np.array([r.t for r in recs], np.float32)
+        a_t = float(times[0]) - self.context
+        first = int(np.searchsorted(ts, np.float32(a_t)))
+        while first > 0 and recs[first].pos % self.align:  # the encoders' windows as in one pass
+            first -= 1
+        a = float(ts[min(first, len(ts) - 1)])
+        parsed = chunk_parsed(self.ex, recs, self.native, self.size, "live", ended, self.info)
+        got = self.ex.encode(parsed, rate=self.rate, steps=times, span=(a, float(ts[-1]) + 1e-3))
+        valid = np.asarray(got.extras["step_valid"], bool) & np.asarray(got.region_valid, bool)[:, None]
+        return Steps(got.regions, got.global_, valid, np.asarray(times, np.float64),
+                     np.asarray(got.extras["step_boxes"], np.float32), self.done)  # fmt: skip
+
+    def _trim(self, upto: float) -> None:
+        """Keep the frames the next steps' encoding sees: ``context`` seconds before them (also
+        what the region boxes follow the person over, in place of the centred box window)."""
+        keep_from = upto - self.context
+        k = 0
+        while k < len(self.frames) and self.frames[k].t < keep_from:
+            k += 1
+        if k:
+            del self.frames[:k]
