@@ -52,7 +52,7 @@ chromium:
 
 test: install chromium lint typecheck unit
 
-# every benchmark in its make-bench mode (<= 20 min on 2 cores), one summary table (benchmarks/README.md)
+# every benchmark in its make-bench mode (<= 30 min on 2 cores), one summary table (benchmarks/README.md)
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
