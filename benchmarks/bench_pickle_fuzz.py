@@ -17,26 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
-from benchlib import result
+from benchlib import machine, result
 
 MAKE_BENCH = {"args": [], "budget_s": 20, "mode": "full (10,000 cases)"}
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
@@ -51,7 +39,7 @@ def main() -> int:
     run = run_isolated(args.seed, args.cases)
     control = run_isolated(args.seed, len(crafted()), which="crafted", loader="plain")
     crashes = run.counts["crash"] + run.counts["hang"]
-    where = f"{_cpu()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    where = machine()
     print(
         f"{args.cases} cases (seed {args.seed}): {run.counts['loaded']} loaded, {run.counts['refused']} refused, "
         f"{run.counts['crash']} crashed, {run.counts['hang']} hung, {len(run.errors)} other errors; "

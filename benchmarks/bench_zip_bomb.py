@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import result
+from benchlib import machine, result
 
 MAKE_BENCH = {"args": [], "budget_s": 15, "mode": "full (a 2 GiB member)"}
 
@@ -37,16 +36,6 @@ print("FIGURES", rc, time.perf_counter() - t, hwm, ru.ru_utime + ru.ru_stime)
 """
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gib", type=float, default=2.0, help="inflated size of prediction.csv, GiB")
@@ -55,7 +44,7 @@ def main() -> int:
     from microaction.metrics import MetricsError, read_prediction_csv
     from zip_bombs import zip_bomb
 
-    where = f"{_cpu()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    where = machine()
     with tempfile.TemporaryDirectory() as tmp:
         bomb = zip_bomb(Path(tmp) / "submission.zip", size=int(args.gib * (1 << 30)))
         zipped_mb = bomb.stat().st_size / 1e6

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-__all__ = ["PREFIX", "mar", "parse_results", "result"]
+__all__ = ["PREFIX", "machine", "mar", "parse_results", "result"]
 
 PREFIX = "RESULT "
 
@@ -70,3 +73,16 @@ def mar(argv: list[str]) -> float:
     if rc != 0:
         raise RuntimeError(f"mar {argv[0]} failed (exit {rc})")
     return time.perf_counter() - t0
+
+
+def machine() -> str:
+    """The CPU model, its CPU count and the load average: what every speed figure names."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
