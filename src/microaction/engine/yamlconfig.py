@@ -1,7 +1,14 @@
-"""Typed YAML configs: one flat file per experiment mapped onto dataclasses.
+"""Typed YAML configs: one file per experiment mapped onto dataclasses.
 
-Unknown keys are errors naming the key and the file; numbers written like ``1e-3`` parse as
-numbers (PyYAML's YAML 1.1 reads them as strings); ``--set a.b=c`` overrides any field.
+Unknown keys are errors naming the key, the file and its line; numbers written like ``1e-3``
+parse as numbers (PyYAML's YAML 1.1 reads them as strings); ``--set a.b=c`` overrides any field.
+
+A file may start from another: ``base: other.yaml`` (relative to the file; a base may have a base
+of its own, a cycle is an error naming the files) and then list only the keys it changes. The
+merge follows the dataclasses: a section (a field whose type is a dataclass, e.g. ``optim``) is
+merged key by key; any other value replaces the base's whole, whether a number, a string, a list
+or a free-form mapping such as ``model.kwargs``. The result is validated as a flat file would
+be, and what a run records is that resolved, flat config (``to_dict``; no ``base`` in it).
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["ConfigError", "apply_overrides", "from_dict", "load_config", "to_dict"]
+__all__ = ["BASE_KEY", "ConfigError", "apply_overrides", "from_dict", "load_config", "resolve_config", "to_dict"]
 
 T = TypeVar("T")
+
+BASE_KEY = "base"  # top-level key naming the file a config starts from; never a dataclass field
 
 
 class ConfigError(ValueError):
@@ -147,9 +156,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
     return data
 
 
-def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Read a YAML file into dataclass ``cls``; errors name the file (and line for YAML syntax)."""
-    path = Path(path)
+def _read_mapping(path: Path) -> tuple[dict[str, Any], str]:
+    """A YAML file's top-level mapping and its text (for line numbers); errors name the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -166,5 +174,81 @@ def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = No
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    return data, text
+
+
+def _at(path: Path, text: str, keys: tuple[str, ...]) -> str:
+    """``path:line`` of the key at ``keys`` in ``text`` (``path`` alone where it cannot be found)."""
+    node: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)]
+        if not found:
+            break
+        line, node = found[-1][0].start_mark.line + 1, found[-1][1]
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+def _section(tp: Any) -> type | None:
+    """The dataclass of a field that is a section (``X`` or ``X | None``), else None."""
+    for t in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(t) and isinstance(t, type):
+            return t
+    return None
+
+
+def _check_keys(cls: type, data: dict[str, Any], path: Path, text: str, keys: tuple[str, ...] = ()) -> None:
+    """Unknown keys of one file, named with the file and line that wrote them."""
+    hints = typing.get_type_hints(cls)
+    for k, v in data.items():
+        if k not in hints:
+            inside = f" {'.'.join(keys)}:" if keys else ""
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(f"{_at(path, text, (*keys, k))}:{inside} unknown key {k!r} (known: {known})")
+        sub = _section(hints[k])
+        if sub is not None and isinstance(v, dict):
+            _check_keys(sub, v, path, text, (*keys, k))
+
+
+def _merge(cls: type, base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: sections merged key by key, every other value replaced whole."""
+    hints = typing.get_type_hints(cls)
+    out = dict(base)
+    for k, v in over.items():
+        sub = _section(hints[k]) if k in hints else None
+        if sub is not None and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(sub, out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def resolve_config(cls: type, path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping a config file stands for: its ``base`` chain merged (see the module docstring),
+    every file's keys checked against ``cls``; no ``base`` key left in it."""
+    path = Path(path)
+    chain = (*_chain, path)
+    data, text = _read_mapping(path)
+    base = data.pop(BASE_KEY, None)
+    _check_keys(cls, data, path, text)
+    if base is None:
+        return data
+    where = _at(path, text, (BASE_KEY,))
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{where}: base must name a YAML file (relative to this one), got {base!r}")
+    target = path.parent / base
+    if any(target.resolve() == p.resolve() for p in chain):
+        raise ConfigError(f"{where}: base cycle: {' -> '.join(str(p) for p in (*chain, target))}")
+    if not target.is_file():
+        raise ConfigError(f"{where}: base {base!r}: no such file ({target})")
+    return _merge(cls, resolve_config(cls, target, chain), data)
+
+
+def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
+    """Read a YAML file (and its ``base`` chain) into dataclass ``cls``; errors name the file (and
+    line for YAML syntax and unknown keys)."""
+    data = resolve_config(cls, path)
     apply_overrides(data, overrides or [])
     return from_dict(cls, data, where=str(path))
