@@ -44,7 +44,9 @@ def test_sections_merge_key_by_key_other_values_replace(tmp_path: Path) -> None:
         tmp_path / "base.yaml",
         "name: b\noptim: {lr: 0.5, steps: 3}\nextra: {steps: 4}\nkwargs: {a: 1, b: 2}\ntags: [x, y]\n",
     )
-    v = _write(tmp_path / "v.yaml", "base: base.yaml\noptim: {steps: 7, betas: [0.5, 0.6]}\nkwargs: {c: 3}\ntags: [z]\n")
+    v = _write(
+        tmp_path / "v.yaml", "base: base.yaml\noptim: {steps: 7, betas: [0.5, 0.6]}\nkwargs: {c: 3}\ntags: [z]\n"
+    )
     cfg = load_config(Cfg, v)
     assert cfg.name == "b"  # inherited
     assert (cfg.optim.lr, cfg.optim.steps, cfg.optim.betas) == (0.5, 7, [0.5, 0.6])  # section: key by key
@@ -135,8 +137,7 @@ def test_run_folder_config_is_flat_and_equals_the_flat_equivalent(tmp_path: Path
 
     ds = make_random_dataset(tmp_path / "data", num_classes=4, num_body=2, splits={"train": 16, "val": 8})
     flat = {
-        "data": {"store": str(ds["store"]), "taxonomy": str(ds["taxonomy"]), "manifest": str(ds["manifest"]),
-                 "num_steps": 4},  # fmt: skip
+        "data": {"store": str(ds["store"]), "taxonomy": str(ds["taxonomy"]), "manifest": str(ds["manifest"])},
         "model": {"name": "mean_mlp", "preset": "tiny", "kwargs": {"dropout": 0.2}},
         "optim": {"lr": 3e-3, "warmup_epochs": 0.5},
         "loss": {"label_smoothing": 0.1},

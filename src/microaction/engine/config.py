@@ -1,8 +1,9 @@
-"""Experiment configs: one flat YAML file per experiment, mapped onto these dataclasses.
+"""Experiment configs: one YAML file per experiment, mapped onto these dataclasses.
 
-No inheritance and no includes: every value a run uses is in its file (or in a default below) and
-the resolved config is written into the run folder. ``load_experiment(path, overrides)`` reads a
-file with ``--set a.b=c`` overrides; unknown keys are errors naming the key and the file.
+Every value a run uses is in its file, in the file it names as ``base`` (a variant lists only what
+it changes; ``engine.yamlconfig`` has the merge rule) or in a default below, and the resolved, flat
+config is written into the run folder. ``load_experiment(path, overrides)`` reads a file with
+``--set a.b=c`` overrides; unknown keys are errors naming the key, the file and the line.
 
 Sections: ``data`` (store, labels, temporal sampling, augmentation), ``model`` (registry name,
 preset, keyword arguments), ``optim`` (AdamW, warm-up + cosine, clipping, accumulation, EMA),
