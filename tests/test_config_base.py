@@ -158,3 +158,19 @@ def test_run_folder_config_is_flat_and_equals_the_flat_equivalent(tmp_path: Path
     assert "base" not in yaml.safe_load(texts[1])
     assert texts[1] == texts[0]
     assert yaml.safe_load(texts[1])["model"]["kwargs"] == {"dropout": 0.2}
+
+
+def test_wrong_type_named_with_the_file_and_line_that_wrote_it(tmp_path: Path) -> None:
+    _write(tmp_path / "base.yaml", "name: b\noptim:\n  lr: 0.5\n  steps: many\n")
+    v = _write(tmp_path / "variant.yaml", "base: base.yaml\noptim: {lr: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml:4: optim\.steps: expected an integer, got 'many'"):
+        load_config(Cfg, v)
+    _write(tmp_path / "base.yaml", "name: b\n")
+    v.write_text("base: base.yaml\n\noptim: {betas: [0.9, x]}\n")
+    with pytest.raises(ConfigError, match=r"variant\.yaml:3: optim\.betas\[1\]: expected a number"):
+        load_config(Cfg, v)
+    # required keys are checked on the merged config: a variant need not repeat them
+    _write(tmp_path / "base.yaml", "optim: {lr: 0.5}\n")
+    v.write_text("base: base.yaml\n")
+    with pytest.raises(ConfigError, match=r"variant\.yaml: missing required key 'name'"):
+        load_config(Cfg, v)

@@ -1,7 +1,8 @@
 """Typed YAML configs: one file per experiment mapped onto dataclasses.
 
-Unknown keys are errors naming the key, the file and its line; numbers written like ``1e-3``
-parse as numbers (PyYAML's YAML 1.1 reads them as strings); ``--set a.b=c`` overrides any field.
+Unknown keys and values of the wrong type are errors naming the key, the file and its line;
+numbers written like ``1e-3`` parse as numbers (PyYAML's YAML 1.1 reads them as strings);
+``--set a.b=c`` overrides any field.
 
 A file may start from another: ``base: other.yaml`` (relative to the file; a base may have a base
 of its own, a cycle is an error naming the files) and then list only the keys it changes. The
@@ -199,17 +200,24 @@ def _section(tp: Any) -> type | None:
     return None
 
 
-def _check_keys(cls: type, data: dict[str, Any], path: Path, text: str, keys: tuple[str, ...] = ()) -> None:
-    """Unknown keys of one file, named with the file and line that wrote them."""
+def _check_file(cls: type, data: dict[str, Any], path: Path, text: str, keys: tuple[str, ...] = ()) -> None:
+    """Unknown keys and values of the wrong type in one file, named with the file and line that
+    wrote them (the merged config is checked again as a whole: required keys, overrides)."""
     hints = typing.get_type_hints(cls)
     for k, v in data.items():
+        at = (*keys, k)
         if k not in hints:
             inside = f" {'.'.join(keys)}:" if keys else ""
             known = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise ConfigError(f"{_at(path, text, (*keys, k))}:{inside} unknown key {k!r} (known: {known})")
+            raise ConfigError(f"{_at(path, text, at)}:{inside} unknown key {k!r} (known: {known})")
         sub = _section(hints[k])
         if sub is not None and isinstance(v, dict):
-            _check_keys(sub, v, path, text, (*keys, k))
+            _check_file(sub, v, path, text, at)
+            continue
+        try:
+            _coerce(v, hints[k], ".".join(map(str, at)))
+        except ConfigError as e:
+            raise ConfigError(f"{_at(path, text, at)}: {e}") from None
 
 
 def _merge(cls: type, base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -227,12 +235,12 @@ def _merge(cls: type, base: dict[str, Any], over: dict[str, Any]) -> dict[str, A
 
 def resolve_config(cls: type, path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The mapping a config file stands for: its ``base`` chain merged (see the module docstring),
-    every file's keys checked against ``cls``; no ``base`` key left in it."""
+    every file's keys and values checked against ``cls``; no ``base`` key left in it."""
     path = Path(path)
     chain = (*_chain, path)
     data, text = _read_mapping(path)
     base = data.pop(BASE_KEY, None)
-    _check_keys(cls, data, path, text)
+    _check_file(cls, data, path, text)
     if base is None:
         return data
     where = _at(path, text, (BASE_KEY,))
@@ -247,8 +255,8 @@ def resolve_config(cls: type, path: str | Path, _chain: tuple[Path, ...] = ()) -
 
 
 def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
-    """Read a YAML file (and its ``base`` chain) into dataclass ``cls``; errors name the file (and
-    line for YAML syntax and unknown keys)."""
+    """Read a YAML file (and its ``base`` chain) into dataclass ``cls``; errors name the file and,
+    for what a file wrote (YAML syntax, unknown keys, values of the wrong type), the line."""
     data = resolve_config(cls, path)
     apply_overrides(data, overrides or [])
     return from_dict(cls, data, where=str(path))
