@@ -11,11 +11,12 @@ import pytest
 
 from extract_helpers import make_dataset, skeleton_clip
 from microaction.data.store import FeatureStore, StoreMismatch
+from microaction.extract.jobs.job_list import Job, collect_jobs, parse_shard, shard_jobs
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.parsers import interpolate_gaps, make_parser
 from microaction.extract.parsers.base import to_seen_scale
 from microaction.extract.parsers.keypoints import load_keypoints
 from microaction.extract.pipeline import Extractor, ExtractParams
-from microaction.extract.runner import Job, collect_jobs, parse_shard, run_extraction, shard_jobs
 from microaction.skeleton import LANDMARKS, REGION_LANDMARKS
 
 POSE_ONLY = dict(parser="groundtruth", encoders=["pose"])
