@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from microaction.extract.encoders.base import rate_steps
+from microaction.extract.jobs.people_clip import people_step, person_finder
+from microaction.extract.jobs.person_tracking import PeopleTracker
 from microaction.extract.jobs.segment_parsing import as_tracker
 from microaction.extract.jobs.stream_chunks import Frame, chunk_parsed, parse_frame, recording_rate
 from microaction.extract.pipeline import Extractor
@@ -47,9 +49,6 @@ class FrameParser:
         if people == "all":
             if ex.parser.name != "mediapipe":
                 raise ValueError(f"--people all needs the mediapipe parser live, not {ex.parser.name!r}")
-            from microaction.extract.jobs.people_clip import person_finder
-            from microaction.extract.jobs.person_tracking import PeopleTracker
-
             self.finder, self.people = person_finder(ex), PeopleTracker()
         if ex.parser.needs_pixels and self.tracker is None:
             raise ValueError(
@@ -88,12 +87,10 @@ class FrameParser:
         return [(None, Frame(f.index, f.t, f.pos, keep, kp, None, mask, raw=True))]
 
     def _people(self, f: LiveFrame, keep: np.ndarray | None) -> list[tuple[str | None, Frame]]:
-        """Every person of the frame, as ``people_clip.find_people`` finds and tracks them."""
-        tr, t = self.people, f.pos
-        hints = [b for _, b in tr.predicted_boxes(t)]
-        missing = any(t - x.last > 1 for x in tr.live)
-        dets = self.finder.detect(f.rgb, hints, discover=t % self.finder.detect_every == 0 or not hints or missing)
-        ids = tr.update(t, dets)
+        """Every person of the frame, as ``people_clip.people_step`` finds and tracks them."""
+        tr = self.people
+        assert f.rgb is not None
+        dets, ids = people_step(self.finder, tr, f.pos, f.rgb)
         for x in tr.live:  # a stream keeps no history: whole tracks (``tracks()``) are never asked for
             del x.frames[:-1], x.dets[:-1]
         tr.ended.clear()

@@ -35,6 +35,7 @@ from microaction.layouts import get_layout
 from microaction.skeleton import NUM_LANDMARKS
 
 if TYPE_CHECKING:
+    from microaction.extract.jobs.person_tracking import PersonBox
     from microaction.extract.pipeline import Extractor, Parsed
     from microaction.extract.video import Sampling
 
@@ -44,6 +45,7 @@ __all__ = [
     "file_tracks",
     "find_people",
     "parse_people",
+    "people_step",
     "person_finder",
     "person_floor",
     "sampled_rate",
@@ -69,30 +71,38 @@ def find_people(
     finder: PersonFinder,
     *,
     target: dict[int, np.ndarray] | None = None,
-    tracker: PeopleTracker | None = None,
     pack_masks: bool = False,
 ) -> list[PersonTrack]:
-    """Track the people of decoded frames (``[T, H, W, 3]``, or one frame at a time). With
-    ``target`` ({position: box}), only the neighbourhood of that person is searched (its boxes,
-    then its track). ``pack_masks``: each mask is kept bit-packed (``np.packbits`` of its pixels,
-    ``PersonTrack.masks`` ``[T, bytes]``): a long recording's masks in an eighth of the memory."""
-    tracker = tracker or PeopleTracker()
+    """Track the people of decoded frames (``[T, H, W, 3]``, or one frame at a time), frame by
+    frame (``people_step``). ``pack_masks``: each mask is kept bit-packed (``np.packbits`` of its
+    pixels, ``PersonTrack.masks`` ``[T, bytes]``): a long recording's masks in an eighth of the memory."""
+    tracker = PeopleTracker()
     t = -1
     for t, img in enumerate(frames):
-        hints = [b for _, b in tracker.predicted_boxes(t)]
-        if target is not None:
-            if t in target:
-                hints.insert(0, target[t])
-            discover = False
-        else:
-            missing = any(t - tr.last > 1 for tr in tracker.live)
-            discover = t % finder.detect_every == 0 or not hints or missing
-        dets = finder.detect(img, hints, discover=discover)
-        if pack_masks:
-            for d in dets:
-                d.mask = None if d.mask is None else np.packbits(d.mask.reshape(-1) > 0)
-        tracker.update(t, dets)
+        people_step(finder, tracker, t, img, target, pack_masks)
     return tracker.tracks(t + 1)
+
+
+def people_step(
+    finder: PersonFinder, tracker: PeopleTracker, t: int, frame: np.ndarray,
+    target: dict[int, np.ndarray] | None = None, pack_masks: bool = False,
+) -> tuple[list[PersonBox], list[int]]:  # fmt: skip
+    """Frame ``t`` (of ``find_people``, or of a live stream): the finder on each tracked person's
+    predicted box, and on the whole frame every ``detect_every`` frames or while someone is
+    missing; with ``target`` ({position: box}) only around that person (its boxes, then its
+    track). Returns the detections and their track ids."""
+    hints = [b for _, b in tracker.predicted_boxes(t)]
+    if target is not None:
+        if t in target:
+            hints.insert(0, target[t])
+        discover = False
+    else:
+        discover = t % finder.detect_every == 0 or not hints or any(t - tr.last > 1 for tr in tracker.live)
+    dets = finder.detect(frame, hints, discover=discover)
+    if pack_masks:
+        for d in dets:
+            d.mask = None if d.mask is None else np.packbits(d.mask.reshape(-1) > 0)
+    return dets, tracker.update(t, dets)
 
 
 def person_floor(ex: Extractor, frames: int, rate: float) -> int:

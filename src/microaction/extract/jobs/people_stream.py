@@ -64,10 +64,6 @@ class PersonStream:
         return np.unpackbits(self.masks[pos], count=h * w).reshape(h, w)
 
 
-def _plan(ex: Extractor, path: str, start: int | None, end: int | None) -> dict[str, Any]:
-    return {"source": source_identity(path), "start": start, "end": end, "params": ex.params.to_dict()}
-
-
 def _load(cache: Path, plan: dict[str, Any]) -> list[PersonStream] | None:
     try:
         with np.load(cache, allow_pickle=False) as z:
@@ -128,7 +124,7 @@ def find_people_stream(
     native pixels}``) the person those boxes pick, id 0; read back from ``work/people.npz`` when
     it was made under the same plan."""
     path = str(path)
-    plan = _plan(ex, path, start, end)
+    plan: dict[str, Any] = {"source": source_identity(path), "start": start, "end": end, "params": ex.params.to_dict()}
     if target is not None:
         plan["target"] = {str(k): [float(v) for v in b] for k, b in sorted(target.items())}
     cache = work / CACHE

@@ -1,15 +1,11 @@
-"""Which of the four paths an extraction job takes, decided here and nowhere else.
+"""Which of the four paths an extraction job takes, decided here and nowhere else: ``clip`` (one
+person, read whole, encoded in one pass), ``stream`` (one person of a recording longer than
+``stream_after`` seconds, chunk by chunk: ``stream_chunks``), ``people`` (every person, or the one
+an annotation's box picks, of a clip: ``people_clip``) and ``people_stream`` (the same on a long
+recording: the people found first, ``people_stream``, then each streamed).
 
-- ``clip``: one person, read whole (``Extractor.parse``) and encoded in one pass;
-- ``stream``: one person of a recording longer than ``stream_after`` seconds, chunk by chunk
-  (``stream_chunks``);
-- ``people``: every person (``--people all``), or the person an annotation's box picks, of a clip
-  (``people_clip``), each encoded as one person;
-- ``people_stream``: the same on a long recording: the people are found first
-  (``people_stream``), then each is streamed.
-
-A video's length is read from its container (no decoding). A keypoint stream without pixels has
-its length once the file is read, so planning reads it then and the plan keeps what was read.
+A video's length is read from its container (no decoding); a keypoint stream without pixels has
+its length once the file is read, so planning reads it and the plan keeps what was read.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def _pixel_frames(
 
 def parse_frame(
     parse: ParseResult, row: int, index: int, t: float, pos: int, frame: np.ndarray | None = None,
-    size: tuple[int, int] | None = None,
+    size: tuple[int, ...] | None = None,
 ) -> Frame:  # fmt: skip
     """Frame ``index`` with the landmarks and masks of ``parse``'s ``row`` (the landmarks scaled to
     a frame of ``size`` (H, W) pixels when given)."""
@@ -253,7 +253,7 @@ def stream_recording(
     source_info: dict[str, Any] | None = None
     if parsed is not None:
         ts, idx, native = parsed.timestamps, parsed.indices, parsed.native
-        source = (parse_frame(parsed.parse, j, int(idx[j]), float(ts[j]), j) for j in range(len(ts)))
+        source: Iterator[Frame] = (parse_frame(parsed.parse, j, int(idx[j]), float(ts[j]), j) for j in range(len(ts)))
         size: tuple[int, int] | None = parsed.parse.image_size
         source_info = {k: v for k, v in parsed.parse.info.items() if k in ("provided", "thresholds", "layout")}
     else:
