@@ -98,12 +98,9 @@ def finish_job(
                 continue  # a person committed before the run was killed
             # a long recording: chunk by chunk, resumable, written piece by piece
             chunks = stream_recording(extractor, store, key, job.path, job.start, job.end, parsed=parsed, person=person)
-            src = parsed.parse.info.get("size_from") if parsed is not None else None
-            info = {
-                "video": job.path,
-                **({} if pid is None else {"person": pid}),
-                **({"size_from": src} if src else {}),
-            }
+            info: dict[str, Any] = {"video": job.path, **({} if pid is None else {"person": pid})}
+            if parsed is not None and parsed.parse.info.get("size_from"):
+                info["size_from"] = parsed.parse.info["size_from"]
             frames = write_recording(extractor, store, key, chunks, info)
             discard_work(store, key)
         if plan.kind.people and not job.boxes:
