@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     load = os.getloadavg()[0]
     # warm-up (imports, graph creation) on the first clip
-    Extractor(ExtractParams(encoders=["pose"], **sampling)).extract(jobs[0].path)
+    ex = Extractor(ExtractParams(encoders=["pose"], **sampling))
+    ex.encode(ex.parse(jobs[0].path))
     rows = {}
     c0 = cpu_seconds()
     n, dt = bench_parse_only(Extractor(ExtractParams(encoders=["pose"], **sampling)), jobs)

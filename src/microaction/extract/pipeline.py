@@ -226,17 +226,7 @@ class Extractor:
             tool_version=__version__,
         )
 
-    # -- one video ------------------------------------------------------------------------------
-    def extract(
-        self,
-        video_path: str | os.PathLike[str],
-        start: int | None = None,
-        end: int | None = None,
-        *,
-        keep: bool = False,
-    ) -> Extraction:
-        return self.encode(self.parse(video_path, start, end), keep=keep)
-
+    # -- one video: stage 1 (parse), then stage 2 (encode) ------------------------------------------
     def parse(self, video_path: str | os.PathLike[str], start: int | None = None, end: int | None = None) -> Parsed:
         """Stage 1: decode (when pixels are needed) and parse."""
         t0 = time.perf_counter()
