@@ -46,8 +46,9 @@ def result(figure: str, value: float, goal: str | None = None, met: bool | None 
 
 def prepare(root: Path, seed: int, preset: str) -> tuple[Path, Path]:
     from microaction.data.synth.recording import generate_recordings
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import collect_jobs, run_extraction
 
     data, store = root / "recordings", root / "store_recordings"
     generate_recordings(data, preset, seed=seed, workers=1, progress=False)

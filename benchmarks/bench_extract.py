@@ -43,7 +43,7 @@ def bench_parse_only(ex, jobs) -> tuple[int, float]:
 
 def bench_pipeline(ex, jobs) -> tuple[int, float]:
     from microaction.data.store import FeatureStore
-    from microaction.extract.runner import run_pipelined
+    from microaction.extract.jobs.runner import run_pipelined
 
     with tempfile.TemporaryDirectory() as d:
         store = FeatureStore.create(d, ex.manifest())
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
 
+    from microaction.extract.jobs.job_list import collect_jobs
     from microaction.extract.pipeline import Extractor, ExtractParams
-    from microaction.extract.runner import collect_jobs
 
     if not a.clips.is_dir():
         print(f"bench_extract: {a.clips} not found (needs ../shared)", file=sys.stderr)
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     load = os.getloadavg()[0]
     # warm-up (imports, graph creation) on the first clip
-    Extractor(ExtractParams(encoders=["pose"], **sampling)).extract(jobs[0].path)
+    ex = Extractor(ExtractParams(encoders=["pose"], **sampling))
+    ex.encode(ex.parse(jobs[0].path))
     rows = {}
     c0 = cpu_seconds()
     n, dt = bench_parse_only(Extractor(ExtractParams(encoders=["pose"], **sampling)), jobs)

@@ -123,8 +123,9 @@ def peak_rss_mb() -> float:
 
 def run_case(case: str, source: Path, frames: int) -> dict:
     """Extract ``source`` into a temporary store in this process; frames/s and peak RSS."""
+    from microaction.extract.jobs.job_list import Job, collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import Job, collect_jobs, run_extraction
 
     params = ExtractParams(parser="keypoints", encoders=["pose"], parser_options={"fps": 30.0})
     if case == "openpose":

@@ -54,8 +54,9 @@ def prepare(out: Path, quick: bool) -> tuple[Path, Path]:
     """(run folder, synthetic data folder): recordings, their store and the demo detector."""
     from microaction.data.synth.recording import generate_recordings
     from microaction.engine.trainer import train
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import collect_jobs, run_extraction
 
     data, store, run = out / "recordings", out / "store", out / "bmoe_tridet"
     if (run / "best.safetensors").is_file():

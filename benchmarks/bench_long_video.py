@@ -16,7 +16,7 @@
 3. ``--tracking`` (not in ``make bench``): the clip path once more with one MediaPipe tracker over
    the whole video (``track_seconds`` past its length), its speed, and the distance (native
    pixels, median and 90th percentile) of the streamed run's landmarks, made by tracker segments
-   (``extract.tracking``), from its: in a segment's first half-second and elsewhere.
+   (``extract.jobs.segment_parsing``), from its: in a segment's first half-second and elsewhere.
 4. ``--people`` (not in ``make bench``): the 10- and 20-minute recordings with two people side
    by side, ``--people all`` (their keypoint file, pixel encoders): each person streamed as a
    recording of its own; peak RSS growth (goal as in 1.).
@@ -123,7 +123,8 @@ def make_recording(
 _CHILD = """
 import json, resource, sys, time
 from microaction.extract.pipeline import ExtractParams
-from microaction.extract.runner import Job, run_extraction
+from microaction.extract.jobs.job_list import Job
+from microaction.extract.jobs.runner import run_extraction
 args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 s = run_extraction([Job("rec", args["video"])], ExtractParams(**args["params"]), args["out"], progress=False)

@@ -36,9 +36,10 @@ sys.path.insert(0, str(REPO / "src"))
 
 from microaction.data.store import FeatureStore  # noqa: E402
 from microaction.data.synth.scene import generate_scenes, read_scene_truth  # noqa: E402
-from microaction.extract.people import keypoint_box, score_tracking  # noqa: E402
+from microaction.extract.jobs.job_list import collect_jobs  # noqa: E402
+from microaction.extract.jobs.person_tracking import keypoint_box, score_tracking  # noqa: E402
+from microaction.extract.jobs.runner import run_extraction  # noqa: E402
 from microaction.extract.pipeline import ExtractParams  # noqa: E402
-from microaction.extract.runner import collect_jobs, run_extraction  # noqa: E402
 
 MAKE_BENCH = {
     "args": ["--parsers", "keypoints"],

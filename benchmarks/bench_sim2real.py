@@ -35,7 +35,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from microaction.engine import Predictor
-    from microaction.extract.pipeline import ExtractParams, extract_clip, params_from_manifest
+    from microaction.extract.jobs.execute import extract_video
+    from microaction.extract.pipeline import ExtractParams, params_from_manifest
     from microaction.taxonomy import load_taxonomy
 
     if args.run:
@@ -66,7 +67,7 @@ def main() -> int:
     for clip in clips:
         label = tax.index(clip.stem.split("_", 1)[1].replace("_", " "))  # A1_shaking_body -> shaking body
         body = int(tax.body_of(label))
-        e = extract_clip(clip, real)
+        e = extract_video(clip, real)
         p = pred.predict_arrays(e.regions, e.global_, e.region_valid, key=clip.name)
         top5 = [a[0] for a in p.actions]
         hits_body += p.bodies[0][0] == body

@@ -33,8 +33,9 @@ CONFIG = REPO / "configs" / "demo_bmoe_tridet.yaml"
 def recordings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(annotations, store) of the tiny synthetic recordings (train / val / test)."""
     from microaction.data.synth.recording import generate_recordings
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import collect_jobs, run_extraction
 
     root = tmp_path_factory.mktemp("det_loop")
     generate_recordings(root / "synth", "recordings_tiny", seed=0, workers=1, progress=False)

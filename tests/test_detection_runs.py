@@ -25,8 +25,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def recordings(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(annotations without a val split, store): the tiny synthetic recordings, val renamed test."""
     from microaction.data.synth.recording import generate_recordings
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import collect_jobs, run_extraction
 
     root = tmp_path_factory.mktemp("noval")
     data = root / "synth"

@@ -169,8 +169,9 @@ def test_sapiens_torchscript_grouping(tmp_path: Path) -> None:
 def test_videomae_in_the_pipeline(videomae_dirs, tmp_path: Path) -> None:
     from extract_helpers import make_dataset
     from microaction.data.store import FeatureStore
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import collect_jobs, run_extraction
 
     _, converted, _ = videomae_dirs
     manifest = make_dataset(tmp_path / "d", n=2, T=20, render_videos=True)

@@ -11,11 +11,13 @@ import pytest
 
 from extract_helpers import make_dataset, skeleton_clip
 from microaction.data.store import FeatureStore, StoreMismatch
+from microaction.extract.jobs.execute import extract_video
+from microaction.extract.jobs.job_list import Job, collect_jobs, parse_shard, shard_jobs
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.parsers import interpolate_gaps, make_parser
 from microaction.extract.parsers.base import to_seen_scale
 from microaction.extract.parsers.keypoints import load_keypoints
 from microaction.extract.pipeline import Extractor, ExtractParams
-from microaction.extract.runner import Job, collect_jobs, parse_shard, run_extraction, shard_jobs
 from microaction.skeleton import LANDMARKS, REGION_LANDMARKS
 
 POSE_ONLY = dict(parser="groundtruth", encoders=["pose"])
@@ -61,7 +63,7 @@ def test_keypoints_only_path_needs_no_video(dataset: Path, pose_store: Path) -> 
 def test_ground_truth_masks_and_motion_on_rendered_videos(tmp_path: Path) -> None:
     manifest = make_dataset(tmp_path / "d", n=2, T=16, render_videos=True)
     ex = Extractor(ExtractParams(parser="groundtruth", encoders=["motion", "pose"], num_frames=8))
-    res = ex.extract(tmp_path / "d" / "videos" / "clip001.mp4", keep=True)
+    res = ex.encode(ex.parse(tmp_path / "d" / "videos" / "clip001.mp4"), keep=True)
     assert res.region_valid.all() and res.frames is not None and res.parse is not None
     assert res.parse.region_masks is not None and res.frames.shape[0] == 8
     assert np.abs(res.regions[:, :, :144]).sum() > 0  # motion part
@@ -133,7 +135,7 @@ def test_person_less_clip_never_crashes(tmp_path: Path) -> None:
         fps=np.float32(30),
         size=np.array([96, 80]),
     )
-    res = Extractor(ExtractParams(**POSE_ONLY)).extract(root / "videos" / "empty.mp4")
+    res = extract_video(root / "videos" / "empty.mp4", ExtractParams(**POSE_ONLY))
     assert not res.region_valid.any() and np.isfinite(res.global_).all() and not res.regions.any()
     # mediapipe on frames with nobody in them
     mp = make_parser("mediapipe").parse(np.full((4, 64, 48, 3), 90, np.uint8), "blank.mp4")
@@ -143,8 +145,8 @@ def test_person_less_clip_never_crashes(tmp_path: Path) -> None:
 def test_flip_swaps_left_and_right(dataset: Path) -> None:
     video = dataset.parent / "videos" / "clip002.mp4"
     base = dict(parser="groundtruth", encoders=["pose"], regions="ma52")
-    a = Extractor(ExtractParams(**base)).extract(video)
-    b = Extractor(ExtractParams(**base, flip=True)).extract(video)
+    a = extract_video(video, ExtractParams(**base))
+    b = extract_video(video, ExtractParams(**base, flip=True))
     regions = ExtractParams(**base).regions
     L, R = regions.index("left_hand"), regions.index("right_hand")
     k = len(REGION_LANDMARKS["left_hand"])

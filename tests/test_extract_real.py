@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from microaction.data.store import FeatureStore
-from microaction.extract.pipeline import ExtractParams, extract_clip, params_from_manifest
-from microaction.extract.runner import collect_jobs, run_extraction
+from microaction.extract.jobs.execute import extract_video
+from microaction.extract.jobs.job_list import collect_jobs
+from microaction.extract.jobs.runner import run_extraction
+from microaction.extract.pipeline import ExtractParams, params_from_manifest
 from microaction.skeleton import LANDMARKS, REGION_SETS
 
 NUM_FRAMES = 12  # evenly spaced frames per clip: keeps the suite fast
@@ -111,7 +113,7 @@ def test_rerun_skips_and_extract_video_matches(real_store: dict[str, Path], shar
     assert {k: store.status(k) for k in keys} == before
     # the library call with the manifest's params reproduces a stored item
     params = params_from_manifest(store.manifest)
-    res = extract_clip(shared / "imigue" / "demo_clips" / "folding-arms.gif", store.manifest)
+    res = extract_video(shared / "imigue" / "demo_clips" / "folding-arms.gif", store.manifest)
     it = store.read("folding-arms")
     assert params.num_frames == NUM_FRAMES
     np.testing.assert_array_equal(res.regions.astype(np.float16), it.regions)

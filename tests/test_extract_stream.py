@@ -11,11 +11,12 @@ import pytest
 
 from extract_helpers import render, skeleton_clip, write_video
 from microaction.data.store import FeatureStore
-from microaction.extract import stream
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
+from microaction.extract.jobs import stream_chunks as stream
+from microaction.extract.jobs.execute import extract_video
+from microaction.extract.jobs.job_list import Job, collect_jobs
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.pipeline import Extractor, ExtractParams
-from microaction.extract.runner import Job, collect_jobs, run_extraction
-from microaction.extract.stream import extract_video
 from microaction.skeleton import LANDMARKS
 
 FPS = 15
@@ -184,9 +185,9 @@ def test_upper_body_gif_has_a_body(shared: Path) -> None:
 def test_mediapipe_streamed_equals_one_pass(ma52_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """The default parser across chunks and tracker segments: one pass, streamed, and streamed
     after a kill give the same landmarks (trackers restart on the same grid in every path,
-    ``extract.tracking``; a resumed run parses from its segment's warm-up), and the region masks
+    ``extract.jobs.segment_parsing``; a resumed run parses from its segment's warm-up), and the region masks
     made from the person masks are the same."""
-    from microaction.extract import tracking
+    from microaction.extract.jobs import segment_parsing as tracking
 
     monkeypatch.setattr(tracking, "WARMUP", 0.2)  # a short warm-up: the resumed run skips frames
     clip = ma52_dir / "demo_clips" / "A1_shaking_body.mp4"  # 75 frames, 2.5 s: 5 tracker segments

@@ -11,8 +11,9 @@ import pytest
 
 from extract_helpers import write_video
 from microaction.data.store import FeatureStore
+from microaction.extract.jobs.job_list import collect_jobs
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.pipeline import ExtractParams
-from microaction.extract.runner import collect_jobs, run_extraction
 from microaction.extract.video import Sampling, VideoError, probe, read_video
 
 

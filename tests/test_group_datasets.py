@@ -9,7 +9,7 @@ import pytest
 
 from microaction.data.readers.annotations import AnnotationError, read_annotations
 from microaction.data.readers.mpiigi import read_mpiigi_csv
-from microaction.extract.runner import collect_jobs
+from microaction.extract.jobs.job_list import collect_jobs
 from microaction.taxonomy import load_taxonomy
 
 MPIIGI = load_taxonomy("mpiigi")

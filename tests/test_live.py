@@ -34,8 +34,9 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     """(run, store, video, the video as MPEG-TS): a bmoe_tridet trained briefly on tiny recordings."""
     from microaction.data.synth.recording import generate_recordings, render_recording
     from microaction.engine.trainer import train
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import collect_jobs, run_extraction
 
     root = tmp_path_factory.mktemp("live")
     data = root / "synth"

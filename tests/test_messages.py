@@ -17,7 +17,7 @@ from microaction.data.readers.segments import Detection
 from microaction.data.store import FeatureStore
 from microaction.engine.predict import Prediction
 from microaction.engine.testing import make_random_dataset
-from microaction.extract.runner import collect_jobs
+from microaction.extract.jobs.job_list import collect_jobs
 from microaction.report import plots
 from microaction.report.timeline import write_timeline
 from microaction.taxonomy import load_taxonomy

@@ -13,12 +13,20 @@ from extract_helpers import skeleton_clip
 from microaction.data.readers.annotations import AnnotationError, read_manifest_csv
 from microaction.data.store import FeatureStore, video_key
 from microaction.data.synth.scene import generate_scene
+from microaction.extract.jobs.job_list import collect_jobs
+from microaction.extract.jobs.person_tracking import (
+    PersonBox,
+    box_iou,
+    keypoint_box,
+    pick_target,
+    score_tracking,
+    track_people,
+)
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.parsers.base import ParseResult
 from microaction.extract.parsers.keypoints import TO_MEDIAPIPE
-from microaction.extract.people import PersonBox, box_iou, keypoint_box, pick_target, score_tracking, track_people
 from microaction.extract.pipeline import ExtractParams
 from microaction.extract.regions import region_layout, step_validity
-from microaction.extract.runner import collect_jobs, run_extraction
 from microaction.skeleton import LANDMARKS
 from microaction.taxonomy import load_taxonomy
 
@@ -221,8 +229,8 @@ def test_region_boxes_follow_a_person_over_time() -> None:
 def test_rendered_crossing_scene_from_pixels() -> None:
     """MediaPipe's pose model on person crops + the tracker, on two rendered people sliding past
     each other (one hides the other): both found, no identity switch, both actions attributed."""
-    from microaction.extract.people_find import PersonFinder
-    from microaction.extract.people_parse import find_people
+    from microaction.extract.jobs.people_clip import find_people
+    from microaction.extract.jobs.person_finding import PersonFinder
 
     scene = generate_scene(0, people=2, crossing=True, seed=0)
     finder = PersonFinder()
@@ -285,7 +293,7 @@ def test_store_made_before_the_people_parameters_resumes(openpose_data, tmp_path
 def test_npz_with_person_slots_is_tracked(tmp_path: Path) -> None:
     """Slots of an ``[M, T, 33, 3]`` npz are not identities: two people whose slots swap halfway
     come out as two tracks, each one person throughout."""
-    from microaction.extract.people_find import load_people
+    from microaction.extract.jobs.person_finding import load_people
 
     a, b = _two_people_crossing(hide=(0, 0))
     slots = np.stack([a, b])

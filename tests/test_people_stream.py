@@ -12,9 +12,11 @@ import pytest
 from extract_helpers import write_video
 from microaction.data.store import FeatureStore
 from microaction.data.synth.scene import generate_scene
-from microaction.extract import people_stream, stream
+from microaction.extract.jobs import people_stream
+from microaction.extract.jobs import stream_chunks as stream
+from microaction.extract.jobs.job_list import Job
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.pipeline import ExtractParams
-from microaction.extract.runner import Job, run_extraction
 from test_people import _openpose_folder, _two_people_crossing
 
 STREAMED = dict(stream_after=0.0, chunk_seconds=0.5)
@@ -106,7 +108,7 @@ def test_pixels_of_several_people_streamed_and_resumed(scene_video: Path, tmp_pa
         streamed.append(key)
         return real_stream(ex, store, key, *a, **k)
 
-    monkeypatch.setattr("microaction.extract.runner.stream_recording", counting)
+    monkeypatch.setattr("microaction.extract.jobs.execute.stream_recording", counting)
     _same_people(one, _run(scene_video, out, **kw, **STREAMED), 2, motion=True)
     assert streamed == ["talk#1"]  # the first person's item was kept
 

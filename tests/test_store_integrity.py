@@ -21,9 +21,10 @@ from microaction.cli import main as mar
 from microaction.data.store import FeatureStore, StoreError, atomic_write_bytes
 from microaction.engine.checkpoint import save_weights
 from microaction.engine.testing import make_random_dataset
+from microaction.extract.jobs.job_list import collect_jobs
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.native_logs import is_routine
 from microaction.extract.pipeline import ExtractParams
-from microaction.extract.runner import collect_jobs, run_extraction
 
 PARAMS = {"num_frames": 8, "max_side": 256, "encoders": ["pose"]}
 
@@ -178,7 +179,7 @@ def test_data_source_and_the_sim_to_real_note(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     from microaction.commands.predict import sim_to_real_note, trained_on
-    from microaction.extract.runner import Job, data_source
+    from microaction.extract.jobs.job_list import Job, data_source
 
     synth = tmp_path / "synth"
     (synth / "videos").mkdir(parents=True)

@@ -27,8 +27,9 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     """(run folder, store, video): a tridet trained briefly on tiny recordings, one test recording rendered."""
     from microaction.data.synth.recording import generate_recordings, render_recording
     from microaction.engine.trainer import train
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import ExtractParams
-    from microaction.extract.runner import collect_jobs, run_extraction
 
     root = tmp_path_factory.mktemp("timeline")
     data = root / "synth"
@@ -119,8 +120,9 @@ def test_timeline_from_a_keypoint_file(detector: tuple[Path, Path, Path], tmp_pa
     from microaction.data.standardize import FeatureStats
     from microaction.data.store import FeatureStore
     from microaction.engine.detection import detect_recording, load_detector, recording_from_item
+    from microaction.extract.jobs.job_list import Job
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import params_from_manifest
-    from microaction.extract.runner import Job, run_extraction
 
     run_dir, _, video = detector
     kp = video.parent.parent / "keypoints" / f"{VIDEO}.npz"  # the recording's keypoints, [T, 33, 3] + fps

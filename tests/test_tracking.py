@@ -1,4 +1,4 @@
-"""Trackers on a grid of segments (``extract.tracking``): each frame's result depends on its
+"""Trackers on a grid of segments (``extract.jobs.segment_parsing``): each frame's result depends on its
 segment and the warm-up before it only, whatever the number of threads; order, pass-through,
 errors and early stops."""
 
@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from microaction.extract.tracking import WARMUP, parse_segments, resume_from
+from microaction.extract.jobs.segment_parsing import WARMUP, parse_segments, resume_from
 
 FPS = 10.0
 

@@ -227,8 +227,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from microaction.cli import items_status
+    from microaction.extract.jobs.job_list import collect_jobs, parse_shard
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.native_logs import set_verbose
-    from microaction.extract.runner import collect_jobs, parse_shard, run_extraction
 
     if args.verbose:
         set_verbose(True)

@@ -77,8 +77,9 @@ def extract_recording(
     from dataclasses import replace
 
     from microaction.data.store import FeatureStore, video_key
+    from microaction.extract.jobs.job_list import Job
+    from microaction.extract.jobs.runner import run_extraction
     from microaction.extract.pipeline import params_from_manifest
-    from microaction.extract.runner import Job, run_extraction
 
     key = video_key(video.name)
     params = params_from_manifest(manifest)

@@ -74,29 +74,18 @@ def extract_video_features(
 
     Returns ``regions`` [R, T, D], ``global`` [T, Dg], ``region_valid`` [R] and the extras the
     extraction gives (``boxes`` [R+1, 4], ``keypoints``, ...). Uses the extraction library
-    (``microaction.extract.extract_video``).
+    (``extract.jobs.execute.extract_video``).
     """
-    try:
-        from microaction.extract import extract_video  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise RuntimeError(
-            f"video input needs the extraction library (microaction.extract.extract_video): {e}"
-        ) from None
-    params: Any = manifest
-    if parser is not None:
-        import dataclasses
+    import dataclasses
 
-        from microaction.extract.pipeline import params_from_manifest
+    from microaction.extract.jobs.execute import extract_video
+    from microaction.extract.pipeline import params_from_manifest
 
-        params = params_from_manifest(manifest)
-        if parser != params.parser:
-            params = dataclasses.replace(params, parser=parser, parser_options={})
+    params = params_from_manifest(manifest)
+    if parser is not None and parser != params.parser:
+        params = dataclasses.replace(params, parser=parser, parser_options={})
     res = extract_video(path, params)
-    if isinstance(res, dict):
-        return res
-    out = {"regions": res.regions, "global": res.global_, "region_valid": res.region_valid}
-    out.update({k: v for k, v in getattr(res, "extras", {}).items()})
-    return out
+    return {"regions": res.regions, "global": res.global_, "region_valid": res.region_valid, **res.extras}
 
 
 class Predictor:

@@ -1,8 +1,7 @@
 """One video through the chain: decode → parse → region boxes → crops → encoders → arrays.
 
-``Extractor(params)`` builds the parser and encoders once and extracts videos one at a time;
-``extract_clip(path, params)`` extracts one video in one pass (``microaction.extract.extract_video``,
-what ``mar predict VIDEO`` and the overlay writer call, also streams long recordings): with ``params`` read back from a store's manifest
+``Extractor(params)`` builds the parser and encoders once and extracts videos one at a time
+(``extract.jobs`` plans and runs whole jobs); with ``params`` read back from a store's manifest
 (``params_from_manifest``), a video is extracted exactly as the store's videos were.
 """
 
@@ -12,7 +11,6 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +19,7 @@ from microaction.data.prefetch import background
 from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
+from microaction.extract.jobs.segment_parsing import as_tracker, parse_segments
 from microaction.extract.parsers import Parser, ParseResult, make_parser
 from microaction.extract.regions import (
     RegionLayout,
@@ -31,11 +30,10 @@ from microaction.extract.regions import (
     region_report,
     step_validity,
 )
-from microaction.extract.tracking import as_tracker, parse_segments
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
 
-__all__ = ["ExtractParams", "Extraction", "Extractor", "extract_clip", "face_crops", "params_from_manifest"]
+__all__ = ["ExtractParams", "Extraction", "Extractor", "face_crops", "params_from_manifest"]
 
 
 @dataclass
@@ -57,9 +55,11 @@ class ExtractParams:
     min_person_seconds: float = 1.0  # people "all": a person seen for less (or half a shorter clip) is dropped
     box_window: float = 8.0  # seconds: region boxes follow the person over windows this long
     feature_rate: float | None = None  # steps/s of the stored sequence (None: the first encoder's grid; recordings 6)
-    stream_after: float = 60.0  # seconds: a longer video is streamed chunk by chunk (``extract.stream``)
+    stream_after: float = 60.0  # seconds: a longer video is streamed chunk by chunk (``extract.jobs.stream_chunks``)
     chunk_seconds: float = 10.0  # seconds of video per streamed chunk (the unit of resuming)
-    track_seconds: float = 10.0  # seconds per tracker segment: MediaPipe restarts on this grid (``extract.tracking``)
+    track_seconds: float = (
+        10.0  # seconds per tracker segment: MediaPipe restarts on this grid (``extract.jobs.segment_parsing``)
+    )
     checkpoint: str | None = None  # videomae directory or sapiens TorchScript file
     device: str = "cpu"
     parser_options: dict[str, Any] = field(default_factory=dict)
@@ -226,17 +226,7 @@ class Extractor:
             tool_version=__version__,
         )
 
-    # -- one video ------------------------------------------------------------------------------
-    def extract(
-        self,
-        video_path: str | os.PathLike[str],
-        start: int | None = None,
-        end: int | None = None,
-        *,
-        keep: bool = False,
-    ) -> Extraction:
-        return self.encode(self.parse(video_path, start, end), keep=keep)
-
+    # -- one video: stage 1 (parse), then stage 2 (encode) ------------------------------------------
     def parse(self, video_path: str | os.PathLike[str], start: int | None = None, end: int | None = None) -> Parsed:
         """Stage 1: decode (when pixels are needed) and parse."""
         t0 = time.perf_counter()
@@ -462,19 +452,3 @@ def get_extractor(params: ExtractParams) -> Extractor:
         _CACHE.clear()
         ex = _CACHE[key] = Extractor(params)
     return ex
-
-
-def extract_clip(
-    path: str | os.PathLike[str],
-    params: ExtractParams | StoreManifest | None = None,
-    *,
-    start: int | None = None,
-    end: int | None = None,
-    keep: bool = False,
-) -> Extraction:
-    """Extract one video in one pass. ``params``: ExtractParams, or a store's manifest (its recorded
-    params), or None (defaults). Raises VideoError / ParseError for a video that cannot be
-    extracted. ``microaction.extract.extract_video`` also streams long recordings."""
-    if isinstance(params, StoreManifest):
-        params = params_from_manifest(params)
-    return get_extractor(params or ExtractParams()).extract(Path(path), start, end, keep=keep)

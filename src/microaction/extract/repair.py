@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 
 from microaction.data.store import FeatureStore
+from microaction.extract.jobs.job_list import Job, collect_jobs
+from microaction.extract.jobs.runner import run_extraction
 from microaction.extract.pipeline import get_extractor, params_from_manifest
-from microaction.extract.runner import Job, collect_jobs, run_extraction
 
 __all__ = ["recorded_job", "repair_items"]
 

@@ -5,7 +5,7 @@ whole stream; a parser of files beside the video (``groundtruth``, ``keypoints``
 once (``parse_from``) and hands each frame the landmarks of its index. Parsers of whole clips
 (``sapiens``) cannot run live.
 
-The encoding is the streamed extraction's (``extract.stream``): the frames held (the last
+The encoding is the streamed extraction's (``extract.jobs.stream_chunks``): the frames held (the last
 ``context`` seconds) become a ``Parsed`` (gap filling, region masks) and ``Extractor.encode`` gives
 the steps of the fixed grid (``feature_rate`` steps/s from the first frame) that are complete: a
 step is encoded once the frames its encoder windows need have arrived, ``ready_after`` seconds
@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from microaction.extract.encoders.base import rate_steps
+from microaction.extract.jobs.people_clip import people_step, person_finder
+from microaction.extract.jobs.person_tracking import PeopleTracker
+from microaction.extract.jobs.segment_parsing import as_tracker
+from microaction.extract.jobs.stream_chunks import Frame, chunk_parsed, parse_frame, recording_rate
 from microaction.extract.pipeline import Extractor
-from microaction.extract.stream import Frame, chunk_parsed, recording_rate
-from microaction.extract.tracking import as_tracker
 from microaction.live.source import LiveFrame
 
 __all__ = ["FrameParser", "LiveFeatures", "Steps"]
@@ -47,9 +49,6 @@ class FrameParser:
         if people == "all":
             if ex.parser.name != "mediapipe":
                 raise ValueError(f"--people all needs the mediapipe parser live, not {ex.parser.name!r}")
-            from microaction.extract.people import PeopleTracker
-            from microaction.extract.people_parse import person_finder
-
             self.finder, self.people = person_finder(ex), PeopleTracker()
         if ex.parser.needs_pixels and self.tracker is None:
             raise ValueError(
@@ -74,16 +73,11 @@ class FrameParser:
     def __call__(self, f: LiveFrame) -> list[tuple[str | None, Frame]]:
         keep = f.rgb if self.keep_rgb else None
         if self.full is not None:
-            full = self.full
-            if f.index >= full.num_frames:
-                raise ValueError(f"frame {f.index}: the keypoint file has only {full.num_frames} frames")
-            kp = full.keypoints[f.index].copy()
-            if f.rgb is not None and self.ex.needs_pixels:  # landmarks in pixels of the frames encoded
-                kp[:, 0] *= f.rgb.shape[1] / full.image_size[1]
-                kp[:, 1] *= f.rgb.shape[0] / full.image_size[0]
-            rm = None if full.region_masks is None else full.region_masks[f.index]
-            pm = None if full.person_mask is None else full.person_mask[f.index]
-            return [(None, Frame(f.index, f.t, f.pos, keep, kp, rm, pm))]
+            if f.index >= self.full.num_frames:
+                raise ValueError(f"frame {f.index}: the keypoint file has only {self.full.num_frames} frames")
+            # landmarks in pixels of the frames encoded
+            size = f.rgb.shape[:2] if f.rgb is not None and self.ex.needs_pixels else None
+            return [(None, parse_frame(self.full, f.index, f.index, f.t, f.pos, keep, size))]
         assert f.rgb is not None and self.tracker is not None
         if self.people is not None:
             return self._people(f, keep)
@@ -93,12 +87,10 @@ class FrameParser:
         return [(None, Frame(f.index, f.t, f.pos, keep, kp, None, mask, raw=True))]
 
     def _people(self, f: LiveFrame, keep: np.ndarray | None) -> list[tuple[str | None, Frame]]:
-        """Every person of the frame, as ``people_parse.find_people`` finds and tracks them."""
-        tr, t = self.people, f.pos
-        hints = [b for _, b in tr.predicted_boxes(t)]
-        missing = any(t - x.last > 1 for x in tr.live)
-        dets = self.finder.detect(f.rgb, hints, discover=t % self.finder.detect_every == 0 or not hints or missing)
-        ids = tr.update(t, dets)
+        """Every person of the frame, as ``people_clip.people_step`` finds and tracks them."""
+        tr = self.people
+        assert f.rgb is not None
+        dets, ids = people_step(self.finder, tr, f.pos, f.rgb)
         for x in tr.live:  # a stream keeps no history: whole tracks (``tracks()``) are never asked for
             del x.frames[:-1], x.dets[:-1]
         tr.ended.clear()

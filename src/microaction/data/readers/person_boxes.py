@@ -10,7 +10,7 @@ Optional columns (``docs/data_formats.md``):
   same video, window and person with different ``frame`` values give the box per frame: they are
   one sample (their labels must agree).
 
-Extraction follows the boxed person (``extract.people_parse``): the box picks the person, always
+Extraction follows the boxed person (``extract.jobs.people_clip``): the box picks the person, always
 before what a detector would call the main person.
 """
 

@@ -23,7 +23,6 @@ here: the torso scale (box sizes), the pose encoder's torso centre and scale, a 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -35,29 +34,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from microaction.data.prefetch import background
-from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
+from microaction.data.store import FeatureStore, atomic_write_bytes
 from microaction.extract.encoders.base import rate_steps
+from microaction.extract.jobs.segment_parsing import as_tracker, parse_segments, resume_from
 from microaction.extract.parsers.base import ParseError, ParseResult, interpolate_gaps, landmark_region_masks
 from microaction.extract.regions import landmark_counts, region_report
-from microaction.extract.tracking import as_tracker, parse_segments, resume_from
 from microaction.extract.video import VideoError, iter_frames, probe, source_identity
 from microaction.skeleton import NUM_LANDMARKS
 
 if TYPE_CHECKING:
-    from microaction.extract.people_stream import PersonStream
-    from microaction.extract.pipeline import Extraction, Extractor, ExtractParams, Parsed
+    from microaction.extract.jobs.people_stream import PersonStream
+    from microaction.extract.pipeline import Extraction, Extractor, Parsed
 
 __all__ = [
     "RECORDING_RATE",
     "Chunks",
     "Frame",
-    "RecordingJob",
     "chunk_parsed",
     "context_seconds",
     "discard_work",
-    "extract_video",
-    "is_recording",
     "join",
+    "parse_frame",
     "recording_rate",
     "stream_recording",
     "write_recording",
@@ -66,16 +63,6 @@ __all__ = [
 RECORDING_RATE = 6.0  # steps/s of a streamed recording when ``feature_rate`` is not set
 WORK = "work"
 _STEP_ARRAYS = ("step_boxes", "step_valid", "face", "face_valid")  # extras on the step grid
-
-
-@dataclass
-class RecordingJob:
-    """Stage 1's answer for a long recording: stream it (``parsed``: its keypoints, when read;
-    ``people``: find every person first, ``extract.people_stream``; ``person``: one of them)."""
-
-    parsed: Parsed | None = None
-    people: bool = False
-    person: PersonStream | None = None
 
 
 @dataclass
@@ -100,28 +87,13 @@ def context_seconds(ex: Extractor) -> float:
     return 0.75 * ex.params.box_window + 1.0
 
 
-def is_recording(ex: Extractor, path: str, start: int | None, end: int | None) -> bool:
-    """A video to stream: longer than ``stream_after`` seconds (from the container, no decoding)."""
-    if not ex.needs_pixels:
-        return False  # decided on the parsed keypoints (``Parsed`` duration), which are read anyway
-    try:
-        info = probe(path)
-    except VideoError:
-        return False  # the clip path reports it
-    if not (info.frames and info.fps):
-        return False
-    a = max(0, start or 0)
-    b = min(info.frames, end) if end is not None else info.frames
-    return (b - a) / info.fps > ex.params.stream_after
-
-
 def _pixel_frames(
     ex: Extractor, path: str, start: int | None, end: int | None, skip: float | None, person: PersonStream | None
 ) -> Iterator[Frame]:
     """Decoded frames with their landmarks, one at a time (decoding in a thread beside the parser)."""
     frames = background(iter_frames(path, ex.params.sampling(start, end), skip_before=skip))
     parser, tracker = ex.parser, as_tracker(ex.parser)
-    if person is not None:  # one of several people, found beforehand (``extract.people_stream``)
+    if person is not None:  # one of several people, found beforehand (``extract.jobs.people_stream``)
         for pos, (i, t, img) in enumerate(frames):
             if pos >= len(person.keypoints):
                 raise VideoError(f"{path}: more frames than when its people were found ({len(person.keypoints)})")
@@ -130,7 +102,7 @@ def _pixel_frames(
                 continue
             yield Frame(i, t, pos, img, person.keypoints[pos], None, person.mask(pos), raw=True)
     elif tracker is not None:
-        # trackers on a fixed grid of segments, side by side (``extract.tracking``)
+        # trackers on a fixed grid of segments, side by side (``extract.jobs.segment_parsing``)
         for pos, (i, t, f, out) in enumerate(parse_segments(tracker, frames, ex.params.track_seconds)):
             if f is None:
                 yield Frame(i, t, pos, None, None)  # skipped (resumed): counted only
@@ -143,31 +115,25 @@ def _pixel_frames(
     else:  # keypoint files beside pixel encoders: the file covers every frame of the video
         full = parser.parse(None, path)
         for pos, (i, t, f) in enumerate(frames):
-            if f is None:
-                yield Frame(i, t, pos, None, None)
-                continue
-            if i >= full.num_frames:
+            if f is not None and i >= full.num_frames:
                 raise VideoError(f"{path}: video has frame {i}, the keypoint file only {full.num_frames}")
-            kp = full.keypoints[i].copy()
-            kp[:, 0] *= f.shape[1] / full.image_size[1]
-            kp[:, 1] *= f.shape[0] / full.image_size[0]
-            rm = None if full.region_masks is None else full.region_masks[i]
-            pm = None if full.person_mask is None else full.person_mask[i]
-            yield Frame(i, t, pos, f, kp, rm, pm)
+            yield Frame(i, t, pos, None, None) if f is None else parse_frame(full, i, i, t, pos, f, f.shape[:2])
 
 
-def _parsed_frames(parsed: Parsed) -> Iterator[Frame]:
-    p = parsed.parse
-    for j in range(len(parsed.timestamps)):
-        yield Frame(
-            int(parsed.indices[j]),
-            float(parsed.timestamps[j]),
-            j,
-            None,
-            p.keypoints[j],
-            None if p.region_masks is None else p.region_masks[j],
-            None if p.person_mask is None else p.person_mask[j],
-        )
+def parse_frame(
+    parse: ParseResult, row: int, index: int, t: float, pos: int, frame: np.ndarray | None = None,
+    size: tuple[int, ...] | None = None,
+) -> Frame:  # fmt: skip
+    """Frame ``index`` with the landmarks and masks of ``parse``'s ``row`` (the landmarks scaled to
+    a frame of ``size`` (H, W) pixels when given)."""
+    kp = parse.keypoints[row]
+    if size is not None:
+        kp = kp.copy()
+        kp[:, 0] *= size[1] / parse.image_size[1]
+        kp[:, 1] *= size[0] / parse.image_size[0]
+    rm = None if parse.region_masks is None else parse.region_masks[row]
+    pm = None if parse.person_mask is None else parse.person_mask[row]
+    return Frame(index, t, pos, frame, kp, rm, pm)
 
 
 def chunk_parsed(
@@ -286,7 +252,8 @@ def stream_recording(
     origin: float | None = plan["origin"] if isinstance(plan.get("origin"), float) else None
     source_info: dict[str, Any] | None = None
     if parsed is not None:
-        source, native = _parsed_frames(parsed), parsed.native
+        ts, idx, native = parsed.timestamps, parsed.indices, parsed.native
+        source: Iterator[Frame] = (parse_frame(parsed.parse, j, int(idx[j]), float(ts[j]), j) for j in range(len(ts)))
         size: tuple[int, int] | None = parsed.parse.image_size
         source_info = {k: v for k, v in parsed.parse.info.items() if k in ("provided", "thresholds", "layout")}
     else:
@@ -465,32 +432,3 @@ def join(ex: Extractor, chunks: Chunks) -> Extraction:
     extras = {n[len("extra_") :]: v for n, v in whole.items() if n.startswith("extra_")}
     return Extraction(whole["regions"].astype(np.float32), whole["global"].astype(np.float32), whole["region_valid"],
                       whole["timestamps"], extras, info)  # fmt: skip
-
-
-def extract_video(
-    path: str | os.PathLike[str],
-    params: ExtractParams | StoreManifest | None = None,
-    *,
-    start: int | None = None,
-    end: int | None = None,
-    keep: bool = False,
-) -> Extraction:
-    """Extract one video as ``mar extract`` does (``microaction.extract.extract_video``): in one
-    pass (``pipeline.extract_clip``), or, past ``stream_after`` seconds, chunk by chunk (the
-    chunks in a temporary folder; ``keep`` then keeps nothing)."""
-    import tempfile
-
-    from microaction.extract.pipeline import ExtractParams, get_extractor, params_from_manifest
-
-    if isinstance(params, StoreManifest):
-        params = params_from_manifest(params)
-    ex = get_extractor(params or ExtractParams())
-    parsed = None
-    if not is_recording(ex, str(path), start, end):
-        parsed = ex.parse(Path(path), start, end)
-        ts = parsed.timestamps
-        if parsed.frames is not None or not len(ts) or float(ts[-1] - ts[0]) <= ex.params.stream_after:
-            return ex.encode(parsed, keep=keep)
-    with tempfile.TemporaryDirectory(prefix="mar-stream-") as d:
-        store = FeatureStore.create(d, ex.manifest())
-        return join(ex, stream_recording(ex, store, "video", str(path), start, end, parsed=parsed))

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from microaction.extract.jobs.person_tracking import SAME_PERSON, PersonBox, box_iou, box_overlap, keypoint_box
 from microaction.extract.parsers.base import VISIBLE, ParseError
-from microaction.extract.people import SAME_PERSON, PersonBox, box_iou, box_overlap, keypoint_box
 from microaction.skeleton import LANDMARKS, NUM_LANDMARKS
 
 __all__ = ["PersonFinder", "appearance", "load_people"]

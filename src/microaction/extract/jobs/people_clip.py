@@ -27,29 +27,29 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from microaction.extract.jobs.person_finding import PersonFinder, load_people
+from microaction.extract.jobs.person_tracking import PeopleTracker, PersonTrack, consolidate, pick_target, track_people
 from microaction.extract.parsers.base import VISIBLE, ParseError, ParseResult, interpolate_gaps, landmark_region_masks
-from microaction.extract.people import PeopleTracker, PersonTrack, consolidate, pick_target, track_people
-from microaction.extract.people_find import PersonFinder, load_people
-from microaction.extract.video import VideoError, iter_frames, probe
+from microaction.extract.video import VideoError, iter_frames, probe, working_size
 from microaction.layouts import get_layout
 from microaction.skeleton import NUM_LANDMARKS
 
 if TYPE_CHECKING:
+    from microaction.extract.jobs.person_tracking import PersonBox
     from microaction.extract.pipeline import Extractor, Parsed
     from microaction.extract.video import Sampling
 
 __all__ = [
-    "PEOPLE_MODES",
     "box_positions",
     "chosen_tracks",
     "file_tracks",
     "find_people",
     "parse_people",
+    "people_step",
     "person_finder",
     "person_floor",
+    "sampled_rate",
 ]
-
-PEOPLE_MODES = ("main", "all")
 
 
 def box_positions(indices: np.ndarray, target: dict[int, np.ndarray], scale: float) -> dict[int, np.ndarray]:
@@ -71,30 +71,38 @@ def find_people(
     finder: PersonFinder,
     *,
     target: dict[int, np.ndarray] | None = None,
-    tracker: PeopleTracker | None = None,
     pack_masks: bool = False,
 ) -> list[PersonTrack]:
-    """Track the people of decoded frames (``[T, H, W, 3]``, or one frame at a time). With
-    ``target`` ({position: box}), only the neighbourhood of that person is searched (its boxes,
-    then its track). ``pack_masks``: each mask is kept bit-packed (``np.packbits`` of its pixels,
-    ``PersonTrack.masks`` ``[T, bytes]``): a long recording's masks in an eighth of the memory."""
-    tracker = tracker or PeopleTracker()
+    """Track the people of decoded frames (``[T, H, W, 3]``, or one frame at a time), frame by
+    frame (``people_step``). ``pack_masks``: each mask is kept bit-packed (``np.packbits`` of its
+    pixels, ``PersonTrack.masks`` ``[T, bytes]``): a long recording's masks in an eighth of the memory."""
+    tracker = PeopleTracker()
     t = -1
     for t, img in enumerate(frames):
-        hints = [b for _, b in tracker.predicted_boxes(t)]
-        if target is not None:
-            if t in target:
-                hints.insert(0, target[t])
-            discover = False
-        else:
-            missing = any(t - tr.last > 1 for tr in tracker.live)
-            discover = t % finder.detect_every == 0 or not hints or missing
-        dets = finder.detect(img, hints, discover=discover)
-        if pack_masks:
-            for d in dets:
-                d.mask = None if d.mask is None else np.packbits(d.mask.reshape(-1) > 0)
-        tracker.update(t, dets)
+        people_step(finder, tracker, t, img, target, pack_masks)
     return tracker.tracks(t + 1)
+
+
+def people_step(
+    finder: PersonFinder, tracker: PeopleTracker, t: int, frame: np.ndarray,
+    target: dict[int, np.ndarray] | None = None, pack_masks: bool = False,
+) -> tuple[list[PersonBox], list[int]]:  # fmt: skip
+    """Frame ``t`` (of ``find_people``, or of a live stream): the finder on each tracked person's
+    predicted box, and on the whole frame every ``detect_every`` frames or while someone is
+    missing; with ``target`` ({position: box}) only around that person (its boxes, then its
+    track). Returns the detections and their track ids."""
+    hints = [b for _, b in tracker.predicted_boxes(t)]
+    if target is not None:
+        if t in target:
+            hints.insert(0, target[t])
+        discover = False
+    else:
+        discover = t % finder.detect_every == 0 or not hints or any(t - tr.last > 1 for tr in tracker.live)
+    dets = finder.detect(frame, hints, discover=discover)
+    if pack_masks:
+        for d in dets:
+            d.mask = None if d.mask is None else np.packbits(d.mask.reshape(-1) > 0)
+    return dets, tracker.update(t, dets)
 
 
 def person_floor(ex: Extractor, frames: int, rate: float) -> int:
@@ -138,11 +146,13 @@ def person_finder(ex: Extractor) -> PersonFinder:
 
 
 def file_tracks(
-    ex: Extractor, path: str | os.PathLike[str], sampling: Sampling
-) -> tuple[list[PersonTrack], np.ndarray, np.ndarray, tuple[int, int], float, dict[str, Any]]:
+    ex: Extractor, path: str | os.PathLike[str], sampling: Sampling, target: dict[int, np.ndarray] | None = None
+) -> tuple[list[PersonTrack], np.ndarray, np.ndarray, tuple[int, int], float, dict[str, Any], dict | None]:
     """Every person of the keypoint file of ``path``, tracked over the sampled frames -> (tracks,
     seconds, frame indices, (H, W) of the keypoints' frame, fps, what a parse's ``info`` says of
-    the source: its ``thresholds`` and where the frame size came from, ``size_from``)."""
+    the source: its ``thresholds`` and where the frame size came from, ``size_from``; ``target``'s
+    boxes by position, ``box_positions``). With pixel encoders the landmarks, boxes and target are
+    in the decoded (working) frame's pixels."""
     from microaction.extract.parsers.keypoints import source_layout
     from microaction.extract.pipeline import file_fps
 
@@ -167,7 +177,16 @@ def file_tracks(
     floor = getattr(parser, "min_confidence", None)
     thresholds = lay.thresholds if floor is None else np.full(NUM_LANDMARKS, floor, np.float32)
     source = {"thresholds": thresholds, "size_from": size_from, "layout": lay.name}
-    return tracks, times[idx].astype(np.float32), idx, (int(fsize[0]), int(fsize[1])), float(fps), source
+    sx = 1.0
+    if ex.needs_pixels:
+        info = probe(path)
+        sx = working_size(info.width, info.height, sampling.max_side)[0] / fsize[1]
+        for tr in tracks:
+            tr.keypoints[..., :2] *= sx
+            tr.boxes *= sx
+    tgt = None if target is None else box_positions(idx, target, sx)
+    size = (int(fsize[0]), int(fsize[1]))
+    return tracks, times[idx].astype(np.float32), idx, size, float(fps), source, tgt
 
 
 def _person_parse(
@@ -198,9 +217,8 @@ def parse_people(
     sampling = ex.params.sampling(start, end)
     popts = ex.params.parser_options
     max_gap = int(popts.get("max_gap", 8))
-    name = ex.parser.name
     frames = None
-    if name == "mediapipe":
+    if ex.parser.name == "mediapipe":
         info = probe(path)
         items = list(iter_frames(path, sampling))
         frames = np.stack([f for _, _, f in items])
@@ -216,34 +234,22 @@ def parse_people(
             finder.close()
         fps = None
         source: dict[str, Any] = {"thresholds": np.full(NUM_LANDMARKS, finder_threshold(ex), np.float32)}
-    elif name == "keypoints":
-        tracks, ts, idx, size, fps, source = file_tracks(ex, path, sampling)
-        native = size
-        tgt = None if target is None else box_positions(idx, target, 1.0)
-        if ex.needs_pixels:  # pixel encoders: decode the same frames (keypoints in video pixels)
+    else:  # keypoints (the planner admits no other parser)
+        tracks, ts, idx, native, fps, source, tgt = file_tracks(ex, path, sampling, target)
+        size = native
+        if ex.needs_pixels:  # pixel encoders: decode the same frames
             items = list(iter_frames(path, sampling))
             if len(items) != len(idx):
                 raise ParseError(f"{path}: {len(items)} decoded frames for {len(idx)} keypoint frames")
             frames = np.stack([f for _, _, f in items])
-            sx = frames.shape[2] / size[1]
-            for tr in tracks:
-                tr.keypoints[..., :2] *= sx
-                tr.boxes *= sx
-            if tgt is not None:
-                tgt = {k: v * np.float32(sx) for k, v in tgt.items()}
             size = (int(frames.shape[1]), int(frames.shape[2]))
-    else:
-        raise ParseError(
-            f"several people (--people all, or a person box in the manifest) need the mediapipe or keypoints "
-            f"parser, not {name!r}"
-        )
-    tracks = chosen_tracks(path, tracks, tgt, person_floor(ex, len(ts), _rate(ts)))
+    tracks = chosen_tracks(path, tracks, tgt, person_floor(ex, len(ts), sampled_rate(ts)))
     return [
         (tr.id, Parsed(frames, ts, idx, native, _person_parse(tr, size, fps, max_gap, source), t0)) for tr in tracks
     ]
 
 
-def _rate(ts: np.ndarray) -> float:
+def sampled_rate(ts: np.ndarray) -> float:
     """Frames per second of sampled frames at ``ts`` seconds."""
     span = float(ts[-1] - ts[0]) if len(ts) > 1 else 0.0
     return (len(ts) - 1) / span if span > 0 else 1.0

@@ -8,7 +8,7 @@ about 0.3 GB per person-hour at 30 frames/s). It is saved in the store's work ar
 (``work/<key>/people.npz``, with the plan it was made under), so a killed run does not search
 again.
 
-Pass 2 streams each person as a recording of its own (``stream.stream_recording(person=...)``):
+Pass 2 streams each person as a recording of its own (``stream_chunks.stream_recording(person=...)``):
 the video is decoded again, chunk by chunk, each frame with that person's landmarks and mask;
 region masks, boxes that follow the person, crops and encoders are those of a one-person
 recording, and each person's item (``key#id``) resumes per chunk. A person's item already
@@ -28,15 +28,15 @@ import numpy as np
 
 from microaction.data.prefetch import background
 from microaction.data.store import atomic_write_bytes
-from microaction.extract.parsers.base import ParseError
-from microaction.extract.people_parse import (
-    box_positions,
+from microaction.extract.jobs.people_clip import (
     chosen_tracks,
     file_tracks,
     find_people,
     person_finder,
     person_floor,
+    sampled_rate,
 )
+from microaction.extract.parsers.base import ParseError
 from microaction.extract.video import iter_frames, probe, source_identity, working_size
 
 if TYPE_CHECKING:
@@ -62,10 +62,6 @@ class PersonStream:
             return None
         h, w = self.mask_shape
         return np.unpackbits(self.masks[pos], count=h * w).reshape(h, w)
-
-
-def _plan(ex: Extractor, path: str, start: int | None, end: int | None) -> dict[str, Any]:
-    return {"source": source_identity(path), "start": start, "end": end, "params": ex.params.to_dict()}
 
 
 def _load(cache: Path, plan: dict[str, Any]) -> list[PersonStream] | None:
@@ -105,7 +101,7 @@ def _lazy_positions(
 ) -> Iterator[np.ndarray]:
     """The frames of ``items``; before each is handed on, the annotation boxes up to its frame
     index are placed at its position in ``out`` (in parse pixels): the nearest sampled frame at or
-    after each box's frame, as ``people_parse`` places them on a clip read whole."""
+    after each box's frame, as ``people_clip`` places them on a clip read whole."""
     boxes = sorted(target.items())
     k = 0
     for pos, (i, _t, f) in enumerate(items):
@@ -128,16 +124,15 @@ def find_people_stream(
     native pixels}``) the person those boxes pick, id 0; read back from ``work/people.npz`` when
     it was made under the same plan."""
     path = str(path)
-    plan = _plan(ex, path, start, end)
+    plan: dict[str, Any] = {"source": source_identity(path), "start": start, "end": end, "params": ex.params.to_dict()}
     if target is not None:
         plan["target"] = {str(k): [float(v) for v in b] for k, b in sorted(target.items())}
     cache = work / CACHE
     if cache.is_file() and (got := _load(cache, plan)) is not None:
         return got
     sampling = ex.params.sampling(start, end)
-    name = ex.parser.name
     tgt: dict[int, np.ndarray] | None = None if target is None else {}
-    if name == "mediapipe":
+    if ex.parser.name == "mediapipe":
         info = probe(path)
         w, h = working_size(info.width, info.height, sampling.max_side)
         finder = person_finder(ex)
@@ -151,23 +146,9 @@ def find_people_stream(
             finder.close()
         shape = finder.mask_size(h, w)
         rate = float(sampling.fps or (info.fps or 30.0) / max(1, sampling.stride))
-    elif name == "keypoints":
-        tracks, ts, idx, size, _fps, _source = file_tracks(ex, path, sampling)
-        rate = (len(ts) - 1) / max(float(ts[-1] - ts[0]), 1e-6) if len(ts) > 1 else 1.0
-        sx = 1.0
-        if ex.needs_pixels:  # pixel encoders: landmarks in the decoded (working) frame's pixels
-            info = probe(path)
-            sx = working_size(info.width, info.height, sampling.max_side)[0] / size[1]
-            for tr in tracks:
-                tr.keypoints[..., :2] *= sx
-                tr.boxes *= sx
-        if target is not None:
-            tgt = box_positions(idx, target, sx)
-        shape = None
-    else:
-        raise ParseError(
-            f"several people (--people all, person boxes) need the mediapipe or keypoints parser, not {name!r}"
-        )
+    else:  # keypoints (the planner admits no other parser)
+        tracks, ts, _idx, _size, _fps, _source, tgt = file_tracks(ex, path, sampling, target)
+        rate, shape = sampled_rate(ts), None
     if target is not None and not tgt:
         raise ParseError(f"{path}: the person box's frame {min(target)} is after the recording's last frame")
     count = len(tracks[0].keypoints) if tracks else 0
