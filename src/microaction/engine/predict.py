@@ -17,7 +17,7 @@ when the model gives them, and, for videos, the clip-stable region boxes (for ov
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,12 +272,6 @@ class Predictor:
         if "boxes" in feats:
             pred.boxes = np.asarray(feats["boxes"], dtype=np.float64).tolist()
         return pred
-
-    def predict_videos(
-        self, paths: Sequence[str | os.PathLike[str]], *, parser: str | None = None
-    ) -> Iterator[Prediction]:
-        for p in paths:
-            yield self.predict_video(p, parser=parser)
 
 
 def find_videos(folder: str | os.PathLike[str]) -> list[Path]:
