@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from microaction.data.store import atomic_write_bytes
-from microaction.data.synth.generate import film
+from microaction.data.synth.generate import film, run_jobs
 from microaction.data.synth.motions import Ctx, apply_motion
 from microaction.data.synth.nuisances import Nuisance, add_idle, observe, smooth_noise
 from microaction.data.synth.skeleton3d import Tracks, pose, sample_body, sample_rest
@@ -310,21 +310,7 @@ def generate_recordings(
     root.mkdir(parents=True, exist_ok=True)
     jobs = [(i, stem, split, p, tax.to_dict(), seed, str(root)) for i, stem, split in _stems(p)]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    if workers <= 1:
-        it: Any = map(_work, jobs)
-    else:
-        import multiprocessing as mp
-
-        pool = mp.get_context("fork").Pool(workers)
-        it = pool.imap(_work, jobs)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(jobs), desc=f"synth {p.name}", unit="recording")
-    gt = dict(it)
-    if workers > 1:
-        pool.close()
-        pool.join()
+    gt = dict(run_jobs(_work, jobs, workers, chunksize=1, desc=f"synth {p.name}", unit="recording", progress=progress))
     from microaction.data.readers.segments import Segment, write_mma52_json
 
     segments = [Segment(v, a, b, c, g["subset"]) for v, g in gt.items() for c, a, b in g["actions"]]
