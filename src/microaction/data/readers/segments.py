@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from microaction.data.errors import AnnotationError
-from microaction.data.readers.annotations import _read_text
+from microaction.data.readers.samples import read_text
 from microaction.taxonomy import Taxonomy, TaxonomyError
 
 __all__ = [
@@ -214,7 +214,7 @@ def _number(value: object, *, what: str, where: str) -> float:
 
 def load_json(path: Path) -> Any:
     """A JSON document; any failure is an ``AnnotationError`` naming the file (and line)."""
-    text = _read_text(path)
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -251,7 +251,7 @@ def _video(value: object, where: str) -> str:
 
 def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """(lower-cased header, iterator of (line number, cells)) of a CSV file; blank rows skipped."""
-    reader = csv.reader(io.StringIO(_read_text(path)))
+    reader = csv.reader(io.StringIO(read_text(path)))
     try:
         header = next(reader)
     except StopIteration:
@@ -460,7 +460,7 @@ def read_detections(path: str | os.PathLike[str], taxonomy: Taxonomy | None = No
             raise AnnotationError(f"{path}!{names[0]}: not UTF-8 text") from None
         return DetectionFile(parse_detection_csv(text, f"{path}!{names[0]}", taxonomy))
     if suffix == ".csv":
-        return DetectionFile(parse_detection_csv(_read_text(path), str(path), taxonomy))
+        return DetectionFile(parse_detection_csv(read_text(path), str(path), taxonomy))
     if suffix != ".json":
         raise AnnotationError(f"{path}: detections are read from .json, .csv or .zip")
     doc = load_json(path)
