@@ -28,7 +28,7 @@ import torch
 from microaction.data.loader import ClipDataset, sample_steps
 from microaction.data.readers.annotations import Sample
 from microaction.data.store import FeatureStore, StoreError, StoreManifest
-from microaction.engine.evaluate import infer
+from microaction.engine.evaluate import infer, output_arrays
 from microaction.engine.precision import autocast, resolve_precision
 from microaction.engine.runs import LoadedRun, load_run
 
@@ -240,17 +240,7 @@ class Predictor:
             batch["face_valid"][0, :n] = torch.from_numpy(fv[idx])
         with autocast(self.device, self.precision):
             out = self.model({k: v.to(self.device) for k, v in batch.items()})
-        arrays: dict[str, np.ndarray] = {}
-        logits = out["action"].float()
-        arrays["action"] = (
-            (torch.sigmoid(logits) if self.taxonomy.multi_label else torch.softmax(logits, -1)).cpu().numpy()
-        )
-        if "body" in out:
-            arrays["body"] = torch.softmax(out["body"].float(), -1).cpu().numpy()
-        for k in ("routing", "path_weights", "saliency"):
-            if k in out and torch.is_tensor(out[k]):
-                arrays[k] = out[k].float().cpu().numpy()
-        return self._prediction(key, arrays, 0)
+        return self._prediction(key, output_arrays(out, self.taxonomy.multi_label), 0)
 
     def predict_video(self, path: str | os.PathLike[str], *, parser: str | None = None) -> Prediction:
         """Extract a video's features with the checkpoint's parameters (``parser`` overrides the
