@@ -56,8 +56,7 @@ def write_npz(path: Path, arrays: dict[str, Any]) -> None:
     """``arrays`` as a compressed ``.npz``, written atomically (its folder made)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())  # makes the folder
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None:
