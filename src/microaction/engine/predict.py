@@ -92,11 +92,7 @@ def extract_video_features(
         if parser != params.parser:
             params = dataclasses.replace(params, parser=parser, parser_options={})
     res = extract_video(path, params)
-    if isinstance(res, dict):
-        return res
-    out = {"regions": res.regions, "global": res.global_, "region_valid": res.region_valid}
-    out.update({k: v for k, v in getattr(res, "extras", {}).items()})
-    return out
+    return {"regions": res.regions, "global": res.global_, "region_valid": res.region_valid, **res.extras}
 
 
 class Predictor:
