@@ -153,12 +153,8 @@ def _lines(text: str) -> list[tuple[int, str]]:
     """(line number, line) of every non-blank line; CRLF or LF, final newline or not."""
     # split on "\n" only: str.splitlines also breaks on form feeds and Unicode separators, which
     # would shift the line numbers the errors report.
-    out = []
-    for no, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if line.strip():
-            out.append((no, line))
-    return out
+    lines = ((no, line.rstrip("\r")) for no, line in enumerate(text.split("\n"), start=1))
+    return [(no, line) for no, line in lines if line.strip()]
 
 
 def _check_name(name: str, where: str) -> str:
