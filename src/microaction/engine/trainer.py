@@ -82,10 +82,6 @@ class TrainStep(nn.Module):
         return total, {k: v for k, v in parts.items() if k != "total"}
 
 
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
 def _improved(value: float | None, best: float | None) -> bool:
     if value is None:
         return True  # no validation labels: the latest weights are the best we know
@@ -257,7 +253,7 @@ def train_epoch(run: StageRun, state: dict[str, Any], epoch: int, t0: float) -> 
     )
     clips, t_bar = 0, time.perf_counter()
     for b, batch in enumerate(bar, start=start):
-        batch = _to(batch, exp.device)
+        batch = {k: v.to(exp.device, non_blocking=True) for k, v in batch.items()}
         stepping = (b + 1) % acc == 0 or b + 1 == nb
         sync = run.net.no_sync() if info.enabled and not stepping else nullcontext()  # type: ignore[operator]
         with sync:
