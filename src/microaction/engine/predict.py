@@ -73,15 +73,10 @@ def extract_video_features(
     benchmark's ground-truth keypoints, to apply it to real video); every other parameter stays.
 
     Returns ``regions`` [R, T, D], ``global`` [T, Dg], ``region_valid`` [R] and the extras the
-    extraction gives (``boxes`` [R+1, 4], ``keypoints``, ...). Uses the extraction library
-    (``microaction.extract.extract_video``).
+    extraction gives (``boxes`` [R+1, 4], ``keypoints``, ...) (``microaction.extract.extract_video``).
     """
-    try:
-        from microaction.extract import extract_video  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise RuntimeError(
-            f"video input needs the extraction library (microaction.extract.extract_video): {e}"
-        ) from None
+    from microaction.extract import extract_video  # type: ignore[attr-defined]
+
     params: Any = manifest
     if parser is not None:
         import dataclasses
