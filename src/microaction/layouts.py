@@ -88,9 +88,6 @@ class Layout:
     def flip_pairs(self) -> list[tuple[int, int]]:
         return [(i, j) for i, j in enumerate(self.flip) if i < j]
 
-    def index(self, name: str) -> int:
-        return self.joints.index(name)
-
 
 def _swap_side(name: str) -> str:
     for a, b in (("left", "right"), ("right", "left")):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 MODELS = ("bmoe", "m3e_global")
 DETECTOR = "bmoe_tridet"
@@ -145,26 +146,13 @@ def eval_test(name: str, runs: Path, timings: dict[str, float]) -> tuple[Path, d
 
 
 def train_and_eval(
-    model: str,
-    cfg_dir: Path,
-    data: Path,
-    store: Path,
-    runs: Path,
-    timings: dict[str, float],
-    *,
-    seed: int = 0,
-    epochs: int | None = None,
-    name: str | None = None,
-    extra: list[str] | None = None,
-    manifest: Path | None = None,
+    model: str, cfg_dir: Path, data: Path, store: Path, runs: Path, timings: dict[str, float], **options: Any
 ) -> tuple[Path, dict]:
-    """``mar train configs/demo_<model>.yaml`` on ``store`` then ``mar eval --split test``;
-    returns the run folder and the test metrics. ``manifest``: the annotations (default
-    ``data/manifest.csv``)."""
-    name = name or model
-    argv = train_argv(model, cfg_dir, data, store, runs, seed=seed, epochs=epochs, name=name, extra=extra,
-                      manifest=manifest)  # fmt: skip
-    _mar(f"train {name}", argv, timings)
+    """``mar train configs/demo_<model>.yaml`` on ``store`` (``options``: ``train_argv``'s ``seed``,
+    ``epochs``, ``name``, ``extra``, ``manifest``) then ``mar eval --split test``; returns the run
+    folder and the test metrics."""
+    name = options.pop("name", None) or model
+    _mar(f"train {name}", train_argv(model, cfg_dir, data, store, runs, name=name, **options), timings)
     return eval_test(name, runs, timings)
 
 

@@ -238,9 +238,6 @@ class ClipDataset(torch.utils.data.Dataset):
             self._packed = PackedArrays.open(self.store.root, self.store.manifest) or False
         return self._packed if isinstance(self._packed, PackedArrays) else None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
     def _read(
         self, key: str, rng: np.random.Generator | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:

@@ -57,9 +57,7 @@ class TrainBatchSampler:
         self.epoch, self.start = int(epoch), int(start_batch)
 
     def num_batches(self) -> int:
-        if self.n >= self.batch_size:
-            return self.n // self.batch_size
-        return 1
+        return max(1, self.n // self.batch_size)  # one short batch when the epoch has no full one
 
     def __len__(self) -> int:
         return self.num_batches() - self.start

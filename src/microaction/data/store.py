@@ -273,15 +273,12 @@ class FeatureStore:
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         data = buf.getvalue()
         atomic_write_bytes(self._item_path(key), data)
-        record = {
-            **(info or {}),
-            "status": status,
-            "frames": int(T),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "bytes": len(data),
-        }
-        # the item is on disk before its commit record appears; the record itself needs no sync
-        # (one lost or torn by a power cut reads as "not done": the item is extracted again)
+        self._commit(key, info, status, int(T), hashlib.sha256(data).hexdigest(), len(data))
+
+    def _commit(self, key: str, info: dict[str, Any] | None, status: str, frames: int, sha256: str, size: int) -> None:
+        """The commit record of an item already on disk. It needs no sync: one lost or torn by a
+        power cut reads as "not done", and the item is extracted again."""
+        record = {**(info or {}), "status": status, "frames": frames, "sha256": sha256, "bytes": size}
         atomic_write_bytes(self._status_path(key), json.dumps(record).encode(), sync=False)
 
     def forget(self, key: str) -> None:
@@ -320,14 +317,7 @@ class FeatureStore:
                     if n != int(np.prod(shape)):
                         raise StoreError(f"{key}: {name} has {n} values, its shape {tuple(shape)} needs more")
         path = self._item_path(key)
-        record = {
-            **(info or {}),
-            "status": "ok",
-            "frames": int(T),
-            "sha256": sha256_file(path),
-            "bytes": path.stat().st_size,
-        }
-        atomic_write_bytes(self._status_path(key), json.dumps(record).encode(), sync=False)
+        self._commit(key, info, "ok", int(T), sha256_file(path), path.stat().st_size)
 
     def write_people(self, key: str, people: Sequence[str], info: dict[str, Any] | None = None) -> None:
         """Commit record of a video extracted person by person (``--people all``): its items are

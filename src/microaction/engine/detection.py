@@ -173,10 +173,6 @@ def load_recordings(
     return out
 
 
-def _valid_slice(valid: np.ndarray, a: int, b: int) -> np.ndarray:
-    return valid[:, a:b] if valid.ndim == 2 else valid
-
-
 def collate_windows(
     recs: list[DetectionRecording], spans: list[tuple[int, int]], min_inside: float = 0.5
 ) -> dict[str, torch.Tensor]:
@@ -197,7 +193,7 @@ def collate_windows(
         regions[i, :, :L] = r.regions[:, a:b]
         glob[i, :L] = r.global_[a:b]
         mask[i, :L] = True
-        v = _valid_slice(r.region_valid, a, b)
+        v = r.region_valid[:, a:b] if r.region_valid.ndim == 2 else r.region_valid
         if per_step:
             valid[i, :, :L] = v if v.ndim == 2 else v[:, None]
         else:

@@ -71,14 +71,6 @@ def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
     return out
 
 
-def broadcast_object(info: DistInfo, obj: Any) -> Any:
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def cleanup(info: DistInfo) -> None:
     """Tear the process group down together: every process waits for the others first, and
     objects that still hold the group (a DDP wrapper in a reference cycle) are freed before it goes."""

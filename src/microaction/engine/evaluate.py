@@ -26,7 +26,7 @@ from microaction.engine.precision import Precision, autocast, resolve_precision
 from microaction.engine.runs import LoadedRun, load_run, read_split
 from microaction.taxonomy import Taxonomy
 
-__all__ = ["class_means", "evaluate_run", "infer", "score_outputs"]
+__all__ = ["class_means", "evaluate_run", "infer", "output_arrays", "score_outputs"]
 
 EXPLAIN_KEYS = ("routing", "path_weights", "saliency")
 
@@ -70,16 +70,8 @@ def infer(
         inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(device, prec):
             out = model(inputs)
-        action = out["action"].float()
-        parts.setdefault("index", []).append(index.numpy())
-        parts.setdefault("action", []).append(
-            (torch.sigmoid(action) if multi else torch.softmax(action, -1)).cpu().numpy()
-        )
-        if "body" in out:
-            parts.setdefault("body", []).append(torch.softmax(out["body"].float(), -1).cpu().numpy())
-        for k in EXPLAIN_KEYS:
-            if k in out and torch.is_tensor(out[k]):
-                parts.setdefault(k, []).append(out[k].float().cpu().numpy())
+        for k, v in {"index": index.numpy(), **output_arrays(out, multi)}.items():
+            parts.setdefault(k, []).append(v)
     model.train(was_training)
     local = {k: np.concatenate(v) for k, v in parts.items()}
     gathered = gather_objects(info, local)
@@ -89,6 +81,17 @@ def infer(
         return {"index": np.zeros(0, dtype=np.int64)}
     order = np.argsort(merged["index"], kind="stable")
     return {k: v[order] for k, v in merged.items()}
+
+
+def output_arrays(out: dict[str, Any], multi_label: bool) -> dict[str, np.ndarray]:
+    """A model's outputs as numpy: ``action`` probabilities (sigmoid for a multi-label label set,
+    else softmax), ``body`` probabilities, and the explanations (``EXPLAIN_KEYS``) it gives."""
+    action = out["action"].float()
+    arrays = {"action": (torch.sigmoid(action) if multi_label else torch.softmax(action, -1)).cpu().numpy()}
+    if "body" in out:
+        arrays["body"] = torch.softmax(out["body"].float(), -1).cpu().numpy()
+    arrays.update({k: out[k].float().cpu().numpy() for k in EXPLAIN_KEYS if k in out and torch.is_tensor(out[k])})
+    return arrays
 
 
 def score_outputs(taxonomy: Taxonomy, dataset: ClipDataset, outputs: dict[str, np.ndarray]) -> dict[str, float] | None:

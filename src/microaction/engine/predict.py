@@ -17,7 +17,7 @@ when the model gives them, and, for videos, the clip-stable region boxes (for ov
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import torch
 from microaction.data.loader import ClipDataset, sample_steps
 from microaction.data.readers.annotations import Sample
 from microaction.data.store import FeatureStore, StoreError, StoreManifest
-from microaction.engine.evaluate import infer
+from microaction.engine.evaluate import infer, output_arrays
 from microaction.engine.precision import autocast, resolve_precision
 from microaction.engine.runs import LoadedRun, load_run
 
@@ -229,17 +229,7 @@ class Predictor:
             batch["face_valid"][0, :n] = torch.from_numpy(fv[idx])
         with autocast(self.device, self.precision):
             out = self.model({k: v.to(self.device) for k, v in batch.items()})
-        arrays: dict[str, np.ndarray] = {}
-        logits = out["action"].float()
-        arrays["action"] = (
-            (torch.sigmoid(logits) if self.taxonomy.multi_label else torch.softmax(logits, -1)).cpu().numpy()
-        )
-        if "body" in out:
-            arrays["body"] = torch.softmax(out["body"].float(), -1).cpu().numpy()
-        for k in ("routing", "path_weights", "saliency"):
-            if k in out and torch.is_tensor(out[k]):
-                arrays[k] = out[k].float().cpu().numpy()
-        return self._prediction(key, arrays, 0)
+        return self._prediction(key, output_arrays(out, self.taxonomy.multi_label), 0)
 
     def predict_video(self, path: str | os.PathLike[str], *, parser: str | None = None) -> Prediction:
         """Extract a video's features with the checkpoint's parameters (``parser`` overrides the
@@ -261,12 +251,6 @@ class Predictor:
         if "boxes" in feats:
             pred.boxes = np.asarray(feats["boxes"], dtype=np.float64).tolist()
         return pred
-
-    def predict_videos(
-        self, paths: Sequence[str | os.PathLike[str]], *, parser: str | None = None
-    ) -> Iterator[Prediction]:
-        for p in paths:
-            yield self.predict_video(p, parser=parser)
 
 
 def find_videos(folder: str | os.PathLike[str]) -> list[Path]:

@@ -21,7 +21,7 @@ from microaction.data.standardize import FeatureStats
 from microaction.data.store import FeatureStore, StoreManifest, atomic_write_bytes
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import CheckpointError, build_model, load_weights, read_meta
-from microaction.engine.config import DataConfig, ExperimentConfig, config_to_yaml, experiment_from_dict
+from microaction.engine.config import DataConfig, ExperimentConfig, experiment_from_dict
 from microaction.engine.yamlconfig import ConfigError, apply_overrides
 from microaction.taxonomy import Taxonomy
 
@@ -33,7 +33,6 @@ __all__ = [
     "check_run_dir",
     "find_checkpoint",
     "load_run",
-    "prepare_run_dir",
     "read_split",
     "resume_config",
     "stale_best_note",
@@ -193,10 +192,6 @@ def check_run_dir(
             f"`{command} --resume {run_dir}`, pick another name ({rename}), or pass --overwrite"
         )
     return existing
-
-
-def prepare_run_dir(cfg: ExperimentConfig, info: dist_.DistInfo, overwrite: bool) -> Path:
-    return start_run_dir(cfg.run_dir, config_to_yaml(cfg), info, overwrite)
 
 
 def start_run_dir(

@@ -166,9 +166,6 @@ class Stage1Ensemble(nn.Module):
             return torch.ones_like(batch["region_valid"][:, 0], dtype=torch.bool)
         return region_step_mask(batch)[:, index].any(-1)
 
-    def stream_state(self, stream: str) -> dict[str, torch.Tensor]:
-        return self.models[_key(stream)].state_dict()
-
 
 def _mean_probs(logits: list[torch.Tensor], seen: torch.Tensor) -> torch.Tensor:
     """log of the ``seen``-weighted mean over streams of softmax(logits) (``seen [S, B]``)."""

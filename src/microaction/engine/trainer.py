@@ -49,13 +49,13 @@ from microaction.data.loader import make_loader
 from microaction.data.store import StoreMismatch
 from microaction.engine import distributed as dist_
 from microaction.engine.checkpoint import get_rng_state, load_state, save_state, save_weights, set_rng_state
-from microaction.engine.config import ExperimentConfig, experiment_from_dict, load_experiment
+from microaction.engine.config import ExperimentConfig, config_to_yaml, experiment_from_dict, load_experiment
 from microaction.engine.detection_task import DetectionTask
 from microaction.engine.experiment import Experiment, Stage, TrainTask
 from microaction.engine.hostmem import keep_freed_host_memory
 from microaction.engine.optim import EMA, adamw, group_lr, load_optimizer_state, lr_at, param_groups
 from microaction.engine.precision import autocast, resolve_precision
-from microaction.engine.runs import check_run_dir, prepare_run_dir, resume_config, write_metrics
+from microaction.engine.runs import check_run_dir, resume_config, start_run_dir, write_metrics
 from microaction.engine.stages import plan_stages
 from microaction.engine.yamlconfig import apply_overrides
 
@@ -80,10 +80,6 @@ class TrainStep(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         total, parts = self.loss(self.model(batch), batch)
         return total, {k: v for k, v in parts.items() if k != "total"}
-
-
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _improved(value: float | None, best: float | None) -> bool:
@@ -257,7 +253,7 @@ def train_epoch(run: StageRun, state: dict[str, Any], epoch: int, t0: float) -> 
     )
     clips, t_bar = 0, time.perf_counter()
     for b, batch in enumerate(bar, start=start):
-        batch = _to(batch, exp.device)
+        batch = {k: v.to(exp.device, non_blocking=True) for k, v in batch.items()}
         stepping = (b + 1) % acc == 0 or b + 1 == nb
         sync = run.net.no_sync() if info.enabled and not stepping else nullcontext()  # type: ignore[operator]
         with sync:
@@ -446,7 +442,7 @@ def train(
         started_in, cfg.run.precision_used = cfg.run.precision_used, exp.precision.used  # config.yaml records it
         cfg.run.best_by = "val" if has_val_labels(exp) else "last"  # and what picks best.safetensors
         if resume is None:
-            prepare_run_dir(cfg, info, overwrite)
+            start_run_dir(cfg.run_dir, config_to_yaml(cfg), info, overwrite)
         for w in exp.warnings:
             exp.log(w)
         if cfg.run.best_by == "last":

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score
 
+from microaction.data.fileio import atomic_file, atomic_write_bytes
 from microaction.taxonomy import Taxonomy
 
 __all__ = [
@@ -344,10 +345,7 @@ def _csv_text(rows: Sequence[Sequence[str]]) -> str:
 def write_prediction_csv(path: str | os.PathLike[str], rows: Sequence[Sequence[str]]) -> Path:
     """Write prediction rows as CSV (CRLF line ends, as the official example file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(_csv_text(rows), encoding="utf-8", newline="")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, _csv_text(rows).encode())
     return path
 
 
@@ -364,11 +362,8 @@ def write_submission(
     out = Path(out)
     if out.suffix.lower() == ".csv":
         return write_prediction_csv(out, rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_file(out) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(CSV_NAME, _csv_text(rows))
-    os.replace(tmp, out)
     return out
 
 

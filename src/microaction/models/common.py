@@ -186,10 +186,6 @@ def attention(
     return torch.matmul(p, v)
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float) -> torch.Tensor:
-    return attention(q, k, v, mask, dropout)
-
-
 class Attention(nn.Module):
     """Multi-head self-attention over ``[B, L, C]`` with an optional key mask ``[B, L]``."""
 
@@ -211,7 +207,7 @@ class Attention(nn.Module):
         H = self.n_heads
         q, k, v = self.qkv(x).view(B, L, 3, H, C // H).permute(2, 0, 3, 1, 4).unbind(0)
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        o = _sdpa(q, k, v, mask, self.attn_dropout if self.training else 0.0)
+        o = attention(q, k, v, mask, self.attn_dropout if self.training else 0.0)
         y = self.proj(o.transpose(1, 2).reshape(B, L, C))
         return self.drop(y) if residual is None else self.drop.residual(residual, y)
 
@@ -252,7 +248,7 @@ class CrossAttention(nn.Module):
             mask = key_mask[:, None, None, :]
         else:
             mask = None
-        o = _sdpa(q, k, v, mask, self.attn_dropout if self.training else 0.0)
+        o = attention(q, k, v, mask, self.attn_dropout if self.training else 0.0)
         return self.drop(self.proj(o.transpose(1, 2).reshape(B, Lq, C)))
 
 

@@ -50,7 +50,6 @@ import hashlib
 import json
 import math
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from microaction.data.fileio import atomic_file
 from microaction.models.common import region_step_mask
 
 __all__ = [
@@ -172,16 +172,8 @@ def minilm_label_embeddings(names: Sequence[str], *, cache_dir: str | Path | Non
     model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
     arr = model.encode([_label_text(n) for n in names], convert_to_numpy=True, normalize_embeddings=True)
     arr = np.asarray(arr, dtype=np.float32)
-    cache.mkdir(parents=True, exist_ok=True)
-    # open() (not mkstemp, which gives 0600) so the shared cache file gets the process umask's mode
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"))
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path, sync=False) as f:  # a shared cache: the process umask's mode, as any new file
+        np.save(f, arr)
     return torch.from_numpy(arr)
 
 
@@ -220,11 +212,8 @@ def _ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
     known = target >= 0
     if not bool(known.any()):
         return logits.sum() * 0.0
-    logits, target = logits[known], target[known]
-    if weight is None:
-        return F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
-    # weighted mean over samples (F.cross_entropy's convention), smoothing included
-    return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=smoothing)
+    # with weights: the weighted mean over samples (F.cross_entropy's convention), smoothing included
+    return F.cross_entropy(logits[known].float(), target[known], weight=weight, label_smoothing=smoothing)
 
 
 class LossComputer(nn.Module):

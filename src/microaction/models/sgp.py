@@ -62,12 +62,7 @@ def sgp_window(kernel_size: int, k: float) -> int:
 
 def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
     """Per-sample stochastic depth (SlowFast / TriDet)."""
-    if drop_prob == 0.0 or not training:
-        return x
-    keep = 1.0 - drop_prob
-    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    m = (keep + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_()
-    return x.div(keep) * m
+    return _drop_samples(x, drop_prob, training, (x.shape[0],) + (1,) * (x.ndim - 1))
 
 
 class AffineDropPath(nn.Module):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,12 +71,7 @@ def _fmt(v: float | None, std: float | None = None) -> str:
 
 def _table_html(table: Table) -> str:
     cols = table.columns
-    groups: list[tuple[str, int]] = []
-    for g, _, _ in cols:
-        if groups and groups[-1][0] == g:
-            groups[-1] = (g, groups[-1][1] + 1)
-        else:
-            groups.append((g, 1))
+    groups = [(g, len(list(run))) for g, run in itertools.groupby(c[0] for c in cols)]
     out = ["<table>", "<tr><th class=l rowspan=2>run</th><th class=l rowspan=2>split</th>"]
     i = 0
     for g, n in groups:

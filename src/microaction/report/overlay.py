@@ -277,10 +277,8 @@ def write_overlay(
         vs = src.streams.video[0]
         rate = vs.average_rate or vs.guessed_rate or Fraction(25)
         step = max(1, round(float(rate) / gif_fps))
-        enc = stream = None
         lay: _Layout | None = None
-        if want_mp4:
-            enc = av.open(str(out_path), "w")
+        enc = _H264(out_path, rate) if want_mp4 else None
         try:
             for f, frame in enumerate(src.decode(vs)):
                 if enc is None and f % step:
@@ -297,22 +295,16 @@ def write_overlay(
                     lay = _layout(w, h, bx * scale, names, rw is not None or at_time is not None, rows)
                 drawn = _draw(img, _per_frame(bx, n_frames, f) * scale, names, weights, caption, lay)
                 if enc is not None:
-                    if stream is None:
-                        stream = _h264_stream(enc, rate, w + w % 2, h + h % 2)
-                    if w % 2 or h % 2:
-                        drawn = np.pad(drawn, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                    for pkt in stream.encode(av.VideoFrame.from_ndarray(drawn, format="rgb24")):
-                        enc.mux(pkt)
+                    enc.encode(drawn)
                 if gif_path is not None and f % step == 0:
                     gif_frames.append(_gif_frame(drawn, gif_width))
-            if enc is not None and stream is not None:
-                for pkt in stream.encode():
-                    enc.mux(pkt)
+            if enc is not None:
+                enc.flush()
         finally:
             if enc is not None:
-                enc.close()
-    if want_mp4:
-        if stream is None:
+                enc.container.close()
+    if enc is not None:
+        if enc.stream is None:
             raise RuntimeError(f"{video_path}: no frames decoded")
         written.append(out_path)
     if gif_path is not None:
@@ -324,14 +316,35 @@ def write_overlay(
     return written
 
 
-def _h264_stream(container, rate: Fraction, width: int, height: int):  # type: ignore[no-untyped-def]
-    import av
+class _H264:
+    """An H.264 MP4 written frame by frame; its stream takes the first frame's size (odd sides
+    padded to even, as yuv420p needs)."""
 
-    codec = "libx264" if "libx264" in av.codecs_available else "h264"
-    s = container.add_stream(codec, rate=Fraction(rate).limit_denominator(1001))
-    s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-    s.options = {"crf": "20", "preset": "veryfast"}
-    return s
+    def __init__(self, path: Path, rate: Fraction) -> None:
+        import av
+
+        self.container = av.open(str(path), "w")
+        self.rate = Fraction(rate).limit_denominator(1001)
+        self.stream: Any = None
+
+    def encode(self, img: np.ndarray) -> None:
+        import av
+
+        h, w = img.shape[:2]
+        if self.stream is None:
+            codec = "libx264" if "libx264" in av.codecs_available else "h264"
+            self.stream = self.container.add_stream(codec, rate=self.rate)
+            self.stream.width, self.stream.height, self.stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+            self.stream.options = {"crf": "20", "preset": "veryfast"}
+        if w % 2 or h % 2:
+            img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        for pkt in self.stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            self.container.mux(pkt)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            for pkt in self.stream.encode():
+                self.container.mux(pkt)
 
 
 def _gif_frame(img: np.ndarray, width: int):  # type: ignore[no-untyped-def]
@@ -350,40 +363,21 @@ class OverlayStream:
     (legend corner, caption band) is fixed by the first frame."""
 
     def __init__(self, out_path: str | Path, region_names: Sequence[str], fps: float, caption_rows: int = 3) -> None:
-        import av
-
         self.path = Path(out_path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.names, self.rows = list(region_names), caption_rows
-        self.rate = Fraction(fps).limit_denominator(1001)
-        self.container = av.open(str(self.path), "w")
-        self.stream: Any = None
+        self.enc = _H264(self.path, Fraction(fps))
         self.lay: _Layout | None = None
         self.frames = 0
 
     def write(self, img: np.ndarray, boxes: np.ndarray, routing: np.ndarray | None, caption: Sequence[str]) -> None:
-        import av
-
-        scale = max(1.0, MIN_SIDE / min(img.shape[:2]))
+        img, scale = _upscaled(img)
         bx = np.asarray(boxes, np.float64) * scale
-        if scale > 1:
-            import cv2
-
-            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
-        h, w = img.shape[:2]
         if self.lay is None:
-            self.lay = _layout(w, h, bx[None], self.names, True, self.rows)
-        drawn = _draw(img, bx, self.names, routing, list(caption)[: self.rows], self.lay)
-        if self.stream is None:
-            self.stream = _h264_stream(self.container, self.rate, w + w % 2, h + h % 2)
-        if w % 2 or h % 2:
-            drawn = np.pad(drawn, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        for pkt in self.stream.encode(av.VideoFrame.from_ndarray(drawn, format="rgb24")):
-            self.container.mux(pkt)
+            self.lay = _layout(img.shape[1], img.shape[0], bx[None], self.names, True, self.rows)
+        self.enc.encode(_draw(img, bx, self.names, routing, list(caption)[: self.rows], self.lay))
         self.frames += 1
 
     def close(self) -> None:
-        if self.stream is not None:
-            for pkt in self.stream.encode():
-                self.container.mux(pkt)
-        self.container.close()
+        self.enc.flush()
+        self.enc.container.close()

@@ -15,6 +15,7 @@ state, safe to call from any thread). Each function returns a ``Figure``; ``save
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -83,17 +84,11 @@ def training_curves(
     stages = [str(e.get("stage") or "") for e in epochs]
     # shade stages (two-stage training, pretrain / finetune …)
     if len(set(stages)) > 1:
-        start = 0
-        colors = ("#f0f0f0", "#dde8f5")
-        band = 0
-        for i in range(1, len(stages) + 1):
-            if i == len(stages) or stages[i] != stages[start]:
-                for ax in (ax_loss, ax_val):
-                    ax.axvspan(start + 0.5, i + 0.5, color=colors[band % 2], zorder=0)
-                    ax.text((start + i + 1) / 2, 1.0, stages[start], transform=ax.get_xaxis_transform(),
-                            ha="center", va="bottom", fontsize=8, color="#555")  # fmt: skip
-                band += 1
-                start = i
+        for band, (name, a, b) in enumerate(_runs(stages)):
+            for ax in (ax_loss, ax_val):
+                ax.axvspan(a + 0.5, b + 1.5, color=("#f0f0f0", "#dde8f5")[band % 2], zorder=0)
+                ax.text((a + b + 2) / 2, 1.0, name, transform=ax.get_xaxis_transform(),
+                        ha="center", va="bottom", fontsize=8, color="#555")  # fmt: skip
     loss = np.array([float(e.get("train_loss", np.nan)) for e in epochs])
     if np.isfinite(loss).any():
         ax_loss.plot(x, loss, "o-", ms=3, label="train loss")
@@ -262,13 +257,17 @@ def _group_order(body_of_class: Sequence[int] | None, n: int) -> tuple[np.ndarra
         return np.arange(n), []
     b = np.asarray(body_of_class)
     order = np.argsort(b, kind="stable")
-    spans = []
-    start = 0
-    for i in range(1, n + 1):
-        if i == n or b[order[i]] != b[order[start]]:
-            spans.append((int(b[order[start]]), start, i - 1))
-            start = i
-    return order, spans
+    return order, [(int(g), first, last) for g, first, last in _runs(b[order].tolist())]
+
+
+def _runs(values: Sequence[Any]) -> list[tuple[Any, int, int]]:
+    """(value, first, last position) of each run of equal neighbours in ``values``."""
+    out, start = [], 0
+    for v, run in itertools.groupby(values):
+        n = len(list(run))
+        out.append((v, start, start + n - 1))
+        start += n
+    return out
 
 
 @_literal_text

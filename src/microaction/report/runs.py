@@ -206,11 +206,8 @@ def _resolve_taxonomy(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] |
         if meta and isinstance(meta.get("taxonomy"), dict):
             return meta["taxonomy"]
     # fall back to a builtin taxonomy named in the config (data.taxonomy or taxonomy)
-    name = None
     data = config.get("data")
-    if isinstance(data, dict):
-        name = data.get("taxonomy")
-    name = name or config.get("taxonomy")
+    name = (data.get("taxonomy") if isinstance(data, dict) else None) or config.get("taxonomy")
     if isinstance(name, str):
         from microaction.taxonomy import TaxonomyError, load_taxonomy
 

@@ -16,6 +16,7 @@ import html
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from microaction.report.timeline_rows import TimelineRow, assign_lanes, lane_groups
@@ -167,7 +168,7 @@ def write_timeline_html(
     path = Path(path)
     by_class = lanes == "class" or not taxonomy.has_body
     groups = lane_groups(rows, taxonomy, by_class=by_class, people=people)
-    placed = [_as_class_group(r) for r in rows] if by_class else list(rows)
+    placed = [replace(r, body="") for r in rows] if by_class else list(rows)  # class lanes: no body group
     key = [r.group for r in placed]
     sub = assign_lanes(placed)
     depth = {g: 1 for g in groups}
@@ -227,8 +228,3 @@ def write_timeline_html(
 """
     path.write_text(page, encoding="utf-8")
     return path
-
-
-def _as_class_group(r: TimelineRow) -> TimelineRow:
-    """The row with its class as its group (for per-class lanes)."""
-    return TimelineRow(r.video, r.start, r.end, r.label, r.name, "", r.score, r.routing, r.person)

@@ -67,14 +67,11 @@ class Taxonomy:
 
     def index(self, name: str) -> int:
         """Class id of a class name (exact, then case- and separator-insensitive)."""
-        lookup = self._lookup()
+        lookup = {_norm(n): i for i, n in enumerate(self.names)}
         key = _norm(name)
         if key not in lookup:
             raise TaxonomyError(f"{name!r} is not a class of taxonomy {self.name!r}")
         return lookup[key]
-
-    def _lookup(self) -> dict[str, int]:
-        return {_norm(n): i for i, n in enumerate(self.names)}
 
     def label_id(self, value: str | int, *, source: str = "<input>", base: int = 0) -> int:
         """Parse one label given as a class id (``"9"``) or a class name.

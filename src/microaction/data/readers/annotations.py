@@ -27,8 +27,6 @@ that those labels are unknown -- never a label.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import re
@@ -41,7 +39,7 @@ import yaml
 
 from microaction.data.errors import AnnotationError
 from microaction.data.readers.person_boxes import PERSON_COLUMNS, add_sample, check_person_columns, person_fields
-from microaction.data.readers.samples import UNKNOWN, Sample, split_from_list_name
+from microaction.data.readers.samples import UNKNOWN, Sample, csv_rows, split_from_list_name
 from microaction.data.readers.samples import int_field as _int_field
 from microaction.data.readers.samples import read_text as _read_text
 from microaction.taxonomy import Taxonomy, TaxonomyError, check_names
@@ -88,14 +86,7 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
     ``split`` (when given) are skipped.
     """
     path = Path(path)
-    text = _read_text(path)
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise AnnotationError(f"{path}: empty file (expected a header with video,label)") from None
-    except csv.Error as e:
-        raise AnnotationError(f"{path}:1: {e}") from None
+    header, rows = csv_rows(_read_text(path), path, "empty file (expected a header with video,label)")
     cols = [h.strip().lower() for h in header]
     for need in ("video", "label"):
         if need not in cols:
@@ -112,52 +103,45 @@ def read_manifest_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split
     pos = {c: i for i, c in enumerate(cols)}
     out: list[Sample] = []
     boxed: dict[str, int] = {}  # key -> position in out of a sample with a person box
-    try:
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(cols):
-                raise AnnotationError(f"{where}: {len(row)} fields, header has {len(cols)}")
-            get = {c: row[i].strip() for c, i in pos.items()}
-            if not get["video"]:
-                raise AnnotationError(f"{where}: empty video name")
-            if split is not None and get.get("split", split) != split:
-                continue
-            label = UNKNOWN
-            labels: tuple[int, ...] = ()
-            lab = get["label"]
-            try:
-                if taxonomy.multi_label:
-                    labels = tuple(
-                        taxonomy.label_id(x, source=where, base=MANIFEST_ID_BASE) for x in lab.split(";") if x.strip()
-                    )
-                elif lab and lab != "-1":
-                    label = taxonomy.label_id(lab, source=where, base=MANIFEST_ID_BASE)
-            except TaxonomyError as e:
-                raise AnnotationError(str(e)) from None
-            body = UNKNOWN
-            if get.get("body"):
-                body = _int_field(get["body"], what="body", where=where, lo=0)
-                if taxonomy.has_body and body >= taxonomy.num_body:
-                    raise AnnotationError(f"{where}: body {body} out of range 0..{taxonomy.num_body - 1}")
-                if taxonomy.has_body and label != UNKNOWN and int(taxonomy.body_of(label)) != body:
-                    raise AnnotationError(f"{where}: body {body} disagrees with label {label}'s body group")
-            start = end = None
-            if get.get("start") or get.get("end"):
-                start = _int_field(get["start"], what="start", where=where, lo=0)
-                end = _int_field(get["end"], what="end", where=where, lo=0)
-                if end <= start:
-                    raise AnnotationError(f"{where}: end {end} must be greater than start {start}")
-            try:
-                person, box = person_fields(get, where, start)
-                add_sample(
-                    out, boxed, Sample(get["video"], label, body, get.get("split"), start, end, labels, person), box
+    for line, row in rows:
+        where = f"{path}:{line}"
+        if len(row) != len(cols):
+            raise AnnotationError(f"{where}: {len(row)} fields, header has {len(cols)}")
+        get = {c: row[i] for c, i in pos.items()}
+        if not get["video"]:
+            raise AnnotationError(f"{where}: empty video name")
+        if split is not None and get.get("split", split) != split:
+            continue
+        label = UNKNOWN
+        labels: tuple[int, ...] = ()
+        lab = get["label"]
+        try:
+            if taxonomy.multi_label:
+                labels = tuple(
+                    taxonomy.label_id(x, source=where, base=MANIFEST_ID_BASE) for x in lab.split(";") if x.strip()
                 )
-            except ValueError as e:
-                raise AnnotationError(f"{where}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
-    except csv.Error as e:
-        raise AnnotationError(f"{path}:{reader.line_num}: {e}") from None
+            elif lab and lab != "-1":
+                label = taxonomy.label_id(lab, source=where, base=MANIFEST_ID_BASE)
+        except TaxonomyError as e:
+            raise AnnotationError(str(e)) from None
+        body = UNKNOWN
+        if get.get("body"):
+            body = _int_field(get["body"], what="body", where=where, lo=0)
+            if taxonomy.has_body and body >= taxonomy.num_body:
+                raise AnnotationError(f"{where}: body {body} out of range 0..{taxonomy.num_body - 1}")
+            if taxonomy.has_body and label != UNKNOWN and int(taxonomy.body_of(label)) != body:
+                raise AnnotationError(f"{where}: body {body} disagrees with label {label}'s body group")
+        start = end = None
+        if get.get("start") or get.get("end"):
+            start = _int_field(get["start"], what="start", where=where, lo=0)
+            end = _int_field(get["end"], what="end", where=where, lo=0)
+            if end <= start:
+                raise AnnotationError(f"{where}: end {end} must be greater than start {start}")
+        try:
+            person, box = person_fields(get, where, start)
+            add_sample(out, boxed, Sample(get["video"], label, body, get.get("split"), start, end, labels, person), box)
+        except ValueError as e:
+            raise AnnotationError(f"{where}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
     return out
 
 
@@ -169,12 +153,8 @@ def _lines(text: str) -> list[tuple[int, str]]:
     """(line number, line) of every non-blank line; CRLF or LF, final newline or not."""
     # split on "\n" only: str.splitlines also breaks on form feeds and Unicode separators, which
     # would shift the line numbers the errors report.
-    out = []
-    for no, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if line.strip():
-            out.append((no, line))
-    return out
+    lines = ((no, line.rstrip("\r")) for no, line in enumerate(text.split("\n"), start=1))
+    return [(no, line) for no, line in lines if line.strip()]
 
 
 def _check_name(name: str, where: str) -> str:

@@ -13,13 +13,11 @@ in it, any extension): one store item per snippet and seat. Labels are multi-lab
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 
 from microaction.data.errors import AnnotationError
-from microaction.data.readers.samples import Sample, int_field, read_text
+from microaction.data.readers.samples import Sample, csv_rows, int_field, read_text
 from microaction.taxonomy import Taxonomy
 
 __all__ = ["MPIIGI_COLUMNS", "is_mpiigi_csv", "mpiigi_video", "read_mpiigi_csv"]
@@ -53,14 +51,8 @@ def read_mpiigi_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: 
     path = Path(path)
     if not taxonomy.multi_label:
         raise AnnotationError(f"{path}: MPII-GI samples are multi-label; use the mpiigi taxonomy, not {taxonomy.name}")
-    text = read_text(path)
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        raise AnnotationError(f"{path}: empty file (expected {','.join(MPIIGI_COLUMNS)},<classes>)") from None
-    except csv.Error as e:
-        raise AnnotationError(f"{path}:1: {e}") from None
+    header, rows = csv_rows(read_text(path), path, f"empty file (expected {','.join(MPIIGI_COLUMNS)},<classes>)")
+    header = [h.strip().lower() for h in header]
     if tuple(header[: len(MPIIGI_COLUMNS)]) != MPIIGI_COLUMNS:
         raise AnnotationError(f"{path}:1: header must start with {','.join(MPIIGI_COLUMNS)} (has {header[:6]})")
     n_cls = len(header) - len(MPIIGI_COLUMNS)
@@ -70,35 +62,29 @@ def read_mpiigi_csv(path: str | os.PathLike[str], taxonomy: Taxonomy, *, split: 
         )
     out: list[Sample] = []
     seen: dict[str, int] = {}
-    try:
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise AnnotationError(f"{where}: {len(row)} fields, header has {len(header)}")
-            cells = [c.strip() for c in row]
-            sid, rec, pos = cells[0], cells[1], cells[2]
-            if not sid or not rec or not pos:
-                raise AnnotationError(f"{where}: empty sample_id, rec_no or subject_pos")
-            if any(c in "/\\" or ord(c) < 32 for c in rec + pos) or ".." in (rec, pos):
-                raise AnnotationError(f"{where}: rec_no {rec!r} / subject_pos {pos!r} must be plain names")
-            if sid in seen:
-                raise AnnotationError(f"{where}: sample_id {sid!r} repeats line {seen[sid]}")
-            seen[sid] = reader.line_num
-            start = int_field(cells[3], what="start_time", where=where, lo=0)
-            end = int_field(cells[4], what="end_time", where=where, lo=0)
-            if end <= start:
-                raise AnnotationError(f"{where}: end_time {end} must be greater than start_time {start}")
-            labels = []
-            for c, cell in enumerate(cells[len(MPIIGI_COLUMNS) :]):
-                if cell not in ("0", "1", "0.0", "1.0"):
-                    raise AnnotationError(f"{where}: {header[len(MPIIGI_COLUMNS) + c]} = {cell!r}; expected 0 or 1")
-                if cell.startswith("1"):
-                    labels.append(c)
-            out.append(Sample(mpiigi_video(rec, pos), split=split, start=start, end=end, labels=tuple(labels)))
-    except csv.Error as e:
-        raise AnnotationError(f"{path}:{reader.line_num}: {e}") from None
+    for line, cells in rows:
+        where = f"{path}:{line}"
+        if len(cells) != len(header):
+            raise AnnotationError(f"{where}: {len(cells)} fields, header has {len(header)}")
+        sid, rec, pos = cells[0], cells[1], cells[2]
+        if not sid or not rec or not pos:
+            raise AnnotationError(f"{where}: empty sample_id, rec_no or subject_pos")
+        if any(c in "/\\" or ord(c) < 32 for c in rec + pos) or ".." in (rec, pos):
+            raise AnnotationError(f"{where}: rec_no {rec!r} / subject_pos {pos!r} must be plain names")
+        if sid in seen:
+            raise AnnotationError(f"{where}: sample_id {sid!r} repeats line {seen[sid]}")
+        seen[sid] = line
+        start = int_field(cells[3], what="start_time", where=where, lo=0)
+        end = int_field(cells[4], what="end_time", where=where, lo=0)
+        if end <= start:
+            raise AnnotationError(f"{where}: end_time {end} must be greater than start_time {start}")
+        labels = []
+        for c, cell in enumerate(cells[len(MPIIGI_COLUMNS) :]):
+            if cell not in ("0", "1", "0.0", "1.0"):
+                raise AnnotationError(f"{where}: {header[len(MPIIGI_COLUMNS) + c]} = {cell!r}; expected 0 or 1")
+            if cell.startswith("1"):
+                labels.append(c)
+        out.append(Sample(mpiigi_video(rec, pos), split=split, start=start, end=end, labels=tuple(labels)))
     if not out:
         raise AnnotationError(f"{path}: no samples")
     return out

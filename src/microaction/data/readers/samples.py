@@ -4,8 +4,11 @@ shares; a module of its own so that the readers of ``annotations``, ``poses`` an
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from microaction.data.errors import AnnotationError
 from microaction.data.readers.person_boxes import BoxRow
 from microaction.data.store import video_key
 
-__all__ = ["UNKNOWN", "Sample", "int_field", "read_text", "split_from_list_name"]
+__all__ = ["UNKNOWN", "Sample", "csv_rows", "int_field", "read_text", "split_from_list_name"]
 
 UNKNOWN = -1  # label of a clip whose label is hidden (benchmark test splits) or not given
 
@@ -47,6 +50,29 @@ def read_text(path: Path) -> str:
         line = raw[: e.start].count(b"\n") + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise AnnotationError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {column})") from None
+
+
+def csv_rows(text: str, source: object, empty: str = "empty file") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header row of CSV ``text`` as written, and (line number, cells stripped) of every
+    non-blank row after it. No header, or a row the csv module cannot parse, is an
+    ``AnnotationError`` naming ``source`` (``empty`` says what was expected) and the line."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise AnnotationError(f"{source}: {empty}") from None
+    except csv.Error as e:
+        raise AnnotationError(f"{source}:1: {e}") from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for row in reader:
+                if row and any(c.strip() for c in row):
+                    yield reader.line_num, [c.strip() for c in row]
+        except csv.Error as e:
+            raise AnnotationError(f"{source}:{reader.line_num}: {e}") from None
+
+    return header, rows()
 
 
 def int_field(value: str, *, what: str, where: str, lo: int | None = None) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from microaction.data.errors import AnnotationError
-from microaction.data.readers.annotations import _read_text, load_split
+from microaction.data.readers.annotations import load_split
+from microaction.data.readers.samples import read_text
 from microaction.data.readers.segments import (
     OnIssue,
     Segment,
@@ -246,7 +247,7 @@ def read_smg_finelabels(
         raise AnnotationError(f"{path}: SMG labels are in frames; pass the recording's fps")
     if video is None:
         video = path.name[: -len("_finelabels.csv")] if path.name.lower().endswith("_finelabels.csv") else path.stem
-    reader = csv.reader(io.StringIO(_read_text(path)))
+    reader = csv.reader(io.StringIO(read_text(path)))
     out = _Collector(path, on_issue)
     first = True
     try:

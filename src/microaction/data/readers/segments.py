@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from microaction.data.errors import AnnotationError
-from microaction.data.readers.annotations import _read_text
+from microaction.data.readers.samples import csv_rows, read_text
 from microaction.taxonomy import Taxonomy, TaxonomyError
 
 __all__ = [
@@ -214,7 +214,7 @@ def _number(value: object, *, what: str, where: str) -> float:
 
 def load_json(path: Path) -> Any:
     """A JSON document; any failure is an ``AnnotationError`` naming the file (and line)."""
-    text = _read_text(path)
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -251,23 +251,8 @@ def _video(value: object, where: str) -> str:
 
 def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """(lower-cased header, iterator of (line number, cells)) of a CSV file; blank rows skipped."""
-    reader = csv.reader(io.StringIO(_read_text(path)))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise AnnotationError(f"{path}: empty file") from None
-    except csv.Error as e:
-        raise AnnotationError(f"{path}:1: {e}") from None
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        try:
-            for row in reader:
-                if row and any(c.strip() for c in row):
-                    yield reader.line_num, [c.strip() for c in row]
-        except csv.Error as e:
-            raise AnnotationError(f"{path}:{reader.line_num}: {e}") from None
-
-    return [h.strip().lower() for h in header], rows()
+    header, rows = csv_rows(read_text(path), path)
+    return [h.strip().lower() for h in header], rows
 
 
 def _need(cols: Sequence[str], need: Iterable[str], path: Path, what: str) -> dict[str, int]:
@@ -401,40 +386,31 @@ def write_detections(
 
 def parse_detection_csv(text: str, source: str, taxonomy: Taxonomy | None = None) -> list[Detection]:
     """Detections of a MAC submission CSV's text; errors name ``source`` and the line."""
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise AnnotationError(f"{source}: empty file") from None
+    header, rows = csv_rows(text, source)
     if not is_detection_csv(header):
         raise AnnotationError(f"{source}:1: header {header} is not ',video_id,t_start,t_end,class,score'")
     skip = len(header) - len(SUBMISSION_COLUMNS)
     out = []
-    try:
-        for row in reader:
-            where = f"{source}:{reader.line_num}"
-            if not row or not any(c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise AnnotationError(f"{where}: {len(row)} fields, header has {len(header)}")
-            vid, t0, t1, cls, score = (c.strip() for c in row[skip:])
-            if taxonomy is not None:
-                label = _label(cls, taxonomy, where)
-            elif cls.isdigit() and len(cls) < 10:
-                label = int(cls)
-            else:
-                raise AnnotationError(f"{where}: class {cls[:40]!r} is not a class id (pass a taxonomy for names)")
-            out.append(
-                Detection(
-                    _video(vid, where),
-                    _number(t0, what="t_start", where=where),
-                    _number(t1, what="t_end", where=where),
-                    label,
-                    _number(score, what="score", where=where),
-                )
+    for line, row in rows:
+        where = f"{source}:{line}"
+        if len(row) != len(header):
+            raise AnnotationError(f"{where}: {len(row)} fields, header has {len(header)}")
+        vid, t0, t1, cls, score = row[skip:]
+        if taxonomy is not None:
+            label = _label(cls, taxonomy, where)
+        elif cls.isdigit() and len(cls) < 10:
+            label = int(cls)
+        else:
+            raise AnnotationError(f"{where}: class {cls[:40]!r} is not a class id (pass a taxonomy for names)")
+        out.append(
+            Detection(
+                _video(vid, where),
+                _number(t0, what="t_start", where=where),
+                _number(t1, what="t_end", where=where),
+                label,
+                _number(score, what="score", where=where),
             )
-    except csv.Error as e:
-        raise AnnotationError(f"{source}:{reader.line_num}: {e}") from None
+        )
     return out
 
 
@@ -460,7 +436,7 @@ def read_detections(path: str | os.PathLike[str], taxonomy: Taxonomy | None = No
             raise AnnotationError(f"{path}!{names[0]}: not UTF-8 text") from None
         return DetectionFile(parse_detection_csv(text, f"{path}!{names[0]}", taxonomy))
     if suffix == ".csv":
-        return DetectionFile(parse_detection_csv(_read_text(path), str(path), taxonomy))
+        return DetectionFile(parse_detection_csv(read_text(path), str(path), taxonomy))
     if suffix != ".json":
         raise AnnotationError(f"{path}: detections are read from .json, .csv or .zip")
     doc = load_json(path)

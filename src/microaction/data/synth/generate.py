@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,10 +29,11 @@ from microaction.data.synth.skeleton3d import Body, Pose, pose, sample_body, sam
 from microaction.data.synth.writer import GENERATOR
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
-__all__ = ["PRESETS", "ClipSpec", "Preset", "generate_clip", "generate_dataset", "plan", "split_counts"]
+__all__ = ["PRESETS", "ClipSpec", "Preset", "generate_clip", "generate_dataset", "plan", "run_jobs", "split_counts"]
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
+_T = TypeVar("_T")
 DIAGNOSTIC = "synth_diagnostic"  # the label set whose classes run diagnostic.run_program
 
 
@@ -219,14 +221,19 @@ def _work(job: tuple[ClipSpec, Preset, dict[str, Any], int, bool, str]) -> tuple
     return spec.stem, spec.label, int(clip["meta"]["body"]), spec.split
 
 
-def _run(jobs: list[Any], workers: int) -> Iterator[tuple[str, int, int, str]]:
-    if workers <= 1:
-        yield from map(_work, jobs)
-        return
+def run_jobs(work: Callable[[Any], _T], jobs: list[Any], workers: int, *, chunksize: int, desc: str, unit: str,
+             progress: bool) -> list[_T]:  # fmt: skip
+    """``work`` of each job, in order: in ``workers`` forked processes (in this one for 1), with a
+    progress bar when ``progress``."""
     import multiprocessing as mp
 
-    with mp.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(_work, jobs, chunksize=4)
+    with mp.get_context("fork").Pool(workers) if workers > 1 else nullcontext() as pool:
+        it: Iterable[_T] = map(work, jobs) if pool is None else pool.imap(work, jobs, chunksize=chunksize)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(jobs), desc=desc, unit=unit)
+        return list(it)
 
 
 def generate_dataset(
@@ -252,13 +259,8 @@ def generate_dataset(
     specs = plan(p, tax)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     jobs = [(s, p, tax.to_dict(), seed, render, str(root)) for s in specs]
-    rows: list[tuple[str, int, int, str]] = []
-    it = _run(jobs, workers)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(jobs), desc=f"synth {p.name}{' +render' if render else ''}", unit="clip")
-    rows.extend(it)
+    rows = run_jobs(_work, jobs, workers, chunksize=4, desc=f"synth {p.name}{' +render' if render else ''}",
+                    unit="clip", progress=progress)  # fmt: skip
     write_manifest(root, rows)
     record = _record(p, tax, seed, render, rows)
     (root / "dataset.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

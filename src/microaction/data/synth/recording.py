@@ -39,10 +39,11 @@ from typing import Any
 import numpy as np
 
 from microaction.data.store import atomic_write_bytes
-from microaction.data.synth.generate import film
+from microaction.data.synth.generate import film, run_jobs
 from microaction.data.synth.motions import Ctx, apply_motion
 from microaction.data.synth.nuisances import Nuisance, add_idle, observe, smooth_noise
 from microaction.data.synth.skeleton3d import Tracks, pose, sample_body, sample_rest
+from microaction.data.synth.writer import write_csv, write_npz
 from microaction.taxonomy import Taxonomy, load_taxonomy
 
 __all__ = [
@@ -236,19 +237,14 @@ def generate_recording(
 
 
 def _write_sidecar(root: Path, stem: str, rec: dict[str, Any]) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        keypoints=rec["keypoints"].astype(np.float32),
-        keypoints_clean=rec["keypoints_clean"].astype(np.float32),
-        fps=np.float64(rec["fps"]),
-        size=np.asarray(rec["size"], np.int64),
-        meta=np.asarray(json.dumps(rec["meta"])),
-    )
-    (root / "keypoints").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(root / "keypoints" / f"{stem}.npz", buf.getvalue())
+    sidecar = {
+        "keypoints": rec["keypoints"].astype(np.float32),
+        "keypoints_clean": rec["keypoints_clean"].astype(np.float32),
+        "fps": np.float64(rec["fps"]),
+        "size": np.asarray(rec["size"], np.int64),
+        "meta": np.asarray(json.dumps(rec["meta"])),
+    }
+    write_npz(root / "keypoints" / f"{stem}.npz", sidecar)
 
 
 def _work(job: tuple[int, str, str, RecordingPreset, dict[str, Any], int, str]) -> tuple[str, dict[str, Any]]:
@@ -301,30 +297,13 @@ def generate_recordings(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate a set of recordings into ``out``; returns the ``dataset.json`` record."""
-    import csv
-    import io
-
     p = RECORDING_PRESETS[preset] if isinstance(preset, str) else preset
     tax = load_taxonomy(taxonomy)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     jobs = [(i, stem, split, p, tax.to_dict(), seed, str(root)) for i, stem, split in _stems(p)]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    if workers <= 1:
-        it: Any = map(_work, jobs)
-    else:
-        import multiprocessing as mp
-
-        pool = mp.get_context("fork").Pool(workers)
-        it = pool.imap(_work, jobs)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(jobs), desc=f"synth {p.name}", unit="recording")
-    gt = dict(it)
-    if workers > 1:
-        pool.close()
-        pool.join()
+    gt = dict(run_jobs(_work, jobs, workers, chunksize=1, desc=f"synth {p.name}", unit="recording", progress=progress))
     from microaction.data.readers.segments import Segment, write_mma52_json
 
     segments = [Segment(v, a, b, c, g["subset"]) for v, g in gt.items() for c, a, b in g["actions"]]
@@ -335,12 +314,9 @@ def generate_recordings(
         durations={v: g["duration"] for v, g in gt.items()},
         splits={v: g["subset"] for v, g in gt.items()},
     )
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["video", "split"])
-    for stem, g in gt.items():
-        w.writerow([f"videos/{stem}.mp4", g["subset"]])
-    atomic_write_bytes(root / "manifest.csv", buf.getvalue().encode())
+    write_csv(
+        root / "manifest.csv", ["video", "split"], ([f"videos/{stem}.mp4", g["subset"]] for stem, g in gt.items())
+    )
     record = {
         "generator": "microaction.data.synth.recording",
         "preset": p.name,

@@ -145,9 +145,6 @@ class _Scene:
         fwd_cam = np.einsum("ij,tj->ti", cam.rot, pose.head_rot[:, :, 2])
         self.facing = -fwd_cam[:, 2]  # > 0: the face looks towards the camera
 
-    def radius(self, r: float, depth: np.ndarray) -> np.ndarray:
-        return self.cam.focal * r / np.maximum(depth, 1e-3)
-
     def parts(self, t: int) -> list[tuple[float, int, object]]:
         """(depth, region, draw(img, shaded, mask_value)) for frame ``t``."""
         dp, b, st = self.depth[t].tolist(), self.body, self.style

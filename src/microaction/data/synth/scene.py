@@ -22,7 +22,6 @@ and no ``person_id`` (what a detector outputs: identity must come from tracking)
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from microaction.data.store import atomic_write_bytes
 from microaction.data.synth.generate import PRESETS, ClipSpec, Preset, generate_clip
+from microaction.data.synth.writer import write_csv, write_mp4, write_npz
 from microaction.layouts import detect_layout
 from microaction.skeleton import LANDMARKS
 from microaction.taxonomy import Taxonomy, load_taxonomy
@@ -154,8 +154,6 @@ def _openpose_json(kps: list[np.ndarray]) -> str:
 
 def write_scene(root: str | Path, stem: str, scene: dict[str, Any], *, shuffle_seed: int = 0) -> None:
     """Write a scene's video, per-frame OpenPose JSON (shuffled people) and ground truth."""
-    from microaction.data.synth.writer import write_mp4
-
     root = Path(root)
     write_mp4(root / "videos" / f"{stem}.mp4", scene["frames"], scene["fps"])
     ppl = scene["people"]
@@ -167,20 +165,17 @@ def write_scene(root: str | Path, stem: str, scene: dict[str, Any], *, shuffle_s
         present = [p["keypoints"][f] for p in ppl if (p["keypoints"][f, :, 2] > 0).sum() >= 4]
         rng.shuffle(present)  # type: ignore[arg-type]
         atomic_write_bytes(d / f"{stem}_{f:06d}_keypoints.json", _openpose_json(present).encode())
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        keypoints=np.stack([p["keypoints"] for p in ppl]),
-        keypoints_clean=np.stack([p["keypoints_clean"] for p in ppl]),
-        boxes=np.stack([p["box"] for p in ppl]),
-        labels=np.asarray([p["label"] for p in ppl], np.int64),
-        action_windows=np.asarray([p["action_window"] for p in ppl], np.int64),
-        fps=np.float64(scene["fps"]),
-        size=np.asarray(scene["size"], np.int64),
-        crossing=np.bool_(scene["crossing"]),
-    )
-    (root / "people").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(root / "people" / f"{stem}.npz", buf.getvalue())
+    truth = {
+        "keypoints": np.stack([p["keypoints"] for p in ppl]),
+        "keypoints_clean": np.stack([p["keypoints_clean"] for p in ppl]),
+        "boxes": np.stack([p["box"] for p in ppl]),
+        "labels": np.asarray([p["label"] for p in ppl], np.int64),
+        "action_windows": np.asarray([p["action_window"] for p in ppl], np.int64),
+        "fps": np.float64(scene["fps"]),
+        "size": np.asarray(scene["size"], np.int64),
+        "crossing": np.bool_(scene["crossing"]),
+    }
+    write_npz(root / "people" / f"{stem}.npz", truth)
 
 
 def read_scene_truth(root: str | Path, stem: str) -> dict[str, np.ndarray]:
@@ -195,8 +190,6 @@ def generate_scenes(out: str | Path, count: int, *, seed: int = 0, height: int =
     the box of the person at frame 0 (``mar extract --videos out/manifest.csv`` extracts each
     annotated person, keys ``<scene>#p<k>``; ``mar extract --videos out/videos --people all``
     finds and tracks them)."""
-    import csv
-
     root = Path(out)
     rows: list[list[Any]] = []
     stems = []
@@ -213,9 +206,5 @@ def generate_scenes(out: str | Path, count: int, *, seed: int = 0, height: int =
             x0, y0 = kp[ok, :2].min(0) - 4
             x1, y1 = kp[ok, :2].max(0) + 4
             rows.append([f"videos/{stem}.mp4", p["label"], "test", f"p{k}", *(f"{v:.1f}" for v in (x0, y0, x1, y1))])
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["video", "label", "split", "person", "x1", "y1", "x2", "y2"])
-    w.writerows(rows)
-    atomic_write_bytes(root / "manifest.csv", buf.getvalue().encode())
+    write_csv(root / "manifest.csv", ["video", "label", "split", "person", "x1", "y1", "x2", "y2"], rows)
     return stems

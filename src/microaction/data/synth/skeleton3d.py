@@ -216,7 +216,6 @@ class Pose:
     head_center: np.ndarray  # [T,3]
     head_rot: np.ndarray  # [T,3,3]
     neck_base: np.ndarray  # [T,3]
-    torso_rot: np.ndarray  # [T,3,3]
 
 
 def _idx(name: str) -> int:
@@ -267,7 +266,7 @@ def pose(body: Body, tr: Tracks) -> Pose:
     order = sorted((L, R), key=lambda s: any(r.side == s and r.anchor.startswith("forearm") for r in tr.reaches))
     for s in order:
         _pose_arm(b, tr, s, out, anchors, rt)
-    return Pose(out, head_center, rh, neck_base, rt)
+    return Pose(out, head_center, rh, neck_base)
 
 
 def _anchor_point(r: Reach, out: np.ndarray, anchors: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,20 @@ def synthetic_dataset_of(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def _npz_bytes(arrays: dict[str, Any]) -> bytes:
+def write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """``arrays`` as a compressed ``.npz``, written atomically (its folder made)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+    atomic_write_bytes(path, buf.getvalue())  # makes the folder
+
+
+def write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None:
+    """A CSV (``\\n`` line ends), written atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float, *, crf: int = 23) -> None:
@@ -90,14 +101,11 @@ def write_clip(root: Path, stem: str, clip: dict[str, Any]) -> None:
         "action_window": np.asarray(meta["action_window"], np.int64),
         "meta": np.asarray(json.dumps(meta)),
     }
-    (root / "keypoints").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(root / "keypoints" / f"{stem}.npz", _npz_bytes(kp))
+    write_npz(root / "keypoints" / f"{stem}.npz", kp)
     if clip.get("frames") is not None:
-        (root / "videos").mkdir(parents=True, exist_ok=True)
-        (root / "masks").mkdir(parents=True, exist_ok=True)
         write_mp4(root / "videos" / f"{stem}.mp4", clip["frames"], clip["fps"])
         masks = {"masks": clip["masks"].astype(np.uint8), "regions": np.asarray(MASK_REGIONS, dtype=str)}
-        atomic_write_bytes(root / "masks" / f"{stem}.npz", _npz_bytes(masks))
+        write_npz(root / "masks" / f"{stem}.npz", masks)
 
 
 def read_clip(root: str | os.PathLike[str], stem: str) -> dict[str, Any]:
@@ -110,9 +118,5 @@ def read_clip(root: str | os.PathLike[str], stem: str) -> dict[str, Any]:
 
 def write_manifest(root: Path, rows: list[tuple[str, int, int, str]]) -> None:
     """``manifest.csv``: video,label,body,split (video = ``videos/<stem>.mp4``)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["video", "label", "body", "split"])
-    for stem, label, body, split in rows:
-        w.writerow([f"videos/{stem}.mp4", label, body, split])
-    atomic_write_bytes(root / "manifest.csv", buf.getvalue().encode())
+    lines = ([f"videos/{stem}.mp4", label, body, split] for stem, label, body, split in rows)
+    write_csv(root / "manifest.csv", ["video", "label", "body", "split"], lines)
