@@ -18,7 +18,8 @@ Prints one table (and a ``RESULT`` line per figure, ``benchlib.py``; ``make benc
    changes; goal ≥ 2×) and a whole train step.
 
 The full run takes ~2-3 minutes on 2 idle cores. ``--profile N`` adds torch.profiler's top N ops of
-one paper-size step, fp32 and bf16. ``--quick``: small sizes and few repetitions, a smoke run (the
+one paper-size step, fp32 and bf16. ``--only batched`` runs section 5 alone (~1 minute); ``--trace`` adds where its experts' time goes
+(CPU time in aten calls, the share in matrix products). ``--quick``: small sizes and few repetitions, a smoke run (the
 goals are not meaningful there). Timings on a shared machine vary from run to run; the ratios
 (measured interleaved in one run, median of the repetitions) are what to compare, and ``--cpu-time``
 (one thread, process CPU time) keeps them steadier when other jobs preempt this one.
@@ -194,10 +195,38 @@ def profile_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: i
     return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=44))
 
 
+def op_trace(fn: Callable[[], Any], reps: int) -> tuple[float, float, float]:
+    """Per call of ``fn`` (after one warm-up call): seconds spent inside aten calls, seconds of them in
+    matrix products and attention kernels (process CPU time around each call, so time preempted
+    by other jobs does not count), and the number of aten calls."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    products = ("mm", "addmm", "bmm", "baddbmm")
+    acc = [0.0, 0.0, 0.0]
+
+    class Timer(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            t0 = time.process_time()
+            out = func(*args, **(kwargs or {}))
+            dt = time.process_time() - t0
+            name = func.overloadpacket.__name__
+            acc[0] += dt
+            acc[1] += dt if name in products or "scaled_dot_product" in name else 0.0
+            acc[2] += 1
+            return out
+
+    fn()
+    with Timer():
+        for _ in range(reps):
+            fn()
+    return acc[0] / reps, acc[1] / reps, acc[2] / reps
+
+
 def demo_batched_vs_loop(
-    d: int, heads: int, *, Bd: int, Dd: int, T: int, reps: int
+    d: int, heads: int, *, Bd: int, Dd: int, T: int, reps: int, trace: bool = False
 ) -> tuple[float, float, dict[str, float], dict[str, float]]:
-    """Loop / batched time ratios: the R experts alone (forward + backward), and a whole train step."""
+    """Loop / batched time ratios: the R experts alone (forward + backward), and a whole train step;
+    ``trace``: also print where the experts' time goes (``op_trace``)."""
     from microaction.models.m3e import M3E, StackedM3E
 
     R = len(REGIONS)
@@ -219,6 +248,11 @@ def demo_batched_vs_loop(
         (seq.square().mean() + pooled.square().mean()).backward()
 
     te = interleaved({"batched": experts_batched, "loop": experts_loop}, reps, warmup=2)
+    if trace:
+        for name, fn in (("batched", experts_batched), ("loop", experts_loop)):
+            ops, prod, calls = op_trace(fn, max(3, reps // 3))
+            print(f"  d={d} {name}: {ops * 1e3:.1f} ms in {calls:.0f} aten calls per forward+backward, "
+                  f"{prod * 1e3:.1f} ms ({100 * prod / ops:.0f} %) in matrix products and attention kernels")  # fmt: skip
     kw = {"num_classes": 52, "num_body": 7, "regions": REGIONS, "region_dim": Dd, "global_dim": Dd, **ekw}
     batch = make_batch(Bd, T, Dd, 52, 7, seed=1)
     ts = interleaved(
@@ -230,6 +264,26 @@ def demo_batched_vs_loop(
         warmup=2,
     )
     return te["loop"] / te["batched"], ts["loop"] / ts["batched"], te, ts
+
+
+def batched_rows(reps: int, T: int, note: str, quick: bool, trace: bool = False) -> list[tuple[str, str]]:
+    """Section 5: at demo size (d = 32, the demo's preset, and d = 128; D = 64, batch 32) batched
+    experts vs a Python loop over expert modules; prints, and returns the table rows."""
+    from benchlib import result
+
+    rows: list[tuple[str, str]] = []
+    for d, heads in ((32, 2), (128, 4)):
+        ratio_e, ratio_s, te, ts = demo_batched_vs_loop(d, heads, Bd=32, Dd=64, T=T, reps=reps * 5, trace=trace)
+        print(
+            f"demo size d={d} (D=64, R={len(REGIONS)}, B=32, T={T}): experts forward+backward batched "
+            f"{te['batched'] * 1e3:.1f} ms vs loop {te['loop'] * 1e3:.1f} ms; whole train step "
+            f"{ts['batched'] * 1e3:.1f} ms vs {ts['loop'] * 1e3:.1f} ms"
+        )
+        rows.append((f"batched experts vs loop, d={d} (fwd + bwd; whole step)", f"{ratio_e:.2f}× ({ratio_s:.2f}×)"))
+        result(f"batched experts vs Python loop, d={d}, experts fwd+bwd", round(ratio_e, 2), unit="x",
+               goal=">= 2x", met=None if quick else ratio_e >= 2, note=note)  # fmt: skip
+        result(f"batched experts vs Python loop, d={d}, whole train step", round(ratio_s, 2), unit="x", note=note)
+    return rows
 
 
 def load_note() -> str:
@@ -256,6 +310,14 @@ def compiled_step(
     first = CLOCK[0]() - t0
     t = interleaved({"compiled": step, "eager": eager}, reps)
     return first - t["compiled"], t["compiled"], t["eager"]
+
+
+def print_table(rows: list[tuple[str, str]], clock: str) -> int:
+    print(load_note())
+    print(f"\n| figure ({torch.get_num_threads()} threads, {clock}) | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +347,14 @@ def main(argv: list[str] | None = None) -> int:
         "--no-keep-memory", action="store_true", help="leave glibc's malloc thresholds alone (engine.hostmem)"
     )
     p.add_argument("--profile", type=int, default=0, metavar="N", help="also print the top N ops of one step")
+    p.add_argument(
+        "--only", choices=("batched",), default=None, help="batched: only section 5 (batched experts vs a loop)"
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="section 5: also the CPU time in aten calls of batched and loop experts, and its matrix-product share",
+    )
     args = p.parse_args(argv)
     kept = False if args.no_keep_memory else keep_freed_host_memory()
     if args.threads:
@@ -313,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host memory kept (engine.hostmem): {kept}")
     print(load_note())
     note = "quick: not a measurement" if quick else ""
+    if args.only == "batched":
+        return print_table(batched_rows(reps, T, note, quick, args.trace), clock)
     dims = f"d={paper['d_model']} D={D} R={len(REGIONS)} B={B} T={T}"
     rows: list[tuple[str, str]] = []
 
@@ -413,23 +485,8 @@ def main(argv: list[str] | None = None) -> int:
             print(profile_step(build(kw), batch, args.profile, autocast=mode == "bf16"))
     del model32, batch
 
-    # 5: demo size (the demo's own preset: d = 32, batch 32), batched experts vs a Python loop
-    for d, heads in ((32, 2), (128, 4)):
-        ratio_e, ratio_s, te, ts = demo_batched_vs_loop(d, heads, Bd=32, Dd=64, T=T, reps=reps * 5)
-        print(
-            f"demo size d={d} (D=64, R={len(REGIONS)}, B=32, T={T}): experts forward+backward batched "
-            f"{te['batched'] * 1e3:.1f} ms vs loop {te['loop'] * 1e3:.1f} ms; whole train step "
-            f"{ts['batched'] * 1e3:.1f} ms vs {ts['loop'] * 1e3:.1f} ms"
-        )
-        rows.append((f"batched experts vs loop, d={d} (fwd + bwd; whole step)", f"{ratio_e:.2f}× ({ratio_s:.2f}×)"))
-        result(f"batched experts vs Python loop, d={d}, experts fwd+bwd", round(ratio_e, 2), unit="x",
-               goal=">= 2x", met=None if quick else ratio_e >= 2, note=note)  # fmt: skip
-        result(f"batched experts vs Python loop, d={d}, whole train step", round(ratio_s, 2), unit="x", note=note)
-    print(load_note())
-    print(f"\n| figure ({torch.get_num_threads()} threads, {clock}) | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
-    return 0
+    rows += batched_rows(reps, T, note, quick, args.trace)
+    return print_table(rows, clock)
 
 
 if __name__ == "__main__":

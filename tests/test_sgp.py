@@ -230,6 +230,29 @@ def test_masked_equals_tridet_when_nothing_is_padded(stride):
     torch.testing.assert_close(a(x, mask)[0], b(x, mask)[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("T", [16, 70])  # banded products, and the grouped-conv fallback past BANDED_MAX_T
+def test_masked_equals_tridet_with_every_parameter_random(T):
+    """Every bias, affine and drop-path scale non-zero (the default init zeroes the conv biases, so
+    a bias lost by the masked path's fused products would go unseen): outputs and gradients agree."""
+    torch.manual_seed(0)
+    a = SGPBlock(32, path_pdrop=0.1).eval()
+    with torch.no_grad():
+        for prm in a.parameters():
+            prm.normal_(0.0, 0.3).add_(0.1)
+    b = SGPBlock(32, path_pdrop=0.1, masked=True).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(3, 32, T)
+    mask = torch.ones(3, 1, T, dtype=torch.bool)
+    outs = [blk(x, mask)[0] for blk in (a, b)]
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+    w = torch.randn_like(outs[0])
+    for out in outs:
+        (out * w).sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert pa.grad is not None and pb.grad is not None
+        torch.testing.assert_close(pa.grad, pb.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("stride", [1, 2, 4])
 def test_masked_variant_is_padding_invariant(stride):
     torch.manual_seed(0)

@@ -47,6 +47,7 @@ __all__ = [
     "ChannelLayerNorm",
     "SGPBlock",
     "SGPParams",
+    "banded_matrices",
     "depthwise_banded",
     "drop_path",
     "sgp_core",
@@ -126,6 +127,16 @@ class SGPParams(NamedTuple):
 BANDED_MAX_T = 64  # up to this length the depthwise convolutions run as banded matrix products
 
 
+def banded_matrices(weight: torch.Tensor, T: int) -> torch.Tensor:
+    """The ``[T, T]`` banded (Toeplitz) matrix of each depthwise "same" kernel ``weight [..., W]`` (odd
+    W, zero padding): ``out[t] = Σ_s M[t, s] x[s]`` → ``[..., T, T]``."""
+    W = weight.shape[-1]
+    ar = torch.arange(T, device=weight.device)
+    tap = ar[None, :] - ar[:, None] + W // 2  # [t, s]: the tap that reads input s for output t
+    shifts = (tap[None] == torch.arange(W, device=weight.device)[:, None, None]).to(weight.dtype)  # [W, T, T]
+    return torch.mm(weight.reshape(-1, W), shifts.view(W, T * T)).view(*weight.shape[:-1], T, T)
+
+
 def depthwise_banded(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Depthwise "same" cross-correlation of ``x [G, C, T, N]`` with ``weight [G, C, W]`` (odd W,
     zero padding, no bias) → ``[G, C, T, N]``.
@@ -136,10 +147,7 @@ def depthwise_banded(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     G, C, T, N = x.shape
     W = weight.shape[-1]
     if T <= BANDED_MAX_T:
-        ar = torch.arange(T, device=x.device)
-        tap = ar[None, :] - ar[:, None] + W // 2  # [t, s]: the tap that reads input s for output t
-        shifts = (tap[None] == torch.arange(W, device=x.device)[:, None, None]).to(weight.dtype)  # [W, T, T]
-        M = torch.mm(weight.reshape(G * C, W), shifts.view(W, T * T))  # [G·C, T·T] banded matrices
+        M = banded_matrices(weight, T)
         return torch.bmm(M.view(G * C, T, T), x.reshape(G * C, T, N)).view(G, C, T, N)
     xx = x.permute(3, 0, 1, 2).reshape(N, G * C, T)
     out = F.conv1d(xx, weight.reshape(G * C, 1, W), padding=W // 2, groups=G * C)
@@ -153,6 +161,42 @@ def _drop_samples(x: torch.Tensor, drop_prob: float, training: bool, shape: tupl
     keep = 1.0 - drop_prob
     m = (keep + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_()
     return x.div(keep) * m
+
+
+def _branch_convs(hT: torch.Tensor, p: SGPParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """psi(h) and convw(h) + convkw(h) (one centred window, the sum of the two kernels) of
+    ``hT [G, C, T, N]``, with their biases."""
+    G, C, T, N = hT.shape
+    pad = (p.convkw_w.shape[-1] - p.convw_w.shape[-1]) // 2
+    w_win = F.pad(p.convw_w, (pad, pad)) + p.convkw_w  # [G, C, W]
+    if T > BANDED_MAX_T:
+        psi = depthwise_banded(hT, p.psi_w) + p.psi_b[..., None, None]
+        return psi, depthwise_banded(hT, w_win) + (p.convw_b + p.convkw_b)[..., None, None]
+    # both banded operators stacked: one [2T, T] matrix per channel, biases added by the product
+    M = torch.cat([banded_matrices(p.psi_w, T), banded_matrices(w_win, T)], 2)  # [G, C, 2T, T]
+    bias = torch.stack([p.psi_b, p.convw_b + p.convkw_b], 2)  # [G, C, 2]
+    bias = bias.view(G * C, 2, 1, 1).expand(G * C, 2, T, 1).reshape(G * C, 2 * T, 1)
+    out = torch.baddbmm(bias, M.view(G * C, 2 * T, T), hT.reshape(G * C, T, N)).view(G, C, 2, T, N)
+    psi, win = out.unbind(2)  # (unbind's backward is one stack; two selects' would be two zero-filled copies)
+    return psi, win
+
+
+def _masked_group_norm(
+    y: torch.Tensor, n: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> torch.Tensor:
+    """GroupNorm of channels-last ``y [G, B, T, C]`` (zero at padded steps) with statistics over the
+    ``n [1 or G, B, 1]`` valid steps, then the affine ``weight``/``bias [G, C]``. Sums over time come
+    first (a contiguous reduction), then over each group's channels; normalisation and affine are one
+    ``addcmul`` with per-clip coefficients (padded outputs are not zero: callers mask them)."""
+    G, B, _, C = y.shape
+    cg = C // groups
+    cnt = n * cg  # [1 or G, B, 1]
+    mean = y.sum(2).view(G, B, groups, cg).sum(-1) / cnt  # [G, B, groups]
+    var = ((y * y).sum(2).view(G, B, groups, cg).sum(-1) / cnt - mean * mean).clamp_min(0.0)
+    rstd = torch.rsqrt(var + eps)
+    scale = rstd.unsqueeze(-1).expand(G, B, groups, cg).reshape(G, B, C) * weight.unsqueeze(1)  # [G, B, C]
+    shift = bias.unsqueeze(1) - mean.unsqueeze(-1).expand(G, B, groups, cg).reshape(G, B, C) * scale
+    return torch.addcmul(shift.unsqueeze(2), y, scale.unsqueeze(2))
 
 
 def sgp_core(
@@ -173,6 +217,10 @@ def sgp_core(
     The same math as ``SGPBlock(masked=True)`` (which calls it with G = 1) and B-MoE's stacked
     experts: LN over channels, φ from the masked time mean, psi and convw + convkw as one depthwise
     operator with two output maps, GroupNorm statistics over valid steps only.
+
+    ``x`` must be zero at padded steps (every caller zeroes it there, through a mask product or
+    ``where`` that also stops the gradient): the residual adds ``x`` unmasked, so the gradient at
+    padded steps of ``x`` is not zero, and only the caller's mask keeps it from the parameters.
     """
     G, B, T, C = x.shape
     mf = mask.to(x.dtype).view(-1, B, T, 1)
@@ -180,29 +228,19 @@ def sgp_core(
     h = torch.addcmul(p.ln_b.view(G, 1, 1, C), h, p.ln_w.view(G, 1, 1, C)) * mf
     n = mf.sum(2).clamp_min(1.0)  # [1 or G, B, 1] valid steps per clip
     phi = torch.relu(torch.addcmul(p.gfc_b.unsqueeze(1), h.sum(2) / n, p.gfc_w.unsqueeze(1)))  # [G, B, C]
-    # convw + convkw as one depthwise operator (both are centred "same" convolutions)
-    pad = (p.convkw_w.shape[-1] - p.convw_w.shape[-1]) // 2
-    w_win = F.pad(p.convw_w, (pad, pad)) + p.convkw_w  # [G, C, W]
     hT = h.permute(0, 3, 2, 1).contiguous()  # [G, C, T, B]
-    psi = depthwise_banded(hT, p.psi_w) + p.psi_b[..., None, None]
-    win = depthwise_banded(hT, w_win) + (p.convw_b + p.convkw_b)[..., None, None]
-    fc = torch.addcmul(p.fc_b[..., None, None], hT, p.fc_w[..., None, None])
-    u = fc * phi.permute(0, 2, 1).unsqueeze(2) + win * psi + hT  # [G, C, T, B]
+    psi, win = _branch_convs(hT, p)
+    # u = fc(h)·φ + win·psi + h, with fc(h)·φ + h = h·(fc_w·φ + 1) + fc_b·φ: two passes over [G, C, T, B]
+    phiT = phi.transpose(1, 2).unsqueeze(2)  # [G, C, 1, B]
+    gain = torch.addcmul(phiT.new_ones(()), p.fc_w[..., None, None], phiT)
+    u = torch.addcmul(torch.addcmul(p.fc_b[..., None, None] * phiT, hT, gain), win, psi)
     if p.scale_out is not None:
         u = _drop_samples(u * p.scale_out[..., None, None], drop_prob, training, (G, 1, 1, B))
-    y = ((x + u.permute(0, 3, 2, 1)) * mf).contiguous()  # [G, B, T, C]
-    # GroupNorm over valid steps
-    cg = C // gn_groups
-    yg = y.view(G, B, T, gn_groups, cg)
-    cnt = n.view(-1, B, 1, 1, 1) * cg
-    # padded steps of y are zero, so plain sums are sums over valid steps
-    mean = yg.sum(dim=(2, 4), keepdim=True) / cnt
-    var = ((yg * yg).sum(dim=(2, 4), keepdim=True) / cnt - mean * mean).clamp_min(0.0)
-    z = ((yg - mean) * torch.rsqrt(var + gn_eps)).view(G, B, T, C)  # padded outputs are zeroed below
-    z = mlp(torch.addcmul(p.gn_b.view(G, 1, 1, C), z, p.gn_w.view(G, 1, 1, C)))
+    y = torch.addcmul(x, u.permute(0, 3, 2, 1), mf)  # [G, B, T, C]; x is zero at padded steps
+    z = mlp(_masked_group_norm(y, n, p.gn_w, p.gn_b, gn_groups, gn_eps))
     if p.scale_mlp is not None:
         z = _drop_samples(z * p.scale_mlp.view(G, 1, 1, C), drop_prob, training, (G, B, 1, 1))
-    return (y + z) * mf
+    return torch.addcmul(y, z, mf)
 
 
 class SGPBlock(nn.Module):
