@@ -49,7 +49,7 @@ class LiveOptions:
     parser: str | None = None  # another parser than the run's store's (same landmarks, e.g. mediapipe)
     people: str = "main"
     context: float = 3.0  # seconds of past frames the encoders and region boxes see
-    hop: float = 0.5  # seconds of new steps encoded at once
+    hop: float = 0.0  # seconds of new steps encoded at once (0: each step as soon as it is complete)
     stall: float = 10.0  # seconds without a frame from a pipe or a camera before it counts as stalled
     checkpoint: str = "best"
     device: str = "cpu"
