@@ -1,18 +1,18 @@
 """A trained detector over a stream: a sliding window with a fixed look-ahead.
 
 The detector (any ``task: detection`` run: ``tridet``, ``bmoe_tridet``, ``sliding_window``) runs,
-after each batch of new feature steps, on the last ``window`` seconds (64: offline it sees the whole
-recording, and twice the demo's 32-second training windows came closest to it on the benchmark;
-the whole past would cost more with every step), as ``mar timeline`` runs it on
-a whole recording (``engine.detection.detect_recording``, the run's standardisation). The steps
+after each new feature step (the session's hop), on the last ``window`` seconds (64: offline it
+sees the whole recording, and twice the demo's 32-second training windows came closest to it on
+the benchmark; the whole past would cost more with every step), as ``mar timeline`` runs it on a
+whole recording (``engine.detection.detect_recording``, the run's standardisation). The steps
 seen so far end at the *horizon*; a detection is final once the horizon is ``lookahead`` seconds
 past its end: the detector then saw that much of what followed the action, so its end is not
-cut by the edge of what has arrived. Each run finalises the detections whose end lies between
-the previous run's cut (``horizon - lookahead``) and its own: every moment of the stream is
-finalised by exactly one run. A detection is emitted when it scores at least ``min_score`` and
-does not repeat an event already emitted (same class, tIoU >= ``dedup_iou``: an action seen
-again by the next window with its end moved across the cut). When the source ends, the last
-run finalises everything (no more look-ahead can come).
+cut by the edge of what has arrived. ``Finaliser`` picks a run's events: the detections whose
+end lies between the previous run's cut (``horizon - lookahead``) and its own, or up to
+``reopen`` seconds before it (an end that moved back across the cut between two runs), scoring
+at least ``min_score`` once decayed by the events already emitted, and not repeating one (same
+class, tIoU >= ``dedup_iou``). When the source ends, the last run finalises everything (no more
+look-ahead can come).
 """
 
 from __future__ import annotations
