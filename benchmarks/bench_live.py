@@ -1,13 +1,17 @@
 """``mar live``: keeping up, latency, quality against the offline detector, memory over a long stream.
 
-1. Detector: the demo's B-MoE-TriDet (``configs/demo_bmoe_tridet.yaml``) trained on the synthetic
-   ``recordings`` preset (seed 0; ``--quick``: ``recordings_tiny``, fewer epochs), kept in ``OUT``.
+1. Detectors: the demo's B-MoE-TriDet (``configs/demo_bmoe_tridet.yaml``) trained on the synthetic
+   ``recordings`` preset (seed 0; ``--quick``: ``recordings_tiny``, fewer epochs), as ``mar train``
+   makes it (``offline``, the one ``mar live`` is run with) and for the live setting (``online``:
+   ``detection.online=0.5``), kept in ``OUT``.
 2. Quality: every test recording rendered and streamed through ``mar live``'s path as fast as
-   possible (a file: no frame dropped; ``--parse-from`` the ground-truth keypoints, as the store
-   was extracted) at each look-ahead of ``--lookaheads``; MMA-52 detection mAP (tIoU 0.1-0.9,
-   as ``mar eval``) and online F1 (SMG protocol, tIoU > 0.3, events scoring >= 0.1) of the live
-   events beside the offline detector's (``mar eval``'s detections) on the same recordings.
-   Goal: live mAP >= 80 % of offline.
+   possible (a file: no frame dropped, every step run; ``--parse-from`` the ground-truth
+   keypoints, as the store was extracted) at the default settings, its feature steps kept; then
+   (unless ``--no-sweep``) each detector over those steps at each look-ahead of ``--lookaheads``
+   and ``--top-only`` (``replay``: the live detector's code, one detector pass for all settings).
+   MMA-52 detection mAP (tIoU 0.1-0.9, as ``mar eval``) and online F1 (SMG protocol, tIoU > 0.3,
+   events scoring >= 0.1) of the live events beside each detector's offline ones (``mar eval``'s
+   detections) on the same recordings. Goal: live mAP >= 80 % of the better offline detector's.
 3. Latency: test recordings played in real time (``--realtime``) at the default look-ahead; for
    each ground-truth action found by an event (same class, tIoU > 0.3), the seconds from its end
    (on the wall clock of the playback) to the event. Goals: median <= 1.0 s, 95th pct <= 2.0 s.
@@ -19,8 +23,8 @@
    repeated) through the same session code as fast as possible, not in real time; peak RSS when
    the stream reaches 5 minutes and at 30 minutes (``--quick``: 1 and 4). Goal: <= 1.1 x.
 
-    python benchmarks/bench_live.py [--quick] [--out runs/bench_live] [--lookaheads 0.5,1,2]
-        [--skip-quality] [--skip-latency] [--skip-keepup] [--skip-memory]
+    python benchmarks/bench_live.py [--quick] [--out runs/bench_live] [--lookaheads 0.25,0.5,1]
+        [--skip-quality] [--no-sweep] [--skip-latency] [--skip-keepup] [--skip-memory]
 
 The machine is shared: wall-clock figures (drops, latency) depend on its load, which is printed.
 """
@@ -327,7 +331,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--lookaheads", default=None, help="seconds, comma-separated (default 0.5,1,2; --quick: 1)")
+    ap.add_argument(
+        "--lookaheads", default=None, help="seconds, comma-separated (default 0.25,0.5,1; --quick: the default only)"
+    )
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--no-sweep", action="store_true", help="quality at the default settings only")
     ap.add_argument("--skip-latency", action="store_true")
