@@ -208,7 +208,7 @@ def test_slow_model_drops_frames_without_stalling_the_reader(
     real = live_detector.detect_recording
 
     def slow(*a, **k):  # type: ignore[no-untyped-def]
-        time.sleep(0.6)
+        time.sleep(1.5)  # the session defers runs while frames wait, up to a second of steps
         return real(*a, **k)
 
     monkeypatch.setattr(live_detector, "detect_recording", slow)

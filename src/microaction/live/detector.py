@@ -77,6 +77,7 @@ class LiveDetector:
         self.size = max(2, round(settings.window * self.rate)) if settings.window else int(window_steps)
         self.held = _Held()
         self.horizon = -np.inf  # seconds of stream the features cover
+        self.ran_at = -np.inf  # the horizon of the last run
         self.pending = False
         self.final = self.finaliser(settings)
         self.runs = 0
@@ -141,7 +142,7 @@ class LiveDetector:
         dets = detect_recording(self.model, self._recording(), self.device)
         self.seconds += time.perf_counter() - t0
         self.runs += 1
-        self.pending = False
+        self.pending, self.ran_at = False, self.horizon
         return dets
 
     def _recording(self) -> DetectionRecording:
