@@ -190,3 +190,26 @@ def test_window_batches_share_every_global_batch() -> None:
         assert list(one) == full[2:]
     with pytest.raises(ConfigError, match="windows_per_epoch"):
         WindowBatches(windows, 9, 4, world=2)  # a last batch of 1 window for 2 processes
+
+
+def test_online_windows_end_after_an_action_and_leave_out_unfinished_ones() -> None:
+    import numpy as np
+
+    from microaction.engine.detection import DetectionRecording, WindowSampler, collate_windows
+
+    segs = np.array([[10.0, 20.0], [50.0, 58.0], [70.0, 90.0]])
+    rec = DetectionRecording("v", "k", np.zeros((1, 120, 2)), np.zeros((120, 3)), np.ones(1, bool), 0.0, 0.5,
+                     segs, np.array([1, 2, 3]))  # fmt: skip
+    plain = [s for b in WindowSampler([rec], 32, seed=3).epoch(0, 64, 8) for s in b]
+    online = [s for b in WindowSampler([rec], 32, seed=3, online=1.0, reach=2.0).epoch(0, 64, 8) for s in b]
+    ends = segs[:, 1]
+    # every online window's right edge (step b - 0.5) lies 0-2 s (4 steps) after an action's end
+    assert all(((b - 0.5 - ends >= -1e-9) & (b - 0.5 - ends <= 4 + 1 + 1e-9)).any() for _, _, b in online)
+    assert all(b - a == 32 or a == 0 for _, a, b in online)
+    assert sum(((b - 0.5 - ends >= 0) & (b - 0.5 - ends <= 5)).any() for _, _, b in plain) < 32  # not so by chance
+    # a window [60, 80): the action 70-90 is cut by the right edge: clipped offline, left out online
+    full = collate_windows([rec], [(60, 80)], 0.4)
+    assert full["gt_labels"][0].tolist() == [3]
+    assert collate_windows([rec], [(60, 80)], 0.4, open_end=True)["gt_labels"][0].tolist() == [-1]
+    # cut on the left only ([15, 47) then [55, 100)): kept as before
+    assert collate_windows([rec], [(55, 100)], 0.2, open_end=True)["gt_labels"][0].tolist() == [2, 3]

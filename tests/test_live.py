@@ -209,7 +209,7 @@ def test_slow_model_drops_frames_without_stalling_the_reader(
     real = live_detector.detect_recording
 
     def slow(*a, **k):  # type: ignore[no-untyped-def]
-        time.sleep(0.6)
+        time.sleep(1.5)  # the session defers runs while frames wait, up to a second of steps
         return real(*a, **k)
 
     monkeypatch.setattr(live_detector, "detect_recording", slow)
@@ -298,3 +298,21 @@ def test_people_all_on_a_real_clip(detector: tuple[Path, Path, Path, Path], shar
     lines = [json.loads(x) for x in events.read_text().splitlines()]
     assert lines and {e["person"] for e in lines} == {"person 0"}
     assert json.loads((out / "timeline.json").read_text())["people"] == ["person 0"]
+
+
+def test_a_candidate_whose_end_moves_back_across_the_cut_is_emitted_once() -> None:
+    from microaction.data.readers.segments import Detection
+    from microaction.live.detector import Finaliser, WindowSettings
+
+    def runs(reopen: float) -> list[list[tuple[float, float]]]:
+        fin = Finaliser(WindowSettings(lookahead=0.5, reopen=reopen, min_score=0.1), 64.0, 0.5, None, None)
+        out = []
+        # one action seen by three runs: its end first just past the cut (9.6 > 10.0 - 0.5), then,
+        # with more stream seen, just before the cut the first run already finalised (9.4 <= 9.5)
+        for horizon, end in ((10.0, 9.6), (10.2, 9.4), (10.4, 9.45)):
+            got = fin.take([Detection("v", 8.0, end, 1, 0.9), Detection("v", 2.0, 3.0, 2, 0.05)], horizon)
+            out.append([(d.start, d.end) for d in got])
+        return out
+
+    assert runs(1.0) == [[], [(8.0, 9.4)], []]  # emitted late, once; the low score never
+    assert runs(0.0) == [[], [], []]  # only the stretch between two cuts: the action is lost

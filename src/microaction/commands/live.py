@@ -21,14 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="play a video file at its own frame rate (as a camera)")
     p.add_argument("--format", dest="fmt", help="the container or device format, when FFmpeg cannot guess it")
     p.add_argument(
-        "--lookahead", type=float, default=1.0,
-        help="seconds of stream after an action's end before it is final (default 1.0)",
+        "--lookahead", type=float, default=0.5,
+        help="seconds of stream after an action's end before it is final (default 0.5)",
     )  # fmt: skip
     p.add_argument(
         "--window", type=float, default=64.0,
         help="seconds of features the detector sees at once (default 64)",
     )  # fmt: skip
-    p.add_argument("--hop", type=float, default=0.5, help="seconds of new features encoded at once (default 0.5)")
+    p.add_argument(
+        "--hop", type=float, default=0.0,
+        help="seconds of new features encoded (and the detector run) at once (default 0: every feature step)",
+    )  # fmt: skip
     p.add_argument("--min-score", type=float, default=0.1, help="emit events scoring at least this (default 0.1)")
     p.add_argument(
         "--top-only", dest="top_only", action="store_true",
@@ -63,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--lookahead", args.lookahead), ("--reconnect", args.reconnect)):
         if value < 0:
             raise ValueError(f"{flag} must be >= 0, got {value}")
-    if not ((args.window is None or args.window > args.lookahead) and args.hop > 0 and args.timeout > 0):
-        raise ValueError("--window must exceed --lookahead; --hop and --timeout must be > 0")
+    if not ((args.window is None or args.window > args.lookahead) and args.hop >= 0 and args.timeout > 0):
+        raise ValueError("--window must exceed --lookahead; --hop must be >= 0 and --timeout > 0")
     spec = SourceSpec(args.source, args.fmt, realtime=args.realtime, reconnects=args.reconnect, timeout=args.timeout)
     settings = WindowSettings(
         window=args.window, lookahead=args.lookahead, min_score=args.min_score, rank=args.top_only

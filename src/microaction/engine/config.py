@@ -204,12 +204,19 @@ class DetectionConfig:
     min_inside: float = 0.5  # a segment cut by the window is kept when this share of it is inside
     tious: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     classifier_run: str | None = None  # sliding_window: start from this clip run's classifier
+    # trained for ``mar live``: this share of the windows ends 0-``online_reach`` seconds after a
+    # ground-truth end (the live detector's view: a window ending a look-ahead after an action),
+    # and a segment cut by a window's right edge is not labelled (it has not ended yet)
+    online: float = 0.0
+    online_reach: float = 2.0
 
     def validate(self, where: str) -> None:
         if self.window < 8 or self.windows_per_epoch < 0:
             raise ConfigError(f"{where}: detection.window must be >= 8 and detection.windows_per_epoch >= 0")
         if not 0.0 < self.min_inside <= 1.0:
             raise ConfigError(f"{where}: detection.min_inside must be in (0, 1]")
+        if not 0.0 <= self.online <= 1.0 or self.online_reach < 0:
+            raise ConfigError(f"{where}: detection.online must be in [0, 1] and detection.online_reach >= 0")
         if not self.tious or any(not 0.0 < t < 1.0 for t in self.tious):
             raise ConfigError(f"{where}: detection.tious must be thresholds in (0, 1)")
 

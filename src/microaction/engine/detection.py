@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -174,9 +175,11 @@ def load_recordings(
 
 
 def collate_windows(
-    recs: list[DetectionRecording], spans: list[tuple[int, int]], min_inside: float = 0.5
+    recs: list[DetectionRecording], spans: list[tuple[int, int]], min_inside: float = 0.5, *, open_end: bool = False
 ) -> dict[str, torch.Tensor]:
-    """Windows ``[a, b)`` of recordings → a sequence batch with ``gt_segments`` / ``gt_labels`` (steps, window-relative)."""
+    """Windows ``[a, b)`` of recordings → a sequence batch with ``gt_segments`` / ``gt_labels`` (steps,
+    window-relative). ``open_end``: a segment cut by the right edge is left out (as a live window
+    sees it: not ended yet), one cut by the left edge kept when ``min_inside`` of it is inside."""
     n = max(b - a for a, b in spans)
     R, D = recs[0].regions.shape[0], recs[0].regions.shape[2]
     Dg = recs[0].global_.shape[1]
@@ -203,6 +206,8 @@ def collate_windows(
             inside = np.clip(s, -0.5, L - 0.5)
             keep = (inside[:, 1] - inside[:, 0]) >= min_inside * np.maximum(s[:, 1] - s[:, 0], 1e-6)
             keep &= inside[:, 1] > inside[:, 0]
+            if open_end and b < r.length:
+                keep &= s[:, 1] <= L - 0.5 + 1e-6
             segs.append(inside[keep])
             labs.append(r.labels[keep])
         else:
@@ -225,12 +230,17 @@ def collate_windows(
 
 
 class WindowSampler:
-    """Random training windows: recordings drawn in proportion to their length, uniform start."""
+    """Random training windows: recordings drawn in proportion to their length, uniform start;
+    with ``online`` > 0 that share of the windows ends 0-``reach`` seconds after a ground-truth
+    segment's end drawn at random (``detection.online``)."""
 
-    def __init__(self, recs: list[DetectionRecording], window: int, seed: int) -> None:
+    def __init__(
+        self, recs: list[DetectionRecording], window: int, seed: int, online: float = 0.0, reach: float = 2.0
+    ) -> None:
         if not recs:
             raise ValueError("no training recordings")
         self.recs, self.window, self.seed = recs, window, seed
+        self.online, self.reach = float(online), float(reach)
         lengths = np.array([r.length for r in recs], np.float64)
         self.p = lengths / lengths.sum()
 
@@ -241,6 +251,12 @@ class WindowSampler:
         for i in which.tolist():
             L = self.recs[i].length
             a = int(rng.integers(0, max(L - self.window, 0) + 1))
+            if self.online > 0 and rng.random() < self.online and len(self.recs[i].segments):
+                r = self.recs[i]  # right edge a look-ahead after an action's end (steps: the edge is b - 0.5)
+                end = float(r.segments[rng.integers(len(r.segments)), 1]) + rng.uniform(0, self.reach) / r.dt
+                b = int(np.clip(math.ceil(end + 0.5), 1, L))
+                spans.append((i, max(0, b - self.window), b))
+                continue
             spans.append((i, a, min(a + self.window, L)))
         return [spans[k : k + batch_size] for k in range(0, len(spans), batch_size)]
 

@@ -62,14 +62,15 @@ Window = tuple[int, int, int]  # (recording index, first step, end step)
 class WindowDataset:
     """Training recordings as the loop's dataset: ``__getitems__`` of windows → a collated batch."""
 
-    def __init__(self, recs: list[DetectionRecording], min_inside: float) -> None:
-        self.recs, self.min_inside = recs, min_inside
+    def __init__(self, recs: list[DetectionRecording], min_inside: float, open_end: bool = False) -> None:
+        self.recs, self.min_inside, self.open_end = recs, min_inside, open_end
 
     def __len__(self) -> int:
         return len(self.recs)
 
     def __getitems__(self, keys: list[Window]) -> dict[str, torch.Tensor]:
-        batch = collate_windows([self.recs[i] for i, _, _ in keys], [(a, b) for _, a, b in keys], self.min_inside)
+        spans = [(a, b) for _, a, b in keys]
+        batch = collate_windows([self.recs[i] for i, _, _ in keys], spans, self.min_inside, open_end=self.open_end)
         batch["index"] = torch.tensor([i for i, _, _ in keys], dtype=torch.long)
         return batch
 
@@ -161,7 +162,7 @@ class DetectionTask:
         self.val = load_recordings(self.store, self.val_segments, vid_va, source=f"split {d.val_split!r}",
                                    stats=self.stats, allow_missing=skip)  # fmt: skip
         self.train = train
-        self.train_ds = WindowDataset(train, cfg.detection.min_inside)
+        self.train_ds = WindowDataset(train, cfg.detection.min_inside, open_end=cfg.detection.online > 0)
         self.val_ds = self.val or None
         # without validation ground truth no epoch can be told better than another
         self.validated = any(len(r.labels) for r in self.val)
@@ -219,7 +220,8 @@ class DetectionTask:
 
     def sampler(self) -> WindowBatches:
         r = self.cfg.run
-        windows = WindowSampler(self.train, self.cfg.detection.window, r.seed)
+        dc = self.cfg.detection
+        windows = WindowSampler(self.train, dc.window, r.seed, online=dc.online, reach=dc.online_reach)
         return WindowBatches(windows, self.windows, r.batch_size, rank=self.info.rank, world=self.info.world)
 
     @torch.no_grad()

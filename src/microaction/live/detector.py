@@ -1,18 +1,18 @@
 """A trained detector over a stream: a sliding window with a fixed look-ahead.
 
 The detector (any ``task: detection`` run: ``tridet``, ``bmoe_tridet``, ``sliding_window``) runs,
-after each batch of new feature steps, on the last ``window`` seconds (64: offline it sees the whole
-recording, and twice the demo's 32-second training windows came closest to it on the benchmark;
-the whole past would cost more with every step), as ``mar timeline`` runs it on
-a whole recording (``engine.detection.detect_recording``, the run's standardisation). The steps
+after each new feature step (the session's hop), on the last ``window`` seconds (64: offline it
+sees the whole recording, and twice the demo's 32-second training windows came closest to it on
+the benchmark; the whole past would cost more with every step), as ``mar timeline`` runs it on a
+whole recording (``engine.detection.detect_recording``, the run's standardisation). The steps
 seen so far end at the *horizon*; a detection is final once the horizon is ``lookahead`` seconds
 past its end: the detector then saw that much of what followed the action, so its end is not
-cut by the edge of what has arrived. Each run finalises the detections whose end lies between
-the previous run's cut (``horizon - lookahead``) and its own: every moment of the stream is
-finalised by exactly one run. A detection is emitted when it scores at least ``min_score`` and
-does not repeat an event already emitted (same class, tIoU >= ``dedup_iou``: an action seen
-again by the next window with its end moved across the cut). When the source ends, the last
-run finalises everything (no more look-ahead can come).
+cut by the edge of what has arrived. ``Finaliser`` picks a run's events: the detections whose
+end lies between the previous run's cut (``horizon - lookahead``) and its own, or up to
+``reopen`` seconds before it (an end that moved back across the cut between two runs), scoring
+at least ``min_score`` once decayed by the events already emitted, and not repeating one (same
+class, tIoU >= ``dedup_iou``). When the source ends, the last run finalises everything (no more
+look-ahead can come).
 """
 
 from __future__ import annotations
@@ -31,17 +31,20 @@ from microaction.engine.detection import DetectionRecording, detect_recording, s
 from microaction.live.features import Steps
 from microaction.models.detect_ops import NMS_BLOCK
 
-__all__ = ["LiveDetector", "WindowSettings"]
+__all__ = ["Finaliser", "LiveDetector", "WindowSettings"]
 
 
 @dataclass
 class WindowSettings:
     window: float | None = 64.0  # seconds of features the detector sees (None: its training window)
-    lookahead: float = 1.0  # seconds past an action's end before it is final
+    lookahead: float = 0.5  # seconds past an action's end before it is final
     min_score: float = 0.1
     dedup_iou: float = 0.5
     min_interval: float = 0.0  # seconds between two runs at least (0: after every batch of steps)
     rank: bool = False  # only a window's best, as many as the detector keeps offline per window length
+    # seconds before the cut a candidate may still end and be emitted late (one whose end moved back
+    # across the cut between two runs): events already emitted suppress its repeats
+    reopen: float = 1.0
 
 
 @dataclass
@@ -73,17 +76,22 @@ class LiveDetector:
         self.stats, self.min_visible, self.device = stats, float(min_visible_fraction), device
         self.size = max(2, round(settings.window * self.rate)) if settings.window else int(window_steps)
         self.held = _Held()
-        self.cut = -np.inf  # seconds finalised so far
         self.horizon = -np.inf  # seconds of stream the features cover
+        self.ran_at = -np.inf  # the horizon of the last run
         self.pending = False
-        self.emitted: deque[Detection] = deque()  # recent events, for de-duplication
-        test = getattr(model, "test", None)  # TriDet's post-processing settings, where the model has them
-        self.sigma = float(getattr(test, "nms_sigma", 0.5))
-        top = getattr(test, "max_seg_num", None)
-        self.top = max(1, math.ceil(top * self.size / NMS_BLOCK)) if top and settings.rank else None
+        self.final = self.finaliser(settings)
         self.runs = 0
         self.seconds = 0.0  # spent in the detector
         self.last_run = 0.0
+
+    def finaliser(self, settings: WindowSettings) -> Finaliser:
+        """What picks this detector's events under ``settings`` (its look-ahead, ``rank``); one
+        detector's runs can feed several (``run`` then ``Finaliser.take``)."""
+        test = getattr(self.model, "test", None)  # TriDet's post-processing settings, where the model has them
+        sigma = float(getattr(test, "nms_sigma", 0.5))
+        top = getattr(test, "max_seg_num", None)
+        k = max(1, math.ceil(top * self.size / NMS_BLOCK)) if top and settings.rank else None
+        return Finaliser(settings, self.size / self.rate, sigma, k, self.person)
 
     def add(self, steps: Steps) -> None:
         n = len(steps.times)
@@ -117,20 +125,51 @@ class LiveDetector:
 
     def poll(self, final: bool = False) -> list[Detection]:
         """Run the detector when new steps came (and ``min_interval`` passed); the new final events."""
-        h = self.held
-        if not self.pending or len(h.times) < 2:
+        if len(self.held.times) < 2 or (final and self.final.cut >= self.horizon):
             return []
         now = time.monotonic()
-        if not final and now - self.last_run < self.s.min_interval:
+        if not final and (not self.pending or now - self.last_run < self.s.min_interval):
             return []
-        cut = self.horizon if final else self.horizon - self.s.lookahead
-        if cut <= self.cut and not final:
+        if not final and self.horizon - self.s.lookahead <= self.final.cut:
             return []
+        dets = self.run()
+        self.last_run = now
+        return self.final.take(dets, self.horizon, final)
+
+    def run(self) -> list[Detection]:
+        """The detector on the window held now (its candidates, best first)."""
         t0 = time.perf_counter()
         dets = detect_recording(self.model, self._recording(), self.device)
         self.seconds += time.perf_counter() - t0
         self.runs += 1
-        self.last_run, self.pending = now, False
+        self.pending, self.ran_at = False, self.horizon
+        return dets
+
+    def _recording(self) -> DetectionRecording:
+        h = self.held
+        regions = np.stack(list(h.regions), axis=1)  # [R, T, D]
+        glob = np.stack(list(h.global_))
+        valid = np.stack(list(h.valid), axis=1)  # [R, T]
+        summary = valid.mean(1) >= self.min_visible  # as a recording's region_valid: seen often enough
+        t0 = h.times[0]
+        return DetectionRecording(self.video, "live", regions, glob, summary, t0, 1.0 / self.rate,
+                         np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
+
+
+class Finaliser:
+    """Which of a run's candidates become events: those ending between the previous run's cut and
+    this one's (``horizon - lookahead``; at the end, everything), scoring at least ``min_score``
+    once decayed by the events already emitted, and not one of them seen again."""
+
+    def __init__(
+        self, settings: WindowSettings, span: float, sigma: float, top: int | None, person: str | None
+    ) -> None:
+        self.s, self.span, self.sigma, self.top, self.person = settings, span, sigma, top, person
+        self.cut = -np.inf  # seconds finalised so far
+        self.emitted: deque[Detection] = deque()  # recent events, for de-duplication
+
+    def take(self, dets: list[Detection], horizon: float, final: bool = False) -> list[Detection]:
+        cut = horizon if final else horizon - self.s.lookahead
         lo, self.cut = self.cut, max(cut, self.cut)
         # as many per window as the detector keeps offline per stretch of recording (its
         # max_seg_num per NMS_BLOCK steps): a candidate must rank among the window's best that many
@@ -138,6 +177,7 @@ class LiveDetector:
         if self.top is not None and len(dets) > self.top:
             bar = sorted((d.score for d in dets), reverse=True)[self.top - 1]
         out = []
+        lo = min(lo, cut - self.s.reopen)
         for d in self._decayed([d for d in dets if lo < d.end <= cut + 1e-6 and d.score >= bar]):
             if d.score < self.s.min_score:
                 continue
@@ -146,7 +186,7 @@ class LiveDetector:
             d = replace(d, person=self.person)
             self.emitted.append(d)
             out.append(d)
-        while self.emitted and self.emitted[0].end < self.cut - self.size / self.rate:
+        while self.emitted and self.emitted[0].end < self.cut - self.span:
             self.emitted.popleft()  # older than any window can reach again
         return sorted(out, key=lambda d: (d.end, -d.score))
 
@@ -162,16 +202,6 @@ class LiveDetector:
                     k *= math.exp(-(_tiou(e, d) ** 2) / self.sigma)
             out.append(replace(d, score=d.score * k) if k < 1.0 else d)
         return sorted(out, key=lambda d: -d.score)
-
-    def _recording(self) -> DetectionRecording:
-        h = self.held
-        regions = np.stack(list(h.regions), axis=1)  # [R, T, D]
-        glob = np.stack(list(h.global_))
-        valid = np.stack(list(h.valid), axis=1)  # [R, T]
-        summary = valid.mean(1) >= self.min_visible  # as a recording's region_valid: seen often enough
-        t0 = h.times[0]
-        return DetectionRecording(self.video, "live", regions, glob, summary, t0, 1.0 / self.rate,
-                         np.zeros((0, 2)), np.zeros(0, np.int64))  # fmt: skip
 
 
 def _tiou(a: Detection, b: Detection) -> float:

@@ -49,7 +49,7 @@ class LiveOptions:
     parser: str | None = None  # another parser than the run's store's (same landmarks, e.g. mediapipe)
     people: str = "main"
     context: float = 3.0  # seconds of past frames the encoders and region boxes see
-    hop: float = 0.5  # seconds of new steps encoded at once
+    hop: float = 0.0  # seconds of new steps encoded at once (0: each step as soon as it is complete)
     stall: float = 10.0  # seconds without a frame from a pipe or a camera before it counts as stalled
     checkpoint: str = "best"
     device: str = "cpu"
@@ -199,8 +199,18 @@ class _Session:
         return p
 
     def frame(
-        self, f: Any, parsed: list[tuple[str | None, Any]], size: tuple[int, int], *, encode: bool = True
+        self,
+        f: Any,
+        parsed: list[tuple[str | None, Any]],
+        size: tuple[int, int],
+        *,
+        encode: bool = True,
+        behind: bool = False,
     ) -> None:
+        """Take in one parsed frame; encode the steps it completes and run the detector on them.
+        ``behind``: more parsed frames wait (a live source only); the detector's run waits for the
+        frame that finds none (or a second of new steps), so a busy machine delays events rather
+        than dropping frames."""
         # the frames' earliest arrival against their time: a frame cannot come before it was made,
         # and the first ones wait for the demuxer's probing
         wall0 = time.time() - (time.monotonic() - f.received) - f.t
@@ -214,7 +224,8 @@ class _Session:
             p.features.push(frame, f.native, size)
             if encode:
                 self._feed(p, p.features.ready(hop=self.opts.hop))
-                self._emit(p.detector.poll(), p.detector.horizon)
+                if not behind or p.detector.horizon - p.detector.ran_at >= 1.0:
+                    self._emit(p.detector.poll(), p.detector.horizon)
 
     def finish(self) -> None:
         for p in self.people.values():
@@ -339,7 +350,7 @@ def _consume(
         if isinstance(item, BaseException):
             return f"{spec.source}: {type(item).__name__}: {item}"
         last = time.monotonic()
-        session.frame(*item)
+        session.frame(*item, behind=spec.live and not pq.empty())
     while True:  # stopped: the frames already parsed are part of what was seen
         try:
             item = pq.get_nowait()
