@@ -49,14 +49,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pooled_linear": ("pooled_linear", []),  # mean / std / mean |Δ| of every stream, logistic regression
     "mean_mlp": ("mean_mlp", []),  # time-averaged streams, MLP
     "m3e_global": ("m3e_global", []),
-    "micro_dualnet": ("micro_dualnet", []),
+    "micro_dualnet": ("micro_dualnet", []),  # pool_segments: 4 (the config), not in the paper
+    "micro_dualnet_mean": ("micro_dualnet", ["model.kwargs.pool_segments=0"]),  # the paper's mean pooling
     "bmoe": ("bmoe", []),
     "bmoe_uniform": ("bmoe_uniform", []),
     "bmoe_concat": ("bmoe_concat", []),
     "bmoe_no_sgp": ("bmoe", ["model.kwargs.n_sgp=0"]),  # M3E without its SGP blocks (attention only)
     "bmoe_no_attn": ("bmoe", ["model.kwargs.n_attn=0"]),  # M3E without self-attention (SGP only)
 }
-DEFAULT = ",".join(VARIANTS)
+DEFAULT = ",".join(v for v in VARIANTS if v != "micro_dualnet_mean")
 PROBES = ("pooled_linear", "mean_mlp")
 
 
