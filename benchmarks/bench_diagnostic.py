@@ -250,10 +250,13 @@ def report(
     print(
         "\nwithin-group accuracy per group (mean over seeds; chance; share of the group's clips predicted inside it):"
     )
-    print(f"{'group':<15} {'chance':>7} " + " ".join(f"{m[:13]:>13}" for m in models))
+    print(f"{'group':<15} {'chance':>7} " + " ".join(f"{m:>{max(13, len(m))}}" for m in models))
     for g, ids in groups.items():
         accs = [100 * np.mean([r["within"][g]["acc"] for r in rows[m]]) for m in models]
-        print(f"{g:<15} {100 / len(ids):>6.1f}% " + " ".join(f"{a:>12.1f}%" for a in accs))
+        print(
+            f"{g:<15} {100 / len(ids):>6.1f}% "
+            + " ".join(f"{a:>{max(13, len(m)) - 1}.1f}%" for m, a in zip(models, accs))
+        )
     for m in (p for p in PROBES if p in models):
         devs = {
             g: 100 * (np.mean([r["within"][g]["acc"] for r in rows[m]]) - 1 / len(ids)) for g, ids in groups.items()
