@@ -23,6 +23,8 @@ perfect, or the preset would not be what it claims.
 as ``mar demo``). ``--path pixel``: the preset rendered and extracted with the motion encoder on
 ``--crop-size`` crops (as ``bench_pixel_zoom.py``); rendering and optical flow are slow, so the
 pixel path's test split is cut to ``--pixel-test`` clips per class (train and val as the preset).
+``micro_dualnet_mean`` (not in the default list) is Micro-DualNet with the paper's mean pooling
+(``pool_segments: 0``) against the shipped config's ordered segment means.
 ``--resume`` reuses finished runs and the data. ``--quick``: ``diagnostic_tiny``, one seed, 2
 epochs (a smoke run, not a measurement).
 """
