@@ -28,6 +28,8 @@ VARIANT_KWARGS = {
     "sumall": {"expert_sum": "all", "router_noise": 0.5},
     # pooled tokens that keep the time course (means over consecutive parts of the clip)
     "segments": {"pool": "mean+stats", "pool_segments": 3},
+    # Micro-DualNet's fused entity features pooled with the ordered segment means too
+    "ordered": {"pool_segments": 3},
     # M3E ablations: no SGP blocks / no self-attention layers
     "no_sgp": {"n_sgp": 0},
     "no_attn": {"n_attn": 0},
@@ -106,6 +108,7 @@ VARIANTS = [
     "bmoe+segments",
     "bmoe_uniform+segments",
     "m3e_global+segments",
+    "micro_dualnet+ordered",
     "bmoe+no_sgp",
     "bmoe+no_attn",
 ]

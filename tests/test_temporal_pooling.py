@@ -1,4 +1,5 @@
-"""Pooled tokens that keep the time course: ``segment_means`` and M3E's ``pool_segments``."""
+"""Pooled tokens that keep the time course: ``segment_means`` and the ``pool_segments`` of M3E and
+Micro-DualNet."""
 
 from __future__ import annotations
 
@@ -70,6 +71,30 @@ def test_pool_segments_make_the_pooled_token_order_aware(name: str) -> None:
     assert not torch.allclose(outs[4][0], outs[4][1], atol=1e-3)
 
 
+def test_micro_dualnet_pool_segments_see_the_order_of_the_frames() -> None:
+    """Without temporal positions Micro-DualNet is a function of the bag of frames (attention over
+    frames, per-frame routing, mean pooling): a reversed clip gives the same scores. With
+    ``pool_segments`` the entity features keep the order, and the scores differ."""
+    g = torch.Generator().manual_seed(2)
+    b = {"regions": torch.randn(3, 4, 9, 20, generator=g), "global": torch.randn(3, 9, 12, generator=g),
+         "mask": torch.ones(3, 9, dtype=torch.bool), "region_valid": torch.ones(3, 4, dtype=torch.bool)}  # fmt: skip
+    b["mask"][1, 7:] = False  # a padded clip: reverse its valid frames only
+    rev = {**b, "regions": b["regions"].flip(2), "global": b["global"].flip(1)}
+    rev["regions"][1, :, :7] = b["regions"][1, :, :7].flip(1)
+    rev["global"][1, :7] = b["global"][1, :7].flip(0)
+    outs = {}
+    for k in (0, 4):
+        torch.manual_seed(0)
+        model = create_model("micro_dualnet", preset="tiny", **{**KW, "dropout": 0.0, "pool_segments": k}).eval()
+        with torch.no_grad():
+            model.time_embed.zero_()
+            outs[k] = (model(b)["action"], model(rev)["action"])
+    torch.testing.assert_close(outs[0][0], outs[0][1], atol=1e-5, rtol=0)
+    assert (outs[4][0] - outs[4][1]).abs().amax(-1).min() > 1e-3  # every clip, the padded one too
+
+
 def test_bad_pool_segments() -> None:
     with pytest.raises(ValueError, match="pool_segments"):
         M3E(8, d_model=32, n_heads=2, pool_segments=-1)
+    with pytest.raises(ValueError, match="pool_segments"):
+        create_model("micro_dualnet", preset="tiny", **KW, pool_segments=-1)

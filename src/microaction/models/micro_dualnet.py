@@ -42,6 +42,13 @@ Choices where the paper is silent (ours):
   ``τ = exp(log_tau)`` clamped to ``[tau_min, tau_max]`` (init 1). ``path_weights`` ``[B, K, 2]``
   is the mean of the per-frame ``[α_ST, α_TS]`` over the valid frames.
 * Fused entity features are mean-pooled over the valid frames before the classifier MLP.
+  Departure (off by default, on in ``configs/demo_micro_dualnet.yaml``): with ``pool_segments=S``
+  each entity's pooled feature also gets a linear map (``S·D → D``, shared by the entities) of the
+  fused feature's means over ``S`` consecutive equal parts of the frames the entity is seen in, in
+  order (``common.segment_means``, as M3E's ``pool_segments``). A mean over frames is the same for
+  every order of the frames, so without it the classifier cannot tell "A then B" from "B then A"
+  unless the temporal attention happens to write the order into every frame's feature (on the
+  diagnostic preset it does not: docs/synthetic.md).
 * MAC (``mac_loss``): symmetric InfoNCE between projected (per path: ``D → D → mac_dim`` MLP),
   L2-normalised ST and TS features of the same (sample, entity), pooled over the valid frames; the
   negatives of an anchor are the *same entity* in the other samples of the batch where it is visible
@@ -57,7 +64,8 @@ Choices where the paper is silent (ours):
 
 Ablation switches: ``paths="both"|"st"|"ts"`` (a single path builds only that path, has no router and
 no MAC, and reports path weights ``[1, 0]`` / ``[0, 1]``); ``fusion="routing"|"fixed"`` (``fixed``
-averages the paths with ``fixed_weight`` for ST, no router); ``mac=False`` skips the MAC computation.
+averages the paths with ``fixed_weight`` for ST, no router); ``mac=False`` skips the MAC computation;
+``pool_segments`` (0: the paper's mean pooling) adds the ordered segment means above.
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from microaction.data.store import DEFAULT_REGIONS
-from microaction.models.common import ClassifierHeads, masked_mean, region_step_mask
+from microaction.models.common import ClassifierHeads, masked_mean, region_step_mask, segment_means
 from microaction.models.registry import register_model
 
 __all__ = ["MicroDualNet", "mac_loss"]
@@ -302,8 +310,11 @@ class MicroDualNet(nn.Module):
         mac_dim: int = 128,
         mac_per_frame: bool = False,
         mac_temperature: float = MAC_TEMPERATURE,
+        pool_segments: int = 0,
     ) -> None:
         super().__init__()
+        if pool_segments < 0:
+            raise ValueError(f"micro_dualnet: pool_segments must be >= 0, got {pool_segments}")
         if paths not in ("both", "st", "ts"):
             raise ValueError(f"micro_dualnet: paths must be 'both', 'st' or 'ts', got {paths!r}")
         if fusion not in ("routing", "fixed"):
@@ -318,6 +329,7 @@ class MicroDualNet(nn.Module):
         self.paths, self.fusion, self.fixed_weight = paths, fusion, float(fixed_weight)
         self.use_mac = bool(mac) and paths == "both"
         self.mac_per_frame, self.mac_temperature = mac_per_frame, float(mac_temperature)
+        self.pool_segments = pool_segments
 
         # entity encoding: shared LayerNorm, one projection per entity, entity + time embeddings
         self.in_norm = nn.LayerNorm(region_dim)
@@ -336,6 +348,9 @@ class MicroDualNet(nn.Module):
             self.mac_st = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, mac_dim))
             self.mac_ts = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, mac_dim))
 
+        # a fused entity's pooled feature also gets a linear map of its means over consecutive parts
+        # of the frames it is seen in, in order: the mean alone is the same for every order of frames
+        self.segment_proj = nn.Linear(pool_segments * dim, dim) if pool_segments else None
         self.global_proj = nn.Sequential(nn.LayerNorm(global_dim), nn.Linear(global_dim, dim), nn.GELU())
         cls_in = (K + 1) * dim
         self.cls_norm = nn.LayerNorm(cls_in)
@@ -396,7 +411,10 @@ class MicroDualNet(nn.Module):
         path_weights = torch.where(known, pw, torch.full_like(pw, 0.5))
 
         evf = ev[..., None].to(x.dtype)
-        pooled = masked_mean(fused, seen[..., None], dim=2) * evf  # [B, K, dim]
+        pooled = masked_mean(fused, seen[..., None], dim=2)  # [B, K, dim]
+        if self.segment_proj is not None:
+            pooled = pooled + self.segment_proj(segment_means(fused, seen, self.pool_segments))
+        pooled = pooled * evf
         g_in = batch["global"]
         g_in = torch.where(mask[:, :, None], g_in, torch.zeros((), dtype=g_in.dtype, device=g_in.device))
         glob = masked_mean(self.global_proj(g_in), mask[:, :, None], dim=1)  # [B, dim]
