@@ -29,7 +29,10 @@ time step; pooling defaults to the masked mean (``pool="attn"`` learns a softmax
 ``"mean+attn"`` averages the two; ``"mean+stats"`` adds a linear map of the *input's* pooled mean /
 std / mean |Δ| per feature, the statistics a linear probe classifies well from, which a mean of
 layer-normalised steps cannot express); dropout 0.1 on residual branches at paper scale (not on the
-4×-wide MLP hidden; ``common.fast_dropout`` draws the masks).
+4×-wide MLP hidden; ``common.fast_dropout`` draws the masks). ``pool_segments`` K adds a linear
+map of the output's means over K consecutive parts of the clip (order); ``segment_drop`` p drops
+that term per sample in training with probability p (stochastic depth on the branch), so the
+order-free pooled token must classify on its own as well (docs/synthetic.md, the pixel path).
 
 Speed (CPU): the stacked layers live in ``models/stacked.py``: ``stacked_linear`` (a batched matmul
 whose backward writes the weight gradient in the weight's own layout, no transposed copies); the SGP
@@ -86,7 +89,7 @@ def path_drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     1 / (1 - p) (stochastic depth on one branch); unchanged in eval or with ``p`` 0."""
     if not training or p <= 0.0:
         return x
-    keep = torch.rand(x.shape[:-1] + (1,), device=x.device) >= p
+    keep = torch.rand((*x.shape[:-1], 1), device=x.device) >= p
     return x * keep.to(x.dtype) / (1.0 - p)
 
 
