@@ -124,6 +124,9 @@ def main() -> int:
         print(f"bmoe - best same-input baseline ({best}): {gap:+.1f} F1_mean points (goal >= +3)")
         result("pixel path: bmoe - best of pooled_linear / mean_mlp (the same five streams), F1_mean", round(gap, 1),
                unit="points", goal=">= +3", met=None if args.quick else gap >= 3, note=f"{note}; {best}")  # fmt: skip
+    for v in (m for m in models if m.startswith("bmoe_") and base):  # the variants, beside the goal
+        best = max(base, key=lambda m: float(f1[m].mean()))
+        print(f"{v} - best same-input baseline ({best}): {float(f1[v].mean() - f1[best].mean()):+.1f} F1_mean points")
     if timings:
         print("steps: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return 0
