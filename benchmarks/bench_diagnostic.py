@@ -58,6 +58,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bmoe_concat": ("bmoe_concat", []),
     "bmoe_no_sgp": ("bmoe", ["model.kwargs.n_sgp=0"]),  # M3E without its SGP blocks (attention only)
     "bmoe_no_attn": ("bmoe", ["model.kwargs.n_attn=0"]),  # M3E without self-attention (SGP only)
+    "bmoe_segdrop": ("bmoe", ["model.kwargs.segment_drop=0.5"]),  # the segment-means branch dropped per clip
 }
 DEFAULT = ",".join(v for v in VARIANTS if v != "micro_dualnet_mean")
 PROBES = ("pooled_linear", "mean_mlp")

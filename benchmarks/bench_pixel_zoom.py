@@ -12,6 +12,8 @@ one store and for every training seed, it trains
 * ``m3e_global`` (``configs/demo_m3e_global.yaml``: one M3E on the whole-person crop's features),
 * ``bmoe`` (``configs/demo_bmoe.yaml``: region experts on the zoomed crops + the global stream),
 * ``mean_mlp`` (the five streams time-averaged, MLP) and ``micro_dualnet`` (the five streams),
+* on request, ``bmoe`` variants: ``bmoe_seg0`` (``pool_segments: 0``), ``bmoe_segdrop``
+  (``segment_drop: 0.5``; docs/synthetic.md),
 
 evaluates each on the test split and prints mean ± std (population) over the seeds of F1_mean and
 action top-1, the gap ``bmoe`` − ``m3e_global`` (goal: ≥ +5 F1_mean points) and the gap ``bmoe`` −
@@ -40,6 +42,12 @@ from benchlib import mar, result
 MAKE_BENCH = {"args": ["--quick", "--models", "pooled_linear,m3e_global,bmoe"], "budget_s": 30,
               "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs, 3 models)"}  # fmt: skip
 MODELS = ("pooled_linear", "mean_mlp", "m3e_global", "bmoe", "micro_dualnet")
+# variant -> (config demo_<config>.yaml, --set overrides); a shipped model is its own config, no overrides
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    **{m: (m, []) for m in MODELS},
+    "bmoe_seg0": ("bmoe", ["model.kwargs.pool_segments=0"]),  # pooled tokens without the segment means
+    "bmoe_segdrop": ("bmoe", ["model.kwargs.segment_drop=0.5"]),  # the segment-means branch dropped per sample
+}
 SAME_INPUT = ("pooled_linear", "mean_mlp")  # baselines that see bmoe's five streams, time pooled away
 
 
@@ -53,13 +61,16 @@ def main() -> int:
     ap.add_argument("--crop-size", type=int, default=64, help="side of every stream's crop (regions and global)")
     ap.add_argument("--data", help="a rendered synthetic dataset to reuse (default: generate into OUT/synth)")
     ap.add_argument("--out", default="runs/bench_pixel_zoom")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     ap.add_argument("--resume", action="store_true", help="reuse runs that have finished (eval_test.json)")
     ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
     args = ap.parse_args()
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; known: {', '.join(VARIANTS)}")
     preset = "tiny" if args.quick else "demo"
     epochs = 2 if args.quick and args.epochs is None else args.epochs
     out, cfg = Path(args.out), configs_dir(None)
@@ -87,8 +98,9 @@ def main() -> int:
             if args.resume and done.is_file():
                 met = json.loads(done.read_text())["metrics"]
             else:
-                _, met = train_and_eval(m, cfg, data, store, out / "runs", timings, seed=seed, epochs=epochs,
-                                        name=name, extra=["run.progress=false"])  # fmt: skip
+                config, sets = VARIANTS[m]
+                _, met = train_and_eval(config, cfg, data, store, out / "runs", timings, seed=seed, epochs=epochs,
+                                        name=name, extra=["run.progress=false", *sets])  # fmt: skip
             rows[m].append(met)
 
     note = "quick: not a measurement" if args.quick else f"demo preset rendered, motion encoder {args.crop_size}px"
@@ -112,6 +124,9 @@ def main() -> int:
         print(f"bmoe - best same-input baseline ({best}): {gap:+.1f} F1_mean points (goal >= +3)")
         result("pixel path: bmoe - best of pooled_linear / mean_mlp (the same five streams), F1_mean", round(gap, 1),
                unit="points", goal=">= +3", met=None if args.quick else gap >= 3, note=f"{note}; {best}")  # fmt: skip
+    for v in (m for m in models if m.startswith("bmoe_") and base):  # the variants, beside the goal
+        best = max(base, key=lambda m: float(f1[m].mean()))
+        print(f"{v} - best same-input baseline ({best}): {float(f1[v].mean() - f1[best].mean()):+.1f} F1_mean points")
     if timings:
         print("steps: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return 0

@@ -98,3 +98,34 @@ def test_bad_pool_segments() -> None:
         M3E(8, d_model=32, n_heads=2, pool_segments=-1)
     with pytest.raises(ValueError, match="pool_segments"):
         create_model("micro_dualnet", preset="tiny", **KW, pool_segments=-1)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_segment_drop_drops_the_segment_branch_per_sample_in_training_only(stacked: bool) -> None:
+    """``segment_drop``: in training each sample's segment term is either 0 or scaled by 1 / (1 - p)
+    (the pooled token is the order-free pooling alone, or that plus the scaled term); in eval the
+    model equals the one without dropping."""
+    torch.manual_seed(0)
+    kw = {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 16, "pool": "mean", "dropout": 0.0}
+    p = 0.5
+    make = (lambda **k: StackedM3E(1, 20, **k)) if stacked else (lambda **k: M3E(20, **k))
+    drop, plain, nosegs = make(**kw, pool_segments=3, segment_drop=p), make(**kw, pool_segments=3), make(**kw)
+    plain.load_state_dict(drop.state_dict())
+    nosegs.load_state_dict({k: v for k, v in drop.state_dict().items() if not k.startswith("segment_proj")})
+    x = torch.randn(64, 9, 20)
+    mask = torch.ones(64, 9, dtype=torch.bool)
+    if stacked:
+        x, mask = x[None], mask[None]
+    for m in (drop, plain, nosegs):
+        m.train()
+    with torch.no_grad():
+        base, full, got = nosegs(x, mask).pooled, plain(x, mask).pooled, drop(x, mask).pooled
+        seg = full - base
+        dropped = torch.isclose(got, base, atol=1e-5).all(-1)
+        kept = torch.isclose(got, base + seg / (1 - p), atol=1e-4).all(-1)
+        assert bool((dropped | kept).all()) and 0 < int(dropped.sum()) < dropped.numel()
+        for m in (drop, plain):
+            m.eval()
+        torch.testing.assert_close(drop(x, mask).pooled, plain(x, mask).pooled)
+    with pytest.raises(ValueError, match="segment_drop"):
+        make(**kw, pool_segments=3, segment_drop=1.0)

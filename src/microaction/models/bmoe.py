@@ -184,6 +184,7 @@ class BMoE(nn.Module):
         max_len: int = 64,
         pool: str = "mean",
         pool_segments: int = 0,
+        segment_drop: float = 0.0,
         routing: str = "soft",
         router_temperature: float = 1.0,
         router_top_k: int | None = None,
@@ -231,6 +232,7 @@ class BMoE(nn.Module):
             "max_len": max_len,
             "pool": pool,
             "pool_segments": pool_segments,
+            "segment_drop": segment_drop,
         }
         assert tuple(self.expert_kwargs) == EXPERT_KWARGS
         self._common = {

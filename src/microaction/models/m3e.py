@@ -29,7 +29,10 @@ time step; pooling defaults to the masked mean (``pool="attn"`` learns a softmax
 ``"mean+attn"`` averages the two; ``"mean+stats"`` adds a linear map of the *input's* pooled mean /
 std / mean |Δ| per feature, the statistics a linear probe classifies well from, which a mean of
 layer-normalised steps cannot express); dropout 0.1 on residual branches at paper scale (not on the
-4×-wide MLP hidden; ``common.fast_dropout`` draws the masks).
+4×-wide MLP hidden; ``common.fast_dropout`` draws the masks). ``pool_segments`` K adds a linear
+map of the output's means over K consecutive parts of the clip (order); ``segment_drop`` p drops
+that term per sample in training with probability p (stochastic depth on the branch), so the
+order-free pooled token must classify on its own as well (docs/synthetic.md, the pixel path).
 
 Speed (CPU): the stacked layers live in ``models/stacked.py``: ``stacked_linear`` (a batched matmul
 whose backward writes the weight gradient in the weight's own layout, no transposed copies); the SGP
@@ -76,8 +79,18 @@ EXPERT_KWARGS = (
     "max_len",
     "pool",
     "pool_segments",
+    "segment_drop",
 )
 _POOLS = ("mean", "attn", "mean+attn", "mean+stats")
+
+
+def path_drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``x [..., d]`` zeroed per sample with probability ``p`` in training, the kept ones scaled by
+    1 / (1 - p) (stochastic depth on one branch); unchanged in eval or with ``p`` 0."""
+    if not training or p <= 0.0:
+        return x
+    keep = torch.rand((*x.shape[:-1], 1), device=x.device) >= p
+    return x * keep.to(x.dtype) / (1.0 - p)
 
 
 class M3EOutput(NamedTuple):
@@ -86,9 +99,11 @@ class M3EOutput(NamedTuple):
     pool_weights: torch.Tensor | None  # [B, T] ([G, B, T]) attention-pooling weights, if any
 
 
-def _check(d_model: int, n_heads: int, pool: str, pool_segments: int = 0) -> None:
+def _check(d_model: int, n_heads: int, pool: str, pool_segments: int = 0, segment_drop: float = 0.0) -> None:
     if pool_segments < 0:
         raise ValueError(f"pool_segments must be >= 0, got {pool_segments}")
+    if not 0.0 <= segment_drop < 1.0:
+        raise ValueError(f"segment_drop must be in [0, 1), got {segment_drop}")
     if d_model % n_heads:
         raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
     if d_model % 16:
@@ -129,11 +144,13 @@ class M3E(nn.Module):
         max_len: int = 64,
         pool: str = "mean",
         pool_segments: int = 0,
+        segment_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop)
         self.pool = pool
         self.pool_segments = pool_segments
+        self.segment_drop = float(segment_drop)
         self.in_norm = nn.LayerNorm(in_dim)
         self.in_proj = nn.Linear(in_dim, d_model)
         self.pos = nn.Parameter(torch.zeros(max_len, d_model))
@@ -181,7 +198,8 @@ class M3E(nn.Module):
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, m))
         if self.segment_proj is not None:
-            pooled = pooled + self.segment_proj(segment_means(h, m, self.pool_segments))
+            seg = self.segment_proj(segment_means(h, m, self.pool_segments))
+            pooled = pooled + path_drop(seg, self.segment_drop, self.training)
         return M3EOutput(h, pooled, w)
 
 
@@ -209,12 +227,14 @@ class StackedM3E(nn.Module):
         max_len: int = 64,
         pool: str = "mean",
         pool_segments: int = 0,
+        segment_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop)
         self.G = G
         self.pool = pool
         self.pool_segments = pool_segments
+        self.segment_drop = float(segment_drop)
         self.in_norm = StackedLayerNorm(G, in_dim)
         self.in_proj = StackedLinear(G, in_dim, d_model)
         self.pos = nn.Parameter(torch.zeros(G, max_len, d_model))
@@ -257,7 +277,8 @@ class StackedM3E(nn.Module):
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, mm.expand(x.shape[0], B, T)))
         if self.segment_proj is not None:
-            pooled = pooled + self.segment_proj(segment_means(h, mm.expand(h.shape[0], B, T), self.pool_segments))
+            seg = self.segment_proj(segment_means(h, mm.expand(h.shape[0], B, T), self.pool_segments))
+            pooled = pooled + path_drop(seg, self.segment_drop, self.training)
         return M3EOutput(h, pooled, w)
 
     # -- conversion to and from single experts ------------------------------------------------
@@ -326,6 +347,7 @@ class M3EClassifier(nn.Module):
         max_len: int = 64,
         pool: str = "mean",
         pool_segments: int = 0,
+        segment_drop: float = 0.0,
     ) -> None:
         super().__init__()
         self.regions = tuple(regions)
@@ -351,6 +373,7 @@ class M3EClassifier(nn.Module):
             max_len=max_len,
             pool=pool,
             pool_segments=pool_segments,
+            segment_drop=segment_drop,
         )
         self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d_model, num_classes=num_classes, num_body=num_body)
