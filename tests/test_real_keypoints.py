@@ -193,7 +193,7 @@ def _pcan_pickle(path: Path, n: int = 20, frames: int = 40, *, img_shape: bool =
             op = np.asarray(_person(rng, t, dx=rng.normal(0, 20))["pose_keypoints_2d"], np.float32).reshape(25, 3)
             body25 = get_layout("body25")
             for j, name in enumerate(lay.joints[:18]):
-                k = body25.index(name)
+                k = body25.joints.index(name)
                 kp[0, t, j], sc[0, t, j] = op[k, :2], op[k, 2]
             for j in range(18, 28):  # finger points near the wrists
                 w = op[7] if j < 23 else op[4]
