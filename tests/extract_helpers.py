@@ -87,3 +87,16 @@ def make_dataset(root: Path, n: int = 6, T: int = 24, render_videos: bool = Fals
         rows.append(f"videos/{stem}.mp4,{i % 3},0,train")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root / "manifest.csv"
+
+
+def write_recording(root: Path, T: int, fps: float, seed: int = 3) -> Path:
+    """A rendered recording ``videos/rec.mp4`` with its ground-truth keypoints and region masks
+    beside it (``keypoints/rec.npz``, ``masks/rec.npz``)."""
+    kp = skeleton_clip(T, seed)
+    frames, masks = render(kp)
+    write_video(root / "videos" / "rec.mp4", frames, fps)
+    (root / "keypoints").mkdir()
+    (root / "masks").mkdir()
+    np.savez(root / "keypoints" / "rec.npz", keypoints=kp, fps=np.float32(fps), size=np.array([96, 80]))
+    np.savez(root / "masks" / "rec.npz", masks=masks)
+    return root / "videos" / "rec.mp4"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from extract_helpers import render, skeleton_clip, write_video
+from extract_helpers import write_recording
 from microaction.extract.jobs.job_list import Job
 from microaction.extract.jobs.plan import Kind, plan_job
 from microaction.extract.parsers.base import ParseError
@@ -21,15 +20,7 @@ T = 180  # 12 s
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> Path:
     """A 12-second rendered recording with its ground-truth keypoints beside it."""
-    root = tmp_path_factory.mktemp("plan")
-    kp = skeleton_clip(T, 3)
-    frames, masks = render(kp)
-    write_video(root / "videos" / "rec.mp4", frames, FPS)
-    (root / "keypoints").mkdir()
-    (root / "masks").mkdir()
-    np.savez(root / "keypoints" / "rec.npz", keypoints=kp, fps=np.float32(FPS), size=np.array([96, 80]))
-    np.savez(root / "masks" / "rec.npz", masks=masks)
-    return root / "videos" / "rec.mp4"
+    return write_recording(tmp_path_factory.mktemp("plan"), T, FPS)
 
 
 def _pixels(**kw) -> Extractor:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract_helpers import render, skeleton_clip, write_video
+from extract_helpers import skeleton_clip, write_recording
 from microaction.data.store import FeatureStore
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
 from microaction.extract.jobs import stream_chunks as stream
@@ -26,15 +26,7 @@ T = 180  # 12 s
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> Path:
     """A 12-second rendered recording with ground-truth keypoints and region masks."""
-    root = tmp_path_factory.mktemp("rec")
-    kp = skeleton_clip(T, 3)
-    frames, masks = render(kp)
-    write_video(root / "videos" / "rec.mp4", frames, FPS)
-    (root / "keypoints").mkdir()
-    (root / "masks").mkdir()
-    np.savez(root / "keypoints" / "rec.npz", keypoints=kp, fps=np.float32(FPS), size=np.array([96, 80]))
-    np.savez(root / "masks" / "rec.npz", masks=masks)
-    return root / "videos" / "rec.mp4"
+    return write_recording(tmp_path_factory.mktemp("rec"), T, FPS)
 
 
 BASE = dict(parser="groundtruth", encoders=["motion", "pose"], box_window=3.0, feature_rate=6.0)
