@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import mar, result
+from benchlib import comma_list, mar, result
 
 MAKE_BENCH = {"args": ["--quick", "--models", "pooled_linear,m3e_global,bmoe"], "budget_s": 30,
               "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs, 3 models)"}  # fmt: skip
@@ -67,10 +67,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
     args = ap.parse_args()
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown models {unknown}; known: {', '.join(VARIANTS)}")
+    models = comma_list(args.models, VARIANTS)
     preset = "tiny" if args.quick else "demo"
     epochs = 2 if args.quick and args.epochs is None else args.epochs
     out, cfg = Path(args.out), configs_dir(None)

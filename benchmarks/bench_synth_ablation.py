@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from benchlib import comma_list, result
+
 # make bench: the full comparison (3 seeds x 5 default variants, 20 epochs each) does not fit its budget
 MAKE_BENCH = {"args": ["--quick"], "budget_s": 30, "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs)"}
 # variant -> (config demo_<config>.yaml, --set overrides): one switch per ablation row
@@ -76,10 +78,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
     args = ap.parse_args()
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    variants = comma_list(args.variants, VARIANTS, "variants")
     preset = "tiny" if args.quick else "demo"
     epochs = 2 if args.quick and args.epochs is None else args.epochs
     out, cfg = Path(args.out), configs_dir(None)
@@ -133,7 +132,6 @@ def main() -> int:
               f"{fa:>13} {top:>14}  " + " ".join(f"{x:.1f}" for x in f1)
               + f" ({','.join(str(r['seed']) for r in rows)})")  # fmt: skip
     print(f"wrote {out / args.results}")
-    from benchlib import result
 
     note = "quick: a smoke run, not a measurement" if args.quick else f"{preset} preset, seeds {seeds}"
     for v in variants:

@@ -20,10 +20,11 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PREFIX", "machine", "mar", "parse_results", "result"]
+__all__ = ["PREFIX", "comma_list", "machine", "mar", "parse_results", "result"]
 
 PREFIX = "RESULT "
 
@@ -86,3 +87,13 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+
+
+def comma_list(text: str, known: Collection[str], what: str = "models") -> list[str]:
+    """The names of a comma list such as ``--models a,b``; an unknown name ends the script, naming
+    the known ones."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what} {unknown}; known: {', '.join(known)}")
+    return names
