@@ -16,25 +16,17 @@ from microaction.models import create_model
 from microaction.models import stacked as stacked_mod
 from microaction.models.common import attention
 from microaction.models.losses import LossComputer
+from test_bmoe import KW as BMOE_KW
+from test_bmoe import REGIONS
+from test_bmoe import batch as bmoe_batch
 
-REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
-KW = {"num_classes": 6, "num_body": 3, "regions": REGIONS, "region_dim": 20, "global_dim": 12, "dropout": 0.0}
+KW = {**BMOE_KW, "dropout": 0.0}
 
 
 def _batch(B: int = 4, T: int = 9) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(3)
-    mask = torch.ones(B, T, dtype=torch.bool)
-    mask[0, 6:] = False
-    valid = torch.ones(B, len(REGIONS), dtype=torch.bool)
-    valid[1, 3] = False
-    return {
-        "regions": torch.randn(B, len(REGIONS), T, 20, generator=g),
-        "global": torch.randn(B, T, 12, generator=g),
-        "mask": mask,
-        "region_valid": valid,
-        "action": torch.randint(0, 6, (B,), generator=g),
-        "body": torch.randint(0, 3, (B,), generator=g),
-    }
+    g = torch.Generator().manual_seed(4)
+    labels = {"action": torch.randint(0, 6, (B,), generator=g), "body": torch.randint(0, 3, (B,), generator=g)}
+    return {**bmoe_batch(B, T, seed=3), **labels}
 
 
 def _losses(impl: str, fast_opt: bool, bf16: bool, steps: int = 4) -> list[float]:
