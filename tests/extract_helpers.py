@@ -100,3 +100,24 @@ def write_recording(root: Path, T: int, fps: float, seed: int = 3) -> Path:
     np.savez(root / "keypoints" / "rec.npz", keypoints=kp, fps=np.float32(fps), size=np.array([96, 80]))
     np.savez(root / "masks" / "rec.npz", masks=masks)
     return root / "videos" / "rec.mp4"
+
+
+def train_tiny_detector(root: Path, video: str, overrides: list[str]) -> tuple[Path, Path, Path]:
+    """(run folder, store, rendered video): tiny synthetic recordings, ground-truth pose features,
+    and a ``demo_bmoe_tridet`` trained briefly with ``overrides`` (epochs, windows, batch size)."""
+    from microaction.data.synth.recording import generate_recordings, render_recording
+    from microaction.engine.trainer import train
+    from microaction.extract.jobs.job_list import collect_jobs
+    from microaction.extract.jobs.runner import run_extraction
+    from microaction.extract.pipeline import ExtractParams
+
+    data = root / "synth"
+    generate_recordings(data, "recordings_tiny", seed=0, workers=1, progress=False)
+    rendered = render_recording(data, video, "recordings_tiny", seed=0)
+    params = ExtractParams(
+        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
+    )
+    run_extraction(collect_jobs(data / "manifest.csv"), params, root / "store", progress=False)
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "demo_bmoe_tridet.yaml"
+    sets = [f"data.store={root / 'store'}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={root}"]
+    return train(cfg, [*sets, "detection.window=64", *overrides]), root / "store", rendered

@@ -22,6 +22,8 @@ from typing import IO
 import numpy as np
 import pytest
 
+from extract_helpers import train_tiny_detector
+
 VIDEO = "rec_test_000"
 KEY = f"videos__{VIDEO}"
 REPO = Path(__file__).resolve().parents[1]
@@ -32,27 +34,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
     """(run, store, video, the video as MPEG-TS): a bmoe_tridet trained briefly on tiny recordings."""
-    from microaction.data.synth.recording import generate_recordings, render_recording
-    from microaction.engine.trainer import train
-    from microaction.extract.jobs.job_list import collect_jobs
-    from microaction.extract.jobs.runner import run_extraction
-    from microaction.extract.pipeline import ExtractParams
-
     root = tmp_path_factory.mktemp("live")
-    data = root / "synth"
-    generate_recordings(data, "recordings_tiny", seed=0, workers=1, progress=False)
-    video = render_recording(data, VIDEO, "recordings_tiny", seed=0)
-    params = ExtractParams(
-        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
+    run, store, video = train_tiny_detector(
+        root, VIDEO, ["run.epochs=2", "detection.windows_per_epoch=16", "run.batch_size=8"]
     )
-    run_extraction(collect_jobs(data / "manifest.csv"), params, root / "store", progress=False)
-    cfg = REPO / "configs" / "demo_bmoe_tridet.yaml"
-    sets = [f"data.store={root / 'store'}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={root}",
-            "run.epochs=2", "detection.window=64", "detection.windows_per_epoch=16", "run.batch_size=8"]  # fmt: skip
-    run = train(cfg, sets)
     ts = root / f"{VIDEO}.ts"
     _remux(video, ts)
-    return run, root / "store", video, ts
+    return run, store, video, ts
 
 
 def _remux(src: Path, dst: Path, seconds: float | None = None) -> None:

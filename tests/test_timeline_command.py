@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from extract_helpers import train_tiny_detector
 from microaction.cli import main
 
 VIDEO = "rec_test_000"
@@ -25,24 +26,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(run folder, store, video): a tridet trained briefly on tiny recordings, one test recording rendered."""
-    from microaction.data.synth.recording import generate_recordings, render_recording
-    from microaction.engine.trainer import train
-    from microaction.extract.jobs.job_list import collect_jobs
-    from microaction.extract.jobs.runner import run_extraction
-    from microaction.extract.pipeline import ExtractParams
-
-    root = tmp_path_factory.mktemp("timeline")
-    data = root / "synth"
-    generate_recordings(data, "recordings_tiny", seed=0, workers=1, progress=False)
-    video = render_recording(data, VIDEO, "recordings_tiny", seed=0)
-    params = ExtractParams(
-        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
+    return train_tiny_detector(
+        tmp_path_factory.mktemp("timeline"),
+        VIDEO,
+        ["run.epochs=1", "detection.windows_per_epoch=4", "run.batch_size=4"],
     )
-    run_extraction(collect_jobs(data / "manifest.csv"), params, root / "store", progress=False)
-    cfg = Path(__file__).resolve().parents[1] / "configs" / "demo_bmoe_tridet.yaml"
-    sets = [f"data.store={root / 'store'}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={root}",
-            "run.epochs=1", "detection.window=64", "detection.windows_per_epoch=4", "run.batch_size=4"]  # fmt: skip
-    return train(cfg, sets), root / "store", video
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
