@@ -15,13 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from microaction.engine.checkpoint import load_state
+from test_engine_resume import assert_same_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,10 +61,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
 
 
-def _strip(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if k != "seconds"} for e in metrics["epochs"]]
-
-
 def test_detection_sigkill_then_resume_is_exact(recordings: tuple[Path, Path], tmp_path: Path) -> None:
     from microaction.cli import main as mar
     from microaction.engine.trainer import train
@@ -98,14 +94,8 @@ def test_detection_sigkill_then_resume_is_exact(recordings: tuple[Path, Path], t
 
     assert mar(["train", "--resume", str(tmp_path / "killed")]) == 0
     ref = train(CONFIG, _sets(recordings, tmp_path, "ref", *extra))
-    for name in ("last.safetensors", "best.safetensors"):
-        a, b = load_file(str(tmp_path / "killed" / name)), load_file(str(ref / name))
-        assert a.keys() == b.keys()
-        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after resume"
-    ma = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    mb = json.loads((ref / "metrics.json").read_text())
-    assert len(ma["epochs"]) == 4 and _strip(ma) == _strip(mb) and ma["best"] == mb["best"]
-    sa, sb = load_state(tmp_path / "killed" / "last_state.pt"), load_state(ref / "last_state.pt")
+    ma, sa, sb = assert_same_run(tmp_path / "killed", ref)
+    assert len(ma["epochs"]) == 4
     assert sa["done"] and sb["done"] and sa["step"] == sb["step"] == 8
     assert torch.equal(sa["loss"]["normalizer"], sb["loss"]["normalizer"])  # TriDet's running normaliser
     assert "resuming after epoch" in (tmp_path / "killed" / "log.txt").read_text()

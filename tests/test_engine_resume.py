@@ -58,6 +58,19 @@ def _strip(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in e.items() if k != "seconds"} for e in metrics["epochs"]]
 
 
+def assert_same_run(killed: Path, ref: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A resumed run equals the uninterrupted one: weights bit for bit, the epochs' metrics but
+    their times, the best epoch. Returns (the resumed run's metrics, its last state, the reference's)."""
+    for name in ("last.safetensors", "best.safetensors"):
+        a, b = load_file(str(killed / name)), load_file(str(ref / name))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after resume"
+    ma = json.loads((killed / "metrics.json").read_text())
+    mb = json.loads((ref / "metrics.json").read_text())
+    assert _strip(ma) == _strip(mb) and ma["best"] == mb["best"]
+    return ma, load_state(killed / "last_state.pt"), load_state(ref / "last_state.pt")
+
+
 def test_sigkill_then_resume_is_exact(tmp_path: Path) -> None:
     ds = make_random_dataset(tmp_path / "data", splits={"train": 48, "val": 24}, seed=3)
     cfg = _config(ds, tmp_path, "killed")
@@ -93,13 +106,6 @@ def test_sigkill_then_resume_is_exact(tmp_path: Path) -> None:
 
     train(resume=tmp_path / "killed")
     ref = train(_config(ds, tmp_path, "ref"))
-    for name in ("last.safetensors", "best.safetensors"):
-        a, b = load_file(str(tmp_path / "killed" / name)), load_file(str(ref / name))
-        assert a.keys() == b.keys()
-        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after resume"
-    ma = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    mb = json.loads((ref / "metrics.json").read_text())
-    assert _strip(ma) == _strip(mb) and ma["best"] == mb["best"]
-    sa, sb = load_state(tmp_path / "killed" / "last_state.pt"), load_state(ref / "last_state.pt")
+    _, sa, sb = assert_same_run(tmp_path / "killed", ref)
     assert sa["done"] and sb["done"] and sa["step"] == sb["step"] == EPOCHS * STEPS_PER_EPOCH
     assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sb["model"])
