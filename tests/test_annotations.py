@@ -326,3 +326,35 @@ def test_dispatcher_refuses_unknown_formats(tmp_path: Path) -> None:
         read_annotations(p, MA52)
     with pytest.raises(AnnotationError, match="cannot read"):
         read_annotations(tmp_path / "missing.txt", MA52)
+
+
+@pytest.mark.parametrize("where", ["header", "row"])
+@pytest.mark.parametrize("reader", ["manifest", "segments", "detections"])
+def test_unparsable_csv_names_file_and_line(tmp_path: Path, reader: str, where: str) -> None:
+    """A cell over the csv module's field limit is a csv.Error: every reader built on
+    ``samples.csv_rows`` turns it into an AnnotationError naming the file and the line."""
+    import csv
+
+    from microaction.data.errors import AnnotationError
+    from microaction.data.readers.segment_readers import read_segment_csv
+    from microaction.data.readers.segments import parse_detection_csv
+
+    huge = "x" * (csv.field_size_limit() + 1)
+    header = {
+        "manifest": "video,label",
+        "segments": "video,start,end,label",
+        "detections": ",video_id,t_start,t_end,class,score",
+    }[reader]
+    good = {"manifest": "a.mp4,0", "segments": "a.mp4,0.0,1.0,0", "detections": "0,a,0.0,1.0,0,0.5"}[reader]
+    lines = [huge, good] if where == "header" else [header, good, f"{good},{huge}"]
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    line = 1 if where == "header" else 3
+    tax = load_taxonomy("ma52")
+    with pytest.raises(AnnotationError, match=rf"f\.csv:{line}: .*field larger than field limit"):
+        if reader == "manifest":
+            read_manifest_csv(path, tax)
+        elif reader == "segments":
+            read_segment_csv(path, tax)
+        else:
+            parse_detection_csv(path.read_text(), str(path), tax)
