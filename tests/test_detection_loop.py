@@ -65,8 +65,9 @@ def test_detection_sigkill_then_resume_is_exact(recordings: tuple[Path, Path], t
     from microaction.cli import main as mar
     from microaction.engine.trainer import train
 
-    # EMA on, a state every optimizer step: 4 epochs x 2 steps
-    extra = ("optim.ema=true", "optim.ema_decay=0.9", "run.save_every_steps=1")
+    # EMA on, a state every optimizer step: 4 epochs x 8 steps (batches of 1 window: on a free core
+    # a step takes a few ms, and fewer, larger steps could all be done before the kill lands)
+    extra = ("optim.ema=true", "optim.ema_decay=0.9", "run.save_every_steps=1", "run.batch_size=1")
     killed = _sets(recordings, tmp_path, "killed", *extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "microaction.cli", "train", str(CONFIG), *_argv(killed)],
@@ -75,7 +76,7 @@ def test_detection_sigkill_then_resume_is_exact(recordings: tuple[Path, Path], t
         stderr=subprocess.PIPE,
     )
     state_file = tmp_path / "killed" / "last_state.pt"
-    target = random.randint(1, 5)  # of 8 optimizer steps: mid-epoch or at an epoch's end
+    target = random.randint(1, 20)  # of 32 optimizer steps: mid-epoch or at an epoch's end
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
         if state_file.exists() and load_state(state_file)["step"] >= target:
@@ -89,14 +90,14 @@ def test_detection_sigkill_then_resume_is_exact(recordings: tuple[Path, Path], t
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     killed_at = load_state(state_file)
-    assert not killed_at["done"] and killed_at["step"] < 8
+    assert not killed_at["done"] and killed_at["step"] < 32
     print(f"killed at epoch {killed_at['epoch']} batch {killed_at['batch']} step {killed_at['step']}")
 
     assert mar(["train", "--resume", str(tmp_path / "killed")]) == 0
     ref = train(CONFIG, _sets(recordings, tmp_path, "ref", *extra))
     ma, sa, sb = assert_same_run(tmp_path / "killed", ref)
     assert len(ma["epochs"]) == 4
-    assert sa["done"] and sb["done"] and sa["step"] == sb["step"] == 8
+    assert sa["done"] and sb["done"] and sa["step"] == sb["step"] == 32
     assert torch.equal(sa["loss"]["normalizer"], sb["loss"]["normalizer"])  # TriDet's running normaliser
     assert "resuming after epoch" in (tmp_path / "killed" / "log.txt").read_text()
 
