@@ -114,9 +114,10 @@ def train_tiny_detector(root: Path, video: str, overrides: list[str]) -> tuple[P
     data = root / "synth"
     generate_recordings(data, "recordings_tiny", seed=0, workers=1, progress=False)
     rendered = render_recording(data, video, "recordings_tiny", seed=0)
-    params = ExtractParams(
-        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
-    )
+    params = ExtractParams(  # streamed, as recordings longer than a minute are (and as mar live encodes)
+        parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}},
+        stream_after=10.0,
+    )  # fmt: skip
     run_extraction(collect_jobs(data / "manifest.csv"), params, root / "store", progress=False)
     cfg = Path(__file__).resolve().parents[1] / "configs" / "demo_bmoe_tridet.yaml"
     sets = [f"data.store={root / 'store'}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={root}"]

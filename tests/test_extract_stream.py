@@ -183,7 +183,9 @@ def test_mediapipe_streamed_equals_one_pass(ma52_dir: Path, tmp_path: Path, monk
 
     monkeypatch.setattr(tracking, "WARMUP", 0.2)  # a short warm-up: the resumed run skips frames
     clip = ma52_dir / "demo_clips" / "A1_shaking_body.mp4"  # 75 frames, 2.5 s: 5 tracker segments
-    params = dict(encoders=["motion", "pose"], box_window=0.5, feature_rate=6.0, max_side=256, track_seconds=0.5)
+    # (a pose centre over 0.3 s keeps the chunks' context at the box window's 1.375 s)
+    params = dict(encoders=["motion", "pose"], box_window=0.5, feature_rate=6.0, max_side=256, track_seconds=0.5,
+                  centre_seconds=0.3)  # fmt: skip
     streamed = dict(stream_after=0.0, chunk_seconds=0.5)
     runs = {}
     skipped: list[int] = []
@@ -246,3 +248,69 @@ def test_write_pieces_checks_what_it_writes(recording: Path, tmp_path: Path) -> 
     store.write_pieces("a", ok, {"video": "a.mp4"})
     item = store.read("a")
     assert item.regions.shape == (R, 3, D) and item.global_.dtype == np.float16 and item.length == 3
+
+
+def _pose_columns(st: FeatureStore, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(regions, global) columns of the pose encoder of item ``key``."""
+    item = st.read(key)
+    enc = next(e for e in st.manifest.encoders if e["name"] == "pose")
+    (a, b), (ga, gb) = enc["slice"], enc["global_slice"]
+    return item.regions[..., a:b].astype(np.float32), item.global_[:, ga:gb].astype(np.float32)
+
+
+def test_streamed_pose_is_the_same_whatever_the_chunks(recording: Path, tmp_path: Path) -> None:
+    """Each frame is centred and scaled on the frames of the ``centre_seconds`` before it, so the
+    pose columns do not depend on where the chunks fall (each chunk's own medians, the stores made
+    before ``centre_seconds``, jump at every chunk) and a live stream can have them."""
+    got = {}
+    for name, chunk, centre in (("c4", 4.0, 2.0), ("c3", 3.0, 2.0), ("old4", 4.0, 0.0), ("old3", 3.0, 0.0)):
+        st = _extract(recording, tmp_path / name, stream_after=0.0, chunk_seconds=chunk, centre_seconds=centre)
+        got[name] = _pose_columns(st, "rec")
+    for new, old in zip(got["c4"], got["c3"]):
+        assert np.array_equal(new, old)
+    # the chunk medians (centre_seconds 0) differ where the chunks differ
+    assert max(np.abs(a - b).max() for a, b in zip(got["old4"], got["old3"])) > 2e-3
+
+
+def test_trailing_reference_looks_only_back() -> None:
+    from microaction.extract.encoders.pose import kinematics, trailing_reference
+
+    kp = skeleton_clip(60, 2)
+    ts = np.arange(60) / 10.0
+    ref = trailing_reference(kp, ts, np.arange(60), 1.0)
+    later = kp.copy()
+    later[40:, :, :2] += 50.0  # the person moves at 4 s
+    moved = trailing_reference(later, ts, np.arange(60), 1.0)
+    assert np.array_equal(moved[:40], ref[:40])  # nothing before 4 s changes
+    assert np.allclose(moved[50:, :2], ref[50:, :2] + 50.0, atol=1e-3)  # a second later the centre has followed
+    # a still person: the trailing reference is the clip's, and so are the features
+    still = np.repeat(kp[:1], 60, axis=0)
+    f_clip, _ = kinematics(still, ts)
+    f_trail, _ = kinematics(still, ts, reference=trailing_reference(still, ts, np.arange(60), 1.0))
+    assert np.allclose(f_clip, f_trail, atol=1e-5)
+
+
+def test_a_store_made_before_centre_seconds_is_continued_as_it_was(recording: Path, tmp_path: Path) -> None:
+    from microaction.data.store import StoreMismatch
+    from microaction.extract.pipeline import params_from_manifest
+
+    out = tmp_path / "s"
+    _extract(recording, out, stream_after=0.0, chunk_seconds=4.0, centre_seconds=0.0)
+    m = json.loads((out / "manifest.json").read_text())
+    del m["params"]["extract"]["centre_seconds"]  # as a store made before the parameter
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert params_from_manifest(FeatureStore.open(out).manifest).centre_seconds == 0.0  # live / predict extract so
+    with pytest.raises(StoreMismatch, match="continue it with --centre-seconds 0"):
+        run_extraction(
+            [Job("rec2", str(recording))],
+            ExtractParams(**BASE, stream_after=0.0, chunk_seconds=4.0),
+            out,
+            progress=False,
+        )
+    s = run_extraction(
+        [Job("rec", str(recording))],
+        ExtractParams(**BASE, stream_after=0.0, chunk_seconds=4.0, centre_seconds=0.0),
+        out,
+        progress=False,
+    )
+    assert s.failed == 0

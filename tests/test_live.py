@@ -110,9 +110,11 @@ def test_live_events_match_the_offline_detector(detector: tuple[Path, Path, Path
     settings = WindowSettings(window=32.0, lookahead=1.5, min_score=0.0, rank=False)  # every candidate, as offline
     horizon = [0.0]
     seen: list[tuple[float, float]] = []  # (event end, horizon when it was emitted)
+    encoded: list[np.ndarray] = []
 
     def on_steps(steps) -> None:  # type: ignore[no-untyped-def]
         horizon[0] = float(steps.times[-1]) + 0.5 / 6.0
+        encoded.append(steps.regions)
 
     def on_event(rec: dict) -> None:  # type: ignore[type-arg]
         seen.append((rec["end"], horizon[0]))
@@ -123,6 +125,9 @@ def test_live_events_match_the_offline_detector(detector: tuple[Path, Path, Path
     assert res.status == 0 and res.stats["frames_dropped"] == 0
     ref = FeatureStore.open(store).read(KEY)
     assert res.stats["steps"] == ref.length  # the same feature grid as the store's
+    # ... and the same features: each frame's pose centred on the seconds before it in both
+    live_regions = np.concatenate(encoded, axis=1)
+    assert np.allclose(live_regions, ref.regions.astype(np.float32), rtol=2e-3, atol=2e-3)
     # each event was final: the stream reached its end + the look-ahead (the last run, at the
     # source's end, finalises the rest)
     last = max(h for _, h in seen)

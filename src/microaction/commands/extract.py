@@ -133,6 +133,9 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
         "length, resumable per chunk)",
     )
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="seconds per chunk of a streamed recording")
+    p.add_argument("--centre-seconds", type=float, default=5.0,
+                   help="seconds of past frames whose median torso centres a streamed recording's pose features, "
+                   "frame by frame, as mar live does (0: each chunk's median, as stores made before this flag)")  # fmt: skip
     p.add_argument("--track-seconds", type=float, default=10.0,
                    help="seconds per MediaPipe tracker segment (segments are parsed side by side)")  # fmt: skip
 
@@ -215,6 +218,7 @@ def params_from_args(args: argparse.Namespace):
         feature_rate=args.feature_rate,
         stream_after=args.stream_after,
         chunk_seconds=args.chunk_seconds,
+        centre_seconds=args.centre_seconds,
         track_seconds=args.track_seconds,
         checkpoint=args.checkpoint,
         device=args.device,

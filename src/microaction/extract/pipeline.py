@@ -19,6 +19,7 @@ from microaction.data.prefetch import background
 from microaction.data.store import FACE_REGION, StoreManifest
 from microaction.extract.encoders import Encoder, EncoderInput, make_encoder, resample
 from microaction.extract.encoders.base import pool_to_steps, rate_steps
+from microaction.extract.encoders.pose import trailing_reference
 from microaction.extract.jobs.segment_parsing import as_tracker, parse_segments
 from microaction.extract.parsers import Parser, ParseResult, make_parser
 from microaction.extract.regions import (
@@ -33,7 +34,11 @@ from microaction.extract.regions import (
 from microaction.extract.video import Sampling, VideoError, iter_frames, probe
 from microaction.skeleton import resolve_regions
 
-__all__ = ["ExtractParams", "Extraction", "Extractor", "face_crops", "params_from_manifest"]
+__all__ = ["LEGACY_PARAMS", "ExtractParams", "Extraction", "Extractor", "face_crops", "params_from_manifest"]
+
+
+# parameters added after stores were made, at the value that reproduces what those stores hold
+LEGACY_PARAMS: dict[str, Any] = {"centre_seconds": 0.0}
 
 
 @dataclass
@@ -60,6 +65,10 @@ class ExtractParams:
     track_seconds: float = (
         10.0  # seconds per tracker segment: MediaPipe restarts on this grid (``extract.jobs.segment_parsing``)
     )
+    # seconds of past frames whose median torso centres and scales a streamed recording's (and a live
+    # stream's) pose features, frame by frame (``encoders.pose.trailing_reference``); 0: each chunk's
+    # own medians, which change every chunk and cannot be had live (stores made before this parameter)
+    centre_seconds: float = 5.0
     checkpoint: str | None = None  # videomae directory or sapiens TorchScript file
     device: str = "cpu"
     parser_options: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +100,8 @@ class ExtractParams:
             raise ValueError(f"feature_rate must be > 0 steps/s (or None), got {self.feature_rate}")
         if not self.track_seconds > 0:
             raise ValueError(f"track_seconds must be > 0 seconds, got {self.track_seconds}")
+        if not self.centre_seconds >= 0:
+            raise ValueError(f"centre_seconds must be >= 0 seconds, got {self.centre_seconds}")
         if not (self.stream_after >= 0 and self.chunk_seconds > 0):
             raise ValueError(f"stream_after must be >= 0 and chunk_seconds > 0 seconds, got {self.stream_after}, "
                              f"{self.chunk_seconds}")  # fmt: skip
@@ -109,6 +120,7 @@ class ExtractParams:
         bad = set(d) - known
         if bad:
             raise ValueError(f"unknown extraction parameters {sorted(bad)}")
+        d = {**LEGACY_PARAMS, **d}
         popts = d.get("parser_options") or {}
         if d.get("parser") == "keypoints" and not {"confidence", "min_confidence"} & set(popts):
             # a store made when every keypoint source was read at confidence 0.5: extract as it was
@@ -251,7 +263,8 @@ class Extractor:
         streamed chunk's share of that grid) or from the first frame; without a rate, the first
         encoder's windows. ``span`` (seconds, ``[a, b)``): the region boxes are made from every
         frame, the crops and encoders run on the frames in ``span`` only (a streamed chunk's
-        frames and its encoders' context)."""
+        frames and its encoders' context); the pose encoder then centres and scales each frame by the
+        frames before it (``centre_seconds``), so every frame is encoded as in one pass whatever the chunks."""
         frames, timestamps, indices, native, parse, t0 = (
             parsed.frames, parsed.timestamps, parsed.indices, parsed.native, parsed.parse, parsed.t0
         )  # fmt: skip
@@ -263,8 +276,11 @@ class Extractor:
             min_visible_fraction=self.params.min_visible_fraction,
             window=box_window_frames(timestamps, self.params.box_window),
         )
+        reference = None
         if span is not None:
             sel = np.flatnonzero((timestamps >= span[0]) & (timestamps < span[1]))
+            if self.params.centre_seconds > 0 and any(e.name == "pose" for e in self.encoders):
+                reference = trailing_reference(parse.keypoints, timestamps, sel, self.params.centre_seconds)
             frames = None if frames is None else take_frames(frames, sel)
             timestamps, indices, parse, layout = timestamps[sel], indices[sel], parse.take(sel), layout.take(sel)
         if self.params.flip and isinstance(frames, np.ndarray):
@@ -276,7 +292,7 @@ class Extractor:
             if e.input_size is not None and e.input_size not in clips:
                 assert frames is not None
                 clips[e.input_size] = crop_clips(frames, parse, layout, e.input_size, masked=self.params.masked)
-        inp = EncoderInput(clips, parse, layout, timestamps)
+        inp = EncoderInput(clips, parse, layout, timestamps, reference)
         R, T_ = len(self.regions), None
         outs = [e.encode(inp) for e in self.encoders]
         ref = outs[0].times

@@ -9,9 +9,10 @@ The encoding is the streamed extraction's (``extract.jobs.stream_chunks``): the 
 ``context`` seconds) become a ``Parsed`` (gap filling, region masks) and ``Extractor.encode`` gives
 the steps of the fixed grid (``feature_rate`` steps/s from the first frame) that are complete: a
 step is encoded once the frames its encoder windows need have arrived, ``ready_after`` seconds
-after its time, and never again. What depends on a whole clip offline (the torso centre and
-scale of the pose encoder, clip boxes, region validity) is taken over the held frames: the
-causal counterpart of the streamed chunk with its context.
+after its time, and never again. The pose encoder's torso centre is each frame's own, over the
+``centre_seconds`` before it, as in the streamed extraction (so live steps equal the store's);
+what else depends on a whole clip offline (the torso scale, clip boxes, region validity) is
+taken over the held frames: the causal counterpart of the streamed chunk with its context.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ class LiveFeatures:
     def _trim(self, upto: float) -> None:
         """Keep the frames the next steps' encoding sees: ``context`` seconds before them (also
         what the region boxes follow the person over, in place of the centred box window)."""
-        keep_from = upto - self.context
+        keep_from = upto - self.context - self.ex.params.centre_seconds  # and what the pose centre looks back on
         k = 0
         while k < len(self.frames) and self.frames[k].t < keep_from:
             k += 1

@@ -20,6 +20,7 @@ class EncoderInput:
     parse: ParseResult  # keypoints in pixels of the decoded frames
     layout: RegionLayout
     timestamps: np.ndarray  # [T] seconds
+    reference: np.ndarray | None = None  # [T, 3] each frame's torso centre and scale (streamed / live pose)
 
 
 @dataclass

@@ -2,8 +2,9 @@
 relies on it since rendered and real people share only their skeletons).
 
 Per frame and landmark of a region (``REGION_LANDMARKS``): position relative to the clip's torso
-centre in torso units, velocity (torso units/s), acceleration (× 0.1, torso units/s²), and
-confidence; plus sine and cosine of the region's joint angles (``REGION_ANGLES``). Unseen
+centre in torso units (a streamed recording or a live stream: each frame's, the medians of the
+last ``centre_seconds``, ``trailing_reference``, the same whatever the chunks), velocity (torso
+units/s), acceleration (× 0.1, torso units/s²), and confidence; plus sine and cosine of the region's joint angles (``REGION_ANGLES``). Unseen
 landmarks (and derivatives touching them) are zeros. Regions have different landmark counts:
 each region's vector is zero-padded to the longest region of the run
 (``dim = 7·max K + 2·max A``). The global stream holds all 33 landmarks and every angle
@@ -19,30 +20,65 @@ from microaction.extract.parsers.base import VISIBLE
 from microaction.extract.regions import _torso_scale
 from microaction.skeleton import ALL_ANGLES, LANDMARKS, NUM_LANDMARKS, REGION_ANGLES, REGION_LANDMARKS
 
-__all__ = ["PoseEncoder", "kinematics"]
+__all__ = ["PoseEncoder", "kinematics", "trailing_reference"]
 
 PER_LANDMARK = 7
 _TORSO = [LANDMARKS.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
 
 
-def kinematics(kp: np.ndarray, timestamps: np.ndarray, thr: float = VISIBLE) -> tuple[np.ndarray, np.ndarray]:
-    """``[T, 33, 3]`` pixels -> (per-landmark ``[T, 33, 7]``, seen ``[T, 33]`` bool)."""
-    T = len(kp)
-    seen = kp[..., 2] >= thr
-    scale = _torso_scale(kp, thr) or 1.0
+def _median_centre(kp: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """The median of the seen torso landmarks (else of every seen landmark; else 0) -> ``[2]``."""
     tv = seen[:, _TORSO]
     if tv.any():
-        centre = np.median(kp[:, _TORSO, :2][tv], axis=0)
-    elif seen.any():
-        centre = np.median(kp[..., :2][seen], axis=0)
+        return np.median(kp[:, _TORSO, :2][tv], axis=0)
+    if seen.any():
+        return np.median(kp[..., :2][seen], axis=0)
+    return np.zeros(2, np.float32)
+
+
+def trailing_reference(
+    kp: np.ndarray, timestamps: np.ndarray, rows: np.ndarray, seconds: float, thr: float = VISIBLE
+) -> np.ndarray:
+    """Per frame of ``rows`` (indices into ``kp [T, 33, 3]``), the torso centre and scale of the
+    frames of the last ``seconds`` up to it (``(t - seconds, t]``: ``_median_centre``,
+    ``_torso_scale``) -> ``[len(rows), 3]`` (x, y, scale). It depends only on the frames before
+    each one, so a chunk with that much context before it, or a live stream holding that much,
+    gets what one pass over the whole recording would."""
+    ts = np.asarray(timestamps, np.float64)
+    seen = kp[..., 2] >= thr
+    out = np.zeros((len(rows), 3), np.float32)
+    for n, i in enumerate(np.asarray(rows, np.int64)):
+        a = int(np.searchsorted(ts, ts[i] - seconds, side="right"))
+        out[n, :2] = _median_centre(kp[a : i + 1], seen[a : i + 1])
+        out[n, 2] = _torso_scale(kp[a : i + 1], thr) or 1.0
+    return out
+
+
+def kinematics(
+    kp: np.ndarray, timestamps: np.ndarray, thr: float = VISIBLE, reference: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[T, 33, 3]`` pixels -> (per-landmark ``[T, 33, 7]``, seen ``[T, 33]`` bool). ``reference``
+    ``[T, 3]``: each frame's own torso centre and scale (``trailing_reference``); without it the
+    clip's median ones."""
+    T = len(kp)
+    seen = kp[..., 2] >= thr
+    if reference is None:
+        scale: float | np.ndarray = _torso_scale(kp, thr) or 1.0
+        pos = (kp[..., :2] - _median_centre(kp, seen)) / scale
+        pos[~seen] = 0.0
+        moving, unit = pos, None
     else:
-        centre = np.zeros(2, np.float32)
-    pos = (kp[..., :2] - centre) / scale
-    pos[~seen] = 0.0
+        scale = reference[:, 2, None, None]
+        pos = (kp[..., :2] - reference[:, None, :2]) / scale
+        pos[~seen] = 0.0
+        # the landmarks' own motion (pixels) in each frame's torso units, not the moving reference's
+        moving, unit = np.where(seen[..., None], kp[..., :2], 0.0), scale
     ts = timestamps.astype(np.float64)
     if T >= 2 and np.all(np.diff(ts) > 0):
-        vel = np.gradient(pos, ts, axis=0)
+        vel = np.gradient(moving, ts, axis=0)
         acc = np.gradient(vel, ts, axis=0) * 0.1
+        if unit is not None:
+            vel, acc = vel / unit, acc / unit
     else:
         vel = np.zeros_like(pos)
         acc = np.zeros_like(pos)
@@ -89,7 +125,7 @@ class PoseEncoder(Encoder):
         kp = inp.parse.keypoints
         T = len(kp)
         D, _ = self.dims(regions)
-        feats, seen = kinematics(kp, inp.timestamps)
+        feats, seen = kinematics(kp, inp.timestamps, reference=inp.reference)
         per_region = np.zeros((len(regions), T, D), np.float32)
         for i, r in enumerate(regions):
             ids = list(REGION_LANDMARKS[r])

@@ -22,7 +22,7 @@ from typing import Any
 from microaction.data.store import READABLE_STATUSES, FeatureStore, StoreManifest, StoreMismatch
 from microaction.extract.jobs.execute import finish_job, process_job, read_job
 from microaction.extract.jobs.job_list import Job, data_source, shard_jobs
-from microaction.extract.pipeline import Extractor, ExtractParams, get_extractor
+from microaction.extract.pipeline import LEGACY_PARAMS, Extractor, ExtractParams, get_extractor
 
 __all__ = ["RunSummary", "check_same_params", "run_extraction", "run_pipelined"]
 
@@ -113,7 +113,16 @@ def check_same_params(have: StoreManifest, want: StoreManifest, source: str) -> 
             "\n  (the store was made when every keypoint source was read at confidence 0.5: continue it with "
             "--min-confidence 0.5, or extract into a new store)"
         )
-    # a parameter added after the store was made, at its default, changes nothing that store holds
+    # a parameter added after the store was made: the value that store was made with
+    for k, v in LEGACY_PARAMS.items():
+        if k not in a:
+            a[k] = v
+            if b.get(k, v) != v:
+                flag = "--" + k.replace("_", "-")
+                hint += (
+                    f"\n  (the store was made before {k}: continue it with {flag} {v:g}, or extract into a new store)"
+                )
+    # ... and one at its default, that changes nothing that store holds
     defaults = ExtractParams().to_dict()
     b = {k: v for k, v in b.items() if k in a or v != defaults.get(k)}
     diffs = [
