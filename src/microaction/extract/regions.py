@@ -74,6 +74,13 @@ class RegionLayout:
 def _torso_scale(kp: np.ndarray, thr: float) -> float:
     """Clip median of the shoulder-centre to hip-centre distance (fallbacks: 1.4 × shoulder width,
     0.4 × the landmarks' extent)."""
+    vals = torso_lengths(kp, thr)
+    vals = vals[np.isfinite(vals)]
+    return float(np.median(vals)) if len(vals) else 0.0
+
+
+def torso_lengths(kp: np.ndarray, thr: float) -> np.ndarray:
+    """``[T]`` per frame, what ``_torso_scale`` takes the median of (NaN where nothing tells)."""
     c = kp[..., 2] >= thr
     xy = kp[..., :2]
     sh_ok = c[:, _LS] & c[:, _RS]
@@ -84,9 +91,7 @@ def _torso_scale(kp: np.ndarray, thr: float) -> float:
     lo = np.where(c[..., None], xy, np.inf).min(1)
     hi = np.where(c[..., None], xy, -np.inf).max(1)
     extent = 0.4 * (hi - lo).max(-1)
-    vals = np.where(hip_ok, torso, np.where(sh_ok, width, np.where(c.sum(1) >= 2, extent, np.nan)))
-    vals = vals[np.isfinite(vals)]
-    return float(np.median(vals)) if len(vals) else 0.0
+    return np.where(hip_ok, torso, np.where(sh_ok, width, np.where(c.sum(1) >= 2, extent, np.nan)))
 
 
 def _mask_boxes(masks: np.ndarray, sx: float, sy: float, q: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
