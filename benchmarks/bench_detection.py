@@ -11,7 +11,8 @@ Speed: each detector (demo configuration, the pose store's dimensions, 52 classe
 features of one hour at 8 steps/s (28,800 steps): forward + decoding + NMS, best of 3, on
 ``--threads`` CPU threads. Goal: ≤ 10 s on 2 cores.
 
-    python benchmarks/bench_detection.py [--seeds 0,1,2] [--epochs N] [--out DIR] [--skip-quality] [--skip-speed]
+    python benchmarks/bench_detection.py [--seeds 0,1,2] [--epochs N] [--out DIR] [--centre-seconds S]
+        [--skip-quality] [--skip-speed]
 
 Every figure is also printed as ``RESULT {"figure", "value", "goal", "met"}``; ``results.json``
 in the output folder.
@@ -44,7 +45,7 @@ def result(figure: str, value: float, goal: str | None = None, met: bool | None 
     return r
 
 
-def prepare(root: Path, seed: int, preset: str) -> tuple[Path, Path]:
+def prepare(root: Path, seed: int, preset: str, centre_seconds: float | None = None) -> tuple[Path, Path]:
     from microaction.data.synth.recording import generate_recordings
     from microaction.extract.jobs.job_list import collect_jobs
     from microaction.extract.jobs.runner import run_extraction
@@ -55,6 +56,8 @@ def prepare(root: Path, seed: int, preset: str) -> tuple[Path, Path]:
     params = ExtractParams(
         parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
     )
+    if centre_seconds is not None:
+        params.centre_seconds = centre_seconds
     run_extraction(collect_jobs(data / "manifest.csv"), params, store, progress=False)
     return data, store
 
@@ -68,7 +71,7 @@ def quality(args: argparse.Namespace, cfg_dir: Path, out: Path) -> list[dict[str
     seconds: dict[str, list[float]] = {m: [] for m in MODELS}
     for seed in seeds:
         root = out / f"seed{seed}"
-        data, store = prepare(root, seed, args.preset)
+        data, store = prepare(root, seed, args.preset, args.centre_seconds)
         for m in MODELS:
             sets = [f"data.store={store}", f"data.manifest={data / 'annotations.json'}",
                     f"run.out_dir={root / 'runs'}", f"run.seed={seed}", "run.progress=false"]  # fmt: skip
@@ -141,6 +144,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     ap.add_argument("--out", default="runs/bench_detection")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--centre-seconds", type=float, default=None,
+                    help="the stores' pose centre (mar extract --centre-seconds; default: its default)")  # fmt: skip
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
