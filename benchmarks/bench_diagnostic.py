@@ -59,8 +59,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bmoe_no_sgp": ("bmoe", ["model.kwargs.n_sgp=0"]),  # M3E without its SGP blocks (attention only)
     "bmoe_no_attn": ("bmoe", ["model.kwargs.n_attn=0"]),  # M3E without self-attention (SGP only)
     "bmoe_segdrop": ("bmoe", ["model.kwargs.segment_drop=0.5"]),  # the segment-means branch dropped per clip
+    "bmoe_tcrop": ("bmoe", ["data.temporal_crop=0.2"]),  # training clips cut by up to 20 % at their ends
+    "bmoe_segdim": ("bmoe", ["model.kwargs.segment_dim=8"]),  # segment means of 8 shared dimensions
+    "bmoe_segdropout": ("bmoe", ["model.kwargs.segment_dropout=0.5"]),  # element-wise dropout on them
+    "bmoe_uniform_tcrop": ("bmoe_uniform", ["data.temporal_crop=0.2"]),
 }
-DEFAULT = ",".join(v for v in VARIANTS if v != "micro_dualnet_mean")
+DEFAULT = ",".join(v for v in VARIANTS if v != "micro_dualnet_mean" and not v.endswith("_tcrop"))
 PROBES = ("pooled_linear", "mean_mlp")
 
 

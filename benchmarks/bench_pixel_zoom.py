@@ -47,6 +47,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     **{m: (m, []) for m in MODELS},
     "bmoe_seg0": ("bmoe", ["model.kwargs.pool_segments=0"]),  # pooled tokens without the segment means
     "bmoe_segdrop": ("bmoe", ["model.kwargs.segment_drop=0.5"]),  # the segment-means branch dropped per sample
+    "bmoe_tcrop": ("bmoe", ["data.temporal_crop=0.2"]),  # training clips cut by up to 20 % at their ends
+    "bmoe_segdim": ("bmoe", ["model.kwargs.segment_dim=8"]),  # segment means of 8 shared dimensions
+    "bmoe_segdropout": ("bmoe", ["model.kwargs.segment_dropout=0.5"]),  # element-wise dropout on them
 }
 SAME_INPUT = ("pooled_linear", "mean_mlp")  # baselines that see bmoe's five streams, time pooled away
 

@@ -80,6 +80,8 @@ EXPERT_KWARGS = (
     "pool",
     "pool_segments",
     "segment_drop",
+    "segment_dim",
+    "segment_dropout",
 )
 _POOLS = ("mean", "attn", "mean+attn", "mean+stats")
 
@@ -99,11 +101,23 @@ class M3EOutput(NamedTuple):
     pool_weights: torch.Tensor | None  # [B, T] ([G, B, T]) attention-pooling weights, if any
 
 
-def _check(d_model: int, n_heads: int, pool: str, pool_segments: int = 0, segment_drop: float = 0.0) -> None:
+def _check(
+    d_model: int,
+    n_heads: int,
+    pool: str,
+    pool_segments: int = 0,
+    segment_drop: float = 0.0,
+    segment_dim: int = 0,
+    segment_dropout: float = 0.0,
+) -> None:
     if pool_segments < 0:
         raise ValueError(f"pool_segments must be >= 0, got {pool_segments}")
     if not 0.0 <= segment_drop < 1.0:
         raise ValueError(f"segment_drop must be in [0, 1), got {segment_drop}")
+    if segment_dim < 0:
+        raise ValueError(f"segment_dim must be >= 0 (0: d_model), got {segment_dim}")
+    if not 0.0 <= segment_dropout < 1.0:
+        raise ValueError(f"segment_dropout must be in [0, 1), got {segment_dropout}")
     if d_model % n_heads:
         raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
     if d_model % 16:
@@ -123,6 +137,16 @@ def _pool(
     w = masked_softmax(score, mask.expand(score.shape))
     att = (w.unsqueeze(-1) * seq).sum(-2)
     return (att if mean is None else 0.5 * (mean + att)), w
+
+
+def _segment_term(enc: M3E | StackedM3E, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The pooled token's ordered part: ``segment_proj`` of the means of ``h [..., T, d]`` over
+    ``pool_segments`` consecutive parts of the valid steps (after ``segment_in`` when set; with
+    element-wise ``segment_dropout``), dropped per sample with ``segment_drop`` in training."""
+    hs = enc.segment_in(h) if enc.segment_in is not None else h
+    seg = enc.segment_dropout(segment_means(hs, mask, enc.pool_segments))
+    assert enc.segment_proj is not None
+    return path_drop(enc.segment_proj(seg), enc.segment_drop, enc.training)
 
 
 class M3E(nn.Module):
@@ -145,9 +169,11 @@ class M3E(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
+        segment_dim: int = 0,
+        segment_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments, segment_drop)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dim, segment_dropout)
         self.pool = pool
         self.pool_segments = pool_segments
         self.segment_drop = float(segment_drop)
@@ -168,7 +194,11 @@ class M3E(nn.Module):
         self.stats_proj = nn.Linear(3 * in_dim, d_model) if pool.endswith("+stats") else None
         # the pooled token also gets a linear map of the output's means over consecutive parts of
         # the clip, in order: a mean (or any pooling above) is the same for every order of the steps
-        self.segment_proj = nn.Linear(pool_segments * d_model, d_model) if pool_segments else None
+        # segment_dim: the steps first projected to that many shared dimensions (no bias: padded
+        # steps stay zero), so the K means together are no wider than K·segment_dim
+        self.segment_in = nn.Linear(d_model, segment_dim, bias=False) if pool_segments and segment_dim else None
+        self.segment_proj = nn.Linear(pool_segments * (segment_dim or d_model), d_model) if pool_segments else None
+        self.segment_dropout = Dropout(segment_dropout)  # element-wise, on the means
         init_linear_layernorm(self)
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
 
@@ -198,8 +228,7 @@ class M3E(nn.Module):
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, m))
         if self.segment_proj is not None:
-            seg = self.segment_proj(segment_means(h, m, self.pool_segments))
-            pooled = pooled + path_drop(seg, self.segment_drop, self.training)
+            pooled = pooled + _segment_term(self, h, m)
         return M3EOutput(h, pooled, w)
 
 
@@ -228,9 +257,11 @@ class StackedM3E(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
+        segment_dim: int = 0,
+        segment_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments, segment_drop)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dim, segment_dropout)
         self.G = G
         self.pool = pool
         self.pool_segments = pool_segments
@@ -247,7 +278,9 @@ class StackedM3E(nn.Module):
         self.norm = StackedLayerNorm(G, d_model)
         self.pool_score = StackedLinear(G, d_model, 1, bias=False) if "attn" in pool else None
         self.stats_proj = StackedLinear(G, 3 * in_dim, d_model) if pool.endswith("+stats") else None
-        self.segment_proj = StackedLinear(G, pool_segments * d_model, d_model) if pool_segments else None
+        self.segment_in = StackedLinear(G, d_model, segment_dim, bias=False) if pool_segments and segment_dim else None
+        self.segment_proj = StackedLinear(G, pool_segments * (segment_dim or d_model), d_model) if pool_segments else None
+        self.segment_dropout = Dropout(segment_dropout)
         for p in self.parameters():  # one leading [G] axis: weight decay judges the per-expert shape
             p.stack_dims = 1  # type: ignore[attr-defined]
 
@@ -277,8 +310,7 @@ class StackedM3E(nn.Module):
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, mm.expand(x.shape[0], B, T)))
         if self.segment_proj is not None:
-            seg = self.segment_proj(segment_means(h, mm.expand(h.shape[0], B, T), self.pool_segments))
-            pooled = pooled + path_drop(seg, self.segment_drop, self.training)
+            pooled = pooled + _segment_term(self, h, mm.expand(h.shape[0], B, T))
         return M3EOutput(h, pooled, w)
 
     # -- conversion to and from single experts ------------------------------------------------
@@ -348,6 +380,8 @@ class M3EClassifier(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
+        segment_dim: int = 0,
+        segment_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.regions = tuple(regions)
@@ -374,6 +408,8 @@ class M3EClassifier(nn.Module):
             pool=pool,
             pool_segments=pool_segments,
             segment_drop=segment_drop,
+            segment_dim=segment_dim,
+            segment_dropout=segment_dropout,
         )
         self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d_model, num_classes=num_classes, num_body=num_body)
