@@ -258,34 +258,3 @@ def test_feature_stats_count_only_the_steps_a_region_is_seen(sv_ds: dict[str, Pa
     stats = compute_feature_stats(fs, keys)
     np.testing.assert_allclose(stats.region_mean[r], seen.astype(np.float64).mean(0), atol=1e-5)
     np.testing.assert_allclose(stats.region_std[r], seen.astype(np.float64).std(0), atol=1e-4)
-
-
-def test_temporal_crop_keeps_order_and_moves_the_window(ds: dict[str, Path]) -> None:
-    """``temporal_crop``: a training clip's steps come from one contiguous part of it, in order,
-    keeping at least ``1 - c`` of its steps; the part moves from key to key; evaluation and
-    ``temporal_crop: 0`` read the whole clip exactly as before."""
-    c = 0.5
-    store = FeatureStore.open(ds["store"])
-    d, plain = _dataset(ds, sampling="jitter", temporal_crop=c), _dataset(ds, sampling="jitter")
-    short = [i for i in range(len(d)) if store.read(d.keys[i]).length <= 8]  # every step of the part taken
-    assert short and len(short) < len(d)
-    starts, cut = set(), 0
-    for epoch in range(6):
-        keys = [(i, epoch, i) for i in range(len(d))]
-        b = d.__getitems__(keys)
-        assert torch.equal(plain.__getitems__(keys)["global"], _dataset(ds, sampling="jitter").__getitems__(keys)["global"])
-        for j in range(len(d)):
-            item = store.read(d.keys[j])
-            n = int(b["mask"][j].sum())
-            idx = [_step_of(item.global_, b["global"][j, t]) for t in range(n)]
-            assert idx == sorted(idx)  # in order
-            assert idx[-1] - idx[0] + 1 >= item.length - np.floor(c * item.length)  # at most c cut away
-            if j in short:
-                assert idx == list(range(idx[0], idx[0] + n)) and n >= item.length - np.floor(c * item.length)
-                starts.add(idx[0])
-                cut += item.length - n
-    assert cut > 0 and len(starts) > 1  # the part is cut and moves
-    evals = list(range(len(d)))
-    assert torch.equal(d.__getitems__(evals)["global"], plain.__getitems__(evals)["global"])  # eval: the whole clip
-    with pytest.raises(ValueError, match="temporal_crop"):
-        _dataset(ds, temporal_crop=1.0)

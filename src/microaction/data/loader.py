@@ -49,7 +49,6 @@ __all__ = [
     "ClipDataset",
     "PrefetchLoader",
     "check_store",
-    "crop_window",
     "make_loader",
     "sample_steps",
     "select_samples",
@@ -82,20 +81,6 @@ def sample_steps(
     else:
         raise ValueError(f"unknown sampling mode {mode!r} (uniform | jitter)")
     return np.clip(np.floor(pos).astype(np.int64), 0, length - 1)
-
-
-def crop_window(length: int, max_cut: float, rng: np.random.Generator | None) -> tuple[int, int]:
-    """(start, length) of a random contiguous part of a ``length``-step clip that keeps at least
-    ``1 - max_cut`` of it: the cut share uniform in ``[0, max_cut]``, split at random between the
-    two ends. Order, tempo and durations inside the part are the clip's own; the action's place in
-    it (and so what falls in each ordered part of ``common.segment_means``) moves. The whole clip
-    when ``max_cut`` is 0 or there is no ``rng`` (evaluation); no random number is drawn then."""
-    if rng is None or max_cut <= 0.0 or length <= 1:
-        return 0, length
-    cut = int(np.floor(rng.random() * max_cut * length))
-    cut = min(cut, length - 1)  # at least one step
-    start = int(np.floor(rng.random() * (cut + 1)))
-    return start, length - cut
 
 
 def check_store(store: FeatureStore, expected: dict[str, Any], *, source: str) -> None:
@@ -196,7 +181,6 @@ class ClipDataset(torch.utils.data.Dataset):
         flip_prob: float = 0.0,
         region_drop_prob: float = 0.0,
         feature_noise: float = 0.0,
-        temporal_crop: float = 0.0,
         keys: Sequence[str] | None = None,
         face_size: int = 0,
         stats: FeatureStats | None = None,
@@ -210,9 +194,6 @@ class ClipDataset(torch.utils.data.Dataset):
         self.flip_prob = float(flip_prob)
         self.region_drop_prob = float(region_drop_prob)
         self.feature_noise = float(feature_noise)
-        if not 0.0 <= temporal_crop < 1.0:
-            raise ValueError(f"temporal_crop must be in [0, 1), got {temporal_crop}")
-        self.temporal_crop = float(temporal_crop)  # training only: see crop_window
         m = store.manifest
         self.R, self.D, self.Dg = len(m.regions), int(m.region_dim), int(m.global_dim)
         self.stats = stats  # per-feature standardisation (data.standardize), before augmentation
@@ -267,7 +248,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if packed is not None and key in packed.index:
             i = packed.index[key]
             a, b = packed.span(key)
-            idx = self._steps(b - a, mode, rng)
+            idx = sample_steps(b - a, self.num_steps, mode, rng)
             reg = packed.regions.take(a, idx).transpose(1, 0, 2)
             glo = packed.global_.take(a, idx)
             steps = None
@@ -278,15 +259,9 @@ class ClipDataset(torch.utils.data.Dataset):
                     steps = self._step_valid(key, self.store.read_extras(key).get("step_valid"), b - a, idx)
             return reg, glo, packed.region_valid[i], idx, steps
         item = self.store.read(key)
-        idx = self._steps(item.length, mode, rng)
+        idx = sample_steps(item.length, self.num_steps, mode, rng)
         steps = self._step_valid(key, item.extras.get("step_valid"), item.length, idx) if self.step_valid else None
         return item.regions[:, idx], item.global_[idx], item.region_valid, idx, steps
-
-    def _steps(self, length: int, mode: str, rng: np.random.Generator | None) -> np.ndarray:
-        """The sampled steps of a ``length``-step clip: inside a random crop of it in training
-        (``temporal_crop``), over the whole clip otherwise."""
-        start, n = crop_window(length, self.temporal_crop, rng)
-        return start + sample_steps(n, self.num_steps, mode, rng)
 
     def _refuse_non_finite(self, keys: Sequence[str], regions: np.ndarray, glob: np.ndarray) -> None:
         """Raise for the first clip of a batch with NaN or inf features, naming it and its file

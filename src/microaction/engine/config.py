@@ -66,9 +66,6 @@ class DataConfig:
     flip_prob: float = 0.0  # horizontal flip = swap left/right regions (store's region flip permutation)
     region_drop_prob: float = 0.0  # hide each visible region with this probability (never all of them)
     feature_noise: float = 0.0  # std of Gaussian noise added to features
-    # a random contiguous part of each training clip, at most this share cut from its ends (0: off;
-    # order and tempo kept, the action's place in the clip moved: docs/synthetic.md, the pixel path)
-    temporal_crop: float = 0.0
 
     def validate(self, where: str) -> None:
         if self.num_steps < 1:
@@ -87,8 +84,6 @@ class DataConfig:
                 raise ConfigError(f"{where}: data.{name} must be in [0, 1]")
         if self.feature_noise < 0:
             raise ConfigError(f"{where}: data.feature_noise must be >= 0")
-        if not 0.0 <= self.temporal_crop < 1.0:
-            raise ConfigError(f"{where}: data.temporal_crop must be in [0, 1), got {self.temporal_crop}")
 
 
 @dataclass

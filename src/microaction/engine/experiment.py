@@ -199,7 +199,6 @@ class Experiment:
             flip_prob=d.flip_prob,
             region_drop_prob=d.region_drop_prob,
             feature_noise=d.feature_noise,
-            temporal_crop=d.temporal_crop,
             stats=self.stats,
         )
         self.val_ds = (

@@ -30,8 +30,10 @@ time step; pooling defaults to the masked mean (``pool="attn"`` learns a softmax
 std / mean |Δ| per feature, the statistics a linear probe classifies well from, which a mean of
 layer-normalised steps cannot express); dropout 0.1 on residual branches at paper scale (not on the
 4×-wide MLP hidden; ``common.fast_dropout`` draws the masks). ``pool_segments`` K adds a linear
-map of the output's means over K consecutive parts of the clip (order); ``segment_drop`` p drops
-that term per sample in training with probability p (stochastic depth on the branch), so the
+map of the output's means over K consecutive parts of the clip (order); ``segment_center`` takes
+the clip's mean from each (the time course only: the level is in the pooled mean already);
+``segment_dropout`` p is element-wise dropout on the K means in training; ``segment_drop`` p drops
+the whole term per sample in training with probability p (stochastic depth on the branch), so the
 order-free pooled token must classify on its own as well (docs/synthetic.md, the pixel path).
 
 Speed (CPU): the stacked layers live in ``models/stacked.py``: ``stacked_linear`` (a batched matmul
@@ -80,8 +82,8 @@ EXPERT_KWARGS = (
     "pool",
     "pool_segments",
     "segment_drop",
-    "segment_dim",
     "segment_dropout",
+    "segment_center",
 )
 _POOLS = ("mean", "attn", "mean+attn", "mean+stats")
 
@@ -107,15 +109,12 @@ def _check(
     pool: str,
     pool_segments: int = 0,
     segment_drop: float = 0.0,
-    segment_dim: int = 0,
     segment_dropout: float = 0.0,
 ) -> None:
     if pool_segments < 0:
         raise ValueError(f"pool_segments must be >= 0, got {pool_segments}")
     if not 0.0 <= segment_drop < 1.0:
         raise ValueError(f"segment_drop must be in [0, 1), got {segment_drop}")
-    if segment_dim < 0:
-        raise ValueError(f"segment_dim must be >= 0 (0: d_model), got {segment_dim}")
     if not 0.0 <= segment_dropout < 1.0:
         raise ValueError(f"segment_dropout must be in [0, 1), got {segment_dropout}")
     if d_model % n_heads:
@@ -141,10 +140,14 @@ def _pool(
 
 def _segment_term(enc: M3E | StackedM3E, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The pooled token's ordered part: ``segment_proj`` of the means of ``h [..., T, d]`` over
-    ``pool_segments`` consecutive parts of the valid steps (after ``segment_in`` when set; with
-    element-wise ``segment_dropout``), dropped per sample with ``segment_drop`` in training."""
-    hs = enc.segment_in(h) if enc.segment_in is not None else h
-    seg = enc.segment_dropout(segment_means(hs, mask, enc.pool_segments))
+    ``pool_segments`` consecutive parts of the valid steps (minus the clip's mean with
+    ``segment_center``; element-wise ``segment_dropout``), dropped per sample with ``segment_drop``
+    in training."""
+    seg = segment_means(h, mask, enc.pool_segments)
+    if enc.segment_center:  # each part's mean minus the clip's mean: the time course only
+        parts = seg.unflatten(-1, (enc.pool_segments, -1))
+        seg = (parts - masked_mean(h, mask, dim=-2).unsqueeze(-2)).flatten(-2)
+    seg = enc.segment_dropout(seg)
     assert enc.segment_proj is not None
     return path_drop(enc.segment_proj(seg), enc.segment_drop, enc.training)
 
@@ -169,11 +172,11 @@ class M3E(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
-        segment_dim: int = 0,
         segment_dropout: float = 0.0,
+        segment_center: bool = False,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dim, segment_dropout)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dropout)
         self.pool = pool
         self.pool_segments = pool_segments
         self.segment_drop = float(segment_drop)
@@ -194,11 +197,9 @@ class M3E(nn.Module):
         self.stats_proj = nn.Linear(3 * in_dim, d_model) if pool.endswith("+stats") else None
         # the pooled token also gets a linear map of the output's means over consecutive parts of
         # the clip, in order: a mean (or any pooling above) is the same for every order of the steps
-        # segment_dim: the steps first projected to that many shared dimensions (no bias: padded
-        # steps stay zero), so the K means together are no wider than K·segment_dim
-        self.segment_in = nn.Linear(d_model, segment_dim, bias=False) if pool_segments and segment_dim else None
-        self.segment_proj = nn.Linear(pool_segments * (segment_dim or d_model), d_model) if pool_segments else None
-        self.segment_dropout = Dropout(segment_dropout)  # element-wise, on the means
+        self.segment_proj = nn.Linear(pool_segments * d_model, d_model) if pool_segments else None
+        self.segment_dropout = Dropout(segment_dropout)
+        self.segment_center = bool(segment_center)  # element-wise, on the means
         init_linear_layernorm(self)
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
 
@@ -257,11 +258,11 @@ class StackedM3E(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
-        segment_dim: int = 0,
         segment_dropout: float = 0.0,
+        segment_center: bool = False,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dim, segment_dropout)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dropout)
         self.G = G
         self.pool = pool
         self.pool_segments = pool_segments
@@ -278,9 +279,9 @@ class StackedM3E(nn.Module):
         self.norm = StackedLayerNorm(G, d_model)
         self.pool_score = StackedLinear(G, d_model, 1, bias=False) if "attn" in pool else None
         self.stats_proj = StackedLinear(G, 3 * in_dim, d_model) if pool.endswith("+stats") else None
-        self.segment_in = StackedLinear(G, d_model, segment_dim, bias=False) if pool_segments and segment_dim else None
-        self.segment_proj = StackedLinear(G, pool_segments * (segment_dim or d_model), d_model) if pool_segments else None
+        self.segment_proj = StackedLinear(G, pool_segments * d_model, d_model) if pool_segments else None
         self.segment_dropout = Dropout(segment_dropout)
+        self.segment_center = bool(segment_center)
         for p in self.parameters():  # one leading [G] axis: weight decay judges the per-expert shape
             p.stack_dims = 1  # type: ignore[attr-defined]
 
@@ -380,8 +381,8 @@ class M3EClassifier(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
-        segment_dim: int = 0,
         segment_dropout: float = 0.0,
+        segment_center: bool = False,
     ) -> None:
         super().__init__()
         self.regions = tuple(regions)
@@ -408,8 +409,8 @@ class M3EClassifier(nn.Module):
             pool=pool,
             pool_segments=pool_segments,
             segment_drop=segment_drop,
-            segment_dim=segment_dim,
             segment_dropout=segment_dropout,
+            segment_center=segment_center,
         )
         self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d_model, num_classes=num_classes, num_body=num_body)
