@@ -198,8 +198,10 @@ class M3E(nn.Module):
         # the pooled token also gets a linear map of the output's means over consecutive parts of
         # the clip, in order: a mean (or any pooling above) is the same for every order of the steps
         self.segment_proj = nn.Linear(pool_segments * d_model, d_model) if pool_segments else None
+        # segment_center: the means minus the clip's mean (the time course only); segment_dropout:
+        # element-wise dropout on them in training (docs/synthetic.md, the pixel path)
+        self.segment_center = bool(segment_center)
         self.segment_dropout = Dropout(segment_dropout)
-        self.segment_center = bool(segment_center)  # element-wise, on the means
         init_linear_layernorm(self)
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
 
