@@ -46,6 +46,8 @@ from benchlib import comma_list, mar, result
 MAKE_BENCH = {"args": ["--quick", "--models", "pooled_linear,mean_mlp,bmoe"], "budget_s": 60,
               "mode": "reduced: --quick (diagnostic_tiny preset, 1 seed, 2 epochs, 3 models)"}  # fmt: skip
 TAXONOMY = "synth_diagnostic"
+# the demo configs' segment means without segment_center / segment_dropout (before they were on)
+RAW = ["model.kwargs.segment_center=false", "model.kwargs.segment_dropout=0"]
 # variant -> (config demo_<config>.yaml, --set overrides)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "pooled_linear": ("pooled_linear", []),  # mean / std / mean |Δ| of every stream, logistic regression
@@ -58,9 +60,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bmoe_concat": ("bmoe_concat", []),
     "bmoe_no_sgp": ("bmoe", ["model.kwargs.n_sgp=0"]),  # M3E without its SGP blocks (attention only)
     "bmoe_no_attn": ("bmoe", ["model.kwargs.n_attn=0"]),  # M3E without self-attention (SGP only)
-    "bmoe_segdrop": ("bmoe", ["model.kwargs.segment_drop=0.5"]),  # the segment-means branch dropped per clip
+    # the segment means as before segment_center / segment_dropout (docs/synthetic.md), and variants
+    "bmoe_raw": ("bmoe", RAW),
+    "bmoe_uniform_raw": ("bmoe_uniform", RAW),
+    "bmoe_raw_dropout": ("bmoe", ["model.kwargs.segment_center=false"]),  # element-wise dropout only
+    "bmoe_center": ("bmoe", ["model.kwargs.segment_dropout=0"]),  # centred, no dropout
+    "bmoe_center_drop": ("bmoe", ["model.kwargs.segment_dropout=0", "model.kwargs.segment_drop=0.5"]),
+    "bmoe_segdrop": ("bmoe", [*RAW, "model.kwargs.segment_drop=0.5"]),  # the raw branch dropped per clip
 }
-DEFAULT = ",".join(v for v in VARIANTS if v != "micro_dualnet_mean")
+DEFAULT = "pooled_linear,mean_mlp,m3e_global,micro_dualnet,bmoe,bmoe_uniform,bmoe_concat,bmoe_no_sgp,bmoe_no_attn"
 PROBES = ("pooled_linear", "mean_mlp")
 
 

@@ -12,8 +12,9 @@ one store and for every training seed, it trains
 * ``m3e_global`` (``configs/demo_m3e_global.yaml``: one M3E on the whole-person crop's features),
 * ``bmoe`` (``configs/demo_bmoe.yaml``: region experts on the zoomed crops + the global stream),
 * ``mean_mlp`` (the five streams time-averaged, MLP) and ``micro_dualnet`` (the five streams),
-* on request, ``bmoe`` variants: ``bmoe_seg0`` (``pool_segments: 0``), ``bmoe_segdrop``
-  (``segment_drop: 0.5``; docs/synthetic.md),
+* on request, ``bmoe`` variants (``VARIANTS``; docs/synthetic.md): ``bmoe_seg0`` (``pool_segments: 0``),
+  ``bmoe_raw`` (the segment means without ``segment_center`` / ``segment_dropout``), ``bmoe_segdrop``
+  (those raw means, ``segment_drop: 0.5``), ``bmoe_raw_dropout``, ``bmoe_center``, ``bmoe_center_drop``,
 
 evaluates each on the test split and prints mean ± std (population) over the seeds of F1_mean and
 action top-1, the gap ``bmoe`` − ``m3e_global`` (goal: ≥ +5 F1_mean points) and the gap ``bmoe`` −
@@ -42,11 +43,18 @@ from benchlib import comma_list, mar, result
 MAKE_BENCH = {"args": ["--quick", "--models", "pooled_linear,m3e_global,bmoe"], "budget_s": 30,
               "mode": "reduced: --quick (tiny preset, 1 seed, 2 epochs, 3 models)"}  # fmt: skip
 MODELS = ("pooled_linear", "mean_mlp", "m3e_global", "bmoe", "micro_dualnet")
+# the demo configs' segment means without segment_center / segment_dropout (before they were on)
+RAW = ["model.kwargs.segment_center=false", "model.kwargs.segment_dropout=0"]
 # variant -> (config demo_<config>.yaml, --set overrides); a shipped model is its own config, no overrides
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     **{m: (m, []) for m in MODELS},
     "bmoe_seg0": ("bmoe", ["model.kwargs.pool_segments=0"]),  # pooled tokens without the segment means
-    "bmoe_segdrop": ("bmoe", ["model.kwargs.segment_drop=0.5"]),  # the segment-means branch dropped per sample
+    # the segment means as before segment_center / segment_dropout (docs/synthetic.md), and variants
+    "bmoe_raw": ("bmoe", RAW),
+    "bmoe_raw_dropout": ("bmoe", ["model.kwargs.segment_center=false"]),  # element-wise dropout only
+    "bmoe_center": ("bmoe", ["model.kwargs.segment_dropout=0"]),  # centred, no dropout
+    "bmoe_center_drop": ("bmoe", ["model.kwargs.segment_dropout=0", "model.kwargs.segment_drop=0.5"]),
+    "bmoe_segdrop": ("bmoe", [*RAW, "model.kwargs.segment_drop=0.5"]),  # the raw branch dropped per sample
 }
 SAME_INPUT = ("pooled_linear", "mean_mlp")  # baselines that see bmoe's five streams, time pooled away
 

@@ -28,6 +28,8 @@ VARIANT_KWARGS = {
     "sumall": {"expert_sum": "all", "router_noise": 0.5},
     # pooled tokens that keep the time course (means over consecutive parts of the clip)
     "segments": {"pool": "mean+stats", "pool_segments": 3},
+    # ... centred on the clip's mean, with element-wise dropout on them (the B-MoE demo configs)
+    "centred": {"pool": "mean+stats", "pool_segments": 3, "segment_center": True, "segment_dropout": 0.5},
     # Micro-DualNet's fused entity features pooled with the ordered segment means too
     "ordered": {"pool_segments": 3},
     # M3E ablations: no SGP blocks / no self-attention layers
@@ -108,6 +110,8 @@ VARIANTS = [
     "bmoe+segments",
     "bmoe_uniform+segments",
     "m3e_global+segments",
+    "bmoe+centred",
+    "m3e_global+centred",
     "micro_dualnet+ordered",
     "bmoe+no_sgp",
     "bmoe+no_attn",

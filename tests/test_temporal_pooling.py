@@ -129,3 +129,66 @@ def test_segment_drop_drops_the_segment_branch_per_sample_in_training_only(stack
         torch.testing.assert_close(drop(x, mask).pooled, plain(x, mask).pooled)
     with pytest.raises(ValueError, match="segment_drop"):
         make(**kw, pool_segments=3, segment_drop=1.0)
+
+
+def _segment_inputs(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The inputs ``segment_proj`` receives (hooked), one per forward call."""
+    seen: list[torch.Tensor] = []
+    module.get_submodule("segment_proj").register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach()))
+    return seen
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_segment_center_feeds_the_time_course_only(stacked: bool) -> None:
+    """``segment_center``: ``segment_proj`` gets each part's mean minus the clip's mean over its
+    valid steps (padding leaks into neither), so a model without centring whose ``segment_proj``
+    weight is W·C (C: the centring matrix, equal parts) computes the same pooled token."""
+    torch.manual_seed(0)
+    K, d = 3, 32
+    kw = {"d_model": d, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 16, "pool": "mean", "pool_segments": K}
+    make = (lambda **k: StackedM3E(1, 20, **k)) if stacked else (lambda **k: M3E(20, **k))
+    cen, plain = make(**kw, segment_center=True).eval(), make(**kw).eval()
+    state = cen.state_dict()
+    C = torch.kron(torch.eye(K) - torch.full((K, K), 1.0 / K), torch.eye(d))
+    state["segment_proj.weight"] = state["segment_proj.weight"] @ C
+    plain.load_state_dict(state)
+    x = torch.randn(5, 12, 20)
+    mask = torch.ones(5, 12, dtype=torch.bool)
+    mask[2, 9:] = False  # 9 valid steps: three equal parts again
+    x[2, 9:] = 100.0  # garbage at padded steps
+    if stacked:
+        x, mask = x[None], mask[None]
+    seen = _segment_inputs(cen)
+    with torch.no_grad():
+        torch.testing.assert_close(cen(x, mask).pooled, plain(x, mask).pooled, atol=1e-5, rtol=1e-5)
+    parts = seen[0].unflatten(-1, (K, d))
+    torch.testing.assert_close(parts.sum(-2), torch.zeros_like(parts[..., 0, :]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_segment_dropout_drops_elements_of_the_means_in_training_only(stacked: bool) -> None:
+    """``segment_dropout`` p: in training each element of ``segment_proj``'s input is 0 or the
+    model's own segment mean scaled by 1 / (1 - p), some of each; in eval the model equals the
+    one without it."""
+    torch.manual_seed(0)
+    p = 0.5
+    kw = {"d_model": 32, "n_heads": 2, "n_attn": 1, "n_sgp": 1, "max_len": 16, "pool": "mean", "dropout": 0.0,
+          "pool_segments": 3}  # fmt: skip
+    make = (lambda **k: StackedM3E(1, 20, **k)) if stacked else (lambda **k: M3E(20, **k))
+    drop, plain = make(**kw, segment_dropout=p), make(**kw)
+    plain.load_state_dict(drop.state_dict())
+    x = torch.randn(16, 9, 20)
+    mask = torch.ones(16, 9, dtype=torch.bool)
+    if stacked:
+        x, mask = x[None], mask[None]
+    got, want = _segment_inputs(drop), _segment_inputs(plain)
+    with torch.no_grad():
+        drop.train(), plain.train()
+        drop(x, mask), plain(x, mask)
+        zero = got[0] == 0
+        torch.testing.assert_close(got[0][~zero], want[0][~zero] / (1 - p))
+        assert 0.3 < float(zero.float().mean()) < 0.7
+        drop.eval(), plain.eval()
+        torch.testing.assert_close(drop(x, mask).pooled, plain(x, mask).pooled)
+    with pytest.raises(ValueError, match="segment_dropout"):
+        make(**kw, segment_dropout=1.0)

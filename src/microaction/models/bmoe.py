@@ -185,6 +185,8 @@ class BMoE(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
+        segment_dropout: float = 0.0,
+        segment_center: bool = False,
         routing: str = "soft",
         router_temperature: float = 1.0,
         router_top_k: int | None = None,
@@ -233,6 +235,8 @@ class BMoE(nn.Module):
             "pool": pool,
             "pool_segments": pool_segments,
             "segment_drop": segment_drop,
+            "segment_dropout": segment_dropout,
+            "segment_center": segment_center,
         }
         assert tuple(self.expert_kwargs) == EXPERT_KWARGS
         self._common = {

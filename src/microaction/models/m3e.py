@@ -30,8 +30,10 @@ time step; pooling defaults to the masked mean (``pool="attn"`` learns a softmax
 std / mean |Δ| per feature, the statistics a linear probe classifies well from, which a mean of
 layer-normalised steps cannot express); dropout 0.1 on residual branches at paper scale (not on the
 4×-wide MLP hidden; ``common.fast_dropout`` draws the masks). ``pool_segments`` K adds a linear
-map of the output's means over K consecutive parts of the clip (order); ``segment_drop`` p drops
-that term per sample in training with probability p (stochastic depth on the branch), so the
+map of the output's means over K consecutive parts of the clip (order); ``segment_center`` takes
+the clip's mean from each (the time course only: the level is in the pooled mean already);
+``segment_dropout`` p is element-wise dropout on the K means in training; ``segment_drop`` p drops
+the whole term per sample in training with probability p (stochastic depth on the branch), so the
 order-free pooled token must classify on its own as well (docs/synthetic.md, the pixel path).
 
 Speed (CPU): the stacked layers live in ``models/stacked.py``: ``stacked_linear`` (a batched matmul
@@ -80,6 +82,8 @@ EXPERT_KWARGS = (
     "pool",
     "pool_segments",
     "segment_drop",
+    "segment_dropout",
+    "segment_center",
 )
 _POOLS = ("mean", "attn", "mean+attn", "mean+stats")
 
@@ -99,11 +103,20 @@ class M3EOutput(NamedTuple):
     pool_weights: torch.Tensor | None  # [B, T] ([G, B, T]) attention-pooling weights, if any
 
 
-def _check(d_model: int, n_heads: int, pool: str, pool_segments: int = 0, segment_drop: float = 0.0) -> None:
+def _check(
+    d_model: int,
+    n_heads: int,
+    pool: str,
+    pool_segments: int = 0,
+    segment_drop: float = 0.0,
+    segment_dropout: float = 0.0,
+) -> None:
     if pool_segments < 0:
         raise ValueError(f"pool_segments must be >= 0, got {pool_segments}")
     if not 0.0 <= segment_drop < 1.0:
         raise ValueError(f"segment_drop must be in [0, 1), got {segment_drop}")
+    if not 0.0 <= segment_dropout < 1.0:
+        raise ValueError(f"segment_dropout must be in [0, 1), got {segment_dropout}")
     if d_model % n_heads:
         raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
     if d_model % 16:
@@ -123,6 +136,20 @@ def _pool(
     w = masked_softmax(score, mask.expand(score.shape))
     att = (w.unsqueeze(-1) * seq).sum(-2)
     return (att if mean is None else 0.5 * (mean + att)), w
+
+
+def _segment_term(enc: M3E | StackedM3E, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The pooled token's ordered part: ``segment_proj`` of the means of ``h [..., T, d]`` over
+    ``pool_segments`` consecutive parts of the valid steps (minus the clip's mean with
+    ``segment_center``; element-wise ``segment_dropout``), dropped per sample with ``segment_drop``
+    in training."""
+    seg = segment_means(h, mask, enc.pool_segments)
+    if enc.segment_center:  # each part's mean minus the clip's mean: the time course only
+        parts = seg.unflatten(-1, (enc.pool_segments, -1))
+        seg = (parts - masked_mean(h, mask, dim=-2).unsqueeze(-2)).flatten(-2)
+    seg = enc.segment_dropout(seg)
+    assert enc.segment_proj is not None
+    return path_drop(enc.segment_proj(seg), enc.segment_drop, enc.training)
 
 
 class M3E(nn.Module):
@@ -145,9 +172,11 @@ class M3E(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
+        segment_dropout: float = 0.0,
+        segment_center: bool = False,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments, segment_drop)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dropout)
         self.pool = pool
         self.pool_segments = pool_segments
         self.segment_drop = float(segment_drop)
@@ -169,6 +198,10 @@ class M3E(nn.Module):
         # the pooled token also gets a linear map of the output's means over consecutive parts of
         # the clip, in order: a mean (or any pooling above) is the same for every order of the steps
         self.segment_proj = nn.Linear(pool_segments * d_model, d_model) if pool_segments else None
+        # segment_center: the means minus the clip's mean (the time course only); segment_dropout:
+        # element-wise dropout on them in training (docs/synthetic.md, the pixel path)
+        self.segment_center = bool(segment_center)
+        self.segment_dropout = Dropout(segment_dropout)
         init_linear_layernorm(self)
         nn.init.trunc_normal_(self.pos, std=0.02, a=-0.04, b=0.04)
 
@@ -198,8 +231,7 @@ class M3E(nn.Module):
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, m))
         if self.segment_proj is not None:
-            seg = self.segment_proj(segment_means(h, m, self.pool_segments))
-            pooled = pooled + path_drop(seg, self.segment_drop, self.training)
+            pooled = pooled + _segment_term(self, h, m)
         return M3EOutput(h, pooled, w)
 
 
@@ -228,9 +260,11 @@ class StackedM3E(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
+        segment_dropout: float = 0.0,
+        segment_center: bool = False,
     ) -> None:
         super().__init__()
-        _check(d_model, n_heads, pool, pool_segments, segment_drop)
+        _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dropout)
         self.G = G
         self.pool = pool
         self.pool_segments = pool_segments
@@ -248,6 +282,8 @@ class StackedM3E(nn.Module):
         self.pool_score = StackedLinear(G, d_model, 1, bias=False) if "attn" in pool else None
         self.stats_proj = StackedLinear(G, 3 * in_dim, d_model) if pool.endswith("+stats") else None
         self.segment_proj = StackedLinear(G, pool_segments * d_model, d_model) if pool_segments else None
+        self.segment_dropout = Dropout(segment_dropout)
+        self.segment_center = bool(segment_center)
         for p in self.parameters():  # one leading [G] axis: weight decay judges the per-expert shape
             p.stack_dims = 1  # type: ignore[attr-defined]
 
@@ -277,8 +313,7 @@ class StackedM3E(nn.Module):
         if self.stats_proj is not None:
             pooled = pooled + self.stats_proj(pooled_stats(x, mm.expand(x.shape[0], B, T)))
         if self.segment_proj is not None:
-            seg = self.segment_proj(segment_means(h, mm.expand(h.shape[0], B, T), self.pool_segments))
-            pooled = pooled + path_drop(seg, self.segment_drop, self.training)
+            pooled = pooled + _segment_term(self, h, mm.expand(h.shape[0], B, T))
         return M3EOutput(h, pooled, w)
 
     # -- conversion to and from single experts ------------------------------------------------
@@ -348,6 +383,8 @@ class M3EClassifier(nn.Module):
         pool: str = "mean",
         pool_segments: int = 0,
         segment_drop: float = 0.0,
+        segment_dropout: float = 0.0,
+        segment_center: bool = False,
     ) -> None:
         super().__init__()
         self.regions = tuple(regions)
@@ -374,6 +411,8 @@ class M3EClassifier(nn.Module):
             pool=pool,
             pool_segments=pool_segments,
             segment_drop=segment_drop,
+            segment_dropout=segment_dropout,
+            segment_center=segment_center,
         )
         self.pre_logits = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), Dropout(dropout))
         self.heads = ClassifierHeads(in_dim=d_model, num_classes=num_classes, num_body=num_body)
