@@ -58,7 +58,7 @@ MAKE_BENCH = {
 }
 
 
-def prepare(out: Path, quick: bool) -> tuple[dict[str, Path], Path]:
+def prepare(out: Path, quick: bool, centre_seconds: float | None = None) -> tuple[dict[str, Path], Path]:
     """({name: run folder}, synthetic data folder): recordings, their store and the demo detector,
     trained as ``mar timeline`` uses it (``offline``) and for the live setting (``online``:
     ``detection.online=0.5``)."""
@@ -78,6 +78,8 @@ def prepare(out: Path, quick: bool) -> tuple[dict[str, Path], Path]:
         params = ExtractParams(
             parser="groundtruth", encoders=["pose"], fps=24.0, encoder_options={"pose": {"window": 4, "stride": 4}}
         )
+        if centre_seconds is not None:
+            params.centre_seconds = centre_seconds
         run_extraction(collect_jobs(data / "manifest.csv"), params, store, progress=False)
     sets = [f"data.store={store}", f"data.manifest={data / 'annotations.json'}", f"run.out_dir={out}"]
     if quick:
@@ -177,6 +179,8 @@ def quality(
         seconds, stream = seconds + res.stats["seconds"], stream + res.stats["stream_seconds"]
     print(f"live session: {stream:.0f} s of stream in {seconds:.0f} s", flush=True)
     rows: dict[str, Any] = {"offline": {}, "live": {}, "speed": stream / max(seconds, 1e-9)}
+    rows["features"] = same_features(first, steps, gt, tious, C)
+    print(f"live steps against the store: {rows['features']}", flush=True)
     settings = [replace(default, lookahead=la) for la in lookaheads] + [replace(default, rank=True)]
     for name, run in runs.items():
         offline = detect_split(load_detector(run), "test")[2]
@@ -197,6 +201,33 @@ def quality(
             rows["live"][label] = {**row, "detector": name, "lookahead": st.lookahead, "top": st.rank}
             print(f"live, {label}: {row}", flush=True)
     return rows
+
+
+def same_features(
+    run: Path, steps: dict[str, list[Any]], gt: list[Any], tious: list[float], C: int
+) -> dict[str, float]:
+    """How far the live session's steps are from the store's (rms over every column, standardised
+    with the run's statistics), and the detector's offline mAP on the live steps of whole
+    recordings beside its mAP on the store's."""
+    from microaction.data.standardize import FeatureStats
+    from microaction.engine.detection import detect_recording, detect_split, load_detector, standardize_recording
+
+    loaded = load_detector(run)
+    recs, _, stored = detect_split(loaded, "test")
+    stats = FeatureStats.from_meta(loaded.meta, source=str(loaded.checkpoint))
+    diff = ref = 0.0
+    live = []
+    for r in recs:
+        b = steps[r.video]
+        rec = replace(r, regions=np.concatenate([x.regions for x in b], 1).astype(np.float32),
+                      global_=np.concatenate([x.global_ for x in b]).astype(np.float32))  # fmt: skip
+        standardize_recording(rec, stats, where="live steps")
+        n = min(rec.length, r.length)
+        diff += float(((rec.regions[:, :n] - r.regions[:, :n]) ** 2).mean())
+        ref += float((r.regions[:, :n] ** 2).mean())
+        live += detect_recording(loaded.model, rec)
+    return {"rms_difference": (diff / len(recs)) ** 0.5, "rms_store": (ref / len(recs)) ** 0.5,
+            "mAP_store": scores(gt, stored, C, tious)["mAP"], "mAP_live_steps": scores(gt, live, C, tious)["mAP"]}  # fmt: skip
 
 
 def first_found(got: list[tuple[Any, float]], gt: list[Any], video: str) -> list[tuple[Any, float]]:
@@ -335,6 +366,8 @@ def main() -> int:
     ap.add_argument(
         "--lookaheads", default=None, help="seconds, comma-separated (default 0.25,0.5,1; --quick: the default only)"
     )
+    ap.add_argument("--centre-seconds", type=float, default=None,
+                    help="the store's pose centre (mar extract --centre-seconds; default: its default)")  # fmt: skip
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--no-sweep", action="store_true", help="quality at the default settings only")
     ap.add_argument("--skip-latency", action="store_true")
@@ -355,7 +388,7 @@ def main() -> int:
         memory_child(out / RUNS[DEFAULT_DETECTOR], out / "recordings", out, minutes, early)
         return 0
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs (a shared machine)", flush=True)
-    runs, data = prepare(out, args.quick)
+    runs, data = prepare(out, args.quick, args.centre_seconds)
     live_default = WindowSettings()
     default_la = live_default.lookahead
     run = runs[DEFAULT_DETECTOR]
@@ -382,7 +415,11 @@ def main() -> int:
             result(f"live / offline mAP, {label}", round(ratio, 3), unit="x", goal=">= 0.8" if is_default else "",
                    met=bool(ratio >= 0.8) if is_default and not args.quick else None,
                    note=f"against the best offline detector; {own:.3f} x its own offline mAP")  # fmt: skip
-        summary["quality"] = {k: q[k] for k in ("offline", "live", "speed")}
+        f = q["features"]
+        result("live steps against the store's, rms difference (standardised)", round(f["rms_difference"], 4),
+               unit="std", note=f"store features' rms {f['rms_store']:.3f}; offline detector's mAP on the live steps "
+               f"{100 * f['mAP_live_steps']:.2f} % against {100 * f['mAP_store']:.2f} % on the store's")  # fmt: skip
+        summary["quality"] = {k: q[k] for k in ("offline", "live", "speed", "features")}
     if not args.skip_latency:
         lat = latency(run, videos, gt, out, default_la, 1 if args.quick else 2)
         arr = np.asarray(lat["latencies"])

@@ -249,6 +249,27 @@ class Extractor:
         parse, timestamps, indices, native = self._parse_files(video_path, sampling)
         return Parsed(None, timestamps, indices, native, parse, t0)
 
+    def _crops(self, frames: Any, parse: ParseResult, layout: RegionLayout) -> dict[int, dict[str, np.ndarray]]:
+        """The region crops of every crop size the encoders take (frames mirrored with ``flip``)."""
+        if self.params.flip and isinstance(frames, np.ndarray):
+            frames = np.ascontiguousarray(frames[:, :, ::-1])
+        elif self.params.flip and frames is not None:
+            frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+        clips: dict[int, dict[str, np.ndarray]] = {}
+        for e in self.encoders:
+            if e.input_size is not None and e.input_size not in clips:
+                assert frames is not None
+                clips[e.input_size] = crop_clips(frames, parse, layout, e.input_size, masked=self.params.masked)
+        return clips
+
+    def _reference(self, parse: ParseResult, timestamps: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """The pose encoder's per-frame torso centre and scale for ``rows`` of a streamed chunk or
+        live stream, over the ``centre_seconds`` before each, so every frame is encoded as in one
+        pass whatever the chunks (None: the chunk's own medians)."""
+        if self.params.centre_seconds > 0 and any(e.name == "pose" for e in self.encoders):
+            return trailing_reference(parse.keypoints, timestamps, rows, self.params.centre_seconds)
+        return None
+
     def encode(
         self,
         parsed: Parsed,
@@ -263,8 +284,7 @@ class Extractor:
         streamed chunk's share of that grid) or from the first frame; without a rate, the first
         encoder's windows. ``span`` (seconds, ``[a, b)``): the region boxes are made from every
         frame, the crops and encoders run on the frames in ``span`` only (a streamed chunk's
-        frames and its encoders' context); the pose encoder then centres and scales each frame by the
-        frames before it (``centre_seconds``), so every frame is encoded as in one pass whatever the chunks."""
+        frames and its encoders' context; ``_reference``)."""
         frames, timestamps, indices, native, parse, t0 = (
             parsed.frames, parsed.timestamps, parsed.indices, parsed.native, parsed.parse, parsed.t0
         )  # fmt: skip
@@ -277,22 +297,14 @@ class Extractor:
             window=box_window_frames(timestamps, self.params.box_window),
         )
         reference = None
-        if span is not None:
+        if span is not None:  # the pose reference looks back before the span
             sel = np.flatnonzero((timestamps >= span[0]) & (timestamps < span[1]))
-            if self.params.centre_seconds > 0 and any(e.name == "pose" for e in self.encoders):
-                reference = trailing_reference(parse.keypoints, timestamps, sel, self.params.centre_seconds)
-            frames = None if frames is None else take_frames(frames, sel)
-            timestamps, indices, parse, layout = timestamps[sel], indices[sel], parse.take(sel), layout.take(sel)
-        if self.params.flip and isinstance(frames, np.ndarray):
-            frames = np.ascontiguousarray(frames[:, :, ::-1])
-        elif self.params.flip and frames is not None:
-            frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
-        clips: dict[int, dict[str, np.ndarray]] = {}
-        for e in self.encoders:
-            if e.input_size is not None and e.input_size not in clips:
-                assert frames is not None
-                clips[e.input_size] = crop_clips(frames, parse, layout, e.input_size, masked=self.params.masked)
-        inp = EncoderInput(clips, parse, layout, timestamps, reference)
+            reference = self._reference(parse, timestamps, sel)
+            frames, timestamps, indices, parse, layout = (
+                None if frames is None else take_frames(frames, sel), timestamps[sel], indices[sel], parse.take(sel),
+                layout.take(sel),
+            )  # fmt: skip
+        inp = EncoderInput(self._crops(frames, parse, layout), parse, layout, timestamps, reference)
         R, T_ = len(self.regions), None
         outs = [e.encode(inp) for e in self.encoders]
         ref = outs[0].times
