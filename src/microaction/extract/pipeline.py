@@ -262,12 +262,18 @@ class Extractor:
                 clips[e.input_size] = crop_clips(frames, parse, layout, e.input_size, masked=self.params.masked)
         return clips
 
+    @property
+    def pose_lookback(self) -> float:
+        """Seconds of frames before a streamed chunk (or live step) that its pose reference reads:
+        ``centre_seconds`` when the pose encoder runs, else 0 (nothing else looks back)."""
+        return self.params.centre_seconds if any(e.name == "pose" for e in self.encoders) else 0.0
+
     def _reference(self, parse: ParseResult, timestamps: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
         """The pose encoder's per-frame torso centre and scale for ``rows`` of a streamed chunk or
         live stream, over the ``centre_seconds`` before each, so every frame is encoded as in one
         pass whatever the chunks (None: the chunk's own medians)."""
-        if self.params.centre_seconds > 0 and any(e.name == "pose" for e in self.encoders):
-            return trailing_reference(parse.keypoints, timestamps, rows, self.params.centre_seconds)
+        if self.pose_lookback > 0:
+            return trailing_reference(parse.keypoints, timestamps, rows, self.pose_lookback)
         return None
 
     def encode(

@@ -199,7 +199,7 @@ class LiveFeatures:
     def _trim(self, upto: float) -> None:
         """Keep the frames the next steps' encoding sees: ``context`` seconds before them (also
         what the region boxes follow the person over, in place of the centred box window)."""
-        keep_from = upto - self.context - self.ex.params.centre_seconds  # and what the pose centre looks back on
+        keep_from = upto - self.context - self.ex.pose_lookback  # and what the pose centre looks back on
         k = 0
         while k < len(self.frames) and self.frames[k].t < keep_from:
             k += 1

@@ -84,8 +84,8 @@ def recording_rate(ex: Extractor) -> float:
 def context_seconds(ex: Extractor) -> float:
     """Frames on either side of a chunk that its encoding sees: what a box at the chunk's edge
     depends on (the box window, then its smoothing over half a window) or the pose centre's past
-    frames (``centre_seconds``), plus encoder windows."""
-    return max(0.75 * ex.params.box_window, ex.params.centre_seconds) + 1.0
+    frames (``Extractor.pose_lookback``), plus encoder windows."""
+    return max(0.75 * ex.params.box_window, ex.pose_lookback) + 1.0
 
 
 def _pixel_frames(
