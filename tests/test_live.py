@@ -98,13 +98,27 @@ def _tiou(a, b) -> float:  # type: ignore[no-untyped-def]
     return inter / (max(a.end, b.end) - min(a.start, b.start))
 
 
-def test_live_events_match_the_offline_detector(detector: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+def test_live_events_match_the_offline_detector(
+    detector: tuple[Path, Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import csv
 
     from microaction.data.standardize import FeatureStats
     from microaction.data.store import FeatureStore
     from microaction.engine.detection import detect_recording, load_detector, recording_from_item
     from microaction.live import LiveOptions, SourceSpec, WindowSettings, run_live
+    from microaction.live.features import LiveFeatures
+
+    waited: list[float] = []  # per batch of steps: its last frame's time past the last step's bin
+    ready = LiveFeatures.ready
+
+    def timed(self: LiveFeatures, ended: bool = False, hop: float = 0.0):  # type: ignore[no-untyped-def]
+        got = ready(self, ended, hop)
+        if got is not None and not ended:
+            waited.append(self.frames[-1].t - (float(got.times[-1]) + 0.5 / self.rate))
+        return got
+
+    monkeypatch.setattr(LiveFeatures, "ready", timed)
 
     run, store, video, _ = detector
     settings = WindowSettings(window=32.0, lookahead=1.5, min_score=0.0, rank=False)  # every candidate, as offline
@@ -128,6 +142,9 @@ def test_live_events_match_the_offline_detector(detector: tuple[Path, Path, Path
     # ... and the same features: each frame's pose centred on the seconds before it in both
     live_regions = np.concatenate(encoded, axis=1)
     assert np.allclose(live_regions, ref.regions.astype(np.float32), rtol=2e-3, atol=2e-3)
+    # ... each as soon as its windows are final: the pose encoder's 4-frame windows tile the
+    # steps' bins (24 fps, 6 steps/s) and its differences read 2 frames on, so 1 frame past the bin
+    assert waited and max(waited) <= 1 / 24 + 1e-3, max(waited)
     # each event was final: the stream reached its end + the look-ahead (the last run, at the
     # source's end, finalises the rest)
     last = max(h for _, h in seen)

@@ -284,13 +284,15 @@ class Extractor:
         rate: float | None = None,
         steps: np.ndarray | None = None,
         span: tuple[float, float] | None = None,
+        partial: bool = False,
     ) -> Extraction:
         """Stage 2: region boxes, crops, encoders (may run in another thread than stage 1). The
         output grid: a fixed ``rate`` (steps/s; default ``feature_rate``), at ``steps`` (seconds, a
         streamed chunk's share of that grid) or from the first frame; without a rate, the first
         encoder's windows. ``span`` (seconds, ``[a, b)``): the region boxes are made from every
         frame, the crops and encoders run on the frames in ``span`` only (a streamed chunk's
-        frames and its encoders' context; ``_reference``)."""
+        frames and its encoders' context; ``_reference``). ``partial``: the frames go on after the
+        last (live), so the encoders make no window for the tail."""
         frames, timestamps, indices, native, parse, t0 = (
             parsed.frames, parsed.timestamps, parsed.indices, parsed.native, parsed.parse, parsed.t0
         )  # fmt: skip
@@ -310,7 +312,7 @@ class Extractor:
                 None if frames is None else take_frames(frames, sel), timestamps[sel], indices[sel], parse.take(sel),
                 layout.take(sel),
             )  # fmt: skip
-        inp = EncoderInput(self._crops(frames, parse, layout), parse, layout, timestamps, reference)
+        inp = EncoderInput(self._crops(frames, parse, layout), parse, layout, timestamps, reference, partial)
         R, T_ = len(self.regions), None
         outs = [e.encode(inp) for e in self.encoders]
         ref = outs[0].times
@@ -329,13 +331,15 @@ class Extractor:
             ref = np.asarray(steps, np.float64)
             T_ = len(ref)
         regions[~layout.valid] = 0.0
+        # one step (live, step by step): its bin on the grid, as the spacing of several gives it
+        half = 0.5 / rate if rate and steps is not None and len(steps) == 1 else None
         _H, W = parse.image_size
         factor = native[1] / W  # native pixels per parse pixel
         near = nearest_frames(timestamps, ref)
         extras = {
             "boxes": layout.scaled(factor),
             "step_boxes": (layout.frame_boxes()[:, near] * factor).astype(np.float32),
-            "step_valid": step_validity(layout, timestamps, ref, self.params.min_visible_fraction),
+            "step_valid": step_validity(layout, timestamps, ref, self.params.min_visible_fraction, half),
             "keypoints": parse.rescaled((native[0], native[1])).keypoints.astype(np.float32),
             "frame_indices": indices.astype(np.int64),
         }

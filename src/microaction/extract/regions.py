@@ -172,15 +172,18 @@ def _follow(per_frame: np.ndarray, clip_box: np.ndarray, window: int) -> np.ndar
     return out
 
 
-def step_validity(layout: RegionLayout, times: np.ndarray, steps: np.ndarray, min_fraction: float) -> np.ndarray:
+def step_validity(
+    layout: RegionLayout, times: np.ndarray, steps: np.ndarray, min_fraction: float, half: float | None = None
+) -> np.ndarray:
     """Per-step region validity ``[R, len(steps)]``: the region is valid for the clip and seen in
-    at least ``min_fraction`` of the frames within half a step of the step's time (the nearest
-    frame when none is)."""
+    at least ``min_fraction`` of the frames within ``half`` a step of the step's time (the nearest
+    frame when none is; default: half the steps' spacing)."""
     R = len(layout.regions)
     out = np.zeros((R, len(steps)), dtype=bool)
     if len(times) == 0 or len(steps) == 0:
         return out
-    half = float(np.median(np.diff(steps))) / 2 if len(steps) > 1 else float(times[-1] - times[0]) / 2 + 1e-6
+    if half is None:
+        half = float(np.median(np.diff(steps))) / 2 if len(steps) > 1 else float(times[-1] - times[0]) / 2 + 1e-6
     lo = np.searchsorted(times, steps - half, side="left")
     hi = np.searchsorted(times, steps + half, side="right")
     near = np.clip(np.searchsorted(times, steps), 0, len(times) - 1)

@@ -8,8 +8,9 @@ once (``parse_from``) and hands each frame the landmarks of its index. Parsers o
 The encoding is the streamed extraction's (``extract.jobs.stream_chunks``): the frames held (the last
 ``context`` seconds) become a ``Parsed`` (gap filling, region masks) and ``Extractor.encode`` gives
 the steps of the fixed grid (``feature_rate`` steps/s from the first frame) that are complete: a
-step is encoded once the frames its encoder windows need have arrived, ``ready_after`` seconds
-after its time, and never again. The pose encoder's torso centre is each frame's own, over the
+step is encoded once the encoder windows of its bin are final (``complete_until``: their frames
+and the few their features read past them have arrived; about a frame after the bin ends), and
+never again. The pose encoder's torso centre is each frame's own, over the
 ``centre_seconds`` before it, as in the streamed extraction (so live steps equal the store's);
 what else depends on a whole clip offline (the torso scale, clip boxes, region validity) is
 taken over the held frames: the causal counterpart of the streamed chunk with its context.
@@ -130,13 +131,10 @@ class Steps:
 class LiveFeatures:
     """Parsed frames in, complete feature steps out (``push`` then ``ready``)."""
 
-    def __init__(
-        self, ex: Extractor, *, context: float = 3.0, fps: float | None = None, info: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, ex: Extractor, *, context: float = 3.0, info: dict[str, Any] | None = None) -> None:
         self.ex, self.info = ex, info
         self.rate = recording_rate(ex)
         self.context = float(context)
-        self.fps = fps or ex.params.fps
         self.align = int(np.lcm.reduce([max(1, e.stride) for e in ex.encoders]))
         self.frames: list[Frame] = []
         self.origin: float | None = None
@@ -145,17 +143,21 @@ class LiveFeatures:
         self.size: tuple[int, int] | None = None
         self.seconds = 0.0  # spent encoding
 
-    def ready_after(self) -> float:
-        """Seconds after a step's time until its frames are all here (half a step, then the
-        longest encoder window and one frame)."""
-        fps = self.fps or self._observed_fps()
-        return 0.5 / self.rate + (max(e.window for e in self.ex.encoders) + 1) / fps
-
-    def _observed_fps(self) -> float:
-        if len(self.frames) < 2:
-            return 25.0
-        span = self.frames[-1].t - self.frames[0].t
-        return (len(self.frames) - 1) / span if span > 0 else 25.0
+    def complete_until(self, first: int) -> float:
+        """Seconds before which every step's encoder windows are final, with the encoders' windows
+        starting at the held frame ``first`` (a multiple of their strides): each encoder's first
+        window still short of its frames (and of the ``frames_ahead`` its features read past
+        them) has its centre at the earliest here, its missing frames counted at the last one's
+        time; earlier windows, whole, are what they will be, and no window is made for the tail
+        (``partial``). A step is complete once its bin ends there, about a frame after it ends."""
+        ts = np.array([f.t for f in self.frames[first:]], np.float64)
+        n, until = len(ts), np.inf
+        for e in self.ex.encoders:
+            w, s = max(1, e.window), max(1, e.stride)
+            a = max(0, (n - w - e.frames_ahead) // s + 1) * s  # the first window not final
+            have = ts[a : a + w]
+            until = min(until, (float(have.sum()) + (w - len(have)) * float(ts[-1])) / w)
+        return until - max(1e-3, 4e-7 * abs(until))  # window centres are float32 (window_times)
 
     def push(self, frame: Frame, native: tuple[int, int], size: tuple[int, int]) -> None:
         if self.origin is None:
@@ -167,31 +169,39 @@ class LiveFeatures:
         ``hop`` (seconds), None until that much of new steps is complete."""
         if not self.frames or self.origin is None:
             return None
-        last = self.frames[-1].t
-        horizon = last if ended else last - self.ready_after()
-        grid = rate_steps(self.origin, last, self.rate)  # steps up to the last frame
+        grid = rate_steps(self.origin, self.frames[-1].t, self.rate)  # steps up to the last frame
         times = grid[self.done :]
-        times = times[times <= horizon] if not ended else times
-        if not len(times) or (not ended and len(times) < max(1, round(hop * self.rate))):
+        if not len(times):
             return None
+        first = self._first(float(times[0]))
+        if not ended:
+            times = times[times + 0.5 / self.rate <= self.complete_until(first)]
+            if not len(times) or len(times) < max(1, round(hop * self.rate)):
+                return None
         t0 = time.perf_counter()
-        steps = self._encode(times, ended)
+        steps = self._encode(times, first, ended)
         self.done += len(times)
         self._trim(float(times[-1]))
         self.seconds += time.perf_counter() - t0
         return steps
 
-    def _encode(self, times: np.ndarray, ended: bool) -> Steps:
-        assert self.native is not None and self.size is not None
+    def _first(self, t: float) -> int:
+        """The held frame the encoders' windows start from for steps from ``t``: ``context``
+        seconds before it, back to a multiple of their strides (where they start in one pass)."""
         recs = self.frames
         ts = np.array([r.t for r in recs], np.float32)
-        a_t = float(times[0]) - self.context
-        first = int(np.searchsorted(ts, np.float32(a_t)))
-        while first > 0 and recs[first].pos % self.align:  # the encoders' windows as in one pass
+        first = int(np.searchsorted(ts, np.float32(t - self.context)))
+        first = min(first, len(recs) - 1)
+        while first > 0 and recs[first].pos % self.align:
             first -= 1
-        a = float(ts[min(first, len(ts) - 1)])
+        return first
+
+    def _encode(self, times: np.ndarray, first: int, ended: bool) -> Steps:
+        assert self.native is not None and self.size is not None
+        recs = self.frames
+        a, b = float(np.float32(recs[first].t)), float(np.float32(recs[-1].t)) + 1e-3
         parsed = chunk_parsed(self.ex, recs, self.native, self.size, "live", ended, self.info)
-        got = self.ex.encode(parsed, rate=self.rate, steps=times, span=(a, float(ts[-1]) + 1e-3))
+        got = self.ex.encode(parsed, rate=self.rate, steps=times, span=(a, b), partial=not ended)
         valid = np.asarray(got.extras["step_valid"], bool) & np.asarray(got.region_valid, bool)[:, None]
         return Steps(got.regions, got.global_, valid, np.asarray(times, np.float64),
                      np.asarray(got.extras["step_boxes"], np.float32), self.done)  # fmt: skip

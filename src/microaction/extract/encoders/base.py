@@ -21,6 +21,8 @@ class EncoderInput:
     layout: RegionLayout
     timestamps: np.ndarray  # [T] seconds
     reference: np.ndarray | None = None  # [T, 3] each frame's torso centre and scale (streamed / live pose)
+    # the frames go on past the last (a live stream): no window is made to end at the last frame
+    partial: bool = False
 
 
 @dataclass
@@ -30,9 +32,13 @@ class Encoded:
     times: np.ndarray  # [T'] seconds (centre of each window)
 
 
-def windows(T: int, window: int, stride: int) -> list[tuple[int, int]]:
+def windows(T: int, window: int, stride: int, tail: bool = True) -> list[tuple[int, int]]:
     """Temporal grid: windows ``[a, b)`` of ``window`` frames every ``stride`` frames; the last
-    window ends at ``T`` so the tail is covered; a clip shorter than a window gives one window."""
+    window ends at ``T`` so the tail is covered; a clip shorter than a window gives one window.
+    ``tail=False`` (frames still to come): only the grid's whole windows, none made for the tail,
+    so a window is the same whatever follows it."""
+    if not tail:
+        return [(a, a + window) for a in range(0, T - window + 1, stride)]
     if T <= window:
         return [(0, T)]
     starts = list(range(0, T - window + 1, stride))
@@ -105,6 +111,8 @@ class Encoder(ABC):
     window: int = 1
     stride: int = 1
     input_size: int | None = None
+    # frames past a window's last that its features read (a central difference reads the next)
+    frames_ahead: int = 0
 
     @property
     def needs_pixels(self) -> bool:

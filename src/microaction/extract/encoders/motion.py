@@ -126,7 +126,7 @@ class MotionEncoder(Encoder):
         clips = inp.clips[self.input_size]  # type: ignore[index]
         ts = inp.timestamps.astype(np.float64)
         dt = np.diff(ts, prepend=ts[0] - (ts[1] - ts[0] if len(ts) > 1 else 1 / 30))
-        grid = windows(len(ts), self.window, self.stride)
+        grid = windows(len(ts), self.window, self.stride, tail=not inp.partial)
         regions = np.stack([pool(frame_descriptors(clips[r], dt, self.flow), grid) for r in inp.layout.regions])
         glob = pool(frame_descriptors(clips[GLOBAL], dt, self.flow), grid)
         return Encoded(regions, glob, window_times(inp.timestamps, grid))

@@ -136,6 +136,7 @@ def _angles(kp: np.ndarray, seen: np.ndarray, triples: tuple[tuple[int, int, int
 class PoseEncoder(Encoder):
     name = "pose"
     input_size = None
+    frames_ahead = 2  # velocity and acceleration are central differences (kinematics)
 
     def __init__(self, window: int = 1, stride: int = 1) -> None:
         self.window = int(window)
@@ -160,7 +161,7 @@ class PoseEncoder(Encoder):
             per_region[i, :, : lm.shape[1]] = lm
             per_region[i, :, lm.shape[1] : lm.shape[1] + ang.shape[1]] = ang
         glob = np.concatenate([feats.reshape(T, -1), _angles(kp, seen, ALL_ANGLES)], -1)
-        grid = windows(T, self.window, self.stride)
+        grid = windows(T, self.window, self.stride, tail=not inp.partial)
         return Encoded(
             np.stack([pool(per_region[i], grid) for i in range(len(regions))])
             if regions

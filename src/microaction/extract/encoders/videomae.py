@@ -120,7 +120,7 @@ class VideoMAEEncoder(Encoder):
     def encode(self, inp: EncoderInput) -> Encoded:
         clips = inp.clips[int(self.input_size or 0)]
         T = len(inp.timestamps)
-        grid = windows(T, self.window, self.stride)
+        grid = windows(T, self.window, self.stride, tail=not inp.partial)
         names = [*inp.layout.regions, GLOBAL]
         idx = np.stack([np.minimum(np.arange(a, a + self.window), T - 1) for a, _ in grid])  # [T', F]
         batch = np.concatenate([clips[n][idx] for n in names])  # [(R+1)·T', F, S, S, 3]
