@@ -327,3 +327,23 @@ def test_a_candidate_whose_end_moves_back_across_the_cut_is_emitted_once() -> No
 
     assert runs(1.0) == [[], [(8.0, 9.4)], []]  # emitted late, once; the low score never
     assert runs(0.0) == [[], [], []]  # only the stretch between two cuts: the action is lost
+
+
+def test_a_store_with_recordings_extracted_whole_is_flagged(tmp_path: Path) -> None:
+    """A recording not longer than --stream-after is extracted whole, its pose centred on the whole
+    recording; live features are centred on each frame's past: mar live says so."""
+    from dataclasses import replace
+
+    from microaction.extract.pipeline import ExtractParams
+    from microaction.live.session import whole_recordings_warning
+
+    status = tmp_path / "status"
+    status.mkdir()
+    (status / "videos__a.json").write_text(json.dumps({"status": "ok", "chunks": 3, "feature_rate": 6.0}))
+    params = ExtractParams(parser="groundtruth", encoders=["pose"])
+    assert whole_recordings_warning(tmp_path, params) is None  # every recording streamed
+    (status / "videos__b.json").write_text(json.dumps({"status": "ok", "frames": 145}))
+    said = whole_recordings_warning(tmp_path, params)
+    assert said is not None and "1 of 2 recordings" in said and "--stream-after 0" in said
+    assert whole_recordings_warning(tmp_path, replace(params, centre_seconds=0.0)) is None  # chunk medians
+    assert whole_recordings_warning(tmp_path / "elsewhere", params) is None  # the store is not here

@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="play a video file at its own frame rate (as a camera)")
     p.add_argument("--format", dest="fmt", help="the container or device format, when FFmpeg cannot guess it")
     p.add_argument(
-        "--lookahead", type=float, default=0.5,
-        help="seconds of stream after an action's end before it is final (default 0.5)",
+        "--lookahead", type=float, default=0.25,
+        help="seconds of stream after an action's end before it is final (default 0.25)",
     )  # fmt: skip
     p.add_argument(
         "--window", type=float, default=64.0,
@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--min-score", type=float, default=0.1, help="emit events scoring at least this (default 0.1)")
     p.add_argument(
-        "--top-only", dest="top_only", action="store_true",
+        "--top-only", dest="top_only", action=argparse.BooleanOptionalAction, default=True,
         help="emit only the window's best candidates, as many as the detector keeps offline per window length "
-        "(fewer, surer events)",
+        "(fewer, surer events; the default); --no-top-only: every candidate scoring --min-score",
     )  # fmt: skip
     p.add_argument("--reconnect", type=int, default=3, help="times a failed stream or camera is opened again (3)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds without data before a source is stalled")

@@ -37,11 +37,11 @@ __all__ = ["Finaliser", "LiveDetector", "WindowSettings"]
 @dataclass
 class WindowSettings:
     window: float | None = 64.0  # seconds of features the detector sees (None: its training window)
-    lookahead: float = 0.5  # seconds past an action's end before it is final
+    lookahead: float = 0.25  # seconds past an action's end before it is final
     min_score: float = 0.1
     dedup_iou: float = 0.5
     min_interval: float = 0.0  # seconds between two runs at least (0: after every batch of steps)
-    rank: bool = False  # only a window's best, as many as the detector keeps offline per window length
+    rank: bool = True  # only a window's best, as many as the detector keeps offline per window length
     # seconds before the cut a candidate may still end and be emitted late (one whose end moved back
     # across the cut between two runs): events already emitted suppress its repeats
     reopen: float = 1.0

@@ -287,6 +287,9 @@ def run_live(
     if opts.parser:
         params = replace(params, parser=opts.parser, parser_options={})
     ex = get_extractor(params)
+    warning = whole_recordings_warning(loaded.config.data.store if loaded.config else None, params)
+    if warning:
+        print(f"live: warning: {warning}", file=sys.stderr, flush=True)
     parser = FrameParser(ex, opts.parse_from, opts.people)
     spec = replace(opts.source, fps=params.fps, stride=params.stride, max_side=params.max_side,
                    pixels=ex.needs_pixels or bool(opts.overlay))  # fmt: skip
@@ -326,11 +329,39 @@ def run_live(
         "error": failure, "stopped": stop.is_set(), "frames_decoded": sstats.decoded,
         "frames_sampled": sstats.sampled, "frames_dropped": sstats.dropped, "reconnects": sstats.reconnects,
         "seconds": round(time.monotonic() - t_start, 3), **session.summary(),
-        "lookahead": opts.settings.lookahead, "hop": opts.hop,
+        "lookahead": opts.settings.lookahead, "hop": opts.hop, "warning": warning,
     }  # fmt: skip
     people = [w for w in session.people if w is not None]
     paths = _write_outputs(session.events, opts, session.tax, session.regions, summary, people)
     return LiveResult(1 if failure else 0, session.events, summary, paths)
+
+
+def whole_recordings_warning(store: str | Path | None, params: Any) -> str | None:
+    """What to say when the run's store holds recordings extracted whole (shorter than
+    ``stream_after``): their pose features are centred on the whole recording's torso, live ones
+    (as a streamed recording's) on each frame's past ``centre_seconds``, so the detector would see
+    other features live than it was trained on. None when all were streamed, the store is not
+    here, or the features do not depend on it."""
+    if store is None or not params.centre_seconds or "pose" not in params.encoders:
+        return None
+    status = Path(store) / "status"
+    if not status.is_dir():
+        return None
+    whole = total = 0
+    for f in status.glob("*.json"):
+        try:
+            st = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if st.get("status") == "ok":
+            total += 1
+            whole += "chunks" not in st
+    if not whole:
+        return None
+    return (f"{store}: {whole} of {total} recordings were extracted whole (not longer than --stream-after "
+            f"{params.stream_after:g} s), their pose centred on the whole recording; live, each frame's pose is "
+            f"centred on the {params.centre_seconds:g} s before it, as a streamed recording's: the detector sees "
+            "other features than it was trained on. For a run meant for mar live, extract with --stream-after 0")  # fmt: skip
 
 
 def _consume(
