@@ -68,10 +68,12 @@ MAKE_BENCH = {
 
 
 def prepare(
-    out: Path, quick: bool, centre_seconds: float | None = None, seeds: tuple[int, ...] = (0,)
-) -> tuple[dict[int, dict[str, Path]], Path]:
+    out: Path, quick: bool, centre_seconds: float | None = None, seeds: tuple[int, ...] = (0,),
+    live_set: tuple[str, ...] = (),
+) -> tuple[dict[int, dict[str, Path]], Path]:  # fmt: skip
     """({seed: {name: run folder}}, synthetic data folder): recordings, their store and each of
-    ``RUNS`` trained with each seed (seed 0 in the plain folder, others in ``<folder>_seed<k>``)."""
+    ``RUNS`` trained with each seed (seed 0 in the plain folder, others in ``<folder>_seed<k>``);
+    ``live_set``: overrides for the online detector's training (another ``OUT`` for each)."""
     from microaction.data.synth.recording import generate_recordings
     from microaction.engine.trainer import train
     from microaction.extract.jobs.job_list import collect_jobs
@@ -97,7 +99,8 @@ def prepare(
     for k, named in runs.items():
         for name, run in named.items():
             if not (run / "best.safetensors").is_file():
-                train(REPO / "configs" / RUNS[name][1], [*sets, f"run.name={run.name}", f"run.seed={k}"])
+                extra = list(live_set) if name == "online" else []
+                train(REPO / "configs" / RUNS[name][1], [*sets, f"run.name={run.name}", f"run.seed={k}", *extra])
     return runs, data
 
 
@@ -421,6 +424,8 @@ def main() -> int:
                     help="the store's pose centre (mar extract --centre-seconds; default: its default)")  # fmt: skip
     ap.add_argument("--seeds", default="0", help="training seeds of the detectors for the quality figures "
                     "(comma-separated; mean and spread over them; the first's default detector plays the rest)")  # fmt: skip
+    ap.add_argument("--live-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an override for the online detector's training (e.g. detection.online=0.5; with --out)")  # fmt: skip
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--no-sweep", action="store_true", help="quality at the default settings only")
     ap.add_argument("--skip-latency", action="store_true")
@@ -444,7 +449,7 @@ def main() -> int:
         return 0
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs (a shared machine)", flush=True)
     seeds = tuple(int(x) for x in args.seeds.split(","))
-    by_seed, data = prepare(out, args.quick, args.centre_seconds, seeds)
+    by_seed, data = prepare(out, args.quick, args.centre_seconds, seeds, tuple(args.live_set))
     live_default = WindowSettings()
     default_la = live_default.lookahead
     run = by_seed[min(seeds)][DEFAULT_DETECTOR]

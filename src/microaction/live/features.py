@@ -10,7 +10,9 @@ The encoding is the streamed extraction's (``extract.jobs.stream_chunks``): the 
 the steps of the fixed grid (``feature_rate`` steps/s from the first frame) that are complete: a
 step is encoded once the encoder windows of its bin are final (``complete_until``: their frames
 and the few their features read past them have arrived; about a frame after the bin ends), and
-never again. The pose encoder's torso centre is each frame's own, over the
+never again: the store's steps, but for the last whole step before a stream's end, which a
+store also averages with the recording's tail window (the encoders' last window ends at the
+last frame), an end a stream does not announce. The pose encoder's torso centre is each frame's own, over the
 ``centre_seconds`` before it, as in the streamed extraction (so live steps equal the store's);
 what else depends on a whole clip offline (the torso scale, clip boxes, region validity) is
 taken over the held frames: the causal counterpart of the streamed chunk with its context.
