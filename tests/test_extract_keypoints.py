@@ -202,3 +202,22 @@ def test_cli_extract_and_pack(dataset: Path, tmp_path: Path) -> None:
     assert store.manifest.regions == ["head", "left_hand", "right_hand"]
     it = store.read("videos__clip003")  # now from the packed arrays, extras still there
     assert it.regions.shape[0] == 3 and it.extras["keypoints"].shape == (30, 33, 3)
+
+
+def test_a_single_step_is_judged_on_its_own_bin(tmp_path: Path) -> None:
+    """A region's validity at a step is over the frames of that step's bin, whether the step is
+    encoded alone (live, step by step) or with others (a streamed chunk)."""
+    from dataclasses import replace
+
+    make_dataset(tmp_path / "d", n=1, T=90, render_videos=True)
+    ex = Extractor(ExtractParams(parser="groundtruth", encoders=["pose"]))
+    parsed = ex.parse(tmp_path / "d" / "videos" / "clip000.mp4")
+    kp = parsed.parse.keypoints.copy()
+    kp[45:, :, 2] = 0.0  # nobody seen from 1.5 s on
+    parsed = replace(parsed, parse=replace(parsed.parse, keypoints=kp))
+    grid = np.arange(18) / 6.0 + 1 / 12.0  # 6 steps/s over the 3 s
+    many = ex.encode(parsed, rate=6.0, steps=grid).extras["step_valid"]
+    assert many[:, :9].all() and not many[:, 9:].any()
+    for j in (3, 12):  # one step alone: the same verdict as among the others
+        alone = ex.encode(parsed, rate=6.0, steps=grid[j : j + 1]).extras["step_valid"]
+        np.testing.assert_array_equal(alone[:, 0], many[:, j])
