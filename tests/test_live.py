@@ -334,11 +334,13 @@ def test_a_store_with_recordings_extracted_whole_is_flagged(tmp_path: Path) -> N
     recording; live features are centred on each frame's past: mar live says so."""
     from dataclasses import replace
 
+    from microaction.data.store import FeatureStore, StoreManifest
     from microaction.extract.pipeline import ExtractParams
     from microaction.live.session import whole_recordings_warning
 
+    FeatureStore.create(tmp_path, StoreManifest(["head"], 4, 4, "groundtruth", [], None))
     status = tmp_path / "status"
-    status.mkdir()
+    status.mkdir(exist_ok=True)
     (status / "videos__a.json").write_text(json.dumps({"status": "ok", "chunks": 3, "feature_rate": 6.0}))
     params = ExtractParams(parser="groundtruth", encoders=["pose"])
     assert whole_recordings_warning(tmp_path, params) is None  # every recording streamed

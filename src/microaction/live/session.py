@@ -342,20 +342,16 @@ def whole_recordings_warning(store: str | Path | None, params: Any) -> str | Non
     (as a streamed recording's) on each frame's past ``centre_seconds``, so the detector would see
     other features live than it was trained on. None when all were streamed, the store is not
     here, or the features do not depend on it."""
+    from microaction.data.store import FeatureStore, StoreError
+
     if store is None or not params.centre_seconds or "pose" not in params.encoders:
         return None
-    status = Path(store) / "status"
-    if not status.is_dir():
+    try:
+        statuses = FeatureStore.open(store).statuses()
+    except StoreError:  # the store is not here (a run copied without it): nothing to compare
         return None
-    whole = total = 0
-    for f in status.glob("*.json"):
-        try:
-            st = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if st.get("status") == "ok":
-            total += 1
-            whole += "chunks" not in st
+    ok = [st for st in statuses.values() if st.get("status") == "ok"]
+    total, whole = len(ok), sum("chunks" not in st for st in ok)
     if not whole:
         return None
     return (f"{store}: {whole} of {total} recordings were extracted whole (not longer than --stream-after "
