@@ -129,6 +129,41 @@ def test_batched_experts_equal_the_loop(routing, face):
     torch.testing.assert_close(ga, gc, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"pool": "mean+stats", "pool_segments": 4, "segment_center": True, "expert_sum": "all"},
+        {"pool": "attn", "readout_pooled": True},
+        FACE,
+    ],
+)
+def test_the_global_m3e_run_with_the_batched_experts_is_the_same_function(kw):
+    """``StackedM3E.forward_with``: the global M3E as one more stacked expert after its own input
+    projection (its input width differs from the regions'): the same outputs and gradients."""
+    model = bmoe(seed=0, **kw)
+    assert model._joint_global
+    b = batch()
+    if "face_size" in kw:
+        torch.nn.init.normal_(model.head_texture.proj.weight, std=0.5)
+        b["face"] = torch.randint(0, 256, (3, 9, 16, 16), generator=torch.Generator().manual_seed(4), dtype=torch.uint8)
+        b["face_valid"] = torch.ones(3, 9, dtype=torch.bool)
+    outs, grads = [], []
+    for joint in (True, False):
+        model._joint_global = joint
+        model.zero_grad()
+        out = model(b)
+        (out["action"].logsumexp(1).sum() + out["expert_tokens"].square().sum()).backward()
+        outs.append(out)
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    for k, v in outs[1].items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            torch.testing.assert_close(outs[0][k], v, atol=1e-5, rtol=0, msg=k)
+    assert grads[0].keys() == grads[1].keys() and any(n.startswith("global_encoder.sgp") for n in grads[0])
+    for n, g in grads[1].items():
+        torch.testing.assert_close(grads[0][n], g, atol=1e-5, rtol=1e-4, msg=n)
+
+
 def test_stage1_classifiers_initialise_the_experts():
     model = bmoe(seed=0)
     assert model.stage1_streams() == [f"region:{r}" for r in REGIONS] + ["global"]

@@ -67,27 +67,47 @@ def test_fast_step_losses_equal_the_reference(monkeypatch, loop_min):
     assert half == pytest.approx(reference, rel=3e-2, abs=3e-2)
 
 
-@pytest.mark.parametrize("kind", ["bool", "bias"])
-def test_cpu_bf16_attention_equals_the_kernel(kind):
+@pytest.mark.parametrize(
+    "kind,L", [("bool", 7), ("bias", 7), ("bias_grad", 7), ("bias_grad", 272), ("bool_dead", 7), ("bias_dead", 7)]
+)
+def test_cpu_bf16_attention_equals_the_kernel(kind, L):
+    """The explicit bf16 path (short scores; or a float bias with a gradient, B-MoE's routing bias,
+    at any length) against PyTorch's fp32 kernel: outputs and every gradient. ``_dead``: a sample
+    whose keys are all masked gets zeros, and no NaN reaches any gradient."""
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(6, 2, 7, 16, generator=g) for _ in range(3))
-    keep = torch.ones(6, 1, 1, 7, dtype=torch.bool)
-    keep[:3, ..., 5:] = False
-    mask = keep if kind == "bool" else torch.zeros(keep.shape).masked_fill(~keep, float("-inf"))
-    go = torch.randn(6, 2, 7, 16, generator=g)
+    q, k, v = (torch.randn(6, 2, L, 16, generator=g) for _ in range(3))
+    keep = torch.ones(6, 1, 1, L, dtype=torch.bool)
+    keep[:3, ..., L - 2 :] = False
+    if kind.endswith("_dead"):
+        keep[4] = False
+    bias = torch.randn(keep.shape, generator=g).masked_fill(~keep, float("-inf"))
+    if kind.startswith("bool"):
+        mask32 = mask16 = keep
+    else:
+        mask32 = bias.clone().requires_grad_(kind == "bias_grad")
+        mask16 = bias.to(torch.bfloat16).requires_grad_(kind == "bias_grad")
+    go = torch.randn(6, 2, L, 16, generator=g)
     leaves32 = [t.clone().requires_grad_() for t in (q, k, v)]
-    ref = F.scaled_dot_product_attention(*leaves32, attn_mask=mask)
+    ref = F.scaled_dot_product_attention(*leaves32, attn_mask=mask32)
     ref.backward(go)
     leaves16 = [t.to(torch.bfloat16).requires_grad_() for t in (q, k, v)]
-    out = attention(*leaves16, mask)
+    out = attention(*leaves16, mask16)
     out.backward(go.to(torch.bfloat16))
+    if kind.endswith("_dead"):
+        assert torch.equal(ref[4], torch.zeros_like(ref[4])) and torch.equal(out[4], torch.zeros_like(out[4]))
     torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
-    for a, b in zip(leaves16, leaves32, strict=True):
-        assert a.grad is not None and b.grad is not None
-        torch.testing.assert_close(a.grad.float(), b.grad, atol=5e-2, rtol=5e-2)
+    grads = [(a, b) for a, b in zip(leaves16, leaves32, strict=True)]
+    if kind == "bias_grad":
+        grads.append((mask16, mask32))
+    for a, b in grads:
+        assert a.grad is not None and b.grad is not None and torch.isfinite(a.grad).all()
+        fin = torch.isfinite(b.grad)
+        torch.testing.assert_close(a.grad.float()[fin], b.grad[fin], atol=5e-2, rtol=5e-2)
     # fp32 and inference keep PyTorch's kernel (bit for bit)
     with torch.no_grad():
-        torch.testing.assert_close(attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        torch.testing.assert_close(
+            attention(q, k, v, mask32), F.scaled_dot_product_attention(q, k, v, attn_mask=mask32)
+        )
 
 
 def test_adamw_is_fused_on_cpu_and_stays_fused_after_loading_an_older_state():
@@ -124,7 +144,28 @@ def test_ema_update_is_the_weighted_average():
 def test_long_sequences_keep_the_kernel_in_bf16():
     """Whole recordings (detection) must not materialise ``[L, L]`` scores: PyTorch's kernel, bit for bit."""
     g = torch.Generator().manual_seed(1)
-    q, k, v = (torch.randn(2, 2, 96, 16, generator=g).to(torch.bfloat16).requires_grad_() for _ in range(3))
-    keep = torch.ones(2, 1, 1, 96, dtype=torch.bool)
-    keep[0, ..., 70:] = False
+    L = 272  # Lq·Lk above EXPLICIT_ATTENTION_MAX
+    q, k, v = (torch.randn(2, 2, L, 16, generator=g).to(torch.bfloat16).requires_grad_() for _ in range(3))
+    keep = torch.ones(2, 1, 1, L, dtype=torch.bool)
+    keep[0, ..., 200:] = False
     assert torch.equal(attention(q, k, v, keep), F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
+    # a float mask without a gradient: the kernel too
+    bias = torch.zeros(keep.shape, dtype=torch.bfloat16).masked_fill(~keep, float("-inf"))
+    assert torch.equal(attention(q, k, v, bias), F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+
+
+def test_a_routing_bias_with_a_gradient_takes_the_explicit_path(monkeypatch):
+    """PyTorch's kernel runs a float mask that needs a gradient on its slow math path (1.8× the
+    explicit one for B-MoE's read-out): in bf16 CPU training it must not be called, at any length."""
+    import microaction.models.common as common
+
+    def kernel(*args, **kwargs):
+        raise AssertionError("PyTorch's attention kernel was called")
+
+    monkeypatch.setattr(common.F, "scaled_dot_product_attention", kernel)
+    q, k, v = (torch.randn(2, 2, 300, 16).to(torch.bfloat16).requires_grad_() for _ in range(3))
+    bias = torch.zeros(2, 1, 1, 300, dtype=torch.bfloat16, requires_grad=True)
+    attention(q, k, v, bias).float().sum().backward()
+    assert bias.grad is not None
+    with pytest.raises(AssertionError, match="kernel"):  # long, no gradient on the mask: the kernel
+        attention(q, k, v, bias.detach())

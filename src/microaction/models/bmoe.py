@@ -96,7 +96,7 @@ from microaction.models.common import (
 )
 from microaction.models.face_vit import AuxTarget
 from microaction.models.head_texture import HeadTexture
-from microaction.models.m3e import EXPERT_KWARGS, M3E, StackedM3E
+from microaction.models.m3e import EXPERT_KWARGS, M3E, M3EOutput, StackedM3E
 from microaction.models.registry import register_model
 
 __all__ = ["BMoE", "BMoEConcat", "BMoEUniform", "FusionLayer", "encoder_state"]
@@ -271,6 +271,8 @@ class BMoE(nn.Module):
         else:
             self.experts = nn.ModuleList(M3E(region_dim, **self.expert_kwargs) for _ in range(R))
         self.global_encoder = M3E(global_dim, **self.expert_kwargs)
+        # the global M3E runs as one more batched expert after its own input projection
+        self._joint_global = isinstance(self.experts, StackedM3E) and self.experts.joins(self.global_encoder)
         # saliency scores: LN → Linear → GELU → Linear (no final bias: softmax is shift invariant)
         self.saliency = nn.Sequential(
             nn.LayerNorm(d), nn.Linear(d, max(d // 4, 8)), nn.GELU(), nn.Linear(max(d // 4, 8), 1, bias=False)
@@ -339,23 +341,36 @@ class BMoE(nn.Module):
 
     # -- encoders ---------------------------------------------------------------------------
     def _run_experts(
-        self, x: torch.Tensor, mask: torch.Tensor, extra: tuple[int, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens ``[B, R, d]``; ``mask [B, R, T]``: each
-        expert's own temporal mask (the steps its region is seen); ``extra = (r, [B, T, d])``
-        joins region ``r``'s expert after its input projection (the face branch)."""
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        glob: torch.Tensor,
+        gmask: torch.Tensor,
+        extra: tuple[int, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, M3EOutput]:
+        """The region experts and the global M3E: ``x [B, R, T, D]`` → seq ``[B, R, T, d]``, tokens
+        ``[B, R, d]``; ``mask [B, R, T]``: each expert's own temporal mask (the steps its region is
+        seen); ``glob [B, T, D_g]`` (padded steps zero) with ``gmask [B, T]`` → the global M3E's
+        output; ``extra = (r, [B, T, d])`` joins region ``r``'s expert after its input projection
+        (the face branch). Batched experts of the global encoder's shape run it as one more stacked
+        expert (``StackedM3E.forward_with``)."""
         if isinstance(self.experts, StackedM3E):
             stacked = None
             if extra is not None:
                 r, e = extra
                 stacked = e.new_zeros((x.shape[1], *e.shape)).index_copy(0, torch.tensor([r], device=x.device), e[None])
-            out = self.experts(x.transpose(0, 1), mask.transpose(0, 1), stacked)
-            return out.seq.transpose(0, 1), out.pooled.transpose(0, 1)
+            xs, ms = x.transpose(0, 1), mask.transpose(0, 1)
+            if self._joint_global:
+                out, genc = self.experts.forward_with(cast(M3E, self.global_encoder), xs, ms, glob, gmask, stacked)
+            else:
+                out, genc = self.experts(xs, ms, stacked), self.global_encoder(glob, gmask)
+            return out.seq.transpose(0, 1), out.pooled.transpose(0, 1), genc
         outs = [
             expert(x[:, r], mask[:, r], extra[1] if extra is not None and extra[0] == r else None)
             for r, expert in enumerate(cast(nn.ModuleList, self.experts))
         ]
-        return torch.stack([o.seq for o in outs], 1), torch.stack([o.pooled for o in outs], 1)
+        genc = self.global_encoder(glob, gmask)
+        return torch.stack([o.seq for o in outs], 1), torch.stack([o.pooled for o in outs], 1), genc
 
     def route(self, tokens: torch.Tensor, gtok: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Routing ``[B, R]`` from region tokens ``[B, R, d]`` and the global token ``[B, d]``."""
@@ -403,8 +418,7 @@ class BMoE(nn.Module):
             face_feats, texture_loss = self.head_texture(batch["face"], fvalid)
             extra = (h, face_feats)
         emask = torch.where(valid[..., None], seen, mask[:, None, :])  # invisible: zeros over the clip
-        seq, tokens = self._run_experts(x, emask, extra)
-        genc = self.global_encoder(torch.where(mask.unsqueeze(-1), glob, zero), mask)
+        seq, tokens, genc = self._run_experts(x, emask, torch.where(mask.unsqueeze(-1), glob, zero), mask, extra)
         gseq = genc.seq
 
         sal = masked_softmax(self.saliency(gseq).squeeze(-1), mask)  # [B, T]

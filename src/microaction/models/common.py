@@ -157,7 +157,8 @@ class Mlp(nn.Module):
         return self.drop(y) if residual is None else self.drop.residual(residual, y)
 
 
-EXPLICIT_ATTENTION_MAX = 80 * 80  # score entries per head up to which bf16 CPU training uses explicit products
+# score entries per head up to which bf16 CPU training runs a key-masked attention as explicit products
+EXPLICIT_ATTENTION_MAX = 256 * 256
 
 
 def attention(
@@ -166,21 +167,54 @@ def attention(
     """``F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)``; ``mask`` bool
     (True: attend) or an additive float bias.
 
-    bf16 on CPU with gradients and short sequences (``Lq·Lk ≤ EXPLICIT_ATTENTION_MAX``: clips,
-    not whole recordings) runs the attention as two matrix products around an fp32 softmax instead:
-    PyTorch's CPU flash-attention backward in bf16 took 4× its fp32 time on an AMD EPYC with
-    AVX-512 BF16 (68 ms vs 16 ms for ``[128, 8, 16, 64]``; the explicit form: 10 ms), and there the
-    ``[.., Lq, Lk]`` scores are small. Everything else (GPUs, fp32, inference, long sequences) keeps
-    PyTorch's fused kernels.
+    bf16 on CPU with gradients runs as two matrix products around an fp32 softmax
+    (:func:`_explicit_attention`) when the mask is a float bias that needs a gradient (B-MoE's
+    routing bias: PyTorch then takes its unfused math path, which upcasts to fp32) or the scores
+    are short (``Lq·Lk ≤ EXPLICIT_ATTENTION_MAX``):
+    PyTorch's CPU flash-attention backward in bf16 took 4× its fp32 time on an AMD EPYC with AVX-512
+    BF16. Forward + backward, one thread (``benchmarks/bench_attention.py``): B-MoE's read-out over
+    135 tokens with its routing bias 1.8× faster, key-masked clips of 32 steps 7× faster; from about
+    384 key-masked steps on PyTorch's kernel is faster again. Everything else (GPUs, fp32,
+    inference) keeps PyTorch's kernels.
     """
     grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    # a float bias with a gradient sends PyTorch to its unfused math path, which materialises the scores too
+    math_path = mask is not None and mask.dtype != torch.bool and mask.requires_grad
     short = q.shape[-2] * k.shape[-2] <= EXPLICIT_ATTENTION_MAX
-    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or not grad or not short:
+    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or not grad or not (math_path or short):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-    s = torch.matmul(q, k.transpose(-2, -1)).float() * (q.shape[-1] ** -0.5)
-    if mask is not None:
-        s = s.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s + mask.float()
-    p = torch.softmax(s, dim=-1).to(v.dtype)
+    return _explicit_attention(q, k, v, mask, dropout)
+
+
+def _explicit_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float = 0.0
+) -> torch.Tensor:
+    """Attention as ``softmax(q kᵀ · scale + bias) v``, products in ``q``'s dtype, softmax in fp32; the
+    scale and a float bias folded into one ``baddbmm``. A query whose keys are all masked gets zeros,
+    as PyTorch's kernels give (and no NaN in any gradient)."""
+    *lead, Lq, dh = q.shape
+    Lk = k.shape[-2]
+    n = q.numel() // (Lq * dh)
+    qq, kt = q.reshape(n, Lq, dh), k.reshape(n, Lk, dh).transpose(1, 2)
+    scale = dh**-0.5
+    dead: torch.Tensor | None = None
+    if mask is None:
+        s = torch.bmm(qq, kt) * scale
+    elif mask.dtype == torch.bool:
+        s = (torch.bmm(qq, kt) * scale).view(*lead, Lq, Lk).masked_fill(~mask, float("-inf"))
+        dead = ~mask.any(-1, keepdim=True)
+    else:
+        bias = mask.to(q.dtype)
+        s = torch.baddbmm(bias.expand(*lead, Lq, Lk).reshape(n, Lq, Lk), qq, kt, alpha=scale)
+        dead = bias.isneginf().all(-1, keepdim=True)
+    s = s.view(*lead, Lq, Lk)
+    if dead is not None and not bool(dead.any()):
+        dead = None
+    if dead is not None:  # an all -inf row: softmax over zeros instead, then zeros
+        s = s.masked_fill(dead, 0.0)
+    p = torch.softmax(s, -1, dtype=torch.float32).to(v.dtype)
+    if dead is not None:
+        p = p.masked_fill(dead, 0.0)
     if dropout > 0.0:
         p = F.dropout(p, dropout)
     return torch.matmul(p, v)

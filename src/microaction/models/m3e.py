@@ -44,10 +44,11 @@ blocks run ``sgp.sgp_core`` channels-last with the depthwise convolutions as ban
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from microaction.data.store import DEFAULT_REGIONS
 from microaction.models.common import (
@@ -266,6 +267,13 @@ class StackedM3E(nn.Module):
         super().__init__()
         _check(d_model, n_heads, pool, pool_segments, segment_drop, segment_dropout)
         self.G = G
+        self.in_dim = in_dim
+        self.kwargs: dict[str, Any] = {  # one expert's constructor arguments (forward_with's template)
+            "d_model": d_model, "n_heads": n_heads, "n_attn": n_attn, "n_sgp": n_sgp, "mlp_ratio": mlp_ratio,
+            "sgp_kernel": sgp_kernel, "sgp_k": sgp_k, "sgp_init_std": sgp_init_std, "dropout": dropout,
+            "max_len": max_len, "pool": pool, "pool_segments": pool_segments, "segment_drop": segment_drop,
+            "segment_dropout": segment_dropout, "segment_center": segment_center,
+        }  # fmt: skip
         self.pool = pool
         self.pool_segments = pool_segments
         self.segment_drop = float(segment_drop)
@@ -295,10 +303,20 @@ class StackedM3E(nn.Module):
         if T > self.pos.shape[1]:
             raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[1]}")
         m = mask.bool()
-        mf = m.to(x.dtype).view(-1, B, T, 1)
         h = self.in_proj(self.in_norm(x)) + self.pos[:, None, :T]
         if extra is not None:
             h = h + extra.to(h.dtype)
+        stats = None
+        if self.stats_proj is not None:
+            stats = self.stats_proj(pooled_stats(x, m.view(-1, B, T).expand(x.shape[0], B, T)))
+        return self.encode(h, m, stats)
+
+    def encode(self, h: torch.Tensor, m: torch.Tensor, stats: torch.Tensor | None) -> M3EOutput:
+        """Everything after the input projection: ``h [G, B, T, d]`` (projected, positions added),
+        ``m`` the bool mask of ``forward``, ``stats [G, B, d]`` the input statistics' term (with
+        ``pool="mean+stats"``)."""
+        _, B, T, _ = h.shape
+        mf = m.to(h.dtype).view(-1, B, T, 1)
         h = self.drop(h)
         for layer in self.attn_layers:
             h = layer(h, m)
@@ -310,11 +328,65 @@ class StackedM3E(nn.Module):
         score = self.pool_score(h).squeeze(-1) if self.pool_score is not None else None
         mm = m.view(-1, B, T)
         pooled, w = _pool(h, mm, self.pool, score)
-        if self.stats_proj is not None:
-            pooled = pooled + self.stats_proj(pooled_stats(x, mm.expand(x.shape[0], B, T)))
+        if stats is not None:
+            pooled = pooled + stats
         if self.segment_proj is not None:
             pooled = pooled + _segment_term(self, h, mm.expand(h.shape[0], B, T))
         return M3EOutput(h, pooled, w)
+
+    def forward_with(
+        self,
+        single: M3E,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        y: torch.Tensor,
+        ymask: torch.Tensor,
+        extra: torch.Tensor | None = None,
+    ) -> tuple[M3EOutput, M3EOutput]:
+        """These G experts on ``x [G, B, T, D]`` / ``mask [G, B, T]`` (as ``forward``) and one more
+        single ``M3E`` (B-MoE's global encoder) on ``y [B, T, D_y]`` / ``ymask [B, T]`` (padded
+        steps zero) → (stacked output, single output). The same function as ``forward`` and
+        ``single(y, ymask)`` (``tests/test_bmoe.py``). Each projects its own input; everything after
+        the projection (the attention layers, SGP blocks, norm and pooling: all but a few of the
+        step's operations at the demo's widths) runs once, as G + 1 stacked experts, instead of
+        twice; its parameters are concatenated each call, a copy of their size."""
+        G, _, T, _ = x.shape
+        if T > self.pos.shape[1]:
+            raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[1]}")
+        joint = self.__dict__.get("_joint")
+        if joint is None:  # parameter-less: functional_call lends it the concatenated parameters
+            with torch.device("meta"):
+                joint = _Encode(StackedM3E(G + 1, self.in_dim, **self.kwargs))
+            self.__dict__["_joint"] = joint  # not a submodule: no parameters, state or device of its own
+        own = dict(single.named_parameters())
+        params = {f"m.{n}": torch.cat([p, own[n].unsqueeze(0)]) for n, p in self.named_parameters() if n not in _INPUT}
+        m, ym = mask.bool(), ymask.bool()
+        h = self.in_proj(self.in_norm(x)) + self.pos[:, None, :T]
+        if extra is not None:
+            h = h + extra.to(h.dtype)
+        hy = single.in_proj(single.in_norm(y)) + single.pos[:T]
+        stats = None
+        if self.stats_proj is not None:
+            assert single.stats_proj is not None
+            stats = torch.cat([self.stats_proj(pooled_stats(x, m)), single.stats_proj(pooled_stats(y, ym))[None]])
+        joint.train(self.training)
+        out = cast(
+            M3EOutput, functional_call(joint, params, (torch.cat([h, hy[None]]), torch.cat([m, ym[None]]), stats))
+        )
+        w = out.pool_weights
+        return (
+            M3EOutput(out.seq[:G], out.pooled[:G], None if w is None else w[:G]),
+            M3EOutput(out.seq[G], out.pooled[G], None if w is None else w[G]),
+        )
+
+    def joins(self, single: nn.Module) -> bool:
+        """Whether ``forward_with(single, ...)`` applies: ``single`` is an M3E of these experts' shape
+        after the input projection."""
+        if not isinstance(single, M3E):
+            return False
+        own = {n: p for n, p in single.named_parameters() if n not in _INPUT}
+        mine = {n: p for n, p in self.named_parameters() if n not in _INPUT}
+        return own.keys() == mine.keys() and all(own[n].shape == p.shape[1:] for n, p in mine.items())
 
     # -- conversion to and from single experts ------------------------------------------------
     @torch.no_grad()
@@ -334,6 +406,30 @@ class StackedM3E(nn.Module):
     def expert_state_dict(self, g: int) -> dict[str, torch.Tensor]:
         """Expert ``g`` as a single ``M3E`` state dict."""
         return {name: p.detach()[g].clone() for name, p in self.named_parameters()}
+
+
+# the parameters before the projection to d_model (and of the input statistics' term): their shapes
+# follow the input's width, so a joint run (``StackedM3E.forward_with``) keeps them apart
+_INPUT = (
+    "in_norm.weight",
+    "in_norm.bias",
+    "in_proj.weight",
+    "in_proj.bias",
+    "pos",
+    "stats_proj.weight",
+    "stats_proj.bias",
+)
+
+
+class _Encode(nn.Module):
+    """``StackedM3E.encode`` as a module's forward (for ``functional_call``)."""
+
+    def __init__(self, m: StackedM3E) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, stats: torch.Tensor | None) -> M3EOutput:
+        return self.m.encode(h, mask, stats)
 
 
 # ---------------------------------------------------------------------------------------------
