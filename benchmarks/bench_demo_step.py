@@ -32,7 +32,7 @@ from microaction.models import create_model
 from microaction.models.common import attention
 from microaction.models.losses import LossComputer
 
-MAKE_BENCH = {"args": [], "budget_s": 90, "mode": "full"}
+MAKE_BENCH = {"args": [], "budget_s": 60, "mode": "full"}
 REGIONS = ("head", "body", "upper_limbs", "lower_limbs")
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_bmoe.yaml"
 
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="few repetitions (a smoke run)")
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions of each (default 15; 2 with --quick)")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions of each (default 30; 2 with --quick)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    reps = args.reps or (2 if args.quick else 15)
+    reps = args.reps or (2 if args.quick else 30)
     note = "quick: not a measurement" if args.quick else ""
     precision = resolve_precision("auto", torch.device("cpu"))
     dtype = torch.bfloat16 if precision.bf16 else torch.float32

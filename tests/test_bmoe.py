@@ -164,6 +164,16 @@ def test_the_global_m3e_run_with_the_batched_experts_is_the_same_function(kw):
         torch.testing.assert_close(grads[0][n], g, atol=1e-5, rtol=1e-4, msg=n)
 
 
+def test_only_narrow_experts_run_the_global_m3e_with_them():
+    """At paper width the parameters' copies cost more than the ops saved (docs/models.md)."""
+    from microaction.models.bmoe import JOINT_MAX_WIDTH
+
+    assert bmoe()._joint_global and 32 <= JOINT_MAX_WIDTH < 512
+    wide = create_model("bmoe", **KW, d_model=512, n_heads=8, n_attn=1, n_sgp=1)
+    assert not wide._joint_global  # type: ignore[union-attr]
+    assert not bmoe(expert_impl="loop")._joint_global
+
+
 def test_stage1_classifiers_initialise_the_experts():
     model = bmoe(seed=0)
     assert model.stage1_streams() == [f"region:{r}" for r in REGIONS] + ["global"]

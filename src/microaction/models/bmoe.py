@@ -106,6 +106,11 @@ _PAPER = {"d_model": 512, "n_heads": 8, "n_attn": 2, "n_sgp": 2, "max_len": 64}
 ROUTINGS = ("soft", "uniform", "concat")
 COMBINES = ("mix", "tokens")
 EXPERT_SUMS = ("none", "regions", "all")
+# the widest experts whose global M3E runs with the batched ones (``StackedM3E.forward_with``): one
+# thread, train step, bf16 / fp32: d 32 1.05× / 1.02× faster; d 128 and 256 within ±1 % (fp32 d 128
+# 3 % slower); paper size (d 512) 9 % slower in fp32, where the parameters' copies cost more than
+# the ops saved (AMD EPYC, benchmarks/bench_demo_step.py and docs/models.md); GPUs not measured
+JOINT_MAX_WIDTH = 64
 
 
 def encoder_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -271,8 +276,10 @@ class BMoE(nn.Module):
         else:
             self.experts = nn.ModuleList(M3E(region_dim, **self.expert_kwargs) for _ in range(R))
         self.global_encoder = M3E(global_dim, **self.expert_kwargs)
-        # the global M3E runs as one more batched expert after its own input projection
-        self._joint_global = isinstance(self.experts, StackedM3E) and self.experts.joins(self.global_encoder)
+        # narrow experts: the global M3E runs as one more batched expert after its own input projection
+        self._joint_global = (
+            isinstance(self.experts, StackedM3E) and d <= JOINT_MAX_WIDTH and self.experts.joins(self.global_encoder)
+        )
         # saliency scores: LN → Linear → GELU → Linear (no final bias: softmax is shift invariant)
         self.saliency = nn.Sequential(
             nn.LayerNorm(d), nn.Linear(d, max(d // 4, 8)), nn.GELU(), nn.Linear(max(d // 4, 8), 1, bias=False)

@@ -170,12 +170,12 @@ def attention(
     bf16 on CPU with gradients runs as two matrix products around an fp32 softmax
     (:func:`_explicit_attention`) when the mask is a float bias that needs a gradient (B-MoE's
     routing bias: PyTorch then takes its unfused math path, which upcasts to fp32) or the scores
-    are short (``Lq·Lk ≤ EXPLICIT_ATTENTION_MAX``):
-    PyTorch's CPU flash-attention backward in bf16 took 4× its fp32 time on an AMD EPYC with AVX-512
-    BF16. Forward + backward, one thread (``benchmarks/bench_attention.py``): B-MoE's read-out over
-    135 tokens with its routing bias 1.8× faster, key-masked clips of 32 steps 7× faster; from about
-    384 key-masked steps on PyTorch's kernel is faster again. Everything else (GPUs, fp32,
-    inference) keeps PyTorch's kernels.
+    are short (``Lq·Lk ≤ EXPLICIT_ATTENTION_MAX``): PyTorch's CPU flash-attention backward in bf16
+    took 4× its fp32 time on an AMD EPYC with AVX-512 BF16. Forward + backward, one thread
+    (``benchmarks/bench_demo_step.py``): B-MoE's demo read-out (130 tokens, routing bias) 1.2-1.8×
+    faster than the kernel, key-masked clips of 32 steps 7× faster; from about 384 key-masked
+    steps on the kernel is faster again. Everything else (GPUs, fp32, inference) keeps PyTorch's
+    kernels.
     """
     grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     # a float bias with a gradient sends PyTorch to its unfused math path, which materialises the scores too
