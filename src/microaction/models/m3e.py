@@ -347,9 +347,10 @@ class StackedM3E(nn.Module):
         single ``M3E`` (B-MoE's global encoder) on ``y [B, T, D_y]`` / ``ymask [B, T]`` (padded
         steps zero) → (stacked output, single output). The same function as ``forward`` and
         ``single(y, ymask)`` (``tests/test_bmoe.py``). Each projects its own input; everything after
-        the projection (the attention layers, SGP blocks, norm and pooling: all but a few of the
-        step's operations at the demo's widths) runs once, as G + 1 stacked experts, instead of
-        twice; its parameters are concatenated each call, a copy of their size."""
+        the projection (the attention layers, SGP blocks, norm and pooling: all but a few of an
+        expert's operations) runs once, as G + 1 stacked experts, instead of twice. Its parameters
+        are concatenated each call, a copy of their size: worth it for narrow experts only, where
+        the cost is per operation (``bmoe.JOINT_MAX_WIDTH``)."""
         G, _, T, _ = x.shape
         if T > self.pos.shape[1]:
             raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[1]}")
