@@ -303,13 +303,15 @@ class StackedM3E(nn.Module):
         if T > self.pos.shape[1]:
             raise ValueError(f"sequence length {T} exceeds M3E max_len {self.pos.shape[1]}")
         m = mask.bool()
-        h = self.in_proj(self.in_norm(x)) + self.pos[:, None, :T]
-        if extra is not None:
-            h = h + extra.to(h.dtype)
         stats = None
         if self.stats_proj is not None:
             stats = self.stats_proj(pooled_stats(x, m.view(-1, B, T).expand(x.shape[0], B, T)))
-        return self.encode(h, m, stats)
+        return self.encode(self._embed(x, extra), m, stats)
+
+    def _embed(self, x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """The projected input with positions (and ``extra``) added: ``x [G, B, T, D]`` → ``[G, B, T, d]``."""
+        h = self.in_proj(self.in_norm(x)) + self.pos[:, None, : x.shape[2]]
+        return h if extra is None else h + extra.to(h.dtype)
 
     def encode(self, h: torch.Tensor, m: torch.Tensor, stats: torch.Tensor | None) -> M3EOutput:
         """Everything after the input projection: ``h [G, B, T, d]`` (projected, positions added),
@@ -362,9 +364,7 @@ class StackedM3E(nn.Module):
         own = dict(single.named_parameters())
         params = {f"m.{n}": torch.cat([p, own[n].unsqueeze(0)]) for n, p in self.named_parameters() if n not in _INPUT}
         m, ym = mask.bool(), ymask.bool()
-        h = self.in_proj(self.in_norm(x)) + self.pos[:, None, :T]
-        if extra is not None:
-            h = h + extra.to(h.dtype)
+        h = self._embed(x, extra)
         hy = single.in_proj(single.in_norm(y)) + single.pos[:T]
         stats = None
         if self.stats_proj is not None:
